@@ -1,0 +1,69 @@
+// Errors as data with stable codes. Each edge (CLI line, errno, NBD error, rpc reply) maps the code
+// once; nothing in between inspects messages.
+
+export const errorCodes = [
+  'INVALID_ARGUMENT', // malformed input from outside
+  'NO_VDI', // no VDI of that name
+  'NO_TAG', // no snapshot with that tag or id
+  'VDI_EXISTS',
+  'SNAPSHOT_EXISTS',
+  'VDI_NOT_SNAPSHOT', // clone source must be a snapshot
+  'VDI_IS_SNAPSHOT', // a snapshot cannot be written or resized
+  'READ_ONLY',
+  'OUT_OF_RANGE', // offset or length beyond the end of a VDI
+  'TOO_LARGE', // size over the limit
+  'NO_SPACE', // VID space full, or disk full
+  'NO_OBJECT', // object not found on this node
+  'NOT_FORMATTED',
+  'ALREADY_FORMATTED',
+  'WAIT_FOR_JOIN', // cluster waits for members of the last epoch
+  'SHUTDOWN',
+  'NETWORK', // a peer did not answer
+  'IO', // local disk error
+  'CORRUPT', // an object failed its integrity check
+  'PROTOCOL', // malformed frame or request
+  'BUSY',
+  'REFUSED', // join refused
+  'UNSUPPORTED',
+  'NODE_NOT_FOUND',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+const codeSet: ReadonlySet<string> = new Set(errorCodes);
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && codeSet.has(value);
+}
+
+/** The one error class of the project: a stable code and a one-line message. */
+export class SdError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'SdError';
+    this.code = code;
+  }
+}
+
+export function sdError(code: ErrorCode, message: string): SdError {
+  return new SdError(code, message);
+}
+
+/** Operating errors become SdError; programming errors (TypeError, RangeError...) are re-thrown. */
+export function asSdError(error: unknown): SdError {
+  if (error instanceof SdError) return error;
+  if (error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError) {
+    throw error;
+  }
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ENOSPC') return new SdError('NO_SPACE', 'no space left on device');
+  if (errno === 'ECONNREFUSED' || errno === 'ECONNRESET' || errno === 'EPIPE' || errno === 'ETIMEDOUT') {
+    return new SdError('NETWORK', (error as Error).message);
+  }
+  if (error instanceof Error) return new SdError('IO', error.message);
+  return new SdError('INTERNAL', String(error));
+}
+
+export type Result<T> = { ok: true; value: T } | { ok: false; error: SdError };

@@ -1,0 +1,46 @@
+// Every limit of the system in one place (TigerBeetle style). Relations between them are asserted
+// when this module loads, so a bad edit fails at start-up, not in production.
+import assert from 'node:assert/strict';
+
+export const blockSizeShiftDefault = 22; // 4 MiB objects
+export const blockSizeShiftMin = 20; // 1 MiB
+export const blockSizeShiftMax = 26; // 64 MiB
+export const objectSizeBytesMax = 2 ** blockSizeShiftMax;
+
+/** Owner-table entries per table object (and the object count of a normal VDI). */
+export const tableEntriesPerChunk = 2 ** 20;
+export const normalObjectsMax = 2 ** 20; // 4 TiB with 4 MiB objects
+export const hyperObjectsMax = 2 ** 32; // 16 PiB with 4 MiB objects
+/** Byte offsets are JS numbers: past this they lose precision and are refused. */
+export const byteOffsetMax = Number.MAX_SAFE_INTEGER;
+
+export const vdiNameBytesMax = 255;
+export const snapshotTagBytesMax = 255;
+export const vidCount = 2 ** 24;
+
+export const copiesMax = 31;
+export const vnodesMax = 65535;
+export const vnodesDefault = 128;
+export const zoneMax = 0xffffffff;
+
+export const portDefault = 7000;
+export const nbdPortBase = 10809;
+
+/** One rpc frame: header plus an object's payload plus slack. */
+export const rpcHeaderBytesMax = 64 * 1024;
+export const rpcFrameBytesMax = objectSizeBytesMax + rpcHeaderBytesMax;
+export const rpcInflightRequestsMax = 256;
+export const rpcConnectTimeoutMs = 3000;
+export const rpcRequestTimeoutMs = 60_000;
+
+/** An I/O request from a client (dog, sheepfs, NBD) is cut into pieces of at most this. */
+export const ioRequestBytesMax = 32 * 1024 * 1024;
+
+/** The local driver reports a dead member as left within this. */
+export const localLivenessPollMs = 250;
+export const localLeaveDetectMsMax = 2000;
+
+assert.ok(blockSizeShiftDefault >= blockSizeShiftMin && blockSizeShiftDefault <= blockSizeShiftMax);
+assert.ok(rpcFrameBytesMax < 2 ** 31, 'frame length must fit the 32-bit prefix');
+assert.ok(localLivenessPollMs * 4 <= localLeaveDetectMsMax);
+assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);

@@ -1,0 +1,47 @@
+// The byte-addressed view of one VDI that every front end (NBD, sheepfs, dog read/write) uses.
+// The implementation over the cluster lives in src/sheep/volume-io.ts; tests use an in-memory one.
+
+/** A run of bytes that is either backed by objects or a hole that reads as zeros. */
+export interface Extent {
+  offsetBytes: number;
+  lengthBytes: number;
+  allocated: boolean;
+}
+
+export interface VolumeInfo {
+  name: string;
+  /** '' for the working VDI. */
+  tag: string;
+  snapId: number;
+  vid: number;
+  sizeBytes: number;
+  objectSizeBytes: number;
+  readOnly: boolean;
+}
+
+/**
+ * Errors are SdError (src/engine/errors.ts): OUT_OF_RANGE past the end, READ_ONLY on a snapshot,
+ * NETWORK/IO when the cluster fails. Offsets and lengths are non-negative safe integers.
+ */
+export interface Volume {
+  readonly info: VolumeInfo;
+  read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /** Resolves once every replica has the data on stable storage. */
+  write(offsetBytes: number, data: Buffer): Promise<void>;
+  /** Every acknowledged write is already stable; kept for front ends that need the call. */
+  flush(): Promise<void>;
+  /** Whole objects in the range become unallocated again (thin); partial ranges are zeroed. */
+  discard(offsetBytes: number, lengthBytes: number): Promise<void>;
+  /** Reads as zeros afterwards; whole objects are deallocated like discard. */
+  writeZeroes(offsetBytes: number, lengthBytes: number): Promise<void>;
+  /** Allocation of the range, as consecutive extents covering it exactly. */
+  extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]>;
+  close(): Promise<void>;
+}
+
+/** Opens volumes by export spec: `NAME`, `NAME:TAG` or `NAME:SNAPID` (snapshots are read-only). */
+export interface VolumeProvider {
+  open(spec: string): Promise<Volume>;
+  /** Names of working VDIs, for NBD_OPT_LIST. */
+  listNames(): Promise<string[]>;
+}
