@@ -1,0 +1,560 @@
+// The `local` cluster driver: the sheep of one host form a cluster through DIR/events, an
+// append-only log. Each event is one write() of one JSON line on an O_APPEND descriptor, which a
+// local Linux filesystem (tmpfs, ext4, xfs) performs atomically with respect to other appenders,
+// so the order of lines is the one total order every member sees. Every process tails the file and
+// feeds each line to the pure state machine of local-state.ts; this file only does the I/O and
+// acts on the outputs that concern its own node. See docs/local-driver.md.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { localLivenessPollMs } from '../engine/limits.js';
+import { SdError } from '../engine/errors.js';
+import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from './driver.js';
+import {
+  applyEvent,
+  formatEventLine,
+  initialState,
+  isJoinVerdict,
+  parseEventLine,
+  type Incarnation,
+  type LocalState,
+  type LogEvent,
+  type Output,
+} from './local-state.js';
+
+/** Fallback poll of the log when fs.watch misses a change (it can, e.g. on some overlay mounts). */
+export const localLogPollMs = 50;
+/** One event line; bigger messages are refused before they reach the log. */
+export const localEventBytesMax = 1024 * 1024;
+const readChunkBytes = 64 * 1024;
+
+/** Timers, passed in so a test can drive them; the default is the Node event loop. */
+export interface LocalClock {
+  /** Calls `tick` every `intervalMs` until the returned function is called. */
+  every(intervalMs: number, tick: () => void): () => void;
+}
+
+/** The subset of a pino logger this driver uses. */
+export interface LocalLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface LocalDriverOptions {
+  dir: string;
+  clock?: LocalClock;
+  logger?: LocalLogger;
+  /** How often every process checks that the other members' pids are alive. */
+  livenessPollMs?: number;
+  logPollMs?: number;
+}
+
+export interface LocalClusterDriver extends ClusterDriver {
+  /** Stops at once: appends a leave if still in the cluster, then releases timers and files. */
+  close(): void;
+}
+
+const nodeClock: LocalClock = {
+  every(intervalMs, tick) {
+    const timer = setInterval(tick, intervalMs);
+    return () => clearInterval(timer);
+  },
+};
+
+const silentLogger: LocalLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * The default DIR: per user and outside the shared /tmp namespace, where anybody could pre-create
+ * (and so hijack) a fixed path, the bug of the original Sheepdog.
+ */
+export function defaultLocalDir(env: NodeJS.ProcessEnv = process.env): string {
+  const uid = process.getuid?.() ?? -1;
+  if (uid === 0) return '/run/sheepdog-local';
+  const runtimeDir = env.XDG_RUNTIME_DIR;
+  if (runtimeDir !== undefined && runtimeDir !== '') return path.join(runtimeDir, 'sheepdog-local');
+  return path.join(os.tmpdir(), `sheepdog-local-${uid}`);
+}
+
+export function createLocalDriver(options: LocalDriverOptions): LocalClusterDriver {
+  return new LocalDriver(options);
+}
+
+/** Creates DIR mode 0700 and refuses one that someone else could write to. */
+function prepareDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = fs.statSync(dir);
+  if (!stat.isDirectory()) throw new SdError('INVALID_ARGUMENT', `${dir} is not a directory`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0 && stat.uid !== uid) {
+    throw new SdError('INVALID_ARGUMENT', `${dir} belongs to uid ${stat.uid}, not to us (uid ${uid})`);
+  }
+  if ((stat.mode & 0o022) !== 0) {
+    throw new SdError('INVALID_ARGUMENT', `${dir} is writable by group or others (mode ${(stat.mode & 0o777).toString(8)})`);
+  }
+}
+
+/**
+ * The start time of a process (field 22 of /proc/PID/stat), or null when it is gone or a zombie.
+ * Together with the pid it names one process: a pid reused later has another start time.
+ */
+export function processStartToken(pid: number): string | null {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces and parentheses: fields are counted after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  if (state === 'Z' || state === 'X') return null; // killed, not yet reaped: dead for us
+  return fields[19] ?? null;
+}
+
+function procAvailable(): boolean {
+  return fs.existsSync('/proc/self/stat');
+}
+
+export function isProcessAlive(pid: number, start: string | null): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: it exists but belongs to another user.
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
+  if (start === null) return true;
+  return processStartToken(pid) === start;
+}
+
+type Phase = 'idle' | 'joining' | 'member' | 'leaving' | 'closed';
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+class LocalDriver implements LocalClusterDriver {
+  private readonly dir: string;
+  private readonly logPath: string;
+  private readonly clock: LocalClock;
+  private readonly logger: LocalLogger;
+  private readonly livenessPollMs: number;
+  private readonly logPollMs: number;
+
+  private phase: Phase = 'idle';
+  private self: Incarnation | undefined;
+  private handlers: ClusterHandlers | undefined;
+  private state: LocalState = initialState();
+
+  private appendFd: number | undefined;
+  private readFd: number | undefined;
+  /** Bytes of the log read so far; `carry` holds the tail of them that is not a full line yet. */
+  private readOffsetBytes = 0;
+  private carry: Buffer = Buffer.alloc(0);
+  private pumping = false;
+  private pumpScheduled = false;
+
+  private readonly stoppers: Array<() => void> = [];
+  private watcher: fs.FSWatcher | undefined;
+  /** Incarnations this process already reported dead: report each once. */
+  private readonly reportedDead = new Set<string>();
+
+  private nextSeq = 0;
+  private holding = false;
+  private readonly notifyWaiters = new Map<number, Waiter>();
+  private readonly unblockWaiters = new Map<number, Waiter>();
+  private readonly blockWaiters = new Map<number, Waiter>();
+  private syncWaiters: Array<Waiter & { offsetBytes: number }> = [];
+  private joinSettle: ((verdict: JoinVerdict) => void) | undefined;
+  private joinFail: ((error: Error) => void) | undefined;
+  private leavePromise: Promise<void> | undefined;
+  private leaveSettle: (() => void) | undefined;
+
+  constructor(options: LocalDriverOptions) {
+    this.dir = options.dir;
+    this.logPath = path.join(options.dir, 'events');
+    this.clock = options.clock ?? nodeClock;
+    this.logger = options.logger ?? silentLogger;
+    this.livenessPollMs = options.livenessPollMs ?? localLivenessPollMs;
+    this.logPollMs = options.logPollMs ?? localLogPollMs;
+  }
+
+  // ---- the ClusterDriver contract ----
+
+  async join(self: NodeInfo, request: Json, handlers: ClusterHandlers): Promise<JoinVerdict> {
+    if (this.phase !== 'idle') throw new SdError('INVALID_ARGUMENT', 'join called twice on one driver');
+    this.phase = 'joining';
+    this.handlers = handlers;
+    const start = procAvailable() ? processStartToken(process.pid) : null;
+    this.self = { inc: randomUUID(), info: self, pid: process.pid, start };
+    this.openLog();
+    // Replay silently to learn the membership, then clear the way: report dead members (a whole
+    // cluster restart leaves only dead ones) so that a dead predecessor of this addr:port is gone.
+    this.pumpNow();
+    this.reportDeadProcesses();
+    this.pumpNow();
+    const holder = this.liveHolderOf(self.id);
+    if (holder !== undefined) {
+      this.shutdown();
+      return { accept: false, reason: `node ${self.id} is already in the cluster (pid ${holder.pid})` };
+    }
+    const verdict = new Promise<JoinVerdict>((resolve, reject) => {
+      this.joinSettle = resolve;
+      this.joinFail = reject;
+    });
+    this.append({ t: 'join_request', inc: this.self.inc, node: self, pid: process.pid, start, request });
+    this.startTailing();
+    this.schedulePump();
+    return verdict;
+  }
+
+  leave(): Promise<void> {
+    if (this.leavePromise !== undefined) return this.leavePromise;
+    if (this.phase !== 'joining' && this.phase !== 'member') {
+      this.leavePromise = Promise.resolve();
+      this.shutdown();
+      return this.leavePromise;
+    }
+    // From here on this node answers no join request: at its leave line the next master is asked,
+    // and two answers to one request must not exist.
+    this.phase = 'leaving';
+    this.leavePromise = new Promise<void>((resolve) => {
+      this.leaveSettle = resolve;
+    });
+    this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+    this.schedulePump();
+    return this.leavePromise;
+  }
+
+  close(): void {
+    if (this.phase === 'joining' || this.phase === 'member') {
+      this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+    }
+    this.shutdown();
+  }
+
+  notify(message: Json): Promise<void> {
+    return this.sendAndWait('notify', this.notifyWaiters, (seq) => ({ t: 'notify', inc: this.selfInc(), seq, message }));
+  }
+
+  block(): Promise<void> {
+    return this.sendAndWait('block', this.blockWaiters, (seq) => ({ t: 'block', inc: this.selfInc(), seq }));
+  }
+
+  unblock(message: Json): Promise<void> {
+    if (this.phase === 'member' && !this.holding) {
+      return Promise.reject(new SdError('INVALID_ARGUMENT', 'unblock without holding the lock'));
+    }
+    const done = this.sendAndWait('unblock', this.unblockWaiters, (seq) => ({ t: 'unblock', inc: this.selfInc(), seq, message }));
+    // Released locally at once so that a second unblock cannot slip in before the log is read back.
+    this.holding = false;
+    return done;
+  }
+
+  sync(): Promise<void> {
+    if (this.appendFd === undefined) return Promise.resolve();
+    const offsetBytes = fs.fstatSync(this.appendFd).size;
+    return new Promise<void>((resolve, reject) => {
+      this.syncWaiters.push({ offsetBytes, resolve, reject });
+      this.schedulePump();
+    });
+  }
+
+  // ---- the log ----
+
+  private openLog(): void {
+    prepareDir(this.dir);
+    this.appendFd = fs.openSync(this.logPath, 'a', 0o600);
+    this.readFd = fs.openSync(this.logPath, 'r');
+  }
+
+  private append(event: LogEvent): void {
+    assert.ok(this.appendFd !== undefined, 'append before the log is open');
+    const line = Buffer.from(formatEventLine(event), 'utf8');
+    if (line.length > localEventBytesMax) {
+      throw new SdError('TOO_LARGE', `cluster event of ${line.length} bytes exceeds ${localEventBytesMax}`);
+    }
+    // One write() per event: O_APPEND makes it land whole after every earlier line.
+    const written = fs.writeSync(this.appendFd, line);
+    assert.equal(written, line.length, 'short write to the cluster log');
+  }
+
+  private startTailing(): void {
+    try {
+      this.watcher = fs.watch(this.dir, () => this.schedulePump());
+      this.watcher.on('error', (error) => this.logger.warn({ err: error }, 'local driver: watch failed, polling only'));
+    } catch (error) {
+      this.logger.warn({ err: error }, 'local driver: fs.watch unavailable, polling only');
+    }
+    this.stoppers.push(this.clock.every(this.logPollMs, () => this.schedulePump()));
+    this.stoppers.push(this.clock.every(this.livenessPollMs, () => this.reportDeadProcesses()));
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.phase === 'closed') return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pumpNow();
+    });
+  }
+
+  /** Reads the log to its end and applies every complete line, in order. */
+  private pumpNow(): void {
+    if (this.pumping || this.readFd === undefined) return;
+    this.pumping = true;
+    try {
+      const chunk = Buffer.allocUnsafe(readChunkBytes);
+      while (this.readFd !== undefined) {
+        const bytesRead = fs.readSync(this.readFd, chunk, 0, chunk.length, this.readOffsetBytes);
+        if (bytesRead === 0) break;
+        this.readOffsetBytes += bytesRead;
+        this.carry = Buffer.concat([this.carry, chunk.subarray(0, bytesRead)]);
+        this.applyCompleteLines();
+      }
+      this.settleSyncWaiters();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private applyCompleteLines(): void {
+    let lineStart = 0;
+    for (;;) {
+      const newline = this.carry.indexOf(0x0a, lineStart);
+      if (newline < 0) break;
+      const line = this.carry.toString('utf8', lineStart, newline);
+      lineStart = newline + 1;
+      this.applyLine(line);
+      if (this.phase === 'closed') return;
+    }
+    this.carry = this.carry.subarray(lineStart);
+  }
+
+  private appliedOffsetBytes(): number {
+    return this.readOffsetBytes - this.carry.length;
+  }
+
+  private applyLine(line: string): void {
+    const event = parseEventLine(line);
+    if (event === null) {
+      this.logger.warn({ line: line.slice(0, 200) }, 'local driver: skipping malformed log line');
+      return;
+    }
+    const applied = applyEvent(this.state, event);
+    this.state = applied.state;
+    for (const output of applied.outputs) {
+      this.act(output);
+      if (this.phase === 'closed') return;
+    }
+  }
+
+  // ---- acting on the state machine's outputs ----
+
+  private act(output: Output): void {
+    const selfInc = this.selfInc();
+    switch (output.kind) {
+      case 'check_join':
+        if (output.responder === selfInc && (this.phase === 'joining' || this.phase === 'member')) {
+          this.answerJoin(output.joiner, output.request);
+        }
+        return;
+      case 'join':
+        if (output.joiner.inc === selfInc) {
+          this.phase = this.phase === 'leaving' ? 'leaving' : 'member';
+          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
+          this.settleJoin({ accept: true, payload: output.payload });
+        } else if (this.delivering()) {
+          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
+        }
+        return;
+      case 'refused':
+        if (output.joiner.inc === selfInc) {
+          this.settleJoin({ accept: false, reason: output.reason });
+          this.shutdown();
+        }
+        return;
+      case 'dropped':
+        if (output.joiner.inc === selfInc) {
+          this.settleJoin({ accept: false, reason: 'left before the join was decided' });
+          this.shutdown();
+        }
+        return;
+      case 'leave':
+        this.actOnLeave(output);
+        return;
+      case 'notify':
+        if (this.delivering()) this.deliver(() => this.requireHandlers().onNotify(output.from.info, output.message));
+        if (output.ack.inc === selfInc) {
+          const waiters = output.ack.unblock ? this.unblockWaiters : this.notifyWaiters;
+          this.settleWaiter(waiters, output.ack.seq);
+        }
+        return;
+      case 'granted':
+        if (output.inc === selfInc) {
+          this.holding = true;
+          this.settleWaiter(this.blockWaiters, output.seq);
+        }
+        return;
+      case 'ignored':
+        this.logger.debug({ why: output.why }, 'local driver: log line changed nothing');
+        return;
+    }
+  }
+
+  private actOnLeave(output: Extract<Output, { kind: 'leave' }>): void {
+    if (output.node.inc !== this.selfInc()) {
+      if (this.delivering()) this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
+      return;
+    }
+    if (this.phase === 'leaving') {
+      this.shutdown();
+      return;
+    }
+    // Reported dead while alive: only a broken start token or a foreign leave line can do this.
+    // The node is out of the cluster either way; tell the layer above, which must stop serving.
+    this.logger.error({ node: output.node.info.id }, 'local driver: this node was reported as left');
+    this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
+    this.shutdown();
+  }
+
+  private answerJoin(joiner: Incarnation, request: Json): void {
+    let verdict: JoinVerdict | undefined;
+    this.deliver(() => {
+      verdict = this.requireHandlers().checkJoin(joiner.info, request);
+    });
+    if (verdict === undefined) return; // the handler threw: the process is going down
+    assert.ok(isJoinVerdict(verdict), 'checkJoin returned a malformed verdict');
+    this.append({ t: 'join_response', inc: joiner.inc, by: this.selfInc(), verdict });
+    this.schedulePump();
+  }
+
+  /**
+   * Runs one handler. A throwing handler is a bug of the layer above and its state is now unknown:
+   * crash loudly rather than let the tailer stop and the node silently fall behind the cluster.
+   */
+  private deliver(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.logger.error({ err: error }, 'local driver: cluster handler threw; crashing');
+      this.shutdown();
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  }
+
+  private delivering(): boolean {
+    return this.phase === 'member' || this.phase === 'leaving';
+  }
+
+  // ---- liveness ----
+
+  /** Appends a leave for every member or pending joiner whose process is gone. */
+  private reportDeadProcesses(): void {
+    if (this.phase === 'closed' || this.phase === 'idle') return;
+    const selfInc = this.selfInc();
+    for (const other of [...this.state.members, ...this.state.pending]) {
+      if (other.inc === selfInc || this.reportedDead.has(other.inc)) continue;
+      if (isProcessAlive(other.pid, other.start)) continue;
+      this.reportedDead.add(other.inc);
+      this.logger.info({ node: other.info.id, pid: other.pid }, 'local driver: member process is gone, reporting it left');
+      this.append({ t: 'leave', inc: other.inc, node: other.info.id });
+    }
+    this.schedulePump();
+  }
+
+  private liveHolderOf(nodeId: string): Incarnation | undefined {
+    const claims = [...this.state.members, ...this.state.pending].filter((other) => other.info.id === nodeId);
+    return claims.find((other) => isProcessAlive(other.pid, other.start));
+  }
+
+  // ---- waiters and shutdown ----
+
+  /** Appends the event made for a fresh seq; resolves when the state machine acknowledges that seq. */
+  private sendAndWait(operation: string, waiters: Map<number, Waiter>, makeEvent: (seq: number) => LogEvent): Promise<void> {
+    if (this.phase !== 'member') {
+      return Promise.reject(new SdError('INVALID_ARGUMENT', `${operation} needs a joined node (driver is ${this.phase})`));
+    }
+    const seq = this.nextSeq++;
+    const done = this.waitOn(waiters, seq);
+    try {
+      this.append(makeEvent(seq));
+    } catch (error) {
+      waiters.delete(seq);
+      return Promise.reject(error);
+    }
+    this.schedulePump();
+    return done;
+  }
+
+  private waitOn(waiters: Map<number, Waiter>, seq: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => waiters.set(seq, { resolve, reject }));
+  }
+
+  private settleWaiter(waiters: Map<number, Waiter>, seq: number): void {
+    const waiter = waiters.get(seq);
+    if (waiter === undefined) return;
+    waiters.delete(seq);
+    waiter.resolve();
+  }
+
+  private settleSyncWaiters(): void {
+    const applied = this.appliedOffsetBytes();
+    const ready = this.syncWaiters.filter((waiter) => waiter.offsetBytes <= applied);
+    this.syncWaiters = this.syncWaiters.filter((waiter) => waiter.offsetBytes > applied);
+    for (const waiter of ready) waiter.resolve();
+  }
+
+  private settleJoin(verdict: JoinVerdict): void {
+    const settle = this.joinSettle;
+    this.joinSettle = undefined;
+    this.joinFail = undefined;
+    settle?.(verdict);
+  }
+
+  /** Stops every timer and watcher and closes the log; pending calls fail with SHUTDOWN. */
+  private shutdown(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.holding = false;
+    for (const stop of this.stoppers.splice(0)) stop();
+    this.watcher?.close();
+    this.watcher = undefined;
+    for (const fd of [this.appendFd, this.readFd]) if (fd !== undefined) fs.closeSync(fd);
+    this.appendFd = undefined;
+    this.readFd = undefined;
+    const gone = new SdError('SHUTDOWN', 'the local cluster driver has stopped');
+    for (const waiters of [this.notifyWaiters, this.unblockWaiters, this.blockWaiters]) {
+      for (const waiter of waiters.values()) waiter.reject(gone);
+      waiters.clear();
+    }
+    for (const waiter of this.syncWaiters.splice(0)) waiter.reject(gone);
+    this.joinFail?.(gone);
+    this.joinSettle = undefined;
+    this.joinFail = undefined;
+    this.leaveSettle?.();
+    this.leaveSettle = undefined;
+  }
+
+  // ---- small guards ----
+
+  private selfInc(): string {
+    return this.self?.inc ?? '';
+  }
+
+  private selfInfo(): NodeInfo {
+    assert.ok(this.self !== undefined);
+    return this.self.info;
+  }
+
+  private requireHandlers(): ClusterHandlers {
+    assert.ok(this.handlers !== undefined);
+    return this.handlers;
+  }
+}
