@@ -1,0 +1,2 @@
+// Public entry of the NBD front end.
+export { startNbdServer, type NbdServer, type NbdServerOptions, type NbdLogger } from './server.js';

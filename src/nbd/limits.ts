@@ -1,0 +1,44 @@
+// Limits of the NBD front end. They live here rather than in src/engine/limits.ts only because this
+// directory is owned separately; relations to the engine limits are asserted at load like there.
+import assert from 'node:assert/strict';
+import { ioRequestBytesMax } from '../engine/limits.js';
+
+/** An option's data beyond this is treated as abuse and the connection is closed. */
+export const nbdOptionBytesMax = 64 * 1024;
+/** Options one connection may send before it must choose an export. */
+export const nbdOptionsPerConnectionMax = 1024;
+/** Strings (export names, queries, messages) are at most this long per the spec. */
+export const nbdStringBytesMax = 4096;
+/** Error messages we send are cut to this, a line for a human rather than a dump. */
+export const nbdErrorMessageBytesMax = 512;
+
+/** Advertised with NBD_INFO_BLOCK_SIZE: any byte offset works, 4 KiB avoids partial pages. */
+export const nbdBlockSizeMinBytes = 1;
+export const nbdBlockSizePreferredBytes = 4096;
+/** READ, WRITE and CACHE lengths above this are refused (and an oversized WRITE disconnects). */
+export const nbdBlockSizeMaxBytes = ioRequestBytesMax;
+/** TRIM and WRITE_ZEROES carry no payload and may cover more; they are cut into pieces of this. */
+export const nbdZeroPieceBytesMax = ioRequestBytesMax;
+/** Size of the shared zero buffer used for WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE. */
+export const nbdZeroBufferBytes = 4 * 1024 * 1024;
+
+/** Requests of one connection being handled at once; the next header waits for a free slot. */
+export const nbdInflightRequestsMax = 64;
+/** READ/WRITE bytes of one connection in flight at once (payloads held in memory). */
+export const nbdInflightBytesMax = 128 * 1024 * 1024;
+/** The socket is paused once this much unread input is buffered and no read needs more. */
+export const nbdReceiveBufferedBytesMax = 1024 * 1024;
+/** Descriptors in one NBD_REPLY_TYPE_BLOCK_STATUS chunk; the spec lets us return fewer. */
+export const nbdBlockStatusDescriptorsMax = 16 * 1024;
+/** Connections one server accepts at once; more are refused by the OS listener. */
+export const nbdConnectionsMax = 1024;
+/** A client that has not finished option haggling by then is disconnected. */
+export const nbdHandshakeTimeoutMs = 30_000;
+
+assert.ok(nbdInflightBytesMax >= nbdBlockSizeMaxBytes, 'one maximal request must always fit');
+assert.ok(nbdBlockSizeMaxBytes <= 0xffffffff - 8, 'a READ reply must fit one OFFSET_DATA chunk');
+assert.ok(nbdBlockSizeMaxBytes % nbdBlockSizeMinBytes === 0);
+assert.ok(nbdBlockSizePreferredBytes <= nbdBlockSizeMaxBytes);
+assert.ok(nbdZeroBufferBytes <= nbdZeroPieceBytesMax && nbdZeroPieceBytesMax % nbdZeroBufferBytes === 0);
+assert.ok(nbdOptionBytesMax >= 4 + nbdStringBytesMax + 2 + 2 * 4, 'a maximal NBD_OPT_GO must fit');
+assert.ok(nbdErrorMessageBytesMax <= nbdStringBytesMax);

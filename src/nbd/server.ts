@@ -1,0 +1,133 @@
+// The NBD server: accepts TCP connections and runs each through handshake then transmission. This
+// is the only file of src/nbd that touches `net` and timers; the phases work on any Duplex stream.
+import net from 'node:net';
+import { SdError } from '../engine/errors.js';
+import type { VolumeProvider } from '../engine/volume.js';
+import { ExportRegistry, type VolumeLease } from './exports.js';
+import { runHandshake } from './handshake.js';
+import {
+  nbdConnectionsMax,
+  nbdHandshakeTimeoutMs,
+  nbdReceiveBufferedBytesMax,
+  nbdZeroBufferBytes,
+} from './limits.js';
+import { type NbdLogger, silentLogger } from './logger.js';
+import { StreamReader } from './reader.js';
+import { runTransmission } from './transmission.js';
+import { FrameWriter } from './writer.js';
+
+export type { NbdLogger } from './logger.js';
+
+export interface NbdServerOptions {
+  host: string;
+  /** 0 picks an ephemeral port; the chosen one is in the result. */
+  port: number;
+  provider: VolumeProvider;
+  logger?: NbdLogger;
+}
+
+export interface NbdServer {
+  readonly port: number;
+  /** Stops listening, lets in-flight requests finish, then closes every connection. */
+  close(): Promise<void>;
+}
+
+interface ServerState {
+  provider: VolumeProvider;
+  registry: ExportRegistry;
+  logger: NbdLogger;
+  zeroBuffer: Buffer;
+  connections: Map<net.Socket, { reader: StreamReader; finished: Promise<void> }>;
+  nextConnectionId: number;
+}
+
+export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
+  const state: ServerState = {
+    provider: options.provider,
+    registry: new ExportRegistry(options.provider),
+    logger: options.logger ?? silentLogger,
+    zeroBuffer: Buffer.alloc(nbdZeroBufferBytes),
+    connections: new Map(),
+    nextConnectionId: 1,
+  };
+  const server = net.createServer((socket) => acceptConnection(state, socket));
+  server.maxConnections = nbdConnectionsMax;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as net.AddressInfo;
+  state.logger.info({ host: options.host, port: address.port }, 'nbd: listening');
+  return { port: address.port, close: () => closeServer(state, server) };
+}
+
+function acceptConnection(state: ServerState, socket: net.Socket): void {
+  const connectionId = state.nextConnectionId;
+  state.nextConnectionId += 1;
+  const reader = new StreamReader(socket, nbdReceiveBufferedBytesMax);
+  const finished = serveConnection(state, socket, reader, connectionId).finally(() => {
+    state.connections.delete(socket);
+  });
+  state.connections.set(socket, { reader, finished });
+}
+
+async function serveConnection(
+  state: ServerState, socket: net.Socket, reader: StreamReader, connectionId: number,
+): Promise<void> {
+  const { logger } = state;
+  const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  const writer = new FrameWriter(socket);
+  socket.setNoDelay(true);
+  // A client that stalls in the handshake holds nothing of ours but the socket; drop it.
+  socket.setTimeout(nbdHandshakeTimeoutMs, () => socket.destroy());
+  socket.on('error', () => {}); // reported through the reader and writer
+  let lease: VolumeLease | null = null;
+  try {
+    const handshake = await runHandshake({
+      reader, writer, registry: state.registry, logger,
+      listNames: () => state.provider.listNames(),
+    });
+    if (handshake.kind === 'closed') {
+      await writer.end();
+      return;
+    }
+    socket.setTimeout(0);
+    const { negotiated } = handshake;
+    lease = negotiated.lease;
+    logger.info({ connectionId, peer, exportName: negotiated.exportName,
+      structuredReplies: negotiated.structuredReplies }, 'nbd: transmission started');
+    const end = await runTransmission({ reader, writer, negotiated, logger, zeroBuffer: state.zeroBuffer });
+    if (end === 'disconnect') await writer.end();
+  } catch (error) {
+    logConnectionError(logger, connectionId, peer, error);
+  } finally {
+    reader.close(new SdError('SHUTDOWN', 'connection finished'));
+    socket.destroy();
+    await lease?.release().catch((error: unknown) => {
+      logger.error({ connectionId, err: error }, 'nbd: closing volume failed');
+    });
+  }
+}
+
+function logConnectionError(logger: NbdLogger, connectionId: number, peer: string, error: unknown): void {
+  if (!(error instanceof SdError)) {
+    logger.error({ connectionId, peer, err: error }, 'nbd: connection failed');
+    return;
+  }
+  const fields = { connectionId, peer, code: error.code, reason: error.message };
+  if (error.code === 'PROTOCOL') logger.warn(fields, 'nbd: protocol violation, disconnected');
+  else logger.info(fields, 'nbd: connection ended');
+}
+
+async function closeServer(state: ServerState, server: net.Server): Promise<void> {
+  const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Stop reading requests; in-flight ones finish and are answered, then the socket closes.
+  for (const { reader } of state.connections.values()) {
+    reader.close(new SdError('SHUTDOWN', 'server is shutting down'));
+  }
+  await Promise.all([...state.connections.values()].map((connection) => connection.finished));
+  await stopped;
+}
