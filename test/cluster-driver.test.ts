@@ -209,6 +209,18 @@ describe.each(drivers)('cluster driver contract: $name', (driver) => {
     await Promise.all([a, b].map((m) => m.waitFor(notifyOf('after-refusal'))));
     expect(outcast.clusterEvents()).toEqual([]);
     for (const m of [a, b]) expect(m.clusterEvents().some((e) => e.node === refusedId)).toBe(false);
+    // A refused driver holds no timer or watcher: the process can exit.
+    outcast.send('exit');
+    await outcast.waitExit(3000);
+  });
+
+  it('lets a member that leaves exit: no timer or watcher is left behind', async () => {
+    const spec = driver.newCluster();
+    const [a, b] = (await startJoined(spec, 2)) as [Member, Member];
+    b.send('exit');
+    await b.waitExit(3000);
+    const leave = await a.waitFor((r) => r.ev === 'leave' && r.node === b.id);
+    expect(leave.members).toEqual([a.id]);
   });
 
   it('refuses a second live process claiming the id of a member', async () => {

@@ -462,9 +462,14 @@ class LocalDriver implements LocalClusterDriver {
     for (const other of [...this.state.members, ...this.state.pending]) {
       if (other.inc === selfInc || this.reportedDead.has(other.inc)) continue;
       if (isProcessAlive(other.pid, other.start)) continue;
-      this.reportedDead.add(other.inc);
       this.logger.info({ node: other.info.id, pid: other.pid }, 'local driver: member process is gone, reporting it left');
-      this.append({ t: 'leave', inc: other.inc, node: other.info.id });
+      try {
+        this.append({ t: 'leave', inc: other.inc, node: other.info.id });
+        this.reportedDead.add(other.inc);
+      } catch (error) {
+        // Not fatal: every live member reports the death, and this one retries at the next poll.
+        this.logger.warn({ err: error, node: other.info.id }, 'local driver: could not report a dead member');
+      }
     }
     this.schedulePump();
   }
