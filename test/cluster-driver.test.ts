@@ -122,6 +122,25 @@ describe.each(drivers)('cluster driver contract: $name', (driver) => {
     expect(events).toEqual([{ ev: 'join', node: phoenix?.id, members: [phoenix?.id], payload: { decidedBy: phoenix?.id } }]);
   });
 
+  it('has the next master answer a join whose master died while deciding', async () => {
+    const spec = driver.newCluster();
+    const slowJoinerId = `127.0.0.1:${nextPort + 2}`;
+    const master = new Member(script, spec, nextPort++, [], slowJoinerId);
+    members.push(master);
+    await master.waitFor(isAccepted, 10_000, 'accepted join');
+    const [second] = (await startJoined(spec, 1)) as [Member];
+    // The master takes 3 s to decide on this joiner: kill it in the middle of deciding.
+    const [joiner] = start(spec, 1) as [Member];
+    expect(joiner.id).toBe(slowJoinerId);
+    await master.waitFor((r) => r.ev === 'check_join' && r.joiner === joiner.id);
+    master.kill();
+    const joined = await joiner.waitFor(isAccepted, driver.leaveDetectMsMax + 2000, 'accepted join');
+    expect(joined.verdict).toEqual({ accept: true, payload: { decidedBy: second.id } });
+    expect(joiner.clusterEvents()[0]).toMatchObject({ node: joiner.id, members: [second.id, joiner.id] });
+    await second.waitFor((r) => r.ev === 'join' && r.node === joiner.id);
+    expectOneTotalOrder([second, joiner]);
+  });
+
   it('delivers notifies in one order everywhere, the sender included', async () => {
     const spec = driver.newCluster();
     const three = await startJoined(spec, 3);

@@ -1,7 +1,8 @@
 // A cluster member as a separate OS process, for the driver contract test. It joins, writes every
 // event it sees as one JSON line on stdout, and obeys one command per stdin line:
 //   notify <json>  block  unblock <json>  sync  leave  exit
-// Usage: node driver-child.mjs <driver-spec> <port> [refused-id,refused-id...]
+// Usage: node driver-child.mjs <driver-spec> <port> [refused-id,...] [slow-joiner-id]
+//   slow-joiner-id: checkJoin for that joiner busy-waits 3 s, so a test can kill a master mid-decision.
 //   driver-spec: local:DIR   (zookeeper:HOSTS once that driver exists)
 import { createInterface } from 'node:readline';
 import type { ClusterDriver, ClusterHandlers, Json, NodeInfo } from '../../src/cluster/driver.js';
@@ -32,7 +33,8 @@ function emit(record: Record<string, Json>): void {
   process.stdout.write(`${JSON.stringify({ ...record, atMs })}\n`);
 }
 
-const [spec, portText, refusedText] = process.argv.slice(2);
+const [spec, portText, refusedText, slowJoinerId] = process.argv.slice(2);
+const slowCheckJoinMs = 3000;
 if (spec === undefined || portText === undefined) throw new Error('usage: driver-child <driver-spec> <port> [refused]');
 const port = Number(portText);
 const refused = new Set((refusedText ?? '').split(',').filter((id) => id !== ''));
@@ -42,6 +44,10 @@ const driver = makeDriver(spec);
 const handlers: ClusterHandlers = {
   checkJoin(joiner) {
     emit({ ev: 'check_join', joiner: joiner.id });
+    const untilMs = joiner.id === slowJoinerId ? Date.now() + slowCheckJoinMs : 0;
+    while (Date.now() < untilMs) {
+      // checkJoin is synchronous by contract: a slow one blocks the process, as a real bug would.
+    }
     if (refused.has(joiner.id)) return { accept: false, reason: `refused ${joiner.id}` };
     return { accept: true, payload: { decidedBy: self.id } };
   },

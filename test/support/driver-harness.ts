@@ -44,9 +44,10 @@ export class Member {
   private readonly listeners = new Set<() => void>();
   private exited = false;
 
-  constructor(script: string, driverSpec: string, port: number, refused: readonly string[] = []) {
+  constructor(script: string, driverSpec: string, port: number, refused: readonly string[] = [], slowJoinerId = '') {
     this.id = `127.0.0.1:${port}`;
-    this.child = spawn(process.execPath, [script, driverSpec, String(port), refused.join(',')], {
+    const args = [script, driverSpec, String(port), refused.join(','), slowJoinerId];
+    this.child = spawn(process.execPath, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let buffered = '';
