@@ -1,5 +1,8 @@
 // The local driver's state machine, without files or processes: membership, master choice, join
 // hand-over after a master dies, the lock queue, and idempotent leaves.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../src/cluster/driver.js';
 import {
@@ -12,6 +15,7 @@ import {
   type LogEvent,
   type Output,
 } from '../src/cluster/local-state.js';
+import { createLocalDriver, defaultLocalDir, isProcessAlive, processStartToken } from '../src/cluster/local.js';
 
 function nodeInfo(port: number): NodeInfo {
   return { id: `127.0.0.1:${port}`, addr: '127.0.0.1', port, zone: port, vnodes: 128, nbdPort: 0 };
@@ -158,5 +162,34 @@ describe('local driver state machine', () => {
     expect(parseEventLine('{"t":"join_request","inc":"a","node":{}}')).toBeNull();
     expect(parseEventLine('not json')).toBeNull();
     expect(parseEventLine('{"t":"what","inc":"a"}')).toBeNull();
+  });
+});
+
+describe('local driver directory', () => {
+  it('defaults to a per-user runtime directory, never a fixed path under /tmp', () => {
+    const dir = defaultLocalDir({ XDG_RUNTIME_DIR: '/run/user/1234' });
+    if (process.getuid?.() === 0) expect(dir).toBe('/run/sheepdog-local');
+    else expect(dir).toBe('/run/user/1234/sheepdog-local');
+    const fallback = defaultLocalDir({});
+    expect(fallback).not.toBe(path.join(os.tmpdir(), 'sheepdog-local'));
+  });
+
+  it('refuses a directory that others can write to', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-local-mode-'));
+    try {
+      fs.chmodSync(dir, 0o777);
+      const driver = createLocalDriver({ dir });
+      const handlers = { checkJoin: () => ({ accept: true as const, payload: null }), onJoin() {}, onLeave() {}, onNotify() {} };
+      await expect(driver.join(nodeInfo(1), null, handlers)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tells a live process from a dead or reused pid by its start time', () => {
+    const start = processStartToken(process.pid);
+    expect(isProcessAlive(process.pid, start)).toBe(true);
+    expect(isProcessAlive(process.pid, 'not-my-start-time')).toBe(false);
+    expect(isProcessAlive(2 ** 22 + 12345, null)).toBe(false);
   });
 });
