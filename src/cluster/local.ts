@@ -191,22 +191,31 @@ class LocalDriver implements LocalClusterDriver {
     this.handlers = handlers;
     const start = procAvailable() ? processStartToken(process.pid) : null;
     this.self = { inc: randomUUID(), info: self, pid: process.pid, start };
+    try {
+      return this.startJoining(this.self, request);
+    } catch (error) {
+      this.shutdown();
+      throw error;
+    }
+  }
+
+  private startJoining(self: Incarnation, request: Json): Promise<JoinVerdict> {
     this.openLog();
     // Replay silently to learn the membership, then clear the way: report dead members (a whole
     // cluster restart leaves only dead ones) so that a dead predecessor of this addr:port is gone.
     this.pumpNow();
     this.reportDeadProcesses();
     this.pumpNow();
-    const holder = this.liveHolderOf(self.id);
+    const holder = this.liveHolderOf(self.info.id);
     if (holder !== undefined) {
       this.shutdown();
-      return { accept: false, reason: `node ${self.id} is already in the cluster (pid ${holder.pid})` };
+      return Promise.resolve({ accept: false, reason: `node ${self.info.id} is already in the cluster (pid ${holder.pid})` });
     }
     const verdict = new Promise<JoinVerdict>((resolve, reject) => {
       this.joinSettle = resolve;
       this.joinFail = reject;
     });
-    this.append({ t: 'join_request', inc: this.self.inc, node: self, pid: process.pid, start, request });
+    this.append({ t: 'join_request', inc: self.inc, node: self.info, pid: self.pid, start: self.start, request });
     this.startTailing();
     this.schedulePump();
     return verdict;
@@ -225,14 +234,24 @@ class LocalDriver implements LocalClusterDriver {
     this.leavePromise = new Promise<void>((resolve) => {
       this.leaveSettle = resolve;
     });
-    this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+    try {
+      this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+    } catch (error) {
+      // The others will see this process die instead; nothing more can be done through the log.
+      this.logger.error({ err: error }, 'local driver: could not append the leave');
+      this.shutdown();
+    }
     this.schedulePump();
     return this.leavePromise;
   }
 
   close(): void {
     if (this.phase === 'joining' || this.phase === 'member') {
-      this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+      try {
+        this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+      } catch (error) {
+        this.logger.error({ err: error }, 'local driver: could not append the leave; others will see the process die');
+      }
     }
     this.shutdown();
   }
