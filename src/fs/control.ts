@@ -39,17 +39,22 @@ function parseSpec(word: string): Parsed<string> {
   const parts = word.split(':');
   if (parts.length > 2) return invalid(`too many ':' in '${word}'`);
   const [name = '', tag] = parts;
-  const problem = checkWord(name, 'name') ?? (tag === undefined ? undefined : checkWord(tag, 'tag'));
+  const problem =
+    checkWord(name, 'name') ?? (tag === undefined ? undefined : checkWord(tag, 'tag'));
   return problem === undefined ? { ok: true, value: word } : invalid(problem);
 }
 
-function parseNameAndTag(words: readonly string[], tagRequired: boolean): Parsed<[string, string | undefined]> {
+function parseNameAndTag(
+  words: readonly string[],
+  tagRequired: boolean,
+): Parsed<[string, string | undefined]> {
   const wordsMin = tagRequired ? 2 : 1;
   if (words.length < wordsMin || words.length > 2) {
     return invalid(tagRequired ? 'expected NAME TAG' : 'expected NAME or NAME TAG');
   }
   const [name = '', tag] = words;
-  const problem = checkWord(name, 'name') ?? (tag === undefined ? undefined : checkWord(tag, 'tag'));
+  const problem =
+    checkWord(name, 'name') ?? (tag === undefined ? undefined : checkWord(tag, 'tag'));
   return problem === undefined ? { ok: true, value: [name, tag] } : invalid(problem);
 }
 
@@ -59,7 +64,9 @@ const lineParsers: Record<ControlCommand, (words: readonly string[]) => Parsed<C
   unmount: (words) => parseSpecCommand('unmount', words),
   snapshot: (words) => {
     const parsed = parseNameAndTag(words, false);
-    return parsed.ok ? { ok: true, value: { command: 'snapshot', name: parsed.value[0], tag: parsed.value[1] } } : parsed;
+    return parsed.ok
+      ? { ok: true, value: { command: 'snapshot', name: parsed.value[0], tag: parsed.value[1] } }
+      : parsed;
   },
   rollback: (words) => {
     const parsed = parseNameAndTag(words, true);
@@ -69,19 +76,28 @@ const lineParsers: Record<ControlCommand, (words: readonly string[]) => Parsed<C
   },
   delete: (words) => {
     const parsed = parseNameAndTag(words, false);
-    return parsed.ok ? { ok: true, value: { command: 'delete', name: parsed.value[0], tag: parsed.value[1] } } : parsed;
+    return parsed.ok
+      ? { ok: true, value: { command: 'delete', name: parsed.value[0], tag: parsed.value[1] } }
+      : parsed;
   },
 };
 
-function parseSpecCommand(command: 'mount' | 'unmount', words: readonly string[]): Parsed<ControlRequest> {
+function parseSpecCommand(
+  command: 'mount' | 'unmount',
+  words: readonly string[],
+): Parsed<ControlRequest> {
   if (words.length !== 1) return invalid('expected one NAME, NAME:TAG or NAME:SNAPID');
   const spec = parseSpec(words[0] ?? '');
   return spec.ok ? { ok: true, value: { command, spec: spec.value } } : spec;
 }
 
 export function parseControlLine(command: ControlCommand, line: string): Parsed<ControlRequest> {
-  if (Buffer.byteLength(line) > controlLineBytesMax) return invalid(`line longer than ${controlLineBytesMax} bytes`);
-  const words = line.trim().split(/[ \t]+/u).filter((word) => word.length > 0);
+  if (Buffer.byteLength(line) > controlLineBytesMax)
+    return invalid(`line longer than ${controlLineBytesMax} bytes`);
+  const words = line
+    .trim()
+    .split(/[ \t]+/u)
+    .filter((word) => word.length > 0);
   if (words.length === 0) return invalid('empty line');
   return lineParsers[command](words);
 }
@@ -100,13 +116,18 @@ function decodeUtf8(data: Uint8Array): string | undefined {
  * One write(2) into a control file: one or more lines, the last newline optional (`echo -n`).
  * All lines are checked before any runs, so a typo on line 2 does not half-apply line 1.
  */
-export function parseControlWrite(command: ControlCommand, data: Uint8Array): Parsed<ControlRequest[]> {
-  if (data.length > controlWriteBytesMax) return invalid(`write longer than ${controlWriteBytesMax} bytes`);
+export function parseControlWrite(
+  command: ControlCommand,
+  data: Uint8Array,
+): Parsed<ControlRequest[]> {
+  if (data.length > controlWriteBytesMax)
+    return invalid(`write longer than ${controlWriteBytesMax} bytes`);
   const text = decodeUtf8(data);
   if (text === undefined) return invalid('not UTF-8 text');
   const lines = text.split('\n');
   if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
-  if (lines.length > controlLinesPerWriteMax) return invalid(`more than ${controlLinesPerWriteMax} lines`);
+  if (lines.length > controlLinesPerWriteMax)
+    return invalid(`more than ${controlLinesPerWriteMax} lines`);
   const requests: ControlRequest[] = [];
   for (const line of lines) {
     const parsed = parseControlLine(command, line.endsWith('\r') ? line.slice(0, -1) : line);

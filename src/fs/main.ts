@@ -27,11 +27,13 @@ interface CliOptions {
   logLevel: string;
 }
 
-type ChildReport = { type: 'ready' } | { type: 'failed'; message: string } | { type: 'notice'; message: string };
+type ChildReport =
+  { type: 'ready' } | { type: 'failed'; message: string } | { type: 'notice'; message: string };
 
 function parsePort(value: string): number {
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError('not a TCP port');
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new InvalidArgumentError('not a TCP port');
   return port;
 }
 
@@ -46,7 +48,12 @@ function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<
     .option('-a, --address <addr>', 'address of a sheep', '127.0.0.1')
     .option('-p, --port <port>', 'port of the sheep', parsePort, portDefault)
     .option('-f, --foreground', 'stay in the foreground (logs to stderr unless --log)', false)
-    .option('-o, --options <fuse-options>', 'extra FUSE options, comma separated, repeatable', collectOptions, [])
+    .option(
+      '-o, --options <fuse-options>',
+      'extra FUSE options, comma separated, repeatable',
+      collectOptions,
+      [],
+    )
     .option('--log <file>', `log file (default: stderr with -f, ${logFileDefault} in background)`)
     .option('--log-level <level>', 'pino log level', 'info')
     .action(run);
@@ -62,7 +69,10 @@ function report(message: ChildReport): void {
 }
 
 function makeLogger(options: CliOptions): Logger {
-  const destination = options.log === undefined ? pino.destination(2) : pino.destination({ dest: options.log, mkdir: true, sync: true });
+  const destination =
+    options.log === undefined
+      ? pino.destination(2)
+      : pino.destination({ dest: options.log, mkdir: true, sync: true });
   return pino({ name: 'sheepfs', level: options.logLevel }, destination);
 }
 
@@ -75,11 +85,16 @@ async function createBackend(address: string, port: number): Promise<SheepfsBack
   // A variable path: the cluster backend is built by another part of the project, and this file
   // must compile (and the memory backend must work) without it.
   const clusterBackendPath = './cluster-backend.js';
-  let factory: { createBackend(address: string, port: number): SheepfsBackend | Promise<SheepfsBackend> };
+  let factory: {
+    createBackend(address: string, port: number): SheepfsBackend | Promise<SheepfsBackend>;
+  };
   try {
     factory = (await import(clusterBackendPath)) as typeof factory;
   } catch (error) {
-    throw sdError('UNSUPPORTED', `cluster backend not available (${error instanceof Error ? error.message : String(error)})`);
+    throw sdError(
+      'UNSUPPORTED',
+      `cluster backend not available (${error instanceof Error ? error.message : String(error)})`,
+    );
   }
   return factory.createBackend(address, port);
 }
@@ -92,7 +107,10 @@ async function pingWithin(backend: SheepfsBackend, address: string, port: number
   try {
     await Promise.race([backend.ping(), timeout]);
   } catch (error) {
-    throw sdError('NETWORK', `cannot reach a sheep at ${address}:${port}: ${asSdError(error).message}`);
+    throw sdError(
+      'NETWORK',
+      `cannot reach a sheep at ${address}:${port}: ${asSdError(error).message}`,
+    );
   } finally {
     clearTimeout(timer);
   }
@@ -111,6 +129,13 @@ function serveUntilGone(mount: SheepfsMount, backend: SheepfsBackend, logger: Lo
     });
   };
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, stop);
+  // A bug must not leave a dead mount ("Transport endpoint is not connected") behind.
+  const crash = (error: unknown): void => {
+    logger.fatal({ err: error }, 'crashed: unmounting');
+    mount.unmount().finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
   void mount.gone.then(async (how) => {
     logger.info({ how }, 'mount gone');
     await backend.close().catch(() => undefined);
@@ -144,7 +169,15 @@ function oneLine(error: unknown): string {
 }
 
 function childArguments(mountpoint: string, options: CliOptions): string[] {
-  const args = ['-f', '-a', options.address, '-p', String(options.port), '--log-level', options.logLevel];
+  const args = [
+    '-f',
+    '-a',
+    options.address,
+    '-p',
+    String(options.port),
+    '--log-level',
+    options.logLevel,
+  ];
   args.push('--log', path.resolve(options.log ?? logFileDefault));
   if (options.options.length > 0) args.push('-o', options.options.join(','));
   return [...args, '--', mountpoint];
@@ -153,11 +186,15 @@ function childArguments(mountpoint: string, options: CliOptions): string[] {
 /** Re-spawns detached with -f and relays the child's verdict as our exit code. */
 function runBackground(mountpoint: string, options: CliOptions): Promise<void> {
   const script = process.argv[1] ?? '';
-  const child = spawn(process.execPath, [...process.execArgv, script, ...childArguments(mountpoint, options)], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-    env: { ...process.env, [daemonChildEnv]: '1' },
-  });
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, script, ...childArguments(mountpoint, options)],
+    {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      env: { ...process.env, [daemonChildEnv]: '1' },
+    },
+  );
   return new Promise<void>(() => {
     const finish = (code: number, message?: string): void => {
       if (message !== undefined) process.stderr.write(`sheepfs: ${message}\n`);

@@ -41,7 +41,12 @@ export const memoryVdisDefault: readonly MemoryVdiSeed[] = [
 
 function checkRange(record: VdiRecord, offsetBytes: number, lengthBytes: number): void {
   const valid = Number.isSafeInteger(offsetBytes) && Number.isSafeInteger(lengthBytes);
-  if (!valid || offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > record.sizeBytes) {
+  if (
+    !valid ||
+    offsetBytes < 0 ||
+    lengthBytes < 0 ||
+    offsetBytes + lengthBytes > record.sizeBytes
+  ) {
     throw sdError('OUT_OF_RANGE', `range ${offsetBytes}+${lengthBytes} beyond ${record.sizeBytes}`);
   }
 }
@@ -94,7 +99,9 @@ class MemoryVolume implements Volume {
     checkRange(this.record, offsetBytes, lengthBytes);
     const data = Buffer.alloc(lengthBytes);
     forEachPiece(offsetBytes, lengthBytes, (index, inObjectBytes, pieceBytes, doneBytes) => {
-      this.record.objects.get(index)?.copy(data, doneBytes, inObjectBytes, inObjectBytes + pieceBytes);
+      this.record.objects
+        .get(index)
+        ?.copy(data, doneBytes, inObjectBytes, inObjectBytes + pieceBytes);
     });
     return data;
   }
@@ -103,7 +110,12 @@ class MemoryVolume implements Volume {
     if (this.info.readOnly) throw sdError('READ_ONLY', `${this.info.name} is a snapshot`);
     checkRange(this.record, offsetBytes, data.length);
     forEachPiece(offsetBytes, data.length, (index, inObjectBytes, pieceBytes, doneBytes) => {
-      data.copy(writableObject(this.record, index), inObjectBytes, doneBytes, doneBytes + pieceBytes);
+      data.copy(
+        writableObject(this.record, index),
+        inObjectBytes,
+        doneBytes,
+        doneBytes + pieceBytes,
+      );
     });
   }
 
@@ -133,7 +145,8 @@ class MemoryVolume implements Volume {
       const allocated = this.record.objects.has(index);
       const last = extents[extents.length - 1];
       if (last !== undefined && last.allocated === allocated) last.lengthBytes += pieceBytes;
-      else extents.push({ offsetBytes: offsetBytes + doneBytes, lengthBytes: pieceBytes, allocated });
+      else
+        extents.push({ offsetBytes: offsetBytes + doneBytes, lengthBytes: pieceBytes, allocated });
       void inObjectBytes;
     });
     return extents;
@@ -194,7 +207,8 @@ export class MemoryBackend implements SheepfsBackend {
     const found = (this.snapshots.get(name) ?? []).find(
       (snapshot) => snapshot.tag === tagOrId || String(snapshot.snapId) === tagOrId,
     );
-    if (found === undefined) throw sdError('NO_TAG', `Failed to find requested tag ${tagOrId} of ${name}`);
+    if (found === undefined)
+      throw sdError('NO_TAG', `Failed to find requested tag ${tagOrId} of ${name}`);
     return found;
   }
 
@@ -212,7 +226,8 @@ export class MemoryBackend implements SheepfsBackend {
   }
 
   private async answer(): Promise<void> {
-    if (this.unreachable) throw sdError('NETWORK', 'cannot connect to sheep (memory backend: unreachable)');
+    if (this.unreachable)
+      throw sdError('NETWORK', 'cannot connect to sheep (memory backend: unreachable)');
   }
 
   async clusterInfoText(): Promise<string> {
@@ -232,21 +247,33 @@ export class MemoryBackend implements SheepfsBackend {
   async nodeListText(): Promise<string> {
     await this.answer();
     const header = '  Id   Host:Port         V-Nodes       Zone';
-    const rows = [0, 1, 2].map((id) => `   ${id}   127.0.0.1:${7000 + id}      \t128          ${id}`);
+    const rows = [0, 1, 2].map(
+      (id) => `   ${id}   127.0.0.1:${7000 + id}      \t128          ${id}`,
+    );
     return [header, ...rows, ''].join('\n');
   }
 
   async nodeInfoText(): Promise<string> {
     await this.answer();
-    const totalBytes = [...this.working.values()].reduce((sum, record) => sum + record.sizeBytes, 0);
+    const totalBytes = [...this.working.values()].reduce(
+      (sum, record) => sum + record.sizeBytes,
+      0,
+    );
     const rows = [0, 1, 2].map((id) => ` ${id}\t76 GB\t0.0 MB\t76 GB\t  0%`);
-    return ['Id\tSize\tUsed\tAvail\tUse%', ...rows, 'Total\t229 GB\t0.0 MB\t229 GB\t  0%', '',
-      `Total virtual image size\t${formatSize(totalBytes)}`, ''].join('\n');
+    return [
+      'Id\tSize\tUsed\tAvail\tUse%',
+      ...rows,
+      'Total\t229 GB\t0.0 MB\t229 GB\t  0%',
+      '',
+      `Total virtual image size\t${formatSize(totalBytes)}`,
+      '',
+    ].join('\n');
   }
 
   async vdiListText(): Promise<string> {
     await this.answer();
-    const header = '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift';
+    const header =
+      '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift';
     const rows: string[] = [];
     for (const [name, working] of this.working) {
       for (const snapshot of this.snapshots.get(name) ?? []) rows.push(this.vdiRow('s', snapshot));
@@ -257,9 +284,11 @@ export class MemoryBackend implements SheepfsBackend {
 
   private vdiRow(kind: string, record: VdiRecord): string {
     const usedBytes = record.objects.size * objectSizeBytes;
-    return `${kind} ${record.name.padEnd(12)}${String(record.snapId).padStart(2)} ` +
+    return (
+      `${kind} ${record.name.padEnd(12)}${String(record.snapId).padStart(2)} ` +
       `${formatSize(record.sizeBytes).padStart(7)} ${formatSize(usedBytes).padStart(7)}  0.0 MB ` +
-      `${formatTime(record.createdAtMs)}   ${record.vid.toString(16)}      3  ${record.tag.padStart(10)}  22`;
+      `${formatTime(record.createdAtMs)}   ${record.vid.toString(16)}      3  ${record.tag.padStart(10)}  22`
+    );
   }
 
   async snapshot(name: string, tag: string | undefined): Promise<void> {
@@ -284,7 +313,10 @@ export class MemoryBackend implements SheepfsBackend {
       return;
     }
     const snapshot = this.snapshotOf(name, tag);
-    this.snapshots.set(name, (this.snapshots.get(name) ?? []).filter((each) => each !== snapshot));
+    this.snapshots.set(
+      name,
+      (this.snapshots.get(name) ?? []).filter((each) => each !== snapshot),
+    );
   }
 
   async openVolume(spec: string): Promise<Volume> {

@@ -19,7 +19,12 @@ import { fixedChildrenOf, parsePath, type FsPath, type InfoSource } from './tree
  * direct_io makes every file bypass the page cache: info files read fully whatever size stat
  * reported, and a volume never serves stale pages after a rollback or a write from another node.
  */
-export const throughputFuseOptions = ['big_writes', 'max_write=131072', 'max_read=131072', 'direct_io'];
+export const throughputFuseOptions = [
+  'big_writes',
+  'max_write=131072',
+  'max_read=131072',
+  'direct_io',
+];
 /** fuse-native copies the option string into a 1024-byte buffer. */
 export const fuseOptionsBytesMax = 1000;
 /** A FUSE call gives up (ETIMEDOUT) after this; longer than one rpc so the rpc error wins. */
@@ -124,7 +129,8 @@ class MountState {
     this.handles.delete(fd);
     if (handle?.kind !== 'volume') return;
     handle.mounted.openHandles -= 1;
-    if (handle.mounted.detached && handle.mounted.openHandles === 0) await handle.mounted.volume.close();
+    if (handle.mounted.detached && handle.mounted.openHandles === 0)
+      await handle.mounted.volume.close();
   }
 
   mountedVolume(spec: string): MountedVolume {
@@ -140,11 +146,25 @@ function directoryStat(state: MountState): FuseStat {
   return statOf(state, modeDirectory | 0o755, 4096, state.mountedAtMs, 2);
 }
 
-function statOf(state: MountState, mode: number, sizeBytes: number, timeMs: number, nlink = 1): FuseStat {
+function statOf(
+  state: MountState,
+  mode: number,
+  sizeBytes: number,
+  timeMs: number,
+  nlink = 1,
+): FuseStat {
   const blocks = Math.ceil(sizeBytes / 512);
   return {
-    mode, uid: state.uid, gid: state.gid, size: sizeBytes, nlink, blksize: 4096, blocks,
-    atime: timeMs, mtime: timeMs, ctime: timeMs,
+    mode,
+    uid: state.uid,
+    gid: state.gid,
+    size: sizeBytes,
+    nlink,
+    blksize: 4096,
+    blocks,
+    atime: timeMs,
+    mtime: timeMs,
+    ctime: timeMs,
   };
 }
 
@@ -159,7 +179,10 @@ async function getattr(state: MountState, fsPath: FsPath): Promise<FuseStat> {
       return directoryStat(state);
     case 'info': {
       // Size of the text as of now: cosmetic for `ls -l`; reads do not depend on it (direct_io).
-      const sizeBytes = await infoText(state, fsPath.source).then((text) => text.length, () => 0);
+      const sizeBytes = await infoText(state, fsPath.source).then(
+        (text) => text.length,
+        () => 0,
+      );
       return statOf(state, modeRegular | 0o444, sizeBytes, Date.now());
     }
     case 'control':
@@ -195,7 +218,8 @@ async function open(state: MountState, fsPath: FsPath, flags: number): Promise<n
       return state.addHandle({ kind: 'control', path: fsPath });
     case 'volume': {
       const mounted = state.mountedVolume(fsPath.spec);
-      if (!readOnly && mounted.volume.info.readOnly) throw refuse('EROFS', `${fsPath.spec} is read-only`);
+      if (!readOnly && mounted.volume.info.readOnly)
+        throw refuse('EROFS', `${fsPath.spec} is read-only`);
       return state.addHandle({ kind: 'volume', mounted, writable: !readOnly });
     }
     case 'directory':
@@ -208,9 +232,16 @@ async function open(state: MountState, fsPath: FsPath, flags: number): Promise<n
 
 // ---- read / write ----
 
-async function read(state: MountState, fd: number, target: Buffer, lengthBytes: number, offsetBytes: number): Promise<number> {
+async function read(
+  state: MountState,
+  fd: number,
+  target: Buffer,
+  lengthBytes: number,
+  offsetBytes: number,
+): Promise<number> {
   const handle = state.handle(fd);
-  if (handle.kind === 'info') return handle.text.copy(target, 0, offsetBytes, offsetBytes + lengthBytes);
+  if (handle.kind === 'info')
+    return handle.text.copy(target, 0, offsetBytes, offsetBytes + lengthBytes);
   if (handle.kind !== 'volume') throw refuse('EBADF', 'not open for reading');
   const volume = handle.mounted.volume;
   const readBytes = Math.max(0, Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes));
@@ -219,7 +250,13 @@ async function read(state: MountState, fd: number, target: Buffer, lengthBytes: 
   return data.copy(target, 0, 0, readBytes);
 }
 
-async function write(state: MountState, fd: number, source: Buffer, lengthBytes: number, offsetBytes: number): Promise<number> {
+async function write(
+  state: MountState,
+  fd: number,
+  source: Buffer,
+  lengthBytes: number,
+  offsetBytes: number,
+): Promise<number> {
   const handle = state.handle(fd);
   if (handle.kind === 'control') {
     await runControlWrite(state, handle.path.command, source.subarray(0, lengthBytes));
@@ -255,7 +292,11 @@ function truncate(state: MountState, fsPath: FsPath, sizeBytes: number): void {
 
 // ---- control commands ----
 
-async function runControlWrite(state: MountState, command: ControlRequest['command'], data: Buffer): Promise<void> {
+async function runControlWrite(
+  state: MountState,
+  command: ControlRequest['command'],
+  data: Buffer,
+): Promise<void> {
   const parsed = parseControlWrite(command, data);
   if (!parsed.ok) throw parsed.error;
   for (const request of parsed.value) {
@@ -265,7 +306,10 @@ async function runControlWrite(state: MountState, command: ControlRequest['comma
 }
 
 type ControlHandlers = {
-  [C in ControlRequest['command']]: (state: MountState, request: Extract<ControlRequest, { command: C }>) => Promise<void>;
+  [C in ControlRequest['command']]: (
+    state: MountState,
+    request: Extract<ControlRequest, { command: C }>,
+  ) => Promise<void>;
 };
 
 const controlHandlers: ControlHandlers = {
@@ -282,7 +326,10 @@ const controlHandlers: ControlHandlers = {
   },
   delete: async (state, request) => {
     const spec = request.tag === undefined ? request.name : `${request.name}:${request.tag}`;
-    const busy = [...state.volumes.keys()].some((mounted) => mounted === spec || (request.tag === undefined && mounted.startsWith(`${request.name}:`)));
+    const busy = [...state.volumes.keys()].some(
+      (mounted) =>
+        mounted === spec || (request.tag === undefined && mounted.startsWith(`${request.name}:`)),
+    );
     if (busy) throw sdError('BUSY', `${spec} is mounted: unmount it first`);
     await state.backend.deleteVdi(request.name, request.tag);
   },
@@ -344,49 +391,138 @@ function answer<T>(
   }
   result.then(reply, (error: unknown) => {
     const verdict = fuseErrnoOf(error);
-    if (verdict.shouldLog) context.state.logger.error({ op, err: error }, `${op} failed: ${verdict.name}`);
-    else context.state.logger.debug({ op, err: error instanceof Error ? error.message : String(error) }, `${op}: ${verdict.name}`);
+    if (verdict.shouldLog)
+      context.state.logger.error({ op, err: error }, `${op} failed: ${verdict.name}`);
+    else
+      context.state.logger.debug(
+        { op, err: error instanceof Error ? error.message : String(error) },
+        `${op}: ${verdict.name}`,
+      );
     callback(verdict.fuseErrno);
   });
 }
 
-function refusing(errnoName: keyof typeof errno, why: string) {
+/** An op sheepfs never allows (create, rename...): answered at once with a fixed errno. */
+function refusing(context: OpContext, op: string, errnoName: keyof typeof errno, why: string) {
   return (...args: unknown[]): void => {
     const callback = args[args.length - 1] as FuseCallback;
+    context.state.logger.debug({ op, path: args[0] }, `${op}: ${errnoName}: ${why}`);
     callback(-errno[errnoName]);
-    void why;
   };
 }
 
 function makeOps(context: OpContext): object {
   const { state } = context;
   return {
-    getattr: (p: string, cb: FuseCallback) => answer(context, 'getattr', cb, () => getattr(state, parsePath(p)), (stat) => cb(0, stat)),
-    readdir: (p: string, cb: FuseCallback) => answer(context, 'readdir', cb, () => readdir(state, parsePath(p)), (names) => cb(0, names)),
-    open: (p: string, flags: number, cb: FuseCallback) => answer(context, 'open', cb, () => open(state, parsePath(p), flags), (fd) => cb(0, fd)),
-    release: (_p: string, fd: number, cb: FuseCallback) => answer(context, 'release', cb, () => state.releaseHandle(fd), () => cb(0)),
+    getattr: (p: string, cb: FuseCallback) =>
+      answer(
+        context,
+        'getattr',
+        cb,
+        () => getattr(state, parsePath(p)),
+        (stat) => cb(0, stat),
+      ),
+    readdir: (p: string, cb: FuseCallback) =>
+      answer(
+        context,
+        'readdir',
+        cb,
+        () => readdir(state, parsePath(p)),
+        (names) => cb(0, names),
+      ),
+    open: (p: string, flags: number, cb: FuseCallback) =>
+      answer(
+        context,
+        'open',
+        cb,
+        () => open(state, parsePath(p), flags),
+        (fd) => cb(0, fd),
+      ),
+    release: (_p: string, fd: number, cb: FuseCallback) =>
+      answer(
+        context,
+        'release',
+        cb,
+        () => state.releaseHandle(fd),
+        () => cb(0),
+      ),
     read: (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) =>
-      answer(context, 'read', cb, () => read(state, fd, buf, len, pos), (bytes) => cb(bytes)),
+      answer(
+        context,
+        'read',
+        cb,
+        () => read(state, fd, buf, len, pos),
+        (bytes) => cb(bytes),
+      ),
     write: (_p: string, fd: number, buf: Buffer, len: number, pos: number, cb: FuseCallback) =>
-      answer(context, 'write', cb, () => write(state, fd, buf, len, pos), (bytes) => cb(bytes)),
-    flush: (_p: string, fd: number, cb: FuseCallback) => answer(context, 'flush', cb, () => flush(state, fd), () => cb(0)),
-    fsync: (_p: string, _datasync: number, fd: number, cb: FuseCallback) => answer(context, 'fsync', cb, () => flush(state, fd), () => cb(0)),
-    truncate: (p: string, size: number, cb: FuseCallback) => answer(context, 'truncate', cb, () => truncate(state, parsePath(p), size), () => cb(0)),
+      answer(
+        context,
+        'write',
+        cb,
+        () => write(state, fd, buf, len, pos),
+        (bytes) => cb(bytes),
+      ),
+    flush: (_p: string, fd: number, cb: FuseCallback) =>
+      answer(
+        context,
+        'flush',
+        cb,
+        () => flush(state, fd),
+        () => cb(0),
+      ),
+    fsync: (_p: string, _datasync: number, fd: number, cb: FuseCallback) =>
+      answer(
+        context,
+        'fsync',
+        cb,
+        () => flush(state, fd),
+        () => cb(0),
+      ),
+    truncate: (p: string, size: number, cb: FuseCallback) =>
+      answer(
+        context,
+        'truncate',
+        cb,
+        () => truncate(state, parsePath(p), size),
+        () => cb(0),
+      ),
     ftruncate: (p: string, _fd: number, size: number, cb: FuseCallback) =>
-      answer(context, 'ftruncate', cb, () => truncate(state, parsePath(p), size), () => cb(0)),
+      answer(
+        context,
+        'ftruncate',
+        cb,
+        () => truncate(state, parsePath(p), size),
+        () => cb(0),
+      ),
     utimens: (p: string, _atime: number, _mtime: number, cb: FuseCallback) =>
-      answer(context, 'utimens', cb, () => getattr(state, parsePath(p)), () => cb(0)), // `touch` works, times stay
+      answer(
+        context,
+        'utimens',
+        cb,
+        () => getattr(state, parsePath(p)),
+        () => cb(0),
+      ), // `touch` works, times stay
     statfs: (_p: string, cb: FuseCallback) => cb(0, { bsize: 4096, frsize: 4096, namemax: 255 }),
-    create: refusing('EACCES', 'files appear only by writing a name to vdi/mount'),
-    mknod: refusing('EACCES', 'files appear only by writing a name to vdi/mount'),
-    mkdir: refusing('EACCES', 'the tree is fixed'),
-    rmdir: refusing('EACCES', 'the tree is fixed'),
-    unlink: refusing('EPERM', 'unmount a volume by writing its name to vdi/unmount'),
-    rename: refusing('EPERM', 'the tree is fixed'),
-    link: refusing('EPERM', 'the tree is fixed'),
-    symlink: refusing('EPERM', 'the tree is fixed'),
-    chmod: refusing('EPERM', 'modes are fixed'),
-    chown: refusing('EPERM', 'owners are fixed'),
+    create: refusing(
+      context,
+      'create',
+      'EACCES',
+      'files appear only by writing a name to vdi/mount',
+    ),
+    mknod: refusing(context, 'mknod', 'EACCES', 'files appear only by writing a name to vdi/mount'),
+    mkdir: refusing(context, 'mkdir', 'EACCES', 'the tree is fixed'),
+    rmdir: refusing(context, 'rmdir', 'EACCES', 'the tree is fixed'),
+    unlink: refusing(
+      context,
+      'unlink',
+      'EPERM',
+      'unmount a volume by writing its name to vdi/unmount',
+    ),
+    rename: refusing(context, 'rename', 'EPERM', 'the tree is fixed'),
+    link: refusing(context, 'link', 'EPERM', 'the tree is fixed'),
+    symlink: refusing(context, 'symlink', 'EPERM', 'the tree is fixed'),
+    chmod: refusing(context, 'chmod', 'EPERM', 'modes are fixed'),
+    chown: refusing(context, 'chown', 'EPERM', 'owners are fixed'),
   };
 }
 
@@ -397,9 +533,22 @@ export function mountedPaths(): Set<string> {
   const paths = new Set<string>();
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const field = line.split(' ')[4];
-    if (field !== undefined) paths.add(field.replace(/\\([0-7]{3})/g, (_m, octal: string) => String.fromCharCode(parseInt(octal, 8))));
+    if (field !== undefined)
+      paths.add(
+        field.replace(/\\([0-7]{3})/g, (_m, octal: string) =>
+          String.fromCharCode(parseInt(octal, 8)),
+        ),
+      );
   }
   return paths;
+}
+
+/** `fusermount -u -z`: detaches even a mount whose server is gone. Run as a child process. */
+function lazyUnmount(mountpoint: string): boolean {
+  return (
+    spawnSync('fusermount', ['-u', '-z', mountpoint], { timeout: 10_000, stdio: 'ignore' })
+      .status === 0
+  );
 }
 
 /**
@@ -412,14 +561,24 @@ export function prepareMountpoint(mountpoint: string): string[] {
     statSync(mountpoint);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw sdError('INVALID_ARGUMENT', `mountpoint ${mountpoint} does not exist`);
-    if (code !== 'ENOTCONN') throw sdError('INVALID_ARGUMENT', `cannot use mountpoint ${mountpoint}: ${code ?? String(error)}`);
-    const cleaned = spawnSync('fusermount', ['-u', '-z', mountpoint], { timeout: 10_000, encoding: 'utf8' });
-    if (cleaned.status !== 0) throw sdError('BUSY', `mountpoint ${mountpoint} is a stale mount and fusermount -u -z failed`);
+    if (code === 'ENOENT')
+      throw sdError('INVALID_ARGUMENT', `mountpoint ${mountpoint} does not exist`);
+    if (code !== 'ENOTCONN')
+      throw sdError(
+        'INVALID_ARGUMENT',
+        `cannot use mountpoint ${mountpoint}: ${code ?? String(error)}`,
+      );
+    if (!lazyUnmount(mountpoint))
+      throw sdError(
+        'BUSY',
+        `mountpoint ${mountpoint} is a stale mount and fusermount -u -z failed`,
+      );
     notices.push(`cleaned a stale mount at ${mountpoint}`);
   }
-  if (!statSync(mountpoint).isDirectory()) throw sdError('INVALID_ARGUMENT', `mountpoint ${mountpoint} is not a directory`);
-  if (mountedPaths().has(mountpoint)) throw sdError('BUSY', `mountpoint ${mountpoint} is busy (already mounted)`);
+  if (!statSync(mountpoint).isDirectory())
+    throw sdError('INVALID_ARGUMENT', `mountpoint ${mountpoint} is not a directory`);
+  if (mountedPaths().has(mountpoint))
+    throw sdError('BUSY', `mountpoint ${mountpoint} is busy (already mounted)`);
   return notices;
 }
 
@@ -452,7 +611,8 @@ function withExtraOptions(fuse: FuseInstance, extra: readonly string[]): void {
 
 function checkFuseOptions(options: readonly string[]): void {
   for (const option of options) {
-    if (!/^[A-Za-z0-9_]+(=[^,\s]*)?$/.test(option)) throw sdError('INVALID_ARGUMENT', `bad FUSE option '${option}'`);
+    if (!/^[A-Za-z0-9_]+(=[^,\s]*)?$/.test(option))
+      throw sdError('INVALID_ARGUMENT', `bad FUSE option '${option}'`);
   }
   const totalBytes = Buffer.byteLength([...throughputFuseOptions, ...options].join(','));
   if (totalBytes > fuseOptionsBytesMax) throw sdError('INVALID_ARGUMENT', 'FUSE options too long');
@@ -468,14 +628,31 @@ export async function mountSheepfs(options: MountSheepfsOptions): Promise<Sheepf
   const userOptions = options.fuseOptions ?? [];
   checkFuseOptions(userOptions);
   for (const notice of prepareMountpoint(mountpoint)) logger.warn(notice);
-  const state = new MountState(options.backend, logger, Date.now(), process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  const state = new MountState(
+    options.backend,
+    logger,
+    Date.now(),
+    process.getuid?.() ?? 0,
+    process.getgid?.() ?? 0,
+  );
   const Fuse = loadFuse();
-  const fuse = new Fuse(mountpoint, makeOps({ state }), { timeout: fuseOpTimeoutMs, fsname: 'sheepfs', subtype: 'sheepfs' });
+  // No fuse-native timeout on read/write: answering early would hand the kernel's buffer back
+  // while the volume may still copy from or into it. The Volume's own rpc timeouts bound them.
+  const timeout = { default: fuseOpTimeoutMs, read: false, write: false };
+  const fuse = new Fuse(mountpoint, makeOps({ state }), {
+    timeout,
+    fsname: 'sheepfs',
+    subtype: 'sheepfs',
+  });
   withExtraOptions(fuse, [...throughputFuseOptions, ...userOptions]);
   try {
     await fuseCall((callback) => fuse.mount(callback));
   } catch (error) {
-    throw sdError('IO', `cannot mount ${mountpoint}: ${error instanceof Error ? error.message : String(error)}`);
+    // libfuse mounts before it parses its own options: a bad -o leaves a dead mount behind.
+    if (mountedPaths().has(mountpoint)) lazyUnmount(mountpoint);
+    const reason = error instanceof Error ? error.message : String(error);
+    const hint = userOptions.length > 0 ? ' (check the -o options)' : '';
+    throw sdError('IO', `cannot mount ${mountpoint}: ${reason}${hint}`);
   }
   logger.info({ mountpoint, options: fuse._fuseOptions() }, 'mounted');
   return watchMount(fuse, state, mountpoint);
@@ -513,5 +690,3 @@ function watchMount(fuse: FuseInstance, state: MountState, mountpoint: string): 
   };
   return { mountpoint, unmount, gone };
 }
-
-

@@ -1,0 +1,16 @@
+// Object-level I/O as a VDI client sees it: a sheep's gateway in-process, or rpc to a sheep.
+import type { Oid } from './oid.js';
+import type { VdiEntry, SnapshotRef } from './vdi.js';
+
+export interface ObjectIo {
+  /** Bytes of the object; NO_OBJECT when no replica has it. */
+  read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /**
+   * Writes to every replica. `create`: the object may not exist yet (a first write of a range
+   * makes a sparse object); otherwise a replica that lacks it is repaired first.
+   */
+  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void>;
+  /** Removes the object from every node. */
+  remove(oid: Oid): Promise<void>;
+  lookup(name: string, ref: SnapshotRef): Promise<VdiEntry>;
+}

@@ -1,0 +1,34 @@
+// Sizes as users type and read them: K/M/G/T/P are powers of 1024, as the original dog.
+import { SdError } from './errors.js';
+
+const suffixShift: Record<string, number> = { '': 0, K: 10, M: 20, G: 30, T: 40, P: 50, E: 60 };
+
+/** Parses `123`, `4M`, `1G`, `16P` (case-insensitive, optional B). Throws INVALID_ARGUMENT. */
+export function parseSize(text: string, what = 'size'): number {
+  const match = /^(\d+)([kmgtpe]?)b?$/i.exec(text.trim());
+  if (!match) throw new SdError('INVALID_ARGUMENT', `Invalid ${what}: '${text}'`);
+  const shift = suffixShift[(match[2] ?? '').toUpperCase()] ?? 0;
+  const value = BigInt(match[1] ?? '0') << BigInt(shift);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) + 1n) {
+    throw new SdError('TOO_LARGE', `Invalid ${what}: '${text}' is too large`);
+  }
+  return Number(value);
+}
+
+/** Parses a plain non-negative integer offset or length (suffixes allowed). */
+export function parseOffset(text: string, what: string): number {
+  return parseSize(text, what);
+}
+
+const units = ['MB', 'GB', 'TB', 'PB', 'EB'];
+
+/** The original's strnumber(): MB and up, one decimal below 10. */
+export function formatSize(bytes: number): string {
+  let size = bytes / (1024 * 1024);
+  let unit = 0;
+  while (unit < units.length - 1 && size >= 1024) {
+    size /= 1024;
+    unit += 1;
+  }
+  return size >= 10 ? `${size.toFixed(0)} ${units[unit]}` : `${size.toFixed(1)} ${units[unit]}`;
+}

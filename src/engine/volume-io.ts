@@ -1,0 +1,265 @@
+// A VDI as bytes, over object I/O: the owner table decides, per object, where its bytes live —
+// 0: never written (reads as zeros: thin provisioning), the VDI's own id, or an ancestor's id
+// (copy-on-write: the first write copies the object into the VDI's own id).
+import { SdError, asSdError } from './errors.js';
+import { tableEntriesPerChunk } from './limits.js';
+import { asVid, dataOid, inodeOid, type Vid } from './oid.js';
+import type { ObjectIo } from './object-io.js';
+import type { VdiEntry } from './vdi.js';
+import type { Extent, Volume, VolumeInfo } from './volume.js';
+
+const tableChunkBytes = tableEntriesPerChunk * 4;
+
+interface Piece {
+  index: number;
+  innerBytes: number;
+  lengthBytes: number;
+  /** Offset of this piece inside the caller's range. */
+  bufferBytes: number;
+}
+
+/** Cuts [offset, offset+length) at object boundaries. */
+export function piecesOf(offsetBytes: number, lengthBytes: number, objectBytes: number): Piece[] {
+  const pieces: Piece[] = [];
+  let at = offsetBytes;
+  const end = offsetBytes + lengthBytes;
+  while (at < end) {
+    const index = Math.floor(at / objectBytes);
+    const innerBytes = at - index * objectBytes;
+    const take = Math.min(objectBytes - innerBytes, end - at);
+    pieces.push({ index, innerBytes, lengthBytes: take, bufferBytes: at - offsetBytes });
+    at += take;
+  }
+  return pieces;
+}
+
+class TableChunk {
+  dirty = new Set<number>();
+  private waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+  private running = false;
+
+  constructor(
+    readonly entries: Uint32Array,
+    private readonly save: (offsetBytes: number, data: Buffer) => Promise<void>,
+  ) {}
+
+  /** Resolves once entry `slot`'s current value is durable. */
+  persist(slot: number): Promise<void> {
+    this.dirty.add(slot);
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.running) void this.run();
+    return done;
+  }
+
+  /** Coalesces the dirty entries of many concurrent writes into one range write. */
+  private async run(): Promise<void> {
+    this.running = true;
+    while (this.dirty.size > 0) {
+      const slots = [...this.dirty];
+      const waiters = this.waiters;
+      this.dirty = new Set();
+      this.waiters = [];
+      const first = Math.min(...slots);
+      const last = Math.max(...slots);
+      const bytes = Buffer.from(this.entries.buffer, this.entries.byteOffset + first * 4, (last - first + 1) * 4);
+      try {
+        await this.save(first * 4, Buffer.from(bytes));
+        for (const waiter of waiters) waiter.resolve();
+      } catch (error) {
+        for (const waiter of waiters) waiter.reject(error);
+      }
+    }
+    this.running = false;
+  }
+}
+
+export class VolumeIo implements Volume {
+  readonly info: VolumeInfo;
+  private readonly vid: Vid;
+  private readonly objectBytes: number;
+  private readonly chunks = new Map<number, Promise<TableChunk>>();
+  private readonly allocating = new Map<number, Promise<void>>();
+
+  constructor(
+    private readonly io: ObjectIo,
+    readonly entry: VdiEntry,
+  ) {
+    this.vid = asVid(entry.vid);
+    this.objectBytes = 2 ** entry.blockSizeShift;
+    this.info = {
+      name: entry.name,
+      tag: entry.tag,
+      snapId: entry.snapId,
+      vid: entry.vid,
+      sizeBytes: entry.sizeBytes,
+      objectSizeBytes: this.objectBytes,
+      readOnly: entry.snapshotSec !== 0,
+    };
+  }
+
+  private checkRange(offsetBytes: number, lengthBytes: number): void {
+    if (!Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes) || offsetBytes < 0 || lengthBytes < 0) {
+      throw new SdError('INVALID_ARGUMENT', 'offset and length must be non-negative integers');
+    }
+    if (offsetBytes + lengthBytes > this.info.sizeBytes) {
+      throw new SdError('OUT_OF_RANGE', `range ${offsetBytes}+${lengthBytes} is beyond the end of the VDI (${this.info.sizeBytes} bytes)`);
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.info.readOnly) throw new SdError('READ_ONLY', `${this.info.name} is a snapshot: read-only`);
+  }
+
+  private chunk(index: number): Promise<TableChunk> {
+    const number = Math.floor(index / tableEntriesPerChunk);
+    let chunk = this.chunks.get(number);
+    if (!chunk) {
+      chunk = this.loadChunk(number);
+      this.chunks.set(number, chunk);
+      chunk.catch(() => this.chunks.delete(number));
+    }
+    return chunk;
+  }
+
+  private async loadChunk(number: number): Promise<TableChunk> {
+    const oid = inodeOid(this.vid, number);
+    let bytes: Buffer;
+    try {
+      bytes = await this.io.read(oid, 0, tableChunkBytes);
+    } catch (error) {
+      if (asSdError(error).code !== 'NO_OBJECT') throw error;
+      bytes = Buffer.alloc(tableChunkBytes);
+    }
+    const entries = new Uint32Array(tableEntriesPerChunk);
+    Buffer.from(entries.buffer).set(bytes.subarray(0, tableChunkBytes));
+    return new TableChunk(entries, (offsetBytes, data) => this.io.write(oid, offsetBytes, data, true));
+  }
+
+  async owner(index: number): Promise<number> {
+    return (await this.chunk(index)).entries[index % tableEntriesPerChunk]!;
+  }
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const result = Buffer.alloc(lengthBytes);
+    await Promise.all(
+      piecesOf(offsetBytes, lengthBytes, this.objectBytes).map(async (piece) => {
+        const owner = await this.owner(piece.index);
+        if (owner === 0) return;
+        try {
+          const data = await this.io.read(dataOid(asVid(owner), piece.index), piece.innerBytes, piece.lengthBytes);
+          data.copy(result, piece.bufferBytes);
+        } catch (error) {
+          if (asSdError(error).code !== 'NO_OBJECT') throw error;
+        }
+      }),
+    );
+    return result;
+  }
+
+  async write(offsetBytes: number, data: Buffer): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offsetBytes, data.length);
+    await Promise.all(
+      piecesOf(offsetBytes, data.length, this.objectBytes).map((piece) =>
+        this.writePiece(piece.index, piece.innerBytes, data.subarray(piece.bufferBytes, piece.bufferBytes + piece.lengthBytes)),
+      ),
+    );
+  }
+
+  private async writePiece(index: number, innerBytes: number, data: Buffer): Promise<void> {
+    if ((await this.owner(index)) === this.vid) {
+      await this.io.write(dataOid(this.vid, index), innerBytes, data, false);
+      return;
+    }
+    await this.exclusiveAllocation(index, async () => {
+      const owner = await this.owner(index);
+      const oid = dataOid(this.vid, index);
+      if (owner === this.vid) {
+        await this.io.write(oid, innerBytes, data, false);
+        return;
+      }
+      const whole = innerBytes === 0 && data.length === this.objectBytes;
+      if (owner === 0 || whole) {
+        await this.io.write(oid, innerBytes, data, true);
+      } else {
+        const base = await this.readObjectOrZeros(owner, index);
+        data.copy(base, innerBytes);
+        await this.io.write(oid, 0, base, true);
+      }
+      await this.setOwner(index, this.vid);
+    });
+  }
+
+  private async readObjectOrZeros(owner: number, index: number): Promise<Buffer> {
+    try {
+      return await this.io.read(dataOid(asVid(owner), index), 0, this.objectBytes);
+    } catch (error) {
+      if (asSdError(error).code !== 'NO_OBJECT') throw error;
+      return Buffer.alloc(this.objectBytes);
+    }
+  }
+
+  /** Serialises the first write of an object, so two writers never both copy-on-write it. */
+  private async exclusiveAllocation(index: number, work: () => Promise<void>): Promise<void> {
+    const previous = this.allocating.get(index) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(work);
+    this.allocating.set(index, next);
+    try {
+      await next;
+    } finally {
+      if (this.allocating.get(index) === next) this.allocating.delete(index);
+    }
+  }
+
+  private async setOwner(index: number, owner: number): Promise<void> {
+    const chunk = await this.chunk(index);
+    const slot = index % tableEntriesPerChunk;
+    chunk.entries[slot] = owner;
+    await chunk.persist(slot);
+  }
+
+  async flush(): Promise<void> {
+    // Every acknowledged write is already on stable storage on every replica.
+  }
+
+  async discard(offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offsetBytes, lengthBytes);
+    await Promise.all(
+      piecesOf(offsetBytes, lengthBytes, this.objectBytes).map(async (piece) => {
+        const owner = await this.owner(piece.index);
+        if (owner === 0) return;
+        if (piece.lengthBytes < this.objectBytes) {
+          await this.writePiece(piece.index, piece.innerBytes, Buffer.alloc(piece.lengthBytes));
+          return;
+        }
+        await this.exclusiveAllocation(piece.index, async () => {
+          // Table first: a crash in between leaves an unreferenced object, never a dangling entry.
+          await this.setOwner(piece.index, 0);
+          if (owner === this.vid) await this.io.remove(dataOid(this.vid, piece.index));
+        });
+      }),
+    );
+  }
+
+  writeZeroes(offsetBytes: number, lengthBytes: number): Promise<void> {
+    return this.discard(offsetBytes, lengthBytes);
+  }
+
+  async extents(offsetBytes: number, lengthBytes: number): Promise<Extent[]> {
+    this.checkRange(offsetBytes, lengthBytes);
+    const extents: Extent[] = [];
+    for (const piece of piecesOf(offsetBytes, lengthBytes, this.objectBytes)) {
+      const allocated = (await this.owner(piece.index)) !== 0;
+      const last = extents.at(-1);
+      if (last && last.allocated === allocated) last.lengthBytes += piece.lengthBytes;
+      else extents.push({ offsetBytes: offsetBytes + piece.bufferBytes, lengthBytes: piece.lengthBytes, allocated });
+    }
+    return extents;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.allocating.values()].map((p) => p.catch(() => undefined)));
+  }
+}

@@ -1,0 +1,156 @@
+// The only door to the local disk. The store is written against `Disk`, so tests can hand it a
+// disk that fails; `nodeDisk` is the real one.
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { constants } from 'node:fs';
+
+export interface DiskFile {
+  read(buffer: Buffer, offsetBytes: number): Promise<number>;
+  write(data: Buffer, offsetBytes: number): Promise<void>;
+  truncate(lengthBytes: number): Promise<void>;
+  datasync(): Promise<void>;
+  sizeBytes(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface DiskStats {
+  totalBytes: number;
+  availableBytes: number;
+}
+
+export interface Disk {
+  open(file: string, mode: 'read' | 'write' | 'create'): Promise<DiskFile>;
+  rename(source: string, target: string): Promise<void>;
+  remove(file: string): Promise<void>;
+  list(dir: string): Promise<string[]>;
+  mkdirs(dir: string): Promise<void>;
+  exists(file: string): Promise<boolean>;
+  /** Makes renames and removals inside `dir` durable. */
+  syncDir(dir: string): Promise<void>;
+  stats(dir: string): Promise<DiskStats>;
+  /** Bytes the files under `dir` take on disk (allocated blocks, so holes don't count). */
+  usedBytes(dir: string): Promise<number>;
+}
+
+class NodeFile implements DiskFile {
+  constructor(private readonly handle: fsp.FileHandle) {}
+  async read(buffer: Buffer, offsetBytes: number): Promise<number> {
+    let done = 0;
+    while (done < buffer.length) {
+      const { bytesRead } = await this.handle.read(buffer, done, buffer.length - done, offsetBytes + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return done;
+  }
+  async write(data: Buffer, offsetBytes: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offsetBytes + done);
+      done += bytesWritten;
+    }
+  }
+  truncate(lengthBytes: number): Promise<void> {
+    return this.handle.truncate(lengthBytes);
+  }
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+  async sizeBytes(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+const openFlags = {
+  read: constants.O_RDONLY,
+  write: constants.O_RDWR,
+  create: constants.O_RDWR | constants.O_CREAT,
+} as const;
+
+export const nodeDisk: Disk = {
+  async open(file, mode) {
+    return new NodeFile(await fsp.open(file, openFlags[mode], 0o600));
+  },
+  rename: (source, target) => fsp.rename(source, target),
+  async remove(file) {
+    await fsp.rm(file, { force: true });
+  },
+  async list(dir) {
+    try {
+      return await fsp.readdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  },
+  async mkdirs(dir) {
+    await fsp.mkdir(dir, { recursive: true });
+  },
+  async exists(file) {
+    try {
+      await fsp.access(file);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  async syncDir(dir) {
+    const handle = await fsp.open(dir, constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  async stats(dir) {
+    const stats = await fsp.statfs(dir);
+    return { totalBytes: stats.blocks * stats.bsize, availableBytes: stats.bavail * stats.bsize };
+  },
+  async usedBytes(dir) {
+    let total = 0;
+    for (const name of await nodeDisk.list(dir)) {
+      try {
+        const stat = await fsp.stat(path.join(dir, name));
+        if (stat.isFile()) total += stat.blocks * 512;
+      } catch {
+        // removed while we looked: it takes no space
+      }
+    }
+    return total;
+  },
+};
+
+/** Small metadata files (config, epochs, registry): written whole, durable, never torn. */
+export async function writeFileAtomic(disk: Disk, file: string, data: Buffer): Promise<void> {
+  const temporary = `${file}.tmp-${process.pid}`;
+  const handle = await disk.open(temporary, 'create');
+  try {
+    await handle.truncate(0);
+    await handle.write(data, 0);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+  await disk.rename(temporary, file);
+  await disk.syncDir(path.dirname(file));
+}
+
+export async function readFileOrUndefined(disk: Disk, file: string): Promise<Buffer | undefined> {
+  let handle: DiskFile;
+  try {
+    handle = await disk.open(file, 'read');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const buffer = Buffer.alloc(await handle.sizeBytes());
+    await handle.read(buffer, 0);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,120 @@
+// One entry per operation (as the original's ops.c): argument checks, then the work.
+import { SdError } from '../engine/errors.js';
+import {
+  blockSizeShiftMax,
+  blockSizeShiftMin,
+  copiesMax,
+  hyperObjectsMax,
+  objectSizeBytesMax,
+  snapshotTagBytesMax,
+  vdiNameBytesMax,
+} from '../engine/limits.js';
+import { parseSnapshotRef } from '../engine/vdi.js';
+import {
+  argBool,
+  argInt,
+  argOid,
+  argOptionalInt,
+  argOptionalString,
+  argPayload,
+  argString,
+} from '../rpc/args.js';
+import type { Reply } from '../rpc/connection.js';
+import type { Sheep } from './sheep.js';
+
+type Header = Record<string, unknown>;
+type Op = (sheep: Sheep, header: Header, payload: Buffer | undefined) => Promise<Reply>;
+
+const sizeMax = hyperObjectsMax * 2 ** blockSizeShiftMax;
+
+function value(v: unknown): Reply {
+  return { value: v, payload: undefined };
+}
+
+function snapshotArg(header: Header) {
+  return parseSnapshotRef(argOptionalString(header, 'snapshot', snapshotTagBytesMax));
+}
+
+export const ops: Record<string, Op> = {
+  ping: async () => value('pong'),
+
+  'cluster.info': async (sheep) => value(sheep.clusterInfo()),
+  'cluster.format': async (sheep, h) =>
+    value(await sheep.format(argInt(h, 'copies', 1, copiesMax), argOptionalInt(h, 'blockSizeShift', blockSizeShiftMin, blockSizeShiftMax))),
+  'cluster.shutdown': async (sheep) => value(await sheep.shutdownCluster()),
+  'cluster.recover': async (sheep, h) => {
+    const action = argString(h, 'action', 16);
+    if (action !== 'force' && action !== 'enable' && action !== 'disable') {
+      throw new SdError('INVALID_ARGUMENT', `unknown recover action '${action}'`);
+    }
+    return value(await sheep.recover(action));
+  },
+
+  'node.list': async (sheep) => value(sheep.nodeList()),
+  'node.info': async (sheep) => value(await sheep.nodeInfo()),
+  'node.kill': async (sheep, h) => value(await sheep.killNode(argString(h, 'node', 64))),
+
+  'vdi.create': async (sheep, h) =>
+    value(
+      await sheep.vdi.create({
+        name: argString(h, 'name', vdiNameBytesMax * 4),
+        sizeBytes: argInt(h, 'size', 0, sizeMax),
+        copies: argOptionalInt(h, 'copies', 0, 1000),
+        hyper: argBool(h, 'hyper'),
+      }),
+    ),
+  'vdi.snapshot': async (sheep, h) =>
+    value(await sheep.vdi.snapshot(argString(h, 'name', vdiNameBytesMax * 4), argOptionalString(h, 'tag', snapshotTagBytesMax * 4) ?? '')),
+  'vdi.clone': async (sheep, h) =>
+    value(
+      await sheep.vdi.clone(
+        argString(h, 'source', vdiNameBytesMax * 4),
+        snapshotArg(h),
+        argString(h, 'target', vdiNameBytesMax * 4),
+        argOptionalInt(h, 'copies', 0, 1000),
+      ),
+    ),
+  'vdi.delete': async (sheep, h) => value(await sheep.vdi.remove(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
+  'vdi.rollback': async (sheep, h) =>
+    value(await sheep.vdi.rollback(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
+  'vdi.resize': async (sheep, h) =>
+    value(await sheep.vdi.resize(argString(h, 'name', vdiNameBytesMax * 4), argInt(h, 'size', 0, sizeMax))),
+  'vdi.lookup': async (sheep, h) => value(await sheep.vdi.lookup(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
+  'vdi.list': async (sheep) => value(await sheep.vdi.usage()),
+  'vdi.all': async (sheep) => value(sheep.group.registry.all()),
+  'vdi.location': async (sheep, h) => value(await sheep.location(argOid(h))),
+
+  'gw.read': async (sheep, h) => ({
+    value: null,
+    payload: await sheep.gateway.read(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argInt(h, 'length', 1, objectSizeBytesMax)),
+  }),
+  'gw.write': async (sheep, h, p) =>
+    value(await sheep.gateway.write(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argPayload(p, objectSizeBytesMax), argBool(h, 'create'))),
+  'gw.remove': async (sheep, h) => value(await sheep.gateway.remove(argOid(h))),
+
+  'peer.read': async (sheep, h) => ({
+    value: null,
+    payload: await sheep.store.read(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argInt(h, 'length', 1, objectSizeBytesMax)),
+  }),
+  'peer.write': async (sheep, h, p) =>
+    value(
+      await sheep.gateway.localWrite(
+        argOid(h),
+        argInt(h, 'offset', 0, objectSizeBytesMax),
+        argPayload(p, objectSizeBytesMax),
+        argBool(h, 'create'),
+        argInt(h, 'size', 1, objectSizeBytesMax),
+      ),
+    ),
+  'peer.remove': async (sheep, h) => value(await sheep.store.remove(argOid(h))),
+  'peer.exists': async (sheep, h) => value(await sheep.store.exists(argOid(h))),
+  'peer.stat': async (sheep) => value(await sheep.localStat()),
+};
+
+export async function dispatch(sheep: Sheep, header: Header, payload: Buffer | undefined): Promise<Reply> {
+  const name = header['op'];
+  if (typeof name !== 'string' || !Object.hasOwn(ops, name)) {
+    throw new SdError('PROTOCOL', `unknown operation ${String(name).slice(0, 40)}`);
+  }
+  return ops[name]!(sheep, header, payload);
+}

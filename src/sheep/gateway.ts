@@ -1,0 +1,187 @@
+// Object requests → every replica. Placement comes from the current epoch's ring; reads fall back
+// to earlier epochs' placements (an object not yet recovered is read from where it still is);
+// a write is acknowledged only when every replica has it on stable storage, and a write that
+// loses a replica waits for the next epoch and is retried on the new placement.
+import type { NodeInfo } from '../cluster/driver.js';
+import { SdError, asSdError } from '../engine/errors.js';
+import { tableEntriesPerChunk } from '../engine/limits.js';
+import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
+import type { ObjectStore } from '../store/object-store.js';
+import type { Group } from './group.js';
+import type { Peers } from './peers.js';
+
+const writeAttemptsMax = 5;
+const epochWaitMs = 5000;
+
+export const tableChunkBytes = tableEntriesPerChunk * 4;
+
+export class Gateway {
+  constructor(
+    private readonly group: Group,
+    private readonly store: ObjectStore,
+    private readonly peers: Peers,
+    private readonly sleep: (ms: number) => Promise<void>,
+  ) {}
+
+  objectSizeBytes(oid: Oid): number {
+    if (isInodeOid(oid)) return tableChunkBytes;
+    const entry = this.group.registry.get(oidVid(oid));
+    return 2 ** (entry?.blockSizeShift ?? this.group.config?.blockSizeShift ?? 22);
+  }
+
+  copies(oid: Oid): number {
+    return this.group.registry.get(oidVid(oid))?.copies ?? this.group.config?.copies ?? 1;
+  }
+
+  private requireRunning(): void {
+    if (this.group.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
+    if (this.group.status === 'waiting') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
+    if (this.group.status === 'shutdown') throw new SdError('SHUTDOWN', 'Cluster is shutting down');
+  }
+
+  placement(oid: Oid, epoch = this.group.epoch): NodeInfo[] {
+    return this.group.ring(epoch).placement(oid, this.copies(oid));
+  }
+
+  async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    this.requireRunning();
+    const tried = new Set<string>();
+    let lastError: SdError = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+    for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
+      const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
+      // Prefer our own copy: no network hop.
+      nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
+      for (const node of nodes) {
+        tried.add(node.id);
+        if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
+        try {
+          return await this.peerRead(node, oid, offsetBytes, lengthBytes);
+        } catch (error) {
+          lastError = asSdError(error);
+        }
+      }
+    }
+    throw lastError.code === 'NO_OBJECT' || lastError.code === 'NETWORK'
+      ? lastError
+      : new SdError('IO', lastError.message);
+  }
+
+  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+    this.requireRunning();
+    const sizeBytes = this.objectSizeBytes(oid);
+    if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
+    for (let attempt = 1; ; attempt++) {
+      const epoch = this.group.epoch;
+      const nodes = this.placement(oid, epoch);
+      if (nodes.length === 0) throw new SdError('NO_SPACE', 'no node stores data');
+      const results = await Promise.allSettled(
+        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes)),
+      );
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (!failure) return;
+      const error = asSdError(failure.reason);
+      if (error.code !== 'NETWORK' || attempt >= writeAttemptsMax) throw error;
+      await this.waitForEpochAfter(epoch);
+    }
+  }
+
+  private async writeReplica(
+    node: NodeInfo,
+    oid: Oid,
+    offsetBytes: number,
+    data: Buffer,
+    create: boolean,
+    sizeBytes: number,
+  ): Promise<void> {
+    const whole = offsetBytes === 0 && data.length === sizeBytes;
+    try {
+      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sizeBytes);
+    } catch (error) {
+      if (asSdError(error).code !== 'NO_OBJECT') throw error;
+      // This replica lacks an object others have (it joined since): give it the whole object
+      // first, so a partial write never makes a sparse copy that hides older data.
+      const full = await this.read(oid, 0, sizeBytes);
+      data.copy(full, offsetBytes);
+      await this.peerWrite(node, oid, 0, full, true, sizeBytes);
+    }
+  }
+
+  private async waitForEpochAfter(epoch: number): Promise<void> {
+    for (let waitedMs = 0; waitedMs < epochWaitMs && this.group.epoch === epoch; waitedMs += 100) {
+      await this.sleep(100);
+    }
+  }
+
+  /** Removes the object everywhere, stale copies of earlier epochs included. */
+  async remove(oid: Oid): Promise<void> {
+    this.requireRunning();
+    await Promise.all(
+      this.group.members
+        .filter((node) => node.vnodes > 0)
+        .map(async (node) => {
+          try {
+            await this.peerRemove(node, oid);
+          } catch (error) {
+            if (asSdError(error).code !== 'NETWORK') throw error;
+          }
+        }),
+    );
+  }
+
+  /** Which members hold a copy right now. */
+  async holders(oid: Oid): Promise<NodeInfo[]> {
+    const found = await Promise.all(
+      this.group.members.map(async (node) => {
+        try {
+          return (await this.peerExists(node, oid)) ? node : undefined;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    return found.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  // ---- one replica: local store or a peer ----------------------------------------------
+
+  private isSelf(node: NodeInfo): boolean {
+    return node.id === this.group.self.id;
+  }
+
+  private async peerRead(node: NodeInfo, oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    if (this.isSelf(node)) return this.store.read(oid, offsetBytes, lengthBytes);
+    const reply = await this.peers.get(node).call('peer.read', { oid, offset: offsetBytes, length: lengthBytes });
+    return reply.payload ?? Buffer.alloc(0);
+  }
+
+  private async peerWrite(
+    node: NodeInfo,
+    oid: Oid,
+    offsetBytes: number,
+    data: Buffer,
+    create: boolean,
+    sizeBytes: number,
+  ): Promise<void> {
+    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sizeBytes);
+    await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
+  }
+
+  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {
+    if (offsetBytes === 0 && data.length === sizeBytes) return this.store.writeWhole(oid, data, sizeBytes);
+    if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+    return this.store.writeRange(oid, offsetBytes, data, sizeBytes);
+  }
+
+  private async peerRemove(node: NodeInfo, oid: Oid): Promise<void> {
+    if (this.isSelf(node)) {
+      await this.store.remove(oid);
+      return;
+    }
+    await this.peers.get(node).call('peer.remove', { oid });
+  }
+
+  private async peerExists(node: NodeInfo, oid: Oid): Promise<boolean> {
+    if (this.isSelf(node)) return this.store.exists(oid);
+    return (await this.peers.get(node).call('peer.exists', { oid })).value === true;
+  }
+}

@@ -1,0 +1,258 @@
+// The group state machine: turns the driver's ordered events into cluster state (format, epochs,
+// membership, the VDI registry). Every handler is synchronous and deterministic, so every sheep
+// that sees the same events reaches the same state. Durable copies are written behind, in order.
+import type { ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
+import { Ring } from '../engine/ring.js';
+import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
+import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
+
+export type ClusterStatus = 'unformatted' | 'running' | 'waiting' | 'shutdown';
+
+/** What a joiner brings and what the master hands back: the state of one store. */
+export interface StoreState {
+  config: ClusterConfig | null;
+  epochs: EpochRecord[];
+  registry: Json;
+  status: ClusterStatus;
+  recoveryEnabled: boolean;
+}
+
+export type GroupMessage =
+  | { type: 'format'; config: ClusterConfig; timeSec: number }
+  | { type: 'vdi'; entries: VdiEntry[] }
+  | { type: 'noop' }
+  | { type: 'shutdown' }
+  | { type: 'epoch_time'; epoch: number; timeSec: number }
+  | { type: 'recover'; action: 'force' | 'enable' | 'disable'; timeSec: number };
+
+export interface GroupEvents {
+  /** Called after the epoch changed (join, leave, format, forced recovery). */
+  epochChanged(epoch: number): void;
+  vdiChanged(entries: readonly VdiEntry[]): void;
+  shutdown(): void;
+}
+
+export class Group implements ClusterHandlers {
+  members: NodeInfo[] = [];
+  config: ClusterConfig | null = null;
+  epochs: EpochRecord[] = [];
+  registry = new VdiRegistry();
+  status: ClusterStatus = 'unformatted';
+  recoveryEnabled = true;
+  private rings = new Map<number, Ring<NodeInfo>>();
+  private persisting: Promise<void> = Promise.resolve();
+  /** Set by the owner once wired; events before that are impossible (join comes after). */
+  events: GroupEvents | undefined;
+
+  constructor(
+    readonly self: NodeInfo,
+    private readonly meta: MetaStore,
+    private readonly nowSec: () => number,
+    private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
+  ) {}
+
+  async load(): Promise<void> {
+    this.config = (await this.meta.readConfig()) ?? null;
+    this.epochs = await this.meta.readEpochs();
+    this.registry = VdiRegistry.fromJson((await this.meta.readRegistry()) ?? null);
+    this.status = this.config ? 'waiting' : 'unformatted';
+  }
+
+  storeState(): StoreState {
+    return {
+      config: this.config,
+      epochs: this.epochs,
+      registry: this.registry.toJson(),
+      status: this.status,
+      recoveryEnabled: this.recoveryEnabled,
+    };
+  }
+
+  get epoch(): number {
+    return this.epochs.at(-1)?.epoch ?? 0;
+  }
+
+  /** The ring of an epoch (default: the current one); gateway nodes have 0 vnodes. */
+  ring(epoch = this.epoch): Ring<NodeInfo> {
+    let ring = this.rings.get(epoch);
+    if (!ring) {
+      const record = this.epochs.find((e) => e.epoch === epoch);
+      ring = new Ring(record?.nodes ?? []);
+      this.rings.set(epoch, ring);
+    }
+    return ring;
+  }
+
+  /** Resolves once every state change so far is on disk. */
+  flushed(): Promise<void> {
+    return this.persisting;
+  }
+
+  // ---- driver handlers ------------------------------------------------------------------
+
+  checkJoin(joiner: NodeInfo, request: Json): JoinVerdict {
+    const theirs = request as unknown as StoreState;
+    if (joiner.id === this.self.id && this.members.length === 0) {
+      return { accept: true, payload: { state: this.storeState(), timeSec: this.nowSec() } as unknown as Json };
+    }
+    const mine = this.storeState();
+    const refusal = joinRefusal(mine, theirs);
+    if (refusal) return { accept: false, reason: refusal };
+    // The fresher store wins: a cluster of fresh nodes adopts a formatted joiner's history.
+    const adopt = this.status === 'unformatted' && theirs.config !== null ? theirs : mine;
+    return { accept: true, payload: { state: adopt, timeSec: this.nowSec() } as unknown as Json };
+  }
+
+  onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
+    const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
+    this.members = [...members];
+    this.adopt(state);
+    if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
+    else if (this.status === 'running') this.newEpoch(timeSec);
+    this.log.info({ node: joiner.id, epoch: this.epoch, status: this.status }, 'node joined');
+  }
+
+  onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
+    this.members = [...members];
+    if (this.status === 'running') {
+      this.newEpoch(this.nowSec());
+      // Epoch times must be identical everywhere: the oldest member announces its clock.
+      if (this.members[0]?.id === this.self.id) {
+        this.announce({ type: 'epoch_time', epoch: this.epoch, timeSec: this.epochs.at(-1)!.timeSec });
+      }
+    }
+    this.log.info({ node: node.id, epoch: this.epoch }, 'node left');
+  }
+
+  onNotify(_from: NodeInfo, message: Json): void {
+    const m = message as unknown as GroupMessage;
+    switch (m.type) {
+      case 'format':
+        this.applyFormat(m.config, m.timeSec);
+        break;
+      case 'vdi':
+        this.registry.apply(m.entries);
+        this.persist(() => this.meta.writeRegistry(this.registry.toJson()));
+        this.events?.vdiChanged(m.entries);
+        break;
+      case 'epoch_time': {
+        const record = this.epochs.find((e) => e.epoch === m.epoch);
+        if (record && record.timeSec !== m.timeSec) {
+          record.timeSec = m.timeSec;
+          const copy = { ...record };
+          this.persist(() => this.meta.writeEpoch(copy));
+        }
+        break;
+      }
+      case 'recover':
+        this.applyRecover(m.action, m.timeSec);
+        break;
+      case 'shutdown':
+        this.status = 'shutdown';
+        this.events?.shutdown();
+        break;
+      case 'noop':
+        break;
+    }
+  }
+
+  /** Set by the owner: how this node sends a notify (the driver's). */
+  announce: (message: GroupMessage) => void = () => undefined;
+
+  // ---- state changes --------------------------------------------------------------------
+
+  private adopt(state: StoreState): void {
+    if (state.config && this.config?.createdMs !== state.config.createdMs) {
+      this.config = state.config;
+      const config = state.config;
+      this.persist(() => this.meta.writeConfig(config));
+    }
+    const last = state.epochs.at(-1)?.epoch ?? 0;
+    if (last > this.epoch || (last === this.epoch && JSON.stringify(state.epochs) !== JSON.stringify(this.epochs))) {
+      this.epochs = state.epochs.map((e) => ({ ...e, nodes: [...e.nodes] }));
+      this.rings.clear();
+      const epochs = this.epochs.map((e) => ({ ...e }));
+      this.persist(async () => {
+        for (const record of epochs) await this.meta.writeEpoch(record);
+      });
+    }
+    const registry = VdiRegistry.fromJson(state.registry);
+    if (registry.version !== this.registry.version || JSON.stringify(registry.toJson()) !== JSON.stringify(this.registry.toJson())) {
+      this.registry = registry;
+      this.persist(() => this.meta.writeRegistry(registry.toJson()));
+    }
+    this.status = state.config ? (state.status === 'running' ? 'running' : 'waiting') : 'unformatted';
+    this.recoveryEnabled = state.recoveryEnabled;
+  }
+
+  private applyFormat(config: ClusterConfig, timeSec: number): void {
+    if (this.config) return; // a second format racing the first: the first won everywhere
+    this.config = config;
+    this.epochs = [];
+    this.rings.clear();
+    this.status = 'running';
+    this.persist(() => this.meta.writeConfig(config));
+    this.newEpoch(timeSec);
+  }
+
+  private applyRecover(action: 'force' | 'enable' | 'disable', timeSec: number): void {
+    if (action === 'enable') this.recoveryEnabled = true;
+    else if (action === 'disable') this.recoveryEnabled = false;
+    else if (this.status === 'waiting') {
+      this.status = 'running';
+      this.newEpoch(timeSec);
+    }
+  }
+
+  /** After a restart, run again once every member of the last epoch is back. */
+  private maybeStopWaiting(timeSec: number): void {
+    const last = this.epochs.at(-1);
+    if (!last) return;
+    const present = new Set(this.members.map((m) => m.id));
+    if (!last.nodes.every((n) => present.has(n.id))) return;
+    this.status = 'running';
+    const same = last.nodes.length === this.members.length;
+    if (!same) this.newEpoch(timeSec);
+    else this.events?.epochChanged(this.epoch);
+  }
+
+  private newEpoch(timeSec: number): void {
+    const record: EpochRecord = {
+      epoch: this.epoch + 1,
+      timeSec,
+      nodes: [...this.members].sort(compareNodes),
+    };
+    this.epochs.push(record);
+    this.persist(() => this.meta.writeEpoch(record));
+    this.events?.epochChanged(record.epoch);
+  }
+
+  private persist(work: () => Promise<void>): void {
+    this.persisting = this.persisting.then(work).catch((error: unknown) => {
+      this.log.warn({ err: String(error) }, 'failed to persist cluster state');
+    });
+  }
+}
+
+export function compareNodes(a: NodeInfo, b: NodeInfo): number {
+  if (a.addr !== b.addr) return a.addr < b.addr ? -1 : 1;
+  return a.port - b.port;
+}
+
+/** Why a joiner with store state `theirs` cannot join a cluster whose state is `mine`. */
+export function joinRefusal(mine: StoreState, theirs: StoreState): string | undefined {
+  if (!mine.config || !theirs.config) return undefined;
+  if (mine.config.createdMs !== theirs.config.createdMs) {
+    return 'the node belongs to another cluster (different format time)';
+  }
+  for (const record of theirs.epochs) {
+    const ours = mine.epochs.find((e) => e.epoch === record.epoch);
+    if (!ours) {
+      return `the node has epoch ${record.epoch}, newer than the cluster's ${mine.epochs.at(-1)?.epoch ?? 0}`;
+    }
+    const ourIds = ours.nodes.map((n) => n.id).join(',');
+    const theirIds = record.nodes.map((n) => n.id).join(',');
+    if (ourIds !== theirIds) return `the node's epoch ${record.epoch} history conflicts with the cluster's`;
+  }
+  return undefined;
+}

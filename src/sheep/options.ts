@@ -1,0 +1,120 @@
+// `sheep [options] STORE_DIR`: every value checked, one line naming the option on a bad one.
+import { Command, CommanderError, Option } from 'commander';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { SdError } from '../engine/errors.js';
+import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
+
+export type ClusterChoice = { kind: 'local'; dir: string | undefined };
+
+export interface SheepOptions {
+  storeDir: string;
+  port: number;
+  bindAddr: string;
+  myAddr: string;
+  zone: number;
+  vnodes: number;
+  cluster: ClusterChoice;
+  foreground: boolean;
+  logLevel: string;
+  nbd: { host: string; port: number } | null;
+}
+
+const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+function integer(option: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': must be an integer from ${min} to ${max}`);
+  }
+  return Number(text);
+}
+
+function address(option: string, text: string): string {
+  if (net.isIP(text) === 0) throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': not an IP address`);
+  return text;
+}
+
+function parseCluster(text: string): ClusterChoice {
+  if (text === 'local') return { kind: 'local', dir: undefined };
+  if (text.startsWith('local:') && text.length > 'local:'.length) return { kind: 'local', dir: text.slice('local:'.length) };
+  if (text.startsWith('zookeeper:')) {
+    throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': the zookeeper driver is not built into this sheep yet`);
+  }
+  throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local or local:DIR`);
+}
+
+function parseNbd(text: string | undefined, sheepPort: number, bindAddr: string): SheepOptions['nbd'] {
+  if (text === 'off') return null;
+  if (text === undefined) {
+    const port = nbdPortBase + (sheepPort - portDefault);
+    return port >= 1 && port <= 65535 ? { host: bindAddr, port } : null;
+  }
+  const match = /^(?:(.+):)?(\d+)$/.exec(text);
+  if (!match) throw new SdError('INVALID_ARGUMENT', `invalid --nbd '${text}': expected [ADDR:]PORT or off`);
+  return { host: match[1] ? address('--nbd address', match[1]) : bindAddr, port: integer('--nbd port', match[2]!, 1, 65535) };
+}
+
+/** The address others reach us at when none is given: a non-loopback IPv4 address, if any. */
+function defaultMyAddr(bindAddr: string): string {
+  if (bindAddr !== '0.0.0.0' && bindAddr !== '::') return bindAddr;
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const entry of list ?? []) if (entry.family === 'IPv4' && !entry.internal) return entry.address;
+  }
+  return '127.0.0.1';
+}
+
+/**
+ * The original read the zone from the IPv4 address. Many sheep on one loopback address would
+ * then share a zone and the cluster could keep only one copy, so there the port is the zone.
+ */
+export function defaultZone(addr: string, port: number): number {
+  if (addr.startsWith('127.') || addr === '::1') return port;
+  const bytes = addr.split('.').map(Number);
+  if (bytes.length !== 4) return port;
+  return (bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24)) >>> 0;
+}
+
+export function parseSheepOptions(argv: readonly string[]): SheepOptions {
+  const program = new Command('sheep')
+    .description('Sheepdog storage daemon: stores objects of virtual disks in STORE_DIR')
+    .argument('<STORE_DIR>', 'directory of this sheep\'s objects, epochs, config and log')
+    .option('-p, --port <PORT>', `listen port (1-65535)`, String(portDefault))
+    .option('-b, --bind <ADDR>', 'listen address', '0.0.0.0')
+    .option('-y, --myaddr <ADDR>', 'address advertised to other nodes (default: the bind address)')
+    .option('-z, --zone <ZONE>', 'zone id, 0-4294967295 (default: from the address)')
+    .addOption(new Option('-V, --vnodes <N>', `virtual nodes, 1-${vnodesMax} (default ${vnodesDefault})`).conflicts('gateway'))
+    .option('-g, --gateway', 'gateway only: 0 vnodes, stores nothing')
+    .option('-c, --cluster <DRIVER>', 'cluster driver: local or local:DIR', 'local')
+    .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
+    .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
+    .option('--nbd <[ADDR:]PORT|off>', `NBD listen port (default ${nbdPortBase} + port - ${portDefault})`)
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) throw error; // --help, --version
+      throw new SdError('INVALID_ARGUMENT', error.message.replace(/^error: /, ''));
+    }
+    throw error;
+  }
+  const o = program.opts<Record<string, string | boolean | undefined>>();
+  const port = integer('--port', String(o['port']), 1, 65535);
+  const bindAddr = address('--bind', String(o['bind']));
+  const myAddr = o['myaddr'] ? address('--myaddr', String(o['myaddr'])) : defaultMyAddr(bindAddr);
+  const level = String(o['logLevel']);
+  if (!logLevels.includes(level)) throw new SdError('INVALID_ARGUMENT', `invalid --log-level '${level}': expected one of ${logLevels.join(', ')}`);
+  return {
+    storeDir: program.args[0]!,
+    port,
+    bindAddr,
+    myAddr,
+    zone: o['zone'] === undefined ? defaultZone(myAddr, port) : integer('--zone', String(o['zone']), 0, zoneMax),
+    vnodes: o['gateway'] ? 0 : o['vnodes'] === undefined ? vnodesDefault : integer('--vnodes', String(o['vnodes']), 1, vnodesMax),
+    cluster: parseCluster(String(o['cluster'])),
+    foreground: o['foreground'] === true,
+    logLevel: level,
+    nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr),
+  };
+}

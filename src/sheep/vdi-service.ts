@@ -1,0 +1,210 @@
+// VDI create / snapshot / clone / rollback / delete / resize, ordered cluster-wide: each runs in
+// the driver's critical section (block), does its object work, and publishes the registry change
+// with unblock, so two racing requests never allocate one VID twice or leave a half-made VDI.
+import type { ClusterDriver } from '../cluster/driver.js';
+import { SdError, asSdError } from '../engine/errors.js';
+import { tableEntriesPerChunk } from '../engine/limits.js';
+import { asVid, dataOid, inodeOid } from '../engine/oid.js';
+import {
+  objectCount,
+  planClone,
+  planCreate,
+  planResize,
+  planRollback,
+  planSnapshot,
+  type SnapshotRef,
+  type VdiEntry,
+} from '../engine/vdi.js';
+import type { Gateway } from './gateway.js';
+import { tableChunkBytes } from './gateway.js';
+import type { Group, GroupMessage } from './group.js';
+
+export interface VdiUsage {
+  entry: VdiEntry;
+  usedBytes: number;
+  sharedBytes: number;
+}
+
+export class VdiService {
+  constructor(
+    private readonly group: Group,
+    private readonly driver: ClusterDriver,
+    private readonly gateway: Gateway,
+    private readonly nowSec: () => number,
+    private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
+  ) {}
+
+  private requireRunning(): void {
+    if (this.group.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
+    if (this.group.status !== 'running') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
+  }
+
+  /** Runs `plan` holding the cluster lock; its entries are published as the lock is released. */
+  private async critical(plan: () => Promise<VdiEntry[]>): Promise<VdiEntry[]> {
+    this.requireRunning();
+    await this.driver.block();
+    let entries: VdiEntry[] = [];
+    let failure: unknown;
+    try {
+      entries = await plan();
+    } catch (error) {
+      failure = error;
+    }
+    const message: GroupMessage = entries.length > 0 ? { type: 'vdi', entries } : { type: 'noop' };
+    await this.driver.unblock(message as never);
+    await this.driver.sync();
+    if (failure !== undefined) throw failure;
+    await this.group.flushed();
+    return entries;
+  }
+
+  async lookup(name: string, ref: SnapshotRef): Promise<VdiEntry> {
+    try {
+      return this.group.registry.lookup(name, ref);
+    } catch (error) {
+      // A change made through another node may not have reached us yet.
+      await this.driver.sync();
+      return this.group.registry.lookup(name, ref);
+    }
+  }
+
+  async create(request: { name: string; sizeBytes: number; copies?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
+    const [entry] = await this.critical(async () => [
+      planCreate(this.group.registry, {
+        ...request,
+        copies: request.copies ?? this.group.config!.copies,
+        blockSizeShift: this.group.config!.blockSizeShift,
+        nowSec: this.nowSec(),
+      }),
+    ]);
+    return entry!;
+  }
+
+  async snapshot(name: string, tag: string): Promise<VdiEntry> {
+    const entries = await this.critical(async () => {
+      const { frozen, working } = planSnapshot(this.group.registry, name, tag, this.nowSec());
+      await this.copyTable(frozen, working);
+      return [frozen, working];
+    });
+    return entries[0]!;
+  }
+
+  async clone(source: string, ref: SnapshotRef, target: string, copies: number | undefined): Promise<VdiEntry> {
+    const [entry] = await this.critical(async () => {
+      const snapshot = this.group.registry.lookup(source, ref);
+      const clone = planClone(this.group.registry, snapshot, target, this.nowSec(), copies);
+      await this.copyTable(snapshot, clone);
+      return [clone];
+    });
+    return entry!;
+  }
+
+  async rollback(name: string, ref: SnapshotRef): Promise<VdiEntry> {
+    const entries = await this.critical(async () => {
+      const snapshot = this.group.registry.lookup(name, ref);
+      if (snapshot.snapshotSec === 0) throw new SdError('NO_TAG', 'Failed to find requested tag');
+      const { retired, working } = planRollback(this.group.registry, name, snapshot, this.nowSec());
+      await this.copyTable(snapshot, working);
+      return retired ? [retired, working] : [working];
+    });
+    await this.reclaim();
+    return entries.at(-1)!;
+  }
+
+  async remove(name: string, ref: SnapshotRef): Promise<void> {
+    await this.critical(async () => {
+      const entry = this.group.registry.lookup(name, ref);
+      return [{ ...entry, deleted: true }];
+    });
+    await this.reclaim();
+  }
+
+  async resize(name: string, sizeBytes: number): Promise<VdiEntry> {
+    const [entry] = await this.critical(async () => [planResize(this.group.registry.lookup(name, undefined), sizeBytes)]);
+    return entry!;
+  }
+
+  private tableChunkCount(entry: VdiEntry): number {
+    return Math.ceil(objectCount(entry) / tableEntriesPerChunk);
+  }
+
+  private async readTableChunk(vid: number, chunk: number): Promise<Uint32Array | undefined> {
+    try {
+      const bytes = await this.gateway.read(inodeOid(asVid(vid), chunk), 0, tableChunkBytes);
+      const entries = new Uint32Array(tableEntriesPerChunk);
+      Buffer.from(entries.buffer).set(bytes);
+      return entries;
+    } catch (error) {
+      if (asSdError(error).code === 'NO_OBJECT') return undefined;
+      throw error;
+    }
+  }
+
+  /** The new VDI starts with the source's owner table: every object shared until written. */
+  private async copyTable(source: VdiEntry, target: VdiEntry): Promise<void> {
+    for (let chunk = 0; chunk < this.tableChunkCount(source); chunk++) {
+      const table = await this.readTableChunk(source.vid, chunk);
+      if (!table) continue;
+      await this.gateway.write(inodeOid(asVid(target.vid), chunk), 0, Buffer.from(table.buffer), true);
+    }
+  }
+
+  /**
+   * Frees what no live VDI can reach: objects of deleted VDIs that no live owner table points
+   * at, and the tables of deleted VDIs once nothing of theirs is referenced.
+   */
+  async reclaim(): Promise<number> {
+    const registry = this.group.registry;
+    const referenced = new Map<number, Set<number>>(); // owner vid → indices some live VDI uses
+    for (const entry of registry.live()) {
+      for (let chunk = 0; chunk < this.tableChunkCount(entry); chunk++) {
+        const table = await this.readTableChunk(entry.vid, chunk);
+        if (!table) continue;
+        table.forEach((owner, slot) => {
+          if (owner === 0 || owner === entry.vid) return;
+          const owned = referenced.get(owner) ?? new Set<number>();
+          owned.add(chunk * tableEntriesPerChunk + slot);
+          referenced.set(owner, owned);
+        });
+      }
+    }
+    let removed = 0;
+    for (const entry of registry.all().filter((e) => e.deleted)) {
+      const keep = referenced.get(entry.vid) ?? new Set<number>();
+      const chunks = this.tableChunkCount(entry);
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const table = await this.readTableChunk(entry.vid, chunk);
+        if (!table) continue;
+        for (let slot = 0; slot < table.length; slot++) {
+          const index = chunk * tableEntriesPerChunk + slot;
+          if (table[slot] !== entry.vid || keep.has(index)) continue;
+          await this.gateway.remove(dataOid(asVid(entry.vid), index));
+          removed += 1;
+        }
+        if (keep.size === 0) await this.gateway.remove(inodeOid(asVid(entry.vid), chunk));
+      }
+    }
+    if (removed > 0) this.log.info({ removed }, 'reclaimed objects of deleted VDIs');
+    return removed;
+  }
+
+  async usage(): Promise<VdiUsage[]> {
+    await this.driver.sync();
+    const result: VdiUsage[] = [];
+    for (const entry of this.group.registry.live()) {
+      let own = 0;
+      let shared = 0;
+      for (let chunk = 0; chunk < this.tableChunkCount(entry); chunk++) {
+        const table = await this.readTableChunk(entry.vid, chunk);
+        if (!table) continue;
+        for (const owner of table) {
+          if (owner === entry.vid) own += 1;
+          else if (owner !== 0) shared += 1;
+        }
+      }
+      const objectBytes = 2 ** entry.blockSizeShift;
+      result.push({ entry, usedBytes: own * objectBytes, sharedBytes: shared * objectBytes });
+    }
+    return result;
+  }
+}

@@ -1,0 +1,68 @@
+// The small durable files of a store: cluster config, epoch history, VDI registry.
+import * as path from 'node:path';
+import { readFileOrUndefined, writeFileAtomic, type Disk } from '../io/disk.js';
+import type { NodeInfo, Json } from '../cluster/driver.js';
+
+export interface ClusterConfig {
+  /** Format time: the cluster's identity. */
+  createdMs: number;
+  copies: number;
+  blockSizeShift: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  timeSec: number;
+  nodes: NodeInfo[];
+}
+
+export class MetaStore {
+  constructor(
+    private readonly root: string,
+    private readonly disk: Disk,
+  ) {}
+
+  async open(): Promise<void> {
+    await this.disk.mkdirs(path.join(this.root, 'epoch'));
+    await this.disk.mkdirs(path.join(this.root, 'obj'));
+  }
+
+  async readConfig(): Promise<ClusterConfig | undefined> {
+    const data = await readFileOrUndefined(this.disk, path.join(this.root, 'config'));
+    return data ? (JSON.parse(data.toString('utf8')) as ClusterConfig) : undefined;
+  }
+
+  writeConfig(config: ClusterConfig): Promise<void> {
+    return writeFileAtomic(this.disk, path.join(this.root, 'config'), Buffer.from(JSON.stringify(config)));
+  }
+
+  async readEpochs(): Promise<EpochRecord[]> {
+    const dir = path.join(this.root, 'epoch');
+    const records: EpochRecord[] = [];
+    for (const name of (await this.disk.list(dir)).filter((n) => /^\d{8}$/.test(n)).sort()) {
+      const data = await readFileOrUndefined(this.disk, path.join(dir, name));
+      if (data) records.push(JSON.parse(data.toString('utf8')) as EpochRecord);
+    }
+    return records;
+  }
+
+  writeEpoch(record: EpochRecord): Promise<void> {
+    const name = String(record.epoch).padStart(8, '0');
+    return writeFileAtomic(this.disk, path.join(this.root, 'epoch', name), Buffer.from(JSON.stringify(record)));
+  }
+
+  async removeEpochsAfter(epoch: number): Promise<void> {
+    for (const record of await this.readEpochs()) {
+      if (record.epoch > epoch) await this.disk.remove(path.join(this.root, 'epoch', String(record.epoch).padStart(8, '0')));
+    }
+  }
+
+  async readRegistry(): Promise<Json | undefined> {
+    const data = await readFileOrUndefined(this.disk, path.join(this.root, 'vdis.json'));
+    return data ? (JSON.parse(data.toString('utf8')) as Json) : undefined;
+  }
+
+  writeRegistry(json: Json): Promise<void> {
+    return writeFileAtomic(this.disk, path.join(this.root, 'vdis.json'), Buffer.from(JSON.stringify(json)));
+  }
+}
