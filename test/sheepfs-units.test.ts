@@ -23,19 +23,44 @@ describe('tree', () => {
   it('lists directories from the table', () => {
     expect([...fixedChildrenOf('/')].sort()).toEqual(['cluster', 'node', 'vdi', 'volume']);
     expect([...fixedChildrenOf('/node')].sort()).toEqual(['info', 'list']);
-    expect([...fixedChildrenOf('/vdi')].sort()).toEqual(['delete', 'list', 'mount', 'rollback', 'snapshot', 'unmount']);
+    expect([...fixedChildrenOf('/vdi')].sort()).toEqual([
+      'delete',
+      'list',
+      'mount',
+      'rollback',
+      'snapshot',
+      'unmount',
+    ]);
     expect(fixedChildrenOf('/volume')).toEqual([]);
   });
 });
 
 describe('control lines', () => {
   it('parses each command', () => {
-    expect(parseControlLine('mount', 'Alice')).toEqual({ ok: true, value: { command: 'mount', spec: 'Alice' } });
-    expect(parseControlLine('mount', ' Alice:snap1 ')).toEqual({ ok: true, value: { command: 'mount', spec: 'Alice:snap1' } });
-    expect(parseControlLine('snapshot', 'Alice')).toEqual({ ok: true, value: { command: 'snapshot', name: 'Alice', tag: undefined } });
-    expect(parseControlLine('snapshot', 'Alice\tt1')).toEqual({ ok: true, value: { command: 'snapshot', name: 'Alice', tag: 't1' } });
-    expect(parseControlLine('rollback', 'Alice t1')).toEqual({ ok: true, value: { command: 'rollback', name: 'Alice', tag: 't1' } });
-    expect(parseControlLine('delete', 'Alice')).toEqual({ ok: true, value: { command: 'delete', name: 'Alice', tag: undefined } });
+    expect(parseControlLine('mount', 'Alice')).toEqual({
+      ok: true,
+      value: { command: 'mount', spec: 'Alice' },
+    });
+    expect(parseControlLine('mount', ' Alice:snap1 ')).toEqual({
+      ok: true,
+      value: { command: 'mount', spec: 'Alice:snap1' },
+    });
+    expect(parseControlLine('snapshot', 'Alice')).toEqual({
+      ok: true,
+      value: { command: 'snapshot', name: 'Alice', tag: undefined },
+    });
+    expect(parseControlLine('snapshot', 'Alice\tt1')).toEqual({
+      ok: true,
+      value: { command: 'snapshot', name: 'Alice', tag: 't1' },
+    });
+    expect(parseControlLine('rollback', 'Alice t1')).toEqual({
+      ok: true,
+      value: { command: 'rollback', name: 'Alice', tag: 't1' },
+    });
+    expect(parseControlLine('delete', 'Alice')).toEqual({
+      ok: true,
+      value: { command: 'delete', name: 'Alice', tag: undefined },
+    });
   });
 
   it.each([
@@ -88,6 +113,9 @@ describe('errno mapping', () => {
     expect(fuseErrnoOf(sdError('NETWORK', 'x')).shouldLog).toBe(true);
     expect(fuseErrnoOf(new TypeError('bug'))).toMatchObject({ name: 'EIO', shouldLog: true });
     expect(fuseErrnoOf(sdError('NO_VDI', 'x')).shouldLog).toBe(false);
-    expect(fuseErrnoOf(refuse('EPERM', 'x'))).toMatchObject({ fuseErrno: -errno.EPERM, shouldLog: false });
+    expect(fuseErrnoOf(refuse('EPERM', 'x'))).toMatchObject({
+      fuseErrno: -errno.EPERM,
+      shouldLog: false,
+    });
   });
 });

@@ -23,12 +23,21 @@ interface Run {
 
 // bash, not sh: dash's echo reports every failed write as "I/O error", hiding the errno.
 function sh(command: string, env: NodeJS.ProcessEnv = process.env): Run {
-  const result = spawnSync('bash', ['-c', command], { encoding: 'utf8', timeout: commandTimeoutMs, env, cwd: workDir });
+  const result = spawnSync('bash', ['-c', command], {
+    encoding: 'utf8',
+    timeout: commandTimeoutMs,
+    env,
+    cwd: workDir,
+  });
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
 function sheepfs(args: string[], env: NodeJS.ProcessEnv = memoryEnv): Run {
-  const result = spawnSync(process.execPath, [sheepfsBin, ...args], { encoding: 'utf8', timeout: 30_000, env });
+  const result = spawnSync(process.execPath, [sheepfsBin, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env,
+  });
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
@@ -49,7 +58,10 @@ function forceUnmount(mountpoint: string): void {
   const connection = line.split(' ')[2]?.split(':')[1];
   sh(`fusermount -u -z '${mountpoint}' 2>/dev/null`);
   if (!isMounted(mountpoint)) return;
-  sh(`mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; echo 1 > /sys/fs/fuse/connections/${connection}/abort`);
+  sh(
+    'mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; ' +
+      `echo 1 > /sys/fs/fuse/connections/${connection}/abort`,
+  );
   sh(`umount -l '${mountpoint}'`);
 }
 
@@ -84,7 +96,10 @@ function newMountpoint(name: string): string {
 
 beforeAll(() => {
   // Other parts of the repository may not compile at moments; tsc still emits ours.
-  spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false'], { cwd: repoRoot, timeout: 90_000 });
+  spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false'], {
+    cwd: repoRoot,
+    timeout: 90_000,
+  });
   expect(sheepfs(['--help']).status).toBe(0);
 }, 120_000);
 
@@ -103,10 +118,14 @@ describe('sheepfs over the memory backend', () => {
   beforeAll(async () => {
     mnt = newMountpoint('main');
     writeFileSync(path.join(workDir, 'source64'), source64);
-    server = spawn(process.execPath, [sheepfsBin, '-f', '--log', path.join(workDir, 'main.log'), mnt], {
-      env: memoryEnv,
-      stdio: 'ignore',
-    });
+    server = spawn(
+      process.execPath,
+      [sheepfsBin, '-f', '--log', path.join(workDir, 'main.log'), mnt],
+      {
+        env: memoryEnv,
+        stdio: 'ignore',
+      },
+    );
     children.push(server);
     expect(await waitFor(() => isMounted(mnt), 15_000)).toBe(true);
   });
@@ -124,7 +143,9 @@ describe('sheepfs over the memory backend', () => {
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toBe(await text());
     }
-    const sizes = sh(`stat -c '%n %s %a' '${mnt}/vdi/list' '${mnt}/vdi/mount' '${mnt}/volume'`).stdout;
+    const sizes = sh(
+      `stat -c '%n %s %a' '${mnt}/vdi/list' '${mnt}/vdi/mount' '${mnt}/volume'`,
+    ).stdout;
     expect(sizes).toContain(`vdi/list ${Buffer.byteLength(await backend.vdiListText())} 444`);
     expect(sizes).toContain('vdi/mount 0 200');
     expect(sizes).toContain('volume 4096 755');
@@ -152,7 +173,9 @@ describe('sheepfs over the memory backend', () => {
 
   it('snapshots, serves the snapshot read-only, and rolls back', () => {
     expect(sh(`echo 'Alice snap1' > '${mnt}/vdi/snapshot'`).status).toBe(0);
-    expect(sh(`dd if=/dev/zero of='${mnt}/volume/Alice' bs=4M count=2 conv=notrunc`).status).toBe(0);
+    expect(sh(`dd if=/dev/zero of='${mnt}/volume/Alice' bs=4M count=2 conv=notrunc`).status).toBe(
+      0,
+    );
     expect(sh(`echo Alice:snap1 > '${mnt}/vdi/mount'`).status).toBe(0);
     expect(sh(`stat -c '%a' '${mnt}/volume/Alice:snap1'`).stdout.trim()).toBe('400');
     expect(md5Of(`${mnt}/volume/Alice:snap1`, expected.length)).toBe(md5(expected));
@@ -172,12 +195,19 @@ describe('sheepfs over the memory backend', () => {
 
   it('answers bad control lines with the right errno and keeps serving', () => {
     expect(sh(`echo nosuch > '${mnt}/vdi/mount'`).stderr).toContain('No such file or directory');
-    expect(sh(`echo 'Alice nosuchtag' > '${mnt}/vdi/rollback'`).stderr).toContain('No such file or directory');
+    expect(sh(`echo 'Alice nosuchtag' > '${mnt}/vdi/rollback'`).stderr).toContain(
+      'No such file or directory',
+    );
     for (const line of ["''", "'a b'", "'a:b:c'", `'${'x'.repeat(2000)}'`, "'a\tb c'"]) {
-      expect(sh(`printf '%s\\n' ${line} > '${mnt}/vdi/mount'`).stderr).toContain('Invalid argument');
+      expect(sh(`printf '%s\\n' ${line} > '${mnt}/vdi/mount'`).stderr).toContain(
+        'Invalid argument',
+      );
     }
     expect(sh(`echo Alice > '${mnt}/vdi/rollback'`).stderr).toContain('Invalid argument');
-    sh(`head -c 20000 /dev/urandom > '${mnt}/vdi/mount'; head -c 300 /dev/urandom > '${mnt}/vdi/snapshot'`);
+    sh(
+      `head -c 20000 /dev/urandom > '${mnt}/vdi/mount'; ` +
+        `head -c 300 /dev/urandom > '${mnt}/vdi/snapshot'`,
+    );
     expect(sh(`cat '${mnt}/vdi/mount'`).stderr).toContain('Permission denied');
     expect(sh(`echo x > '${mnt}/vdi/list'`).stderr).toContain('Permission denied');
     expect(sh(`touch '${mnt}/volume/new'`).status).not.toBe(0);
@@ -189,20 +219,28 @@ describe('sheepfs over the memory backend', () => {
     const bob = `${mnt}/volume/Bob`;
     expect(sh(`dd if=/dev/urandom of='${bob}' bs=1M count=8 conv=notrunc`).status).toBe(0);
     const before = md5Of(bob, 8 * 1024 * 1024);
-    expect(sh(`dd if=/dev/zero of='${bob}' bs=1M count=1 seek=8 conv=notrunc`).stderr).toContain('File too large');
+    expect(sh(`dd if=/dev/zero of='${bob}' bs=1M count=1 seek=8 conv=notrunc`).stderr).toContain(
+      'File too large',
+    );
     const crossing = sh(`dd if=/dev/zero of='${bob}' bs=1M count=2 seek=7 conv=notrunc`);
     expect(crossing.stderr).toContain('File too large');
     expect(sh(`truncate -s 0 '${bob}'`).stderr).toContain('Operation not permitted');
     expect(sh(`truncate -s 16M '${bob}'`).stderr).toContain('Operation not permitted');
     expect(sh(`truncate -s 8M '${bob}'`).status).toBe(0); // the current size: a no-op
     expect(sh(`rm -f '${bob}'`).stderr).toContain('Operation not permitted');
-    expect(sh(`dd if=/dev/zero of='${bob}' bs=4k count=1`).stderr).toContain('Operation not permitted');
+    expect(sh(`dd if=/dev/zero of='${bob}' bs=4k count=1`).stderr).toContain(
+      'Operation not permitted',
+    );
     expect(sh(`stat -c %s '${bob}'`).stdout.trim()).toBe(String(8 * 1024 * 1024));
-    const after = sh(`head -c 7340032 '${bob}' | md5sum; tail -c 1048576 '${bob}' | od -An -tx1 | sort -u`).stdout;
+    const after = sh(
+      `head -c 7340032 '${bob}' | md5sum; tail -c 1048576 '${bob}' | od -An -tx1 | sort -u`,
+    ).stdout;
     expect(md5Of(bob, 8 * 1024 * 1024)).not.toBe(before); // the crossing write filled 7..8 MiB
     expect(after.trim().split('\n').pop()?.trim()).toBe('*'); // ...with zeros only
     expect(sh(`echo Bob > '${mnt}/vdi/delete'`).stderr).toContain('Device or resource busy');
-    expect(sh(`echo Bob > '${mnt}/vdi/unmount' && echo 'Bob base' > '${mnt}/vdi/delete'`).status).toBe(0);
+    expect(
+      sh(`echo Bob > '${mnt}/vdi/unmount' && echo 'Bob base' > '${mnt}/vdi/delete'`).status,
+    ).toBe(0);
     expect(sh(`cat '${mnt}/vdi/list'`).stdout).not.toContain('base');
   });
 
@@ -254,7 +292,9 @@ describe('sheepfs process behaviour', () => {
     const env = { ...process.env, SHEEPFS_BACKEND: 'memory-unreachable' };
     const run = sheepfs(['--log', path.join(workDir, 'fail.log'), mnt], env);
     expect(run.status).toBe(1);
-    expect(run.stderr.trim().split('\n')).toEqual([expect.stringContaining('cannot reach a sheep')]);
+    expect(run.stderr.trim().split('\n')).toEqual([
+      expect.stringContaining('cannot reach a sheep'),
+    ]);
     expect(isMounted(mnt)).toBe(false);
   });
 });

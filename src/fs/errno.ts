@@ -47,7 +47,7 @@ export interface ErrnoVerdict {
   shouldLog: boolean;
 }
 
-/** A refusal decided by sheepfs itself (EPERM on truncate, EACCES on create...), not by the cluster. */
+/** A refusal by sheepfs itself (EPERM on truncate, EACCES on create...), not by the cluster. */
 export class FsRefusal extends Error {
   readonly errnoName: ErrnoName;
   constructor(errnoName: ErrnoName, message: string) {

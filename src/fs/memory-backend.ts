@@ -273,7 +273,8 @@ export class MemoryBackend implements SheepfsBackend {
   async vdiListText(): Promise<string> {
     await this.answer();
     const header =
-      '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift';
+      '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag' +
+      '   Block Size Shift';
     const rows: string[] = [];
     for (const [name, working] of this.working) {
       for (const snapshot of this.snapshots.get(name) ?? []) rows.push(this.vdiRow('s', snapshot));
@@ -287,7 +288,8 @@ export class MemoryBackend implements SheepfsBackend {
     return (
       `${kind} ${record.name.padEnd(12)}${String(record.snapId).padStart(2)} ` +
       `${formatSize(record.sizeBytes).padStart(7)} ${formatSize(usedBytes).padStart(7)}  0.0 MB ` +
-      `${formatTime(record.createdAtMs)}   ${record.vid.toString(16)}      3  ${record.tag.padStart(10)}  22`
+      `${formatTime(record.createdAtMs)}   ${record.vid.toString(16)}      3  ` +
+      `${record.tag.padStart(10)}  22`
     );
   }
 
