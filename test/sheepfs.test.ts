@@ -143,6 +143,8 @@ describe('sheepfs over the memory backend', () => {
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toBe(await text());
     }
+    const pastEnd = sh(`dd if='${mnt}/vdi/list' bs=1k skip=100 status=none | wc -c`);
+    expect([pastEnd.status, pastEnd.stdout.trim()]).toEqual([0, '0']);
     const sizes = sh(
       `stat -c '%n %s %a' '${mnt}/vdi/list' '${mnt}/vdi/mount' '${mnt}/volume'`,
     ).stdout;

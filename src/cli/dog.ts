@@ -75,6 +75,11 @@ async function confirm(question: string): Promise<boolean> {
   return false;
 }
 
+/** Exits once stdout has drained: with a pipe, process.exit() would cut the output short. */
+function exitWhenFlushed(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
+
 /** Runs a command body, turning failures into one line and an exit code. */
 function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -83,15 +88,17 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...a
     } catch (error) {
       if (error instanceof DogFailure) {
         process.stderr.write(`${error.message}\n`);
-        process.exit(error.exitCode);
+        exitWhenFlushed(error.exitCode);
+        return;
       }
       if (error instanceof SdError) {
         process.stderr.write(`${error.code === 'NETWORK' ? 'Failed to connect to sheep: ' : ''}${error.message}\n`);
-        process.exit(exitFailure);
+        exitWhenFlushed(exitFailure);
+        return;
       }
       throw error;
     }
-    process.exit(0);
+    exitWhenFlushed(0);
   };
 }
 

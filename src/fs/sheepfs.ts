@@ -240,8 +240,10 @@ async function read(
   offsetBytes: number,
 ): Promise<number> {
   const handle = state.handle(fd);
-  if (handle.kind === 'info')
+  if (handle.kind === 'info') {
+    if (offsetBytes >= handle.text.length) return 0; // Buffer.copy throws past the end
     return handle.text.copy(target, 0, offsetBytes, offsetBytes + lengthBytes);
+  }
   if (handle.kind !== 'volume') throw refuse('EBADF', 'not open for reading');
   const volume = handle.mounted.volume;
   const readBytes = Math.max(0, Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes));
