@@ -63,9 +63,13 @@ function isDaemonChild(): boolean {
   return process.env[daemonChildEnv] === '1' && typeof process.send === 'function';
 }
 
-function report(message: ChildReport): void {
-  if (isDaemonChild()) process.send?.(message);
-  else if (message.type !== 'ready') process.stderr.write(`sheepfs: ${message.message}\n`);
+/** Resolves once the parent has the message: the child may exit right after a failure. */
+function report(message: ChildReport): Promise<void> {
+  if (!isDaemonChild()) {
+    if (message.type !== 'ready') process.stderr.write(`sheepfs: ${message.message}\n`);
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => process.send?.(message, undefined, {}, () => resolve()));
 }
 
 function makeLogger(options: CliOptions): Logger {
@@ -147,18 +151,18 @@ function serveUntilGone(mount: SheepfsMount, backend: SheepfsBackend, logger: Lo
 async function runForeground(mountpoint: string, options: CliOptions): Promise<void> {
   let backend: SheepfsBackend | undefined;
   try {
-    for (const message of prepareMountpoint(mountpoint)) report({ type: 'notice', message });
+    for (const message of prepareMountpoint(mountpoint)) await report({ type: 'notice', message });
     const logger = makeLogger(options);
     backend = await createBackend(options.address, options.port);
     await pingWithin(backend, options.address, options.port);
     const mount = await mountSheepfs({ mountpoint, backend, fuseOptions: options.options, logger });
     if (isDaemonChild()) process.chdir('/');
-    report({ type: 'ready' });
+    await report({ type: 'ready' });
     if (isDaemonChild()) process.disconnect?.();
     serveUntilGone(mount, backend, logger);
   } catch (error) {
     await backend?.close().catch(() => undefined);
-    report({ type: 'failed', message: oneLine(error) });
+    await report({ type: 'failed', message: oneLine(error) });
     process.exit(1);
   }
 }
