@@ -20,6 +20,7 @@ import {
   argString,
 } from '../rpc/args.js';
 import type { Reply } from '../rpc/connection.js';
+import { checksumOf, encodeOids, throttleIntervalMsLimit, throttleMaxObjectsLimit } from './recovery.js';
 import type { Sheep } from './sheep.js';
 
 type Header = Record<string, unknown>;
@@ -94,8 +95,24 @@ export const ops: Record<string, Op> = {
 
   'peer.read': async (sheep, h) => ({
     value: null,
-    payload: await sheep.store.read(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argInt(h, 'length', 1, objectSizeBytesMax)),
+    payload: await sheep.gateway.localRead(
+      argOid(h),
+      argInt(h, 'offset', 0, objectSizeBytesMax),
+      argInt(h, 'length', 1, objectSizeBytesMax),
+      argBool(h, 'force'),
+    ),
   }),
+  'peer.checksum': async (sheep, h) => {
+    const oid = argOid(h);
+    const data = await sheep.gateway.localRead(oid, 0, sheep.gateway.objectSizeBytes(oid), argBool(h, 'force'));
+    return value(checksumOf(data));
+  },
+  'peer.list': async (sheep) => ({ value: null, payload: encodeOids(await sheep.store.list()) }),
+  'peer.recovery': async (sheep) => value(sheep.recovery.state),
+  'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
+  'recovery.throttle': async (sheep, h) =>
+    value(await sheep.setThrottle(argInt(h, 'max', 1, throttleMaxObjectsLimit), argInt(h, 'interval', 1, throttleIntervalMsLimit))),
+  'recovery.get-throttle': async (sheep) => value(sheep.recovery.throttle),
   'peer.write': async (sheep, h, p) =>
     value(
       await sheep.gateway.localWrite(

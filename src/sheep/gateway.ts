@@ -16,6 +16,10 @@ const epochWaitMs = 5000;
 export const tableChunkBytes = tableEntriesPerChunk * 4;
 
 export class Gateway {
+  /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
+  localIsCurrent: (oid: Oid) => boolean = () => true;
+  onWholeWrite: (oid: Oid) => void = () => undefined;
+
   constructor(
     private readonly group: Group,
     private readonly store: ObjectStore,
@@ -149,7 +153,7 @@ export class Gateway {
   }
 
   private async peerRead(node: NodeInfo, oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    if (this.isSelf(node)) return this.store.read(oid, offsetBytes, lengthBytes);
+    if (this.isSelf(node)) return this.localRead(oid, offsetBytes, lengthBytes, false);
     const reply = await this.peers.get(node).call('peer.read', { oid, offset: offsetBytes, length: lengthBytes });
     return reply.payload ?? Buffer.alloc(0);
   }
@@ -166,9 +170,26 @@ export class Gateway {
     await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
   }
 
+  /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
+  async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
+    if (!force && !this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
+    return this.store.read(oid, offsetBytes, lengthBytes);
+  }
+
   async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {
-    if (offsetBytes === 0 && data.length === sizeBytes) return this.store.writeWhole(oid, data, sizeBytes);
+    if (offsetBytes === 0 && data.length === sizeBytes) {
+      await this.store.writeWhole(oid, data, sizeBytes);
+      this.onWholeWrite(oid);
+      return;
+    }
+    const current = this.localIsCurrent(oid);
+    if (!current && !create) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+    if (!current) {
+      // A first write of a new object while recovering: the object is ours from now on.
+      if (await this.store.exists(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
+      this.onWholeWrite(oid);
+    }
     return this.store.writeRange(oid, offsetBytes, data, sizeBytes);
   }
 

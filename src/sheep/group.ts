@@ -23,12 +23,17 @@ export type GroupMessage =
   | { type: 'noop' }
   | { type: 'shutdown' }
   | { type: 'epoch_time'; epoch: number; timeSec: number }
-  | { type: 'recover'; action: 'force' | 'enable' | 'disable'; timeSec: number };
+  | { type: 'recover'; action: 'force' | 'enable' | 'disable'; timeSec: number }
+  | { type: 'recovered'; node: string; epoch: number }
+  | { type: 'throttle'; maxObjects: number; intervalMs: number };
 
 export interface GroupEvents {
   /** Called after the epoch changed (join, leave, format, forced recovery). */
   epochChanged(epoch: number): void;
   vdiChanged(entries: readonly VdiEntry[]): void;
+  /** Every member of the epoch has finished recovering it. */
+  allRecovered(epoch: number): void;
+  throttleChanged(maxObjects: number, intervalMs: number): void;
   shutdown(): void;
 }
 
@@ -39,6 +44,8 @@ export class Group implements ClusterHandlers {
   registry = new VdiRegistry();
   status: ClusterStatus = 'unformatted';
   recoveryEnabled = true;
+  /** Members that finished recovering the current epoch. */
+  recoveredBy = new Set<string>();
   private rings = new Map<number, Ring<NodeInfo>>();
   private persisting: Promise<void> = Promise.resolve();
   /** Set by the owner once wired; events before that are impossible (join comes after). */
@@ -147,6 +154,14 @@ export class Group implements ClusterHandlers {
       case 'recover':
         this.applyRecover(m.action, m.timeSec);
         break;
+      case 'recovered':
+        if (m.epoch !== this.epoch) break;
+        this.recoveredBy.add(m.node);
+        if (this.members.every((n) => this.recoveredBy.has(n.id))) this.events?.allRecovered(m.epoch);
+        break;
+      case 'throttle':
+        this.events?.throttleChanged(m.maxObjects, m.intervalMs);
+        break;
       case 'shutdown':
         this.status = 'shutdown';
         this.events?.shutdown();
@@ -223,6 +238,7 @@ export class Group implements ClusterHandlers {
       nodes: [...this.members].sort(compareNodes),
     };
     this.epochs.push(record);
+    this.recoveredBy = new Set();
     this.persist(() => this.meta.writeEpoch(record));
     this.events?.epochChanged(record.epoch);
   }

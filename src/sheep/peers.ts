@@ -20,6 +20,10 @@ export class Peers {
     this.clients.delete(nodeId);
   }
 
+  knownIds(): string[] {
+    return [...this.clients.keys()];
+  }
+
   closeAll(): void {
     for (const client of this.clients.values()) client.close();
     this.clients.clear();

@@ -16,6 +16,7 @@ import { Gateway } from './gateway.js';
 import { Group, compareNodes } from './group.js';
 import { Peers } from './peers.js';
 import { VdiService } from './vdi-service.js';
+import { Recovery, type RecoveryState } from './recovery.js';
 import type { Logger } from 'pino';
 
 export interface SheepConfig {
@@ -31,6 +32,7 @@ export class Sheep {
   readonly group: Group;
   readonly gateway: Gateway;
   readonly vdi: VdiService;
+  readonly recovery: Recovery;
   readonly peers = new Peers();
   private server: net.Server | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
@@ -49,12 +51,27 @@ export class Sheep {
     this.group = new Group(config.self, this.meta, nowSec, log);
     this.gateway = new Gateway(this.group, this.store, this.peers, sleep);
     this.vdi = new VdiService(this.group, driver, this.gateway, nowSec, log);
+    this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, sleep, log);
+    this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
+    this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
     this.group.announce = (message) => {
       void this.driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
     this.group.events = {
-      epochChanged: (epoch) => log.info({ epoch }, 'epoch changed'),
+      epochChanged: (epoch) => {
+        log.info({ epoch }, 'epoch changed');
+        for (const node of this.peers.knownIds()) {
+          if (!this.group.members.some((m) => m.id === node)) this.peers.forget(node);
+        }
+        this.recovery.onEpoch(epoch);
+      },
       vdiChanged: () => undefined,
+      allRecovered: (epoch) => {
+        void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
+      },
+      throttleChanged: (maxObjects, intervalMs) => {
+        this.recovery.throttle = { maxObjects, intervalMs };
+      },
       shutdown: () => void this.stop(0),
     };
   }
@@ -64,6 +81,7 @@ export class Sheep {
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) this.log.info(journal, 'replayed object journal');
     await this.group.load();
+    this.recovery.rememberStoreEpoch(this.group.epoch);
     await this.listen();
     const verdict = await this.driver.join(this.config.self, this.group.storeState() as never, this.group);
     if (!verdict.accept) {
@@ -179,6 +197,28 @@ export class Sheep {
     if (!node) throw new SdError('NODE_NOT_FOUND', `no node ${nodeId} in the cluster`);
     await this.peers.get(node).call('node.kill', { node: nodeId });
     return null;
+  }
+
+  async setThrottle(maxObjects: number, intervalMs: number): Promise<null> {
+    await this.driver.notify({ type: 'throttle', maxObjects, intervalMs });
+    await this.driver.sync();
+    return null;
+  }
+
+  /** Every member's recovery progress, for `dog node recovery`. */
+  async recoveryStates(): Promise<Array<{ node: NodeInfo; state: RecoveryState | null }>> {
+    return Promise.all(
+      this.nodeList().map(async (node) => {
+        try {
+          const state = node.id === this.config.self.id
+            ? this.recovery.state
+            : ((await this.peers.get(node).call('peer.recovery')).value as RecoveryState);
+          return { node, state };
+        } catch {
+          return { node, state: null };
+        }
+      }),
+    );
   }
 
   async location(oid: Oid) {

@@ -1,0 +1,263 @@
+// Recovery: after every epoch change, this node brings every object it owns in the new epoch to
+// the current version, copied from where a good copy is (newest epoch first). Differential: a
+// copy whose checksum equals the source's is kept, not sent again. Until an object is verified,
+// this node answers reads and partial writes of it with NO_OBJECT, so the gateway goes to a good
+// copy (a read never returns stale data) or sends the whole object (a write never patches a stale
+// copy). Copies this node no longer owns are removed once every member has finished recovering.
+import { createHash } from 'node:crypto';
+import type { NodeInfo } from '../cluster/driver.js';
+import { SdError, asSdError } from '../engine/errors.js';
+import { oidHex, type Oid } from '../engine/oid.js';
+import type { ObjectStore } from '../store/object-store.js';
+import type { Gateway } from './gateway.js';
+import type { Group } from './group.js';
+import type { Peers } from './peers.js';
+
+export interface Throttle {
+  /** Objects recovered per interval (0: no limit). */
+  maxObjects: number;
+  intervalMs: number;
+}
+
+export const recoveryParallelism = 8;
+export const throttleMaxObjectsLimit = 1000;
+export const throttleIntervalMsLimit = 1000;
+
+export interface RecoveryState {
+  epoch: number;
+  running: boolean;
+  total: number;
+  done: number;
+  /** Object bytes this node received from others for the current epoch. */
+  receivedBytes: number;
+  /** Objects whose local copy was found current and not copied. */
+  keptObjects: number;
+}
+
+export function checksumOf(data: Buffer): string {
+  return createHash('sha1').update(data).digest('hex');
+}
+
+export class Recovery {
+  /** Objects known current in this epoch. Everything else local is suspect while `running`. */
+  private verified = new Set<Oid>();
+  private epoch = 0;
+  private generation = 0;
+  state: RecoveryState = { epoch: 0, running: false, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
+  throttle: Throttle = { maxObjects: 0, intervalMs: 0 };
+  /** Epoch whose membership this store was last current in (from our own epoch log at start). */
+  private currentThrough: number | undefined;
+  private trustAllLocal = true;
+
+  constructor(
+    private readonly group: Group,
+    private readonly store: ObjectStore,
+    private readonly gateway: Gateway,
+    private readonly peers: Peers,
+    private readonly sleep: (ms: number) => Promise<void>,
+    private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
+  ) {}
+
+  /** Called once at start, before joining: the last epoch our own store recorded. */
+  rememberStoreEpoch(epoch: number): void {
+    this.currentThrough = epoch;
+  }
+
+  /** May this node answer reads and partial writes of `oid` from its local copy? */
+  isCurrent(oid: Oid): boolean {
+    if (!this.state.running) return true;
+    return this.verified.has(oid);
+  }
+
+  /** A whole-object write makes the local copy current. */
+  markWritten(oid: Oid): void {
+    this.verified.add(oid);
+  }
+
+  onEpoch(epoch: number): void {
+    if (epoch === this.epoch) return;
+    const previous = this.epoch;
+    this.epoch = epoch;
+    this.generation += 1;
+    void this.run(previous, epoch, this.generation).catch((error: unknown) =>
+      this.log.warn({ err: String(error), epoch }, 'recovery failed'),
+    );
+  }
+
+  private selfWasMember(epoch: number): boolean {
+    const record = this.group.epochs.find((e) => e.epoch === epoch);
+    return record?.nodes.some((n) => n.id === this.group.self.id) ?? false;
+  }
+
+  /** Which local objects are current without a check: those we kept receiving writes for. */
+  private async carryOver(previous: number): Promise<Set<Oid>> {
+    const local = await this.store.list();
+    const carried = new Set<Oid>();
+    let through = previous;
+    if (this.trustAllLocal) {
+      // First epoch since start: our store was current at the last epoch it recorded, if the
+      // cluster has not moved on without us since.
+      this.trustAllLocal = false;
+      through = this.currentThrough ?? 0;
+      const newer = this.group.epochs.filter((e) => e.epoch > through && e.epoch < this.epoch);
+      if (through === 0 || newer.some((e) => !e.nodes.some((n) => n.id === this.group.self.id))) return carried;
+      for (const oid of local) {
+        if (this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) carried.add(oid);
+      }
+      return carried;
+    }
+    if (!this.selfWasMember(through)) return carried;
+    for (const oid of local) {
+      if (this.verified.has(oid) && this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) {
+        carried.add(oid);
+      }
+    }
+    return carried;
+  }
+
+  private async run(previous: number, epoch: number, generation: number): Promise<void> {
+    this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
+    this.verified = await this.carryOver(previous);
+    while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
+    if (generation !== this.generation) return;
+    const lists = await this.objectLists();
+    const wanted: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
+    const selfId = this.group.self.id;
+    for (const [oid, holders] of lists) {
+      if (this.verified.has(oid)) continue;
+      if (!this.gateway.placement(oid, epoch).some((n) => n.id === selfId)) continue;
+      wanted.push({ oid, holders });
+    }
+    this.state.total = wanted.length;
+    this.log.info({ epoch, objects: wanted.length, kept: this.verified.size }, 'recovery started');
+    let next = 0;
+    const worker = async () => {
+      while (next < wanted.length && generation === this.generation) {
+        const item = wanted[next++]!;
+        await this.waitForPermit(generation);
+        try {
+          await this.recoverObject(item.oid, item.holders, epoch);
+        } catch (error) {
+          this.log.warn({ oid: oidHex(item.oid), err: asSdError(error).message }, 'object not recovered');
+        }
+        this.state.done += 1;
+      }
+    };
+    await Promise.all(Array.from({ length: recoveryParallelism }, worker));
+    if (generation !== this.generation) return;
+    this.state.running = false;
+    this.log.info({ epoch, received: this.state.receivedBytes, kept: this.state.keptObjects }, 'recovery finished');
+    this.group.announce({ type: 'recovered', node: selfId, epoch } as never);
+  }
+
+  private permitsUsed = 0;
+  private async waitForPermit(generation: number): Promise<void> {
+    while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
+    if (this.throttle.maxObjects <= 0) return;
+    this.permitsUsed += 1;
+    if (this.permitsUsed >= this.throttle.maxObjects) {
+      this.permitsUsed = 0;
+      await this.sleep(this.throttle.intervalMs);
+    }
+  }
+
+  /** oid → members that hold a copy, from every member's object list. */
+  private async objectLists(): Promise<Map<Oid, NodeInfo[]>> {
+    const result = new Map<Oid, NodeInfo[]>();
+    await Promise.all(
+      this.group.members.map(async (node) => {
+        let oids: Oid[];
+        try {
+          oids = node.id === this.group.self.id ? await this.store.list() : decodeOids((await this.peers.get(node).call('peer.list')).payload);
+        } catch {
+          return;
+        }
+        for (const oid of oids) {
+          const holders = result.get(oid) ?? [];
+          holders.push(node);
+          result.set(oid, holders);
+        }
+      }),
+    );
+    return result;
+  }
+
+  /** Sources newest epoch first: the replicas of the previous epochs that still hold a copy. */
+  private sources(oid: Oid, holders: NodeInfo[], epoch: number): NodeInfo[] {
+    const selfId = this.group.self.id;
+    const holderIds = new Set(holders.map((h) => h.id));
+    const ordered: NodeInfo[] = [];
+    const seen = new Set<string>();
+    for (let e = epoch; e >= 1; e--) {
+      for (const node of this.gateway.placement(oid, e)) {
+        if (node.id === selfId || seen.has(node.id) || !holderIds.has(node.id)) continue;
+        seen.add(node.id);
+        ordered.push(holders.find((h) => h.id === node.id)!);
+      }
+    }
+    for (const holder of holders) if (holder.id !== selfId && !seen.has(holder.id)) ordered.push(holder);
+    return ordered;
+  }
+
+  private async recoverObject(oid: Oid, holders: NodeInfo[], epoch: number): Promise<void> {
+    const size = this.gateway.objectSizeBytes(oid);
+    const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
+    let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
+    for (const force of [false, true]) {
+      for (const source of this.sources(oid, holders, epoch)) {
+        try {
+          const client = this.peers.get(source);
+          const remoteSum = (await client.call('peer.checksum', { oid, force })).value as string;
+          if (this.verified.has(oid)) return; // a whole write made it current meanwhile
+          if (remoteSum === localSum) {
+            this.verified.add(oid);
+            this.state.keptObjects += 1;
+            return;
+          }
+          const data = (await client.call('peer.read', { oid, offset: 0, length: size, force })).payload!;
+          if (this.verified.has(oid)) return;
+          await this.store.writeWhole(oid, data, size);
+          this.verified.add(oid);
+          this.state.receivedBytes += data.length;
+          return;
+        } catch (error) {
+          lastError = error;
+        }
+      }
+    }
+    // No other holder: our own copy, if any, is the best there is.
+    if (localSum !== undefined) {
+      this.verified.add(oid);
+      return;
+    }
+    throw lastError;
+  }
+
+  /** Once every member recovered this epoch: drop copies this node does not own any more. */
+  async removeStale(epoch: number): Promise<number> {
+    if (epoch !== this.epoch || this.state.running) return 0;
+    const selfId = this.group.self.id;
+    let removed = 0;
+    for (const oid of await this.store.list()) {
+      if (this.epoch !== epoch) return removed;
+      if (this.gateway.placement(oid, epoch).some((n) => n.id === selfId)) continue;
+      await this.store.remove(oid);
+      removed += 1;
+    }
+    if (removed > 0) this.log.info({ epoch, removed }, 'removed copies this node no longer owns');
+    return removed;
+  }
+}
+
+export function encodeOids(oids: readonly Oid[]): Buffer {
+  const buffer = Buffer.alloc(oids.length * 8);
+  oids.forEach((oid, i) => buffer.writeBigUInt64BE(oid, i * 8));
+  return buffer;
+}
+
+export function decodeOids(payload: Buffer | undefined): Oid[] {
+  if (!payload || payload.length % 8 !== 0) return [];
+  const oids: Oid[] = [];
+  for (let at = 0; at < payload.length; at += 8) oids.push(payload.readBigUInt64BE(at) as Oid);
+  return oids;
+}
