@@ -59,6 +59,13 @@ export function parseSnapshotRef(text: string | undefined): SnapshotRef {
   return { tag: text };
 }
 
+/** `NAME`, `NAME:TAG` or `NAME:SNAPID`: the export spec NBD and sheepfs accept. */
+export function splitSpec(spec: string): { name: string; ref: SnapshotRef } {
+  const colon = spec.lastIndexOf(':');
+  if (colon < 0) return { name: spec, ref: undefined };
+  return { name: spec.slice(0, colon), ref: parseSnapshotRef(spec.slice(colon + 1)) };
+}
+
 export function snapshotRefText(ref: SnapshotRef): { id: number; tag: string } {
   if (ref === undefined) return { id: 0, tag: '' };
   return 'tag' in ref ? { id: 0, tag: ref.tag } : { id: ref.snapId, tag: '' };

@@ -6,7 +6,7 @@ import { SdError } from '../engine/errors.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import { VolumeIo } from '../engine/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
-import { parseSnapshotRef } from '../engine/vdi.js';
+import { splitSpec } from '../engine/vdi.js';
 import { nodeDisk } from '../io/disk.js';
 import { serveConnection } from '../rpc/connection.js';
 import { MetaStore } from '../store/meta.js';
@@ -249,11 +249,4 @@ export class Sheep {
     this.peers.closeAll();
     this.exit(code);
   }
-}
-
-/** `NAME`, `NAME:TAG` or `NAME:SNAPID`. */
-export function splitSpec(spec: string): { name: string; ref: ReturnType<typeof parseSnapshotRef> } {
-  const colon = spec.lastIndexOf(':');
-  if (colon < 0) return { name: spec, ref: undefined };
-  return { name: spec.slice(0, colon), ref: parseSnapshotRef(spec.slice(colon + 1)) };
 }

@@ -1,0 +1,65 @@
+// sheepfs over a real cluster: typed rpc to one sheep through SheepClient. Info texts come from
+// the very formatters `dog` uses (src/cli/format.ts) fed with the same rpc answers, so
+// `cat /sheep/vdi/list` and `dog vdi list` can never drift apart. Errors stay SdError; errno.ts
+// maps them for the kernel.
+import { SheepClient } from '../cli/client.js';
+import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList } from '../cli/format.js';
+import { parseSnapshotRef, splitSpec } from '../engine/vdi.js';
+import { VolumeIo } from '../engine/volume-io.js';
+import type { Volume } from '../engine/volume.js';
+import type { SheepfsBackend } from './backend.js';
+
+/** Info files show what dog shows without -r. */
+const raw = false;
+
+class ClusterBackend implements SheepfsBackend {
+  constructor(private readonly client: SheepClient) {}
+
+  async clusterInfoText(): Promise<string> {
+    return formatClusterInfo(await this.client.clusterInfo(), raw);
+  }
+
+  async nodeListText(): Promise<string> {
+    return formatNodeList(await this.client.nodeList(), raw);
+  }
+
+  async nodeInfoText(): Promise<string> {
+    const info = await this.client.nodeInfo();
+    return formatNodeInfo(info.nodes, info.virtualBytes, raw);
+  }
+
+  async vdiListText(): Promise<string> {
+    return formatVdiList(await this.client.vdiList(), raw);
+  }
+
+  async snapshot(name: string, tag: string | undefined): Promise<void> {
+    // `dog vdi snapshot NAME` without -s sends an empty tag.
+    await this.client.vdiSnapshot(name, tag ?? '');
+  }
+
+  async rollback(name: string, tag: string): Promise<void> {
+    // dog looks the snapshot up first only to word its error; the rollback rpc checks the same.
+    await this.client.vdiRollback(name, parseSnapshotRef(tag));
+  }
+
+  async deleteVdi(name: string, tag: string | undefined): Promise<void> {
+    await this.client.vdiDelete(name, parseSnapshotRef(tag));
+  }
+
+  async openVolume(spec: string): Promise<Volume> {
+    const { name, ref } = splitSpec(spec);
+    return new VolumeIo(this.client, await this.client.lookup(name, ref));
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
+
+export function createBackend(address: string, port: number): SheepfsBackend {
+  return new ClusterBackend(new SheepClient(address, port));
+}
