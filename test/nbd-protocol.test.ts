@@ -4,7 +4,8 @@ import { createConnection, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import * as c from '../src/nbd/constants.js';
 import { startNbdServer, type NbdServer } from '../src/nbd/index.js';
-import { MemoryVolumeProvider } from './support/memory-volume.js';
+import { nbdInflightRequestsMax } from '../src/nbd/limits.js';
+import { MemoryVolumeProvider, WriteGate } from './support/memory-volume.js';
 
 const mebibyte = 1024 * 1024;
 const volumeSizeBytes = 16 * mebibyte;
@@ -390,6 +391,35 @@ describe('transmission', () => {
     client.destroy();
   });
 
+  test('in-flight requests are capped; the rest wait in the socket, then all complete', async () => {
+    const gate = new WriteGate();
+    provider.writeGate = gate;
+    try {
+      const { client } = await openExport(server.port, 'other');
+      const requestCount = 3 * nbdInflightRequestsMax;
+      for (let index = 0; index < requestCount; index += 1) {
+        sendRequest(client, { type: c.NBD_CMD_WRITE, handle: BigInt(index), offset: BigInt(index * 65536),
+          payload: Buffer.alloc(65536, 1 + (index % 200)) });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(gate.waitingCount).toBe(nbdInflightRequestsMax);
+      gate.open();
+      const handles = new Set<bigint>();
+      for (let index = 0; index < requestCount; index += 1) {
+        const reply = await readSimpleReply(client);
+        expect(reply.errno).toBe(0);
+        handles.add(reply.handle);
+      }
+      expect(handles.size).toBe(requestCount);
+      expect(gate.waitingCountMax).toBe(nbdInflightRequestsMax);
+      sendRequest(client, { type: c.NBD_CMD_READ, handle: 1n, offset: BigInt((requestCount - 1) * 65536), lengthBytes: 1 });
+      expect((await readSimpleReply(client, 1)).data[0]).toBe(1 + ((requestCount - 1) % 200));
+      client.destroy();
+    } finally {
+      provider.writeGate = null;
+    }
+  });
+
   test('structured replies: one data chunk, error chunks with messages, block status', async () => {
     const { client, flags } = await openExport(server.port, 'disk', { structured: true, allocation: true });
     expect(flags & c.NBD_FLAG_SEND_DF).toBe(c.NBD_FLAG_SEND_DF);
@@ -441,5 +471,25 @@ describe('transmission', () => {
     expect(await second.client.closedWithin()).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(provider.closeCount - closesBefore).toBe(1);
+  });
+});
+
+describe('server close', () => {
+  test('answers in-flight requests, closes connections and stops listening', async () => {
+    const ownProvider = new MemoryVolumeProvider();
+    ownProvider.createVdi('disk', volumeSizeBytes);
+    const gate = new WriteGate();
+    ownProvider.writeGate = gate;
+    const ownServer = await startNbdServer({ host: '127.0.0.1', port: 0, provider: ownProvider });
+    const { client } = await openExport(ownServer.port, 'disk');
+    sendRequest(client, { type: c.NBD_CMD_WRITE, handle: 1n, payload: Buffer.from('last words') });
+    while (gate.waitingCount === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const closing = ownServer.close();
+    gate.open();
+    expect(await readSimpleReply(client)).toMatchObject({ errno: 0, handle: 1n });
+    await closing;
+    expect(await client.closedWithin()).toBe(true);
+    expect(ownProvider.closeCount).toBe(ownProvider.openCount);
+    await expect(RawClient.connect(ownServer.port)).rejects.toThrow(/ECONNREFUSED/);
   });
 });

@@ -18,6 +18,27 @@ interface Vdi {
   failWith: SdError | null;
 }
 
+/** Holds writes until opened, counting how many are waiting: shows what a front end keeps in flight. */
+export class WriteGate {
+  waitingCount = 0;
+  waitingCountMax = 0;
+  private opened = false;
+  private readonly waiters: Array<() => void> = [];
+
+  async pass(): Promise<void> {
+    if (this.opened) return;
+    this.waitingCount += 1;
+    this.waitingCountMax = Math.max(this.waitingCountMax, this.waitingCount);
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    this.waitingCount -= 1;
+  }
+
+  open(): void {
+    this.opened = true;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+}
+
 export class MemoryVolumeProvider implements VolumeProvider {
   private readonly vdis = new Map<string, Vdi>();
   private readonly snapshots = new Map<string, Vdi>();
@@ -25,6 +46,8 @@ export class MemoryVolumeProvider implements VolumeProvider {
   /** How many times open() and close() succeeded: lets tests check volumes are shared. */
   openCount = 0;
   closeCount = 0;
+  /** When set, every write of every volume waits for this gate first. */
+  writeGate: WriteGate | null = null;
 
   constructor(readonly objectSizeBytes = objectSizeBytesDefault) {}
 
@@ -59,7 +82,7 @@ export class MemoryVolumeProvider implements VolumeProvider {
   async open(spec: string): Promise<Volume> {
     const vdi = this.lookup(spec);
     this.openCount += 1;
-    return new MemoryVolume(vdi, this.objectSizeBytes, () => {
+    return new MemoryVolume(vdi, this.objectSizeBytes, () => this.writeGate, () => {
       this.closeCount += 1;
     });
   }
@@ -92,6 +115,7 @@ class MemoryVolume implements Volume {
   constructor(
     private readonly vdi: Vdi,
     private readonly objectSizeBytes: number,
+    private readonly writeGate: () => WriteGate | null,
     private readonly onClose: () => void,
   ) {
     this.info = {
@@ -111,6 +135,7 @@ class MemoryVolume implements Volume {
 
   async write(offsetBytes: number, data: Buffer): Promise<void> {
     this.check(offsetBytes, data.length, true);
+    await this.writeGate()?.pass();
     this.forEachPiece(offsetBytes, data.length, (index, inObjectBytes, pieceBytes, doneBytes) => {
       let object = this.vdi.objects.get(index);
       if (!object) {
