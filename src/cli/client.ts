@@ -47,6 +47,15 @@ export class SheepClient implements ObjectIo {
   killNode(nodeId: string): Promise<null> {
     return this.value('node.kill', { node: nodeId });
   }
+  recoveryStates(): Promise<Array<{ node: NodeInfo; state: { running: boolean; total: number; done: number } | null }>> {
+    return this.value('node.recovery');
+  }
+  setThrottle(max: number, interval: number): Promise<null> {
+    return this.value('recovery.throttle', { max, interval });
+  }
+  getThrottle(): Promise<{ maxObjects: number; intervalMs: number }> {
+    return this.value('recovery.get-throttle');
+  }
   vdiCreate(name: string, sizeBytes: number, copies: number | undefined, hyper: boolean): Promise<VdiEntry> {
     return this.value('vdi.create', { name, size: sizeBytes, copies, hyper });
   }

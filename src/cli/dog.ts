@@ -8,7 +8,7 @@ import { parseSize } from '../engine/size.js';
 import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../engine/volume-io.js';
 import { SheepClient } from './client.js';
-import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList, formatVdiTree } from './format.js';
+import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
 const exitFailure = 1;
 const exitUsage = 64;
@@ -361,6 +361,31 @@ function buildNode(program: Command): void {
       const info = await client(o).nodeInfo();
       out(formatNodeInfo(info.nodes, info.virtualBytes, o.raw === true));
     }));
+  withGlobals(
+    node
+      .command('recovery')
+      .description('show nodes in recovery; set-throttle MAX INTERVAL | get-throttle')
+      .argument('[ACTION]', 'set-throttle or get-throttle')
+      .argument('[MAX]', 'objects recovered per interval (1-1000)')
+      .argument('[INTERVAL]', 'interval in milliseconds (1-1000)'),
+  ).action(action(async (verb: string | undefined, maxText: string | undefined, intervalText: string | undefined, o: Globals) => {
+    const sheep = client(o);
+    if (verb === undefined) {
+      out(formatRecovery(await sheep.recoveryStates(), o.raw === true));
+      return;
+    }
+    if (verb === 'get-throttle') {
+      const throttle = await sheep.getThrottle();
+      out(throttle.maxObjects > 0 ? `max ${throttle.maxObjects} objects per ${throttle.intervalMs} ms\n` : 'Recovery throttle is not set\n');
+      return;
+    }
+    if (verb !== 'set-throttle') throw new DogFailure(`Unknown recovery action '${verb}': use set-throttle or get-throttle`, exitUsage);
+    if (maxText === undefined || intervalText === undefined) throw new DogFailure('Usage: dog node recovery set-throttle MAX INTERVAL', exitUsage);
+    if (!/^\d+$/.test(maxText) || Number(maxText) < 1 || Number(maxText) > 1000) throw new DogFailure(`Invalid max '${maxText}': must be 1 to 1000 objects`);
+    if (!/^\d+$/.test(intervalText) || Number(intervalText) < 1 || Number(intervalText) > 1000) throw new DogFailure(`Invalid interval '${intervalText}': must be 1 to 1000 ms`);
+    await sheep.setThrottle(Number(maxText), Number(intervalText));
+    out(`max ${Number(maxText)} objects per ${Number(intervalText)} ms\n`);
+  }));
   withGlobals(node.command('kill').description('stop a node').argument('<ID>'))
     .action(action(async (idText: string, o: Globals) => {
       const sheep = client(o);

@@ -182,3 +182,21 @@ function drawTree(node: TreeNode, prefix: string, lines: string[], startLine: bo
     }
   });
 }
+
+export interface RecoveryRow {
+  node: NodeInfo;
+  state: { running: boolean; total: number; done: number } | null;
+}
+
+/** `node recovery`: the nodes still recovering, with progress (never `-nan%` at the start). */
+export function formatRecovery(rows: readonly RecoveryRow[], raw: boolean): string {
+  let text = raw ? '' : 'Nodes In Recovery:\n  Id   Host:Port         V-Nodes       Zone       Progress\n';
+  rows.forEach((row, i) => {
+    if (!row.state?.running) return;
+    const progress = row.state.total > 0 ? (row.state.done * 100) / row.state.total : 0;
+    text += raw
+      ? `${i} ${row.node.id} ${row.node.vnodes} ${row.node.zone} ${progress.toFixed(1)}\n`
+      : `${String(i).padStart(4)}   ${row.node.id.padEnd(20)}\t${String(row.node.vnodes).padStart(2)}${String(row.node.zone).padStart(11)}${progress.toFixed(1).padStart(10)}%\n`;
+  });
+  return text;
+}

@@ -24,6 +24,7 @@ export const throughputFuseOptions = [
   'max_write=131072',
   'max_read=131072',
   'direct_io',
+  'atomic_o_trunc',
 ];
 /** fuse-native copies the option string into a 1024-byte buffer. */
 export const fuseOptionsBytesMax = 1000;
