@@ -18,6 +18,9 @@ import { fixedChildrenOf, parsePath, type FsPath, type InfoSource } from './tree
  * Appended to fuse-native's own options. Without big_writes the kernel sends 4 KiB writes;
  * direct_io makes every file bypass the page cache: info files read fully whatever size stat
  * reported, and a volume never serves stale pages after a rollback or a write from another node.
+ * atomic_o_trunc: the kernel passes O_TRUNC to open instead of sending a separate truncate to 0,
+ * so open can ignore it for a volume as a block device does, and `dd of=volume/X` (without
+ * conv=notrunc) and `cp` work while an explicit truncate to another size is still refused.
  */
 export const throughputFuseOptions = [
   'big_writes',
@@ -218,6 +221,7 @@ async function open(state: MountState, fsPath: FsPath, flags: number): Promise<n
       if (readOnly) throw refuse('EACCES', 'control files are write-only');
       return state.addHandle({ kind: 'control', path: fsPath });
     case 'volume': {
+      // O_TRUNC is ignored, as on a block device: a VDI has a fixed size (see atomic_o_trunc).
       const mounted = state.mountedVolume(fsPath.spec);
       if (!readOnly && mounted.volume.info.readOnly)
         throw refuse('EROFS', `${fsPath.spec} is read-only`);
@@ -287,7 +291,7 @@ function truncate(state: MountState, fsPath: FsPath, sizeBytes: number): void {
     const mounted = state.mountedVolume(fsPath.spec);
     if (sizeBytes === mounted.volume.info.sizeBytes) return;
     if (mounted.volume.info.readOnly) throw refuse('EROFS', `${fsPath.spec} is read-only`);
-    throw refuse('EPERM', 'a volume keeps the size of its VDI (use dd conv=notrunc)');
+    throw refuse('EPERM', 'a volume keeps the size of its VDI');
   }
   if (fsPath.kind === 'absent') throw refuse('ENOENT', 'no such file');
   throw refuse('EACCES', 'cannot truncate');
@@ -322,7 +326,11 @@ const controlHandlers: ControlHandlers = {
   unmount: async (state, request) => {
     await unmountVolume(state, request.spec);
   },
-  snapshot: (state, request) => state.backend.snapshot(request.name, request.tag),
+  snapshot: async (state, request) => {
+    await state.backend.snapshot(request.name, request.tag);
+    // The working VDI moves to a new object id; the old one is now the frozen snapshot.
+    await reopenVolume(state, request.name);
+  },
   rollback: async (state, request) => {
     await state.backend.rollback(request.name, request.tag);
     await reopenVolume(state, request.name);
@@ -362,7 +370,10 @@ async function unmountVolume(state: MountState, spec: string): Promise<void> {
   if (mounted.openHandles === 0) await mounted.volume.close();
 }
 
-/** After a rollback the working VDI may be a new object in the cluster: reopen what is mounted. */
+/**
+ * After a snapshot or a rollback the working VDI is a new object in the cluster: reopen what is
+ * mounted, or later writes would land in the snapshot.
+ */
 async function reopenVolume(state: MountState, name: string): Promise<void> {
   const mounted = state.volumes.get(name);
   if (mounted === undefined) return;
