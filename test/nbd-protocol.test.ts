@@ -331,6 +331,13 @@ describe('transmission', () => {
     await expectServerStillServes();
   });
 
+  test('a request with a bad magic closes the connection', async () => {
+    const { client } = await openExport(server.port, 'disk');
+    client.write(Buffer.alloc(28, 0x41));
+    expect(await client.closedWithin()).toBe(true);
+    await expectServerStillServes();
+  });
+
   test('writes to a read-only snapshot get EPERM, its reads work', async () => {
     const { client, flags } = await openExport(server.port, 'disk:frozen');
     expect(flags & c.NBD_FLAG_READ_ONLY).toBe(c.NBD_FLAG_READ_ONLY);
