@@ -1,6 +1,9 @@
 // Sizes as users type and read them: K/M/G/T/P are powers of 1024, as the original dog.
 import { SdError } from './errors.js';
 
+/** 16 PiB: the largest hyper volume; exact in a double. */
+const sizeBytesMax = 1n << 54n;
+
 const suffixShift: Record<string, number> = { '': 0, K: 10, M: 20, G: 30, T: 40, P: 50, E: 60 };
 
 /** Parses `123`, `4M`, `1G`, `16P` (case-insensitive, optional B). Throws INVALID_ARGUMENT. */
@@ -9,8 +12,10 @@ export function parseSize(text: string, what = 'size'): number {
   if (!match) throw new SdError('INVALID_ARGUMENT', `Invalid ${what}: '${text}'`);
   const shift = suffixShift[(match[2] ?? '').toUpperCase()] ?? 0;
   const value = BigInt(match[1] ?? '0') << BigInt(shift);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER) + 1n) {
-    throw new SdError('TOO_LARGE', `Invalid ${what}: '${text}' is too large`);
+  if (value > sizeBytesMax) throw new SdError('TOO_LARGE', `Invalid ${what}: '${text}' is too large`);
+  // Above 2^53 a double holds only even integers: refuse what it would round.
+  if (BigInt(Number(value)) !== value) {
+    throw new SdError('INVALID_ARGUMENT', `Invalid ${what}: '${text}' is not exact; use a multiple of 1K`);
   }
   return Number(value);
 }

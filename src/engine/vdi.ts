@@ -98,7 +98,7 @@ export function checkCopies(copies: number): void {
 }
 
 export function checkSize(sizeBytes: number, hyper: boolean, blockSizeShift: number): void {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+  if (!Number.isInteger(sizeBytes) || sizeBytes <= 0) {
     throw new SdError('INVALID_ARGUMENT', 'VDI size must be larger than 0');
   }
   const max = maxSizeBytes(hyper, blockSizeShift);

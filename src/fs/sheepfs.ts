@@ -81,6 +81,8 @@ interface MountedVolume {
   openHandles: number;
   /** Unmounted while open: closed when the last handle goes. */
   detached: boolean;
+  /** A refresh in progress (see refreshIfIdle), shared by concurrent opens. */
+  refreshing?: Promise<void> | undefined;
 }
 
 type OpenHandle =
@@ -223,6 +225,7 @@ async function open(state: MountState, fsPath: FsPath, flags: number): Promise<n
     case 'volume': {
       // O_TRUNC is ignored, as on a block device: a VDI has a fixed size (see atomic_o_trunc).
       const mounted = state.mountedVolume(fsPath.spec);
+      await refreshIfIdle(state, mounted);
       if (!readOnly && mounted.volume.info.readOnly)
         throw refuse('EROFS', `${fsPath.spec} is read-only`);
       return state.addHandle({ kind: 'volume', mounted, writable: !readOnly });
@@ -368,6 +371,29 @@ async function unmountVolume(state: MountState, spec: string): Promise<void> {
   state.volumes.delete(spec);
   mounted.detached = true;
   if (mounted.openHandles === 0) await mounted.volume.close();
+}
+
+/**
+ * A Volume caches the VDI's object table, and other clients (`dog vdi write`, `dog vdi snapshot`)
+ * change it behind our back. On the first open of a working volume that nobody holds open, sheepfs
+ * opens it afresh, so `cat volume/X` after a `dog vdi write` or a snapshot taken elsewhere sees
+ * the cluster as it is. While the file is held open, one writer at a time is assumed, as in
+ * Sheepdog. Snapshots never change: they are not refreshed.
+ */
+async function refreshIfIdle(state: MountState, mounted: MountedVolume): Promise<void> {
+  if (mounted.volume.info.readOnly) return;
+  if (mounted.refreshing === undefined) {
+    if (mounted.openHandles > 0) return;
+    mounted.refreshing = (async () => {
+      const fresh = await state.backend.openVolume(mounted.spec);
+      const stale = mounted.volume;
+      mounted.volume = fresh;
+      await stale.close();
+    })().finally(() => {
+      mounted.refreshing = undefined;
+    });
+  }
+  await mounted.refreshing;
 }
 
 /**

@@ -26,7 +26,14 @@ const errnoByCode: Partial<Record<ErrorCode, NbdErrno>> = {
 
 /** Errors that say the cluster, not the client, is in trouble: logged as errors. */
 const clusterCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'NETWORK', 'IO', 'CORRUPT', 'NO_OBJECT', 'WAIT_FOR_JOIN', 'NOT_FORMATTED', 'BUSY', 'INTERNAL',
+  'NETWORK',
+  'IO',
+  'CORRUPT',
+  'NO_OBJECT',
+  'WAIT_FOR_JOIN',
+  'NOT_FORMATTED',
+  'BUSY',
+  'INTERNAL',
 ]);
 
 export function nbdErrnoFor(error: SdError): NbdErrno {

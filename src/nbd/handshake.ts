@@ -38,7 +38,8 @@ export interface NegotiatedExport {
   transmissionFlags: number;
 }
 
-export type HandshakeResult = { kind: 'transmission'; negotiated: NegotiatedExport } | { kind: 'closed' };
+export type HandshakeResult =
+  { kind: 'transmission'; negotiated: NegotiatedExport } | { kind: 'closed' };
 
 interface Session {
   noZeroes: boolean;
@@ -68,7 +69,10 @@ export async function runHandshake(context: HandshakeContext): Promise<Handshake
   return phase.result;
 }
 
-async function step(context: HandshakeContext, phase: Exclude<Phase, { name: 'done' }>): Promise<Phase> {
+async function step(
+  context: HandshakeContext,
+  phase: Exclude<Phase, { name: 'done' }>,
+): Promise<Phase> {
   switch (phase.name) {
     case 'greeting':
       await sendGreeting(context);
@@ -148,18 +152,31 @@ const optionHandlers: ReadonlyMap<number, OptionHandler> = new Map<number, Optio
 
 // ---- Option handlers ----------------------------------------------------------------------------
 
-async function handleUnsupported(context: HandshakeContext, _s: Session, option: number): Promise<OptionOutcome> {
+async function handleUnsupported(
+  context: HandshakeContext,
+  _s: Session,
+  option: number,
+): Promise<OptionOutcome> {
   await sendOptionError(context, option, c.NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
   return continueHaggling;
 }
 
-async function handleAbort(context: HandshakeContext, _s: Session, option: number): Promise<OptionOutcome> {
+async function handleAbort(
+  context: HandshakeContext,
+  _s: Session,
+  option: number,
+): Promise<OptionOutcome> {
   // The client may already have gone; a failed ACK changes nothing.
   await sendOptionReply(context, option, c.NBD_REP_ACK).catch(() => {});
   return { kind: 'done', result: { kind: 'closed' } };
 }
 
-async function handleList(context: HandshakeContext, _s: Session, option: number, data: Buffer): Promise<OptionOutcome> {
+async function handleList(
+  context: HandshakeContext,
+  _s: Session,
+  option: number,
+  data: Buffer,
+): Promise<OptionOutcome> {
   if (data.length !== 0) {
     await sendOptionError(context, option, c.NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
     return continueHaggling;
@@ -186,10 +203,18 @@ async function handleList(context: HandshakeContext, _s: Session, option: number
 }
 
 async function handleStructuredReply(
-  context: HandshakeContext, session: Session, option: number, data: Buffer,
+  context: HandshakeContext,
+  session: Session,
+  option: number,
+  data: Buffer,
 ): Promise<OptionOutcome> {
   if (data.length !== 0) {
-    await sendOptionError(context, option, c.NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+    await sendOptionError(
+      context,
+      option,
+      c.NBD_REP_ERR_INVALID,
+      'NBD_OPT_STRUCTURED_REPLY takes no data',
+    );
     return continueHaggling;
   }
   session.structuredReplies = true;
@@ -198,7 +223,10 @@ async function handleStructuredReply(
 }
 
 async function handleExportName(
-  context: HandshakeContext, session: Session, _option: number, data: Buffer,
+  context: HandshakeContext,
+  session: Session,
+  _option: number,
+  data: Buffer,
 ): Promise<OptionOutcome> {
   // NBD_OPT_EXPORT_NAME cannot report errors: a refusal must be a hard disconnect.
   const exportName = new OptionDataParser(data).string(data.length);
@@ -233,7 +261,10 @@ function parseInfoRequest(data: Buffer): InfoRequest {
 }
 
 async function handleInfoOrGo(
-  context: HandshakeContext, session: Session, option: number, data: Buffer,
+  context: HandshakeContext,
+  session: Session,
+  option: number,
+  data: Buffer,
 ): Promise<OptionOutcome> {
   let request: InfoRequest;
   try {
@@ -261,24 +292,37 @@ async function handleInfoOrGo(
     await lease.release();
     throw error;
   }
-  if (option === c.NBD_OPT_GO) return { kind: 'done', result: { kind: 'transmission', negotiated } };
+  if (option === c.NBD_OPT_GO)
+    return { kind: 'done', result: { kind: 'transmission', negotiated } };
   await lease.release();
   return continueHaggling;
 }
 
 async function refuseExport(
-  context: HandshakeContext, option: number, exportName: string, error: SdError,
+  context: HandshakeContext,
+  option: number,
+  exportName: string,
+  error: SdError,
 ): Promise<void> {
-  const known = error.code === 'NO_VDI' || error.code === 'NO_TAG' || error.code === 'INVALID_ARGUMENT';
+  const known =
+    error.code === 'NO_VDI' || error.code === 'NO_TAG' || error.code === 'INVALID_ARGUMENT';
   const fields = { exportName, code: error.code, err: error };
   if (known) context.logger.info(fields, 'nbd: export not available');
   else context.logger.error(fields, 'nbd: opening export failed');
-  await sendOptionError(context, option, optionReplyErrorFor(error), `${exportName}: ${error.message}`);
+  await sendOptionError(
+    context,
+    option,
+    optionReplyErrorFor(error),
+    `${exportName}: ${error.message}`,
+  );
 }
 
 async function sendExportInfo(
-  context: HandshakeContext, option: number, negotiated: NegotiatedExport,
-  info: VolumeInfo, infoTypes: readonly number[],
+  context: HandshakeContext,
+  option: number,
+  negotiated: NegotiatedExport,
+  info: VolumeInfo,
+  infoTypes: readonly number[],
 ): Promise<void> {
   const exportInfo = Buffer.alloc(12);
   exportInfo.writeUInt16BE(c.NBD_INFO_EXPORT, 0);
@@ -293,12 +337,20 @@ async function sendExportInfo(
   blockSize.writeUInt32BE(nbdBlockSizeMaxBytes, 10);
   await sendOptionReply(context, option, c.NBD_REP_INFO, blockSize);
   if (infoTypes.includes(c.NBD_INFO_NAME)) {
-    await sendOptionReply(context, option, c.NBD_REP_INFO,
-      infoString(c.NBD_INFO_NAME, negotiated.exportName));
+    await sendOptionReply(
+      context,
+      option,
+      c.NBD_REP_INFO,
+      infoString(c.NBD_INFO_NAME, negotiated.exportName),
+    );
   }
   if (infoTypes.includes(c.NBD_INFO_DESCRIPTION)) {
-    await sendOptionReply(context, option, c.NBD_REP_INFO,
-      infoString(c.NBD_INFO_DESCRIPTION, describeVolume(info)));
+    await sendOptionReply(
+      context,
+      option,
+      c.NBD_REP_INFO,
+      infoString(c.NBD_INFO_DESCRIPTION, describeVolume(info)),
+    );
   }
 }
 
@@ -312,8 +364,10 @@ function infoString(infoType: number, text: string): Buffer {
 
 function describeVolume(info: VolumeInfo): string {
   const what = info.tag !== '' || info.readOnly ? `snapshot ${info.tag || info.snapId} of ` : '';
-  return `sheepdog ${what}VDI ${info.name} (vid ${info.vid.toString(16)})` +
-    (info.readOnly ? ', read-only' : '');
+  return (
+    `sheepdog ${what}VDI ${info.name} (vid ${info.vid.toString(16)})` +
+    (info.readOnly ? ', read-only' : '')
+  );
 }
 
 // ---- Metadata contexts --------------------------------------------------------------------------
@@ -330,7 +384,8 @@ function parseMetaContextRequest(data: Buffer): MetaContextRequest {
   const queries: string[] = [];
   for (let index = 0; index < queryCount; index += 1) {
     const query = parser.string(parser.uint32());
-    if (!query.includes(':')) throw new SdError('INVALID_ARGUMENT', `query ${query} has no namespace`);
+    if (!query.includes(':'))
+      throw new SdError('INVALID_ARGUMENT', `query ${query} has no namespace`);
     queries.push(query);
   }
   parser.expectEnd();
@@ -340,18 +395,27 @@ function parseMetaContextRequest(data: Buffer): MetaContextRequest {
 /** LIST: no query or `base:` lists base:allocation. SET: only the exact name selects it. */
 function matchesBaseAllocation(queries: readonly string[], listing: boolean): boolean {
   if (listing && queries.length === 0) return true;
-  return queries.some((query) =>
-    query === c.NBD_META_CONTEXT_BASE_ALLOCATION || (listing && query === 'base:'));
+  return queries.some(
+    (query) => query === c.NBD_META_CONTEXT_BASE_ALLOCATION || (listing && query === 'base:'),
+  );
 }
 
 async function handleMetaContext(
-  context: HandshakeContext, session: Session, option: number, data: Buffer,
+  context: HandshakeContext,
+  session: Session,
+  option: number,
+  data: Buffer,
 ): Promise<OptionOutcome> {
   const listing = option === c.NBD_OPT_LIST_META_CONTEXT;
   // SET replaces the selection even when it fails.
   if (!listing) session.metaContextExportName = null;
   if (!session.structuredReplies) {
-    await sendOptionError(context, option, c.NBD_REP_ERR_INVALID, 'negotiate structured replies first');
+    await sendOptionError(
+      context,
+      option,
+      c.NBD_REP_ERR_INVALID,
+      'negotiate structured replies first',
+    );
     return continueHaggling;
   }
   let request: MetaContextRequest;
@@ -376,14 +440,19 @@ async function handleMetaContext(
 
 // ---- Shared pieces ------------------------------------------------------------------------------
 
-function negotiatedExport(lease: VolumeLease, exportName: string, session: Session): NegotiatedExport {
+function negotiatedExport(
+  lease: VolumeLease,
+  exportName: string,
+  session: Session,
+): NegotiatedExport {
   const info = lease.volume.info;
   return {
     lease,
     exportName,
     structuredReplies: session.structuredReplies,
     // The selection only counts for the export it was made for.
-    baseAllocationContextId: session.metaContextExportName === exportName ? baseAllocationContextId : null,
+    baseAllocationContextId:
+      session.metaContextExportName === exportName ? baseAllocationContextId : null,
     transmissionFlags: transmissionFlagsFor(info.readOnly, session.structuredReplies),
   };
 }
@@ -395,7 +464,10 @@ function negotiatedExport(lease: VolumeLease, exportName: string, session: Sessi
  * which the spec allows. A read-only export does not offer the commands that would write.
  */
 export function transmissionFlagsFor(readOnly: boolean, structuredReplies: boolean): number {
-  let flags = c.NBD_FLAG_HAS_FLAGS | c.NBD_FLAG_SEND_FLUSH | c.NBD_FLAG_CAN_MULTI_CONN |
+  let flags =
+    c.NBD_FLAG_HAS_FLAGS |
+    c.NBD_FLAG_SEND_FLUSH |
+    c.NBD_FLAG_CAN_MULTI_CONN |
     c.NBD_FLAG_SEND_CACHE;
   if (readOnly) flags |= c.NBD_FLAG_READ_ONLY;
   else flags |= c.NBD_FLAG_SEND_FUA | c.NBD_FLAG_SEND_TRIM | c.NBD_FLAG_SEND_WRITE_ZEROES;
@@ -404,7 +476,10 @@ export function transmissionFlagsFor(readOnly: boolean, structuredReplies: boole
 }
 
 async function sendOptionReply(
-  context: HandshakeContext, option: number, replyType: number, payload?: Buffer,
+  context: HandshakeContext,
+  option: number,
+  replyType: number,
+  payload?: Buffer,
 ): Promise<void> {
   const header = Buffer.alloc(c.OPTION_REPLY_HEADER_BYTES);
   header.writeBigUInt64BE(c.NBD_OPTION_REPLY_MAGIC, 0);
@@ -415,7 +490,15 @@ async function sendOptionReply(
 }
 
 async function sendOptionError(
-  context: HandshakeContext, option: number, replyType: number, message: string,
+  context: HandshakeContext,
+  option: number,
+  replyType: number,
+  message: string,
 ): Promise<void> {
-  await sendOptionReply(context, option, replyType, encodeMessage(message, nbdErrorMessageBytesMax));
+  await sendOptionReply(
+    context,
+    option,
+    replyType,
+    encodeMessage(message, nbdErrorMessageBytesMax),
+  );
 }

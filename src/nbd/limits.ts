@@ -39,6 +39,8 @@ assert.ok(nbdInflightBytesMax >= nbdBlockSizeMaxBytes, 'one maximal request must
 assert.ok(nbdBlockSizeMaxBytes <= 0xffffffff - 8, 'a READ reply must fit one OFFSET_DATA chunk');
 assert.ok(nbdBlockSizeMaxBytes % nbdBlockSizeMinBytes === 0);
 assert.ok(nbdBlockSizePreferredBytes <= nbdBlockSizeMaxBytes);
-assert.ok(nbdZeroBufferBytes <= nbdZeroPieceBytesMax && nbdZeroPieceBytesMax % nbdZeroBufferBytes === 0);
+assert.ok(
+  nbdZeroBufferBytes <= nbdZeroPieceBytesMax && nbdZeroPieceBytesMax % nbdZeroBufferBytes === 0,
+);
 assert.ok(nbdOptionBytesMax >= 4 + nbdStringBytesMax + 2 + 2 * 4, 'a maximal NBD_OPT_GO must fit');
 assert.ok(nbdErrorMessageBytesMax <= nbdStringBytesMax);

@@ -101,8 +101,12 @@ export class StreamReader {
     let filledBytes = 0;
     while (filledBytes < lengthBytes) {
       const chunk = this.chunks[0]!;
-      const copiedBytes = chunk.copy(target, filledBytes, this.headOffsetBytes,
-        Math.min(chunk.length, this.headOffsetBytes + lengthBytes - filledBytes));
+      const copiedBytes = chunk.copy(
+        target,
+        filledBytes,
+        this.headOffsetBytes,
+        Math.min(chunk.length, this.headOffsetBytes + lengthBytes - filledBytes),
+      );
       this.drop(copiedBytes);
       filledBytes += copiedBytes;
     }

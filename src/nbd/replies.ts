@@ -31,7 +31,12 @@ export function noneChunk(handle: bigint): Buffer[] {
  * appear while it is on the wire, which is what allows NBD_REPLY_FLAG_DONE on a content chunk.
  */
 export function offsetDataChunk(handle: bigint, offsetBytes: number, data: Buffer): Buffer[] {
-  const header = chunkHeader(handle, c.NBD_REPLY_FLAG_DONE, c.NBD_REPLY_TYPE_OFFSET_DATA, 8 + data.length);
+  const header = chunkHeader(
+    handle,
+    c.NBD_REPLY_FLAG_DONE,
+    c.NBD_REPLY_TYPE_OFFSET_DATA,
+    8 + data.length,
+  );
   const offset = Buffer.allocUnsafe(8);
   offset.writeBigUInt64BE(BigInt(offsetBytes), 0);
   return [header, offset, data];
@@ -43,7 +48,10 @@ export function errorChunk(handle: bigint, errno: number, message: string): Buff
   payload.writeUInt32BE(errno, 0);
   payload.writeUInt16BE(messageBytes.length, 4);
   messageBytes.copy(payload, 6);
-  return [chunkHeader(handle, c.NBD_REPLY_FLAG_DONE, c.NBD_REPLY_TYPE_ERROR, payload.length), payload];
+  return [
+    chunkHeader(handle, c.NBD_REPLY_FLAG_DONE, c.NBD_REPLY_TYPE_ERROR, payload.length),
+    payload,
+  ];
 }
 
 export interface StatusDescriptor {
@@ -51,12 +59,19 @@ export interface StatusDescriptor {
   status: number;
 }
 
-export function blockStatusChunk(handle: bigint, contextId: number, descriptors: readonly StatusDescriptor[]): Buffer[] {
+export function blockStatusChunk(
+  handle: bigint,
+  contextId: number,
+  descriptors: readonly StatusDescriptor[],
+): Buffer[] {
   const payload = Buffer.allocUnsafe(4 + 8 * descriptors.length);
   payload.writeUInt32BE(contextId, 0);
   descriptors.forEach((descriptor, index) => {
     payload.writeUInt32BE(descriptor.lengthBytes, 4 + 8 * index);
     payload.writeUInt32BE(descriptor.status, 8 + 8 * index);
   });
-  return [chunkHeader(handle, c.NBD_REPLY_FLAG_DONE, c.NBD_REPLY_TYPE_BLOCK_STATUS, payload.length), payload];
+  return [
+    chunkHeader(handle, c.NBD_REPLY_FLAG_DONE, c.NBD_REPLY_TYPE_BLOCK_STATUS, payload.length),
+    payload,
+  ];
 }

@@ -75,7 +75,10 @@ function acceptConnection(state: ServerState, socket: net.Socket): void {
 }
 
 async function serveConnection(
-  state: ServerState, socket: net.Socket, reader: StreamReader, connectionId: number,
+  state: ServerState,
+  socket: net.Socket,
+  reader: StreamReader,
+  connectionId: number,
 ): Promise<void> {
   const { logger } = state;
   const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -87,7 +90,10 @@ async function serveConnection(
   let lease: VolumeLease | null = null;
   try {
     const handshake = await runHandshake({
-      reader, writer, registry: state.registry, logger,
+      reader,
+      writer,
+      registry: state.registry,
+      logger,
       listNames: () => state.provider.listNames(),
     });
     if (handshake.kind === 'closed') {
@@ -97,9 +103,22 @@ async function serveConnection(
     socket.setTimeout(0);
     const { negotiated } = handshake;
     lease = negotiated.lease;
-    logger.info({ connectionId, peer, exportName: negotiated.exportName,
-      structuredReplies: negotiated.structuredReplies }, 'nbd: transmission started');
-    const end = await runTransmission({ reader, writer, negotiated, logger, zeroBuffer: state.zeroBuffer });
+    logger.info(
+      {
+        connectionId,
+        peer,
+        exportName: negotiated.exportName,
+        structuredReplies: negotiated.structuredReplies,
+      },
+      'nbd: transmission started',
+    );
+    const end = await runTransmission({
+      reader,
+      writer,
+      negotiated,
+      logger,
+      zeroBuffer: state.zeroBuffer,
+    });
     if (end === 'disconnect') await writer.end();
   } catch (error) {
     logConnectionError(logger, connectionId, peer, error);
@@ -112,7 +131,12 @@ async function serveConnection(
   }
 }
 
-function logConnectionError(logger: NbdLogger, connectionId: number, peer: string, error: unknown): void {
+function logConnectionError(
+  logger: NbdLogger,
+  connectionId: number,
+  peer: string,
+  error: unknown,
+): void {
   if (!(error instanceof SdError)) {
     logger.error({ connectionId, peer, err: error }, 'nbd: connection failed');
     return;

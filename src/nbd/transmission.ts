@@ -61,44 +61,113 @@ interface Command {
   lengthMaxBytes: number | null;
   checkBounds: boolean;
   outOfRangeErrno: c.NbdErrno;
-  run: (volume: Volume, request: Request, offsetBytes: number, payload: Buffer | null,
-    context: TransmissionContext) => Promise<ReplyBody>;
+  run: (
+    volume: Volume,
+    request: Request,
+    offsetBytes: number,
+    payload: Buffer | null,
+    context: TransmissionContext,
+  ) => Promise<ReplyBody>;
 }
 
 const ok: ReplyBody = { kind: 'ok' };
 
 const commands: ReadonlyMap<number, Command> = new Map<number, Command>([
-  [c.NBD_CMD_READ, {
-    name: 'read', flags: c.NBD_CMD_FLAG_DF, hasPayload: false, writes: false,
-    lengthMaxBytes: nbdBlockSizeMaxBytes, checkBounds: true, outOfRangeErrno: c.NBD_EINVAL, run: runRead,
-  }],
-  [c.NBD_CMD_WRITE, {
-    name: 'write', flags: 0, hasPayload: true, writes: true,
-    lengthMaxBytes: nbdBlockSizeMaxBytes, checkBounds: true, outOfRangeErrno: c.NBD_ENOSPC, run: runWrite,
-  }],
-  [c.NBD_CMD_FLUSH, {
-    name: 'flush', flags: 0, hasPayload: false, writes: false,
-    lengthMaxBytes: null, checkBounds: false, outOfRangeErrno: c.NBD_EINVAL,
-    run: async (volume) => { await volume.flush(); return ok; },
-  }],
-  [c.NBD_CMD_TRIM, {
-    name: 'trim', flags: 0, hasPayload: false, writes: true,
-    lengthMaxBytes: null, checkBounds: true, outOfRangeErrno: c.NBD_EINVAL, run: runTrim,
-  }],
-  [c.NBD_CMD_CACHE, {
-    name: 'cache', flags: 0, hasPayload: false, writes: false,
-    lengthMaxBytes: nbdBlockSizeMaxBytes, checkBounds: true, outOfRangeErrno: c.NBD_EINVAL,
-    // No cache of our own to warm: the spec allows an advertised CACHE that does nothing.
-    run: async () => ok,
-  }],
-  [c.NBD_CMD_WRITE_ZEROES, {
-    name: 'write_zeroes', flags: c.NBD_CMD_FLAG_NO_HOLE, hasPayload: false, writes: true,
-    lengthMaxBytes: null, checkBounds: true, outOfRangeErrno: c.NBD_ENOSPC, run: runWriteZeroes,
-  }],
-  [c.NBD_CMD_BLOCK_STATUS, {
-    name: 'block_status', flags: c.NBD_CMD_FLAG_REQ_ONE, hasPayload: false, writes: false,
-    lengthMaxBytes: null, checkBounds: true, outOfRangeErrno: c.NBD_EINVAL, run: runBlockStatus,
-  }],
+  [
+    c.NBD_CMD_READ,
+    {
+      name: 'read',
+      flags: c.NBD_CMD_FLAG_DF,
+      hasPayload: false,
+      writes: false,
+      lengthMaxBytes: nbdBlockSizeMaxBytes,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_EINVAL,
+      run: runRead,
+    },
+  ],
+  [
+    c.NBD_CMD_WRITE,
+    {
+      name: 'write',
+      flags: 0,
+      hasPayload: true,
+      writes: true,
+      lengthMaxBytes: nbdBlockSizeMaxBytes,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_ENOSPC,
+      run: runWrite,
+    },
+  ],
+  [
+    c.NBD_CMD_FLUSH,
+    {
+      name: 'flush',
+      flags: 0,
+      hasPayload: false,
+      writes: false,
+      lengthMaxBytes: null,
+      checkBounds: false,
+      outOfRangeErrno: c.NBD_EINVAL,
+      run: async (volume) => {
+        await volume.flush();
+        return ok;
+      },
+    },
+  ],
+  [
+    c.NBD_CMD_TRIM,
+    {
+      name: 'trim',
+      flags: 0,
+      hasPayload: false,
+      writes: true,
+      lengthMaxBytes: null,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_EINVAL,
+      run: runTrim,
+    },
+  ],
+  [
+    c.NBD_CMD_CACHE,
+    {
+      name: 'cache',
+      flags: 0,
+      hasPayload: false,
+      writes: false,
+      lengthMaxBytes: nbdBlockSizeMaxBytes,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_EINVAL,
+      // No cache of our own to warm: the spec allows an advertised CACHE that does nothing.
+      run: async () => ok,
+    },
+  ],
+  [
+    c.NBD_CMD_WRITE_ZEROES,
+    {
+      name: 'write_zeroes',
+      flags: c.NBD_CMD_FLAG_NO_HOLE,
+      hasPayload: false,
+      writes: true,
+      lengthMaxBytes: null,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_ENOSPC,
+      run: runWriteZeroes,
+    },
+  ],
+  [
+    c.NBD_CMD_BLOCK_STATUS,
+    {
+      name: 'block_status',
+      flags: c.NBD_CMD_FLAG_REQ_ONE,
+      hasPayload: false,
+      writes: false,
+      lengthMaxBytes: null,
+      checkBounds: true,
+      outOfRangeErrno: c.NBD_EINVAL,
+      run: runBlockStatus,
+    },
+  ],
 ]);
 
 export function parseRequest(header: Buffer): Request {
@@ -116,27 +185,43 @@ export function parseRequest(header: Buffer): Request {
 
 /** Every check the spec names, in the order that picks the errno it prescribes. */
 export function validateRequest(
-  command: Command | undefined, request: Request, negotiated: NegotiatedExport,
+  command: Command | undefined,
+  request: Request,
+  negotiated: NegotiatedExport,
 ): Rejection | null {
   if (!command) return { errno: c.NBD_EINVAL, message: `unknown command ${request.type}` };
   let allowedFlags = c.NBD_CMD_FLAG_FUA | command.flags;
   if (!negotiated.structuredReplies) allowedFlags &= ~c.NBD_CMD_FLAG_DF;
   if ((request.flags & ~allowedFlags) !== 0) {
-    return { errno: c.NBD_EINVAL, message: `flags 0x${request.flags.toString(16)} not valid for ${command.name}` };
+    return {
+      errno: c.NBD_EINVAL,
+      message: `flags 0x${request.flags.toString(16)} not valid for ${command.name}`,
+    };
   }
   if (request.type === c.NBD_CMD_BLOCK_STATUS) {
     if (negotiated.baseAllocationContextId === null) {
       return { errno: c.NBD_EINVAL, message: 'no metadata context was selected' };
     }
-    if (request.lengthBytes === 0) return { errno: c.NBD_EINVAL, message: 'empty block status range' };
+    if (request.lengthBytes === 0)
+      return { errno: c.NBD_EINVAL, message: 'empty block status range' };
   }
   if (command.lengthMaxBytes !== null && request.lengthBytes > command.lengthMaxBytes) {
-    return { errno: c.NBD_EINVAL, message: `length ${request.lengthBytes} is over ${command.lengthMaxBytes}` };
+    return {
+      errno: c.NBD_EINVAL,
+      message: `length ${request.lengthBytes} is over ${command.lengthMaxBytes}`,
+    };
   }
   const info = negotiated.lease.volume.info;
-  if (command.writes && info.readOnly) return { errno: c.NBD_EPERM, message: `${info.name} is read-only` };
-  if (command.checkBounds && request.offset + BigInt(request.lengthBytes) > BigInt(info.sizeBytes)) {
-    return { errno: command.outOfRangeErrno, message: `range past the end (${info.sizeBytes} bytes)` };
+  if (command.writes && info.readOnly)
+    return { errno: c.NBD_EPERM, message: `${info.name} is read-only` };
+  if (
+    command.checkBounds &&
+    request.offset + BigInt(request.lengthBytes) > BigInt(info.sizeBytes)
+  ) {
+    return {
+      errno: command.outOfRangeErrno,
+      message: `range past the end (${info.sizeBytes} bytes)`,
+    };
   }
   return null;
 }
@@ -152,7 +237,10 @@ export async function runTransmission(context: TransmissionContext): Promise<Tra
   }
 }
 
-async function receiveRequests(context: TransmissionContext, limiter: InflightLimiter): Promise<TransmissionEnd> {
+async function receiveRequests(
+  context: TransmissionContext,
+  limiter: InflightLimiter,
+): Promise<TransmissionEnd> {
   for (;;) {
     let header: Buffer;
     try {
@@ -167,7 +255,10 @@ async function receiveRequests(context: TransmissionContext, limiter: InflightLi
     if (rejection && command?.hasPayload && request.lengthBytes > nbdBlockSizeMaxBytes) {
       // The payload cannot be skipped safely; answer, then hang up (the spec allows it).
       await sendReply(context, request, rejection).catch(() => {});
-      throw new SdError('PROTOCOL', `write payload of ${request.lengthBytes} bytes is over the limit`);
+      throw new SdError(
+        'PROTOCOL',
+        `write payload of ${request.lengthBytes} bytes is over the limit`,
+      );
     }
     const costBytes = rejection ? 0 : payloadCostBytes(request);
     await limiter.acquire(costBytes);
@@ -178,8 +269,9 @@ async function receiveRequests(context: TransmissionContext, limiter: InflightLi
       limiter.release(costBytes);
       return 'closed';
     }
-    void handleRequest(context, command, request, rejection, payload)
-      .finally(() => limiter.release(costBytes));
+    void handleRequest(context, command, request, rejection, payload).finally(() =>
+      limiter.release(costBytes),
+    );
   }
 }
 
@@ -189,7 +281,10 @@ function payloadCostBytes(request: Request): number {
 }
 
 async function readPayload(
-  context: TransmissionContext, command: Command | undefined, request: Request, rejected: boolean,
+  context: TransmissionContext,
+  command: Command | undefined,
+  request: Request,
+  rejected: boolean,
 ): Promise<Buffer | null> {
   if (!command?.hasPayload) return null;
   if (rejected) {
@@ -201,14 +296,19 @@ async function readPayload(
 
 /** Never throws: every outcome becomes a reply, and a reply that cannot be sent is dropped. */
 async function handleRequest(
-  context: TransmissionContext, command: Command | undefined, request: Request,
-  rejection: Rejection | null, payload: Buffer | null,
+  context: TransmissionContext,
+  command: Command | undefined,
+  request: Request,
+  rejection: Rejection | null,
+  payload: Buffer | null,
 ): Promise<void> {
   let outcome: ReplyBody | Rejection;
   if (rejection || !command) {
     outcome = rejection ?? { errno: c.NBD_EINVAL, message: 'unknown command' };
-    context.logger.info({ type: request.type, errno: outcome.errno, reason: outcome.message },
-      'nbd: request refused');
+    context.logger.info(
+      { type: request.type, errno: outcome.errno, reason: outcome.message },
+      'nbd: request refused',
+    );
   } else {
     outcome = await execute(context, command, request, payload);
   }
@@ -220,22 +320,41 @@ async function handleRequest(
 }
 
 async function execute(
-  context: TransmissionContext, command: Command, request: Request, payload: Buffer | null,
+  context: TransmissionContext,
+  command: Command,
+  request: Request,
+  payload: Buffer | null,
 ): Promise<ReplyBody | Rejection> {
   // Validation bounded offset + length by the volume size, itself a safe integer.
   const offsetBytes = Number(request.offset);
   try {
-    return await command.run(context.negotiated.lease.volume, request, offsetBytes, payload, context);
+    return await command.run(
+      context.negotiated.lease.volume,
+      request,
+      offsetBytes,
+      payload,
+      context,
+    );
   } catch (error) {
     const sdError = asSdError(error);
-    const fields = { command: command.name, offsetBytes, lengthBytes: request.lengthBytes, code: sdError.code };
-    if (isClusterError(sdError)) context.logger.error({ ...fields, err: sdError }, 'nbd: request failed');
+    const fields = {
+      command: command.name,
+      offsetBytes,
+      lengthBytes: request.lengthBytes,
+      code: sdError.code,
+    };
+    if (isClusterError(sdError))
+      context.logger.error({ ...fields, err: sdError }, 'nbd: request failed');
     else context.logger.info({ ...fields, reason: sdError.message }, 'nbd: request failed');
     return { errno: nbdErrnoFor(sdError), message: sdError.message };
   }
 }
 
-function sendReply(context: TransmissionContext, request: Request, outcome: ReplyBody | Rejection): Promise<void> {
+function sendReply(
+  context: TransmissionContext,
+  request: Request,
+  outcome: ReplyBody | Rejection,
+): Promise<void> {
   const structured = context.negotiated.structuredReplies;
   const { handle } = request;
   if ('errno' in outcome) {
@@ -250,7 +369,9 @@ function sendReply(context: TransmissionContext, request: Request, outcome: Repl
     case 'data':
       if (!structured) return context.writer.send(replies.simpleReply(handle, 0, outcome.data));
       if (outcome.data.length === 0) return context.writer.send(replies.noneChunk(handle));
-      return context.writer.send(replies.offsetDataChunk(handle, Number(request.offset), outcome.data));
+      return context.writer.send(
+        replies.offsetDataChunk(handle, Number(request.offset), outcome.data),
+      );
     case 'status': {
       const contextId = context.negotiated.baseAllocationContextId ?? 0;
       return context.writer.send(replies.blockStatusChunk(handle, contextId, outcome.descriptors));
@@ -270,15 +391,24 @@ async function runRead(volume: Volume, request: Request, offsetBytes: number): P
   return { kind: 'data', data };
 }
 
-async function runWrite(volume: Volume, request: Request, offsetBytes: number, payload: Buffer | null): Promise<ReplyBody> {
+async function runWrite(
+  volume: Volume,
+  request: Request,
+  offsetBytes: number,
+  payload: Buffer | null,
+): Promise<ReplyBody> {
   // FUA needs nothing more: the volume resolves a write only once every replica has it stable.
   if (payload && payload.length > 0) await volume.write(offsetBytes, payload);
   return ok;
 }
 
 async function runTrim(volume: Volume, request: Request, offsetBytes: number): Promise<ReplyBody> {
-  await inPieces(offsetBytes, request.lengthBytes, nbdZeroPieceBytesMax,
-    (pieceOffsetBytes, pieceLengthBytes) => volume.discard(pieceOffsetBytes, pieceLengthBytes));
+  await inPieces(
+    offsetBytes,
+    request.lengthBytes,
+    nbdZeroPieceBytesMax,
+    (pieceOffsetBytes, pieceLengthBytes) => volume.discard(pieceOffsetBytes, pieceLengthBytes),
+  );
   return ok;
 }
 
@@ -287,21 +417,37 @@ async function runTrim(volume: Volume, request: Request, offsetBytes: number): P
  * spec says the area MUST end up provisioned, so we write real zeroes instead.
  */
 async function runWriteZeroes(
-  volume: Volume, request: Request, offsetBytes: number, _payload: Buffer | null, context: TransmissionContext,
+  volume: Volume,
+  request: Request,
+  offsetBytes: number,
+  _payload: Buffer | null,
+  context: TransmissionContext,
 ): Promise<ReplyBody> {
   if ((request.flags & c.NBD_CMD_FLAG_NO_HOLE) === 0) {
-    await inPieces(offsetBytes, request.lengthBytes, nbdZeroPieceBytesMax,
-      (pieceOffsetBytes, pieceLengthBytes) => volume.writeZeroes(pieceOffsetBytes, pieceLengthBytes));
+    await inPieces(
+      offsetBytes,
+      request.lengthBytes,
+      nbdZeroPieceBytesMax,
+      (pieceOffsetBytes, pieceLengthBytes) =>
+        volume.writeZeroes(pieceOffsetBytes, pieceLengthBytes),
+    );
   } else {
     const zeroes = context.zeroBuffer;
-    await inPieces(offsetBytes, request.lengthBytes, zeroes.length,
-      (pieceOffsetBytes, pieceLengthBytes) => volume.write(pieceOffsetBytes, zeroes.subarray(0, pieceLengthBytes)));
+    await inPieces(
+      offsetBytes,
+      request.lengthBytes,
+      zeroes.length,
+      (pieceOffsetBytes, pieceLengthBytes) =>
+        volume.write(pieceOffsetBytes, zeroes.subarray(0, pieceLengthBytes)),
+    );
   }
   return ok;
 }
 
 async function inPieces(
-  offsetBytes: number, lengthBytes: number, pieceBytesMax: number,
+  offsetBytes: number,
+  lengthBytes: number,
+  pieceBytesMax: number,
   run: (pieceOffsetBytes: number, pieceLengthBytes: number) => Promise<void>,
 ): Promise<void> {
   for (let doneBytes = 0; doneBytes < lengthBytes; doneBytes += pieceBytesMax) {
@@ -309,7 +455,11 @@ async function inPieces(
   }
 }
 
-async function runBlockStatus(volume: Volume, request: Request, offsetBytes: number): Promise<ReplyBody> {
+async function runBlockStatus(
+  volume: Volume,
+  request: Request,
+  offsetBytes: number,
+): Promise<ReplyBody> {
   const extents = await volume.extents(offsetBytes, request.lengthBytes);
   const requestOne = (request.flags & c.NBD_CMD_FLAG_REQ_ONE) !== 0;
   const descriptors = statusDescriptors(extents, requestOne ? 1 : nbdBlockStatusDescriptorsMax);
@@ -318,7 +468,10 @@ async function runBlockStatus(volume: Volume, request: Request, offsetBytes: num
 }
 
 /** Merges neighbours of equal status; holes read as zeroes, so they are HOLE|ZERO. */
-export function statusDescriptors(extents: readonly Extent[], descriptorsMax: number): replies.StatusDescriptor[] {
+export function statusDescriptors(
+  extents: readonly Extent[],
+  descriptorsMax: number,
+): replies.StatusDescriptor[] {
   const descriptors: replies.StatusDescriptor[] = [];
   for (const extent of extents) {
     if (extent.lengthBytes === 0) continue;

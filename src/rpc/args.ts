@@ -27,6 +27,15 @@ export function argInt(header: Header, field: string, min: number, max: number):
   return value;
 }
 
+/** A byte size: an integer, exact in a double, up to 2^54 (past 2^53 only even values exist). */
+export function argSize(header: Header, field: string, max: number): number {
+  let value = header[field];
+  if (typeof value === 'bigint') value = Number(value);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw invalid(field, 'must be an integer');
+  if (value < 0 || value > max) throw invalid(field, `must be between 0 and ${max}`);
+  return value;
+}
+
 export function argOptionalInt(header: Header, field: string, min: number, max: number): number | undefined {
   return header[field] === undefined || header[field] === null ? undefined : argInt(header, field, min, max);
 }

@@ -17,6 +17,7 @@ import {
   argOptionalInt,
   argOptionalString,
   argPayload,
+  argSize,
   argString,
 } from '../rpc/args.js';
 import type { Reply } from '../rpc/connection.js';
@@ -59,7 +60,7 @@ export const ops: Record<string, Op> = {
     value(
       await sheep.vdi.create({
         name: argString(h, 'name', vdiNameBytesMax * 4),
-        sizeBytes: argInt(h, 'size', 0, sizeMax),
+        sizeBytes: argSize(h, 'size', sizeMax),
         copies: argOptionalInt(h, 'copies', 0, 1000),
         hyper: argBool(h, 'hyper'),
       }),
@@ -79,7 +80,7 @@ export const ops: Record<string, Op> = {
   'vdi.rollback': async (sheep, h) =>
     value(await sheep.vdi.rollback(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
   'vdi.resize': async (sheep, h) =>
-    value(await sheep.vdi.resize(argString(h, 'name', vdiNameBytesMax * 4), argInt(h, 'size', 0, sizeMax))),
+    value(await sheep.vdi.resize(argString(h, 'name', vdiNameBytesMax * 4), argSize(h, 'size', sizeMax))),
   'vdi.lookup': async (sheep, h) => value(await sheep.vdi.lookup(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
   'vdi.list': async (sheep) => value(await sheep.vdi.usage()),
   'vdi.all': async (sheep) => value(sheep.group.registry.all()),

@@ -1,0 +1,149 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { afterEach, describe, expect, test } from 'vitest';
+import { asVid, dataOid, oidHex, type Oid } from '../src/engine/oid.js';
+import { SdError } from '../src/engine/errors.js';
+import { VolumeIo } from '../src/engine/volume-io.js';
+import type { ObjectIo } from '../src/engine/object-io.js';
+import { nodeDisk } from '../src/io/disk.js';
+import { ObjectStore } from '../src/store/object-store.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd-store-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const objectBytes = 4 * 2 ** 20;
+const oid = dataOid(asVid(0x7c2b25), 1);
+
+describe('object store', () => {
+  test('whole and range writes read back; a missing object is NO_OBJECT', async () => {
+    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk });
+    await store.open();
+    await expect(store.read(oid, 0, 10)).rejects.toMatchObject({ code: 'NO_OBJECT' });
+    const data = Buffer.alloc(objectBytes, 7);
+    await store.writeWhole(oid, data, objectBytes);
+    await store.writeRange(oid, 4000, Buffer.from('hello'), objectBytes);
+    const back = await store.read(oid, 3998, 9);
+    expect(back).toEqual(Buffer.from([7, 7, ...Buffer.from('hello'), 7, 7]));
+    expect(await store.list()).toEqual([oid]);
+  });
+
+  test('thin: an object of zeros takes no blocks', async () => {
+    const dir = tempDir();
+    const store = new ObjectStore({ dir, disk: nodeDisk });
+    await store.open();
+    await store.writeWhole(oid, Buffer.alloc(objectBytes), objectBytes);
+    expect(fs.statSync(path.join(dir, oidHex(oid))).blocks).toBe(0);
+  });
+
+  test('a journal record that survived a crash is replayed; a torn one is dropped', async () => {
+    const dir = tempDir();
+    const store = new ObjectStore({ dir, disk: nodeDisk });
+    await store.open();
+    await store.writeWhole(oid, Buffer.alloc(objectBytes, 1), objectBytes);
+    // Simulate a crash after the journal record was synced but before it was applied.
+    const payload = Buffer.from('replayed!');
+    const header = Buffer.alloc(32);
+    header.writeUInt32BE(0x53444a31, 0);
+    header.writeBigUInt64BE(oid, 4);
+    header.writeUInt32BE(100, 12);
+    header.writeUInt32BE(payload.length, 16);
+    header.writeUInt32BE(objectBytes, 20);
+    header.writeUInt32BE(crc32(payload), 24);
+    header.writeUInt32BE(crc32(header.subarray(0, 28)), 28);
+    fs.writeFileSync(path.join(dir, '.journal', '000000000000001-1-0'), Buffer.concat([header, payload]));
+    // And a torn record: its data does not match its checksum.
+    const torn = Buffer.concat([header, Buffer.from('torn!!!!!')]);
+    torn.writeUInt32BE(200, 12);
+    torn.writeUInt32BE(crc32(torn.subarray(0, 28)), 28);
+    fs.writeFileSync(path.join(dir, '.journal', '000000000000002-1-1'), torn);
+    const reopened = new ObjectStore({ dir, disk: nodeDisk });
+    expect(await reopened.open()).toEqual({ replayed: 1, dropped: 1 });
+    expect((await reopened.read(oid, 100, 9)).toString()).toBe('replayed!');
+    expect(await reopened.read(oid, 200, 9)).toEqual(Buffer.alloc(9, 1));
+    expect(fs.readdirSync(path.join(dir, '.journal'))).toEqual([]);
+  });
+});
+
+/** Objects in memory, as the gateway would hold them. */
+class MemoryObjects implements ObjectIo {
+  objects = new Map<Oid, Buffer>();
+  constructor(private readonly sizeOf: (oid: Oid) => number) {}
+  async read(oid: Oid, offset: number, length: number): Promise<Buffer> {
+    const object = this.objects.get(oid);
+    if (!object) throw new SdError('NO_OBJECT', 'no object');
+    return Buffer.from(object.subarray(offset, offset + length));
+  }
+  async write(oid: Oid, offset: number, data: Buffer, create: boolean): Promise<void> {
+    let object = this.objects.get(oid);
+    if (!object) {
+      if (!create && !(offset === 0 && data.length === this.sizeOf(oid))) throw new SdError('NO_OBJECT', 'no object');
+      object = Buffer.alloc(this.sizeOf(oid));
+      this.objects.set(oid, object);
+    }
+    data.copy(object, offset);
+  }
+  async remove(oid: Oid): Promise<void> {
+    this.objects.delete(oid);
+  }
+  async lookup(): Promise<never> {
+    throw new SdError('NO_VDI', 'unused');
+  }
+}
+
+describe('volume I/O', () => {
+  const entry = (vid: number, parentVid = 0, snapshotSec = 0) => ({
+    vid, name: 'v', tag: '', snapId: 1, parentVid, createdSec: 0, snapshotSec,
+    sizeBytes: 64 * 2 ** 20, copies: 1, blockSizeShift: 22, hyper: false, deleted: false,
+  });
+  const sizeOf = (o: Oid) => ((o >> 63n) === 1n ? 4 * 2 ** 20 : objectBytes);
+
+  test('unaligned writes across objects, thin reads, copy-on-write from a parent', async () => {
+    const objects = new MemoryObjects(sizeOf);
+    const parent = new VolumeIo(objects, entry(1));
+    const data = Buffer.alloc(objectBytes + 100, 0xab);
+    await parent.write(objectBytes - 50, data);
+    expect(await parent.read(objectBytes - 51, 2)).toEqual(Buffer.from([0, 0xab]));
+    expect(await parent.read(10 * objectBytes, 8)).toEqual(Buffer.alloc(8)); // never written
+    expect([...objects.objects.keys()].filter((o) => (o >> 63n) === 0n)).toHaveLength(3);
+    // A child made from the parent's table shares until it writes (COW keeps the rest).
+    const tables = [...objects.objects.entries()].filter(([o]) => (o >> 63n) === 1n);
+    for (const [o, bytes] of tables) objects.objects.set(((o & ~(0xffffffn << 32n)) | (2n << 32n)) as Oid, Buffer.from(bytes));
+    const child = new VolumeIo(objects, entry(2, 1));
+    await child.write(objectBytes, Buffer.from('child'));
+    expect((await child.read(objectBytes, 6)).toString('latin1')).toBe('child\xab');
+    expect((await parent.read(objectBytes, 5))).toEqual(Buffer.alloc(5, 0xab));
+    expect(await child.owner(1)).toBe(2);
+    expect(await child.owner(0)).toBe(1);
+  });
+
+  test('discard of whole objects frees them; extents report holes', async () => {
+    const objects = new MemoryObjects(sizeOf);
+    const volume = new VolumeIo(objects, entry(1));
+    await volume.write(0, Buffer.alloc(3 * objectBytes, 1));
+    await volume.discard(objectBytes, objectBytes);
+    expect(await volume.extents(0, 4 * objectBytes)).toEqual([
+      { offsetBytes: 0, lengthBytes: objectBytes, allocated: true },
+      { offsetBytes: objectBytes, lengthBytes: objectBytes, allocated: false },
+      { offsetBytes: 2 * objectBytes, lengthBytes: objectBytes, allocated: true },
+      { offsetBytes: 3 * objectBytes, lengthBytes: objectBytes, allocated: false },
+    ]);
+    expect(objects.objects.has(dataOid(asVid(1), 1))).toBe(false);
+    expect(await volume.read(objectBytes, 4)).toEqual(Buffer.alloc(4));
+  });
+
+  test('snapshots are read-only; ranges past the end are refused', async () => {
+    const snapshot = new VolumeIo(new MemoryObjects(sizeOf), entry(1, 0, 5));
+    await expect(snapshot.write(0, Buffer.alloc(1))).rejects.toMatchObject({ code: 'READ_ONLY' });
+    const volume = new VolumeIo(new MemoryObjects(sizeOf), entry(1));
+    await expect(volume.read(64 * 2 ** 20 - 1, 2)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
+  });
+});
