@@ -14,7 +14,11 @@ const closeTimeoutMs = 3000;
 class RawClient {
   private readonly chunks: Buffer[] = [];
   private bufferedBytes = 0;
-  private waiter: { needBytes: number; resolve: () => void; reject: (error: Error) => void } | null = null;
+  private waiter: {
+    needBytes: number;
+    resolve: () => void;
+    reject: (error: Error) => void;
+  } | null = null;
   private closedFlag = false;
   readonly closed: Promise<void>;
 
@@ -29,16 +33,20 @@ class RawClient {
       }
     });
     socket.on('error', () => {});
-    this.closed = new Promise((resolve) => socket.on('close', () => {
-      this.closedFlag = true;
-      this.waiter?.reject(new Error('closed'));
-      resolve();
-    }));
+    this.closed = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.closedFlag = true;
+        this.waiter?.reject(new Error('closed'));
+        resolve();
+      }),
+    );
   }
 
   static connect(port: number): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = createConnection({ host: '127.0.0.1', port }, () => resolve(new RawClient(socket)));
+      const socket = createConnection({ host: '127.0.0.1', port }, () =>
+        resolve(new RawClient(socket)),
+      );
       socket.once('error', reject);
     });
   }
@@ -64,7 +72,9 @@ class RawClient {
   /** True if the server closed the connection within the timeout. */
   async closedWithin(timeoutMs = closeTimeoutMs): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
     const result = await Promise.race([this.closed.then(() => true), timeout]);
     clearTimeout(timer);
     return result;
@@ -92,7 +102,10 @@ function nbdString(text: string): Buffer {
   return Buffer.concat([uint32(bytes.length), bytes]);
 }
 
-async function greet(client: RawClient, clientFlags = c.NBD_FLAG_C_FIXED_NEWSTYLE | c.NBD_FLAG_C_NO_ZEROES): Promise<void> {
+async function greet(
+  client: RawClient,
+  clientFlags = c.NBD_FLAG_C_FIXED_NEWSTYLE | c.NBD_FLAG_C_NO_ZEROES,
+): Promise<void> {
   const greeting = await client.read(18);
   expect(greeting.readBigUInt64BE(0)).toBe(c.NBD_MAGIC);
   expect(greeting.readBigUInt64BE(8)).toBe(c.NBD_OPTION_MAGIC);
@@ -108,11 +121,17 @@ function sendOption(client: RawClient, option: number, data: Buffer = Buffer.all
   client.write(header, data);
 }
 
-async function readOptionReply(client: RawClient): Promise<{ option: number; type: number; data: Buffer }> {
+async function readOptionReply(
+  client: RawClient,
+): Promise<{ option: number; type: number; data: Buffer }> {
   const header = await client.read(20);
   expect(header.readBigUInt64BE(0)).toBe(c.NBD_OPTION_REPLY_MAGIC);
   const lengthBytes = header.readUInt32BE(16);
-  return { option: header.readUInt32BE(8), type: header.readUInt32BE(12), data: await client.read(lengthBytes) };
+  return {
+    option: header.readUInt32BE(8),
+    type: header.readUInt32BE(12),
+    data: await client.read(lengthBytes),
+  };
 }
 
 interface Opened {
@@ -122,7 +141,11 @@ interface Opened {
 }
 
 /** Connects and enters transmission with NBD_OPT_GO, optionally with structured replies. */
-async function openExport(port: number, name: string, options: { structured?: boolean; allocation?: boolean } = {}): Promise<Opened> {
+async function openExport(
+  port: number,
+  name: string,
+  options: { structured?: boolean; allocation?: boolean } = {},
+): Promise<Opened> {
   const client = await RawClient.connect(port);
   await greet(client);
   if (options.structured) {
@@ -130,8 +153,11 @@ async function openExport(port: number, name: string, options: { structured?: bo
     expect((await readOptionReply(client)).type).toBe(c.NBD_REP_ACK);
   }
   if (options.allocation) {
-    sendOption(client, c.NBD_OPT_SET_META_CONTEXT,
-      Buffer.concat([nbdString(name), uint32(1), nbdString('base:allocation')]));
+    sendOption(
+      client,
+      c.NBD_OPT_SET_META_CONTEXT,
+      Buffer.concat([nbdString(name), uint32(1), nbdString('base:allocation')]),
+    );
     const context = await readOptionReply(client);
     expect(context.type).toBe(c.NBD_REP_META_CONTEXT);
     expect(context.data.subarray(4).toString()).toBe('base:allocation');
@@ -172,18 +198,29 @@ function sendRequest(client: RawClient, request: RequestSpec): void {
   client.write(header, ...(request.payload ? [request.payload] : []));
 }
 
-async function readSimpleReply(client: RawClient, dataBytes = 0): Promise<{ errno: number; handle: bigint; data: Buffer }> {
+async function readSimpleReply(
+  client: RawClient,
+  dataBytes = 0,
+): Promise<{ errno: number; handle: bigint; data: Buffer }> {
   const header = await client.read(16);
   expect(header.readUInt32BE(0)).toBe(c.NBD_SIMPLE_REPLY_MAGIC);
   const errno = header.readUInt32BE(4);
-  return { errno, handle: header.readBigUInt64BE(8), data: errno === 0 ? await client.read(dataBytes) : Buffer.alloc(0) };
+  return {
+    errno,
+    handle: header.readBigUInt64BE(8),
+    data: errno === 0 ? await client.read(dataBytes) : Buffer.alloc(0),
+  };
 }
 
-async function readChunk(client: RawClient): Promise<{ flags: number; type: number; handle: bigint; payload: Buffer }> {
+async function readChunk(
+  client: RawClient,
+): Promise<{ flags: number; type: number; handle: bigint; payload: Buffer }> {
   const header = await client.read(20);
   expect(header.readUInt32BE(0)).toBe(c.NBD_STRUCTURED_REPLY_MAGIC);
   return {
-    flags: header.readUInt16BE(4), type: header.readUInt16BE(6), handle: header.readBigUInt64BE(8),
+    flags: header.readUInt16BE(4),
+    type: header.readUInt16BE(6),
+    handle: header.readBigUInt64BE(8),
     payload: await client.read(header.readUInt32BE(16)),
   };
 }
@@ -197,7 +234,11 @@ beforeAll(async () => {
   provider.createVdi('disk', volumeSizeBytes);
   provider.createVdi('other', volumeSizeBytes);
   provider.snapshot('disk', 'frozen');
-  const logger = { info: () => {}, warn: (_fields: object, message?: string) => warnings.push(message ?? ''), error: () => {} };
+  const logger = {
+    info: () => {},
+    warn: (_fields: object, message?: string) => warnings.push(message ?? ''),
+    error: () => {},
+  };
   server = await startNbdServer({ host: '127.0.0.1', port: 0, provider, logger });
 });
 
@@ -298,25 +339,45 @@ describe('handshake', () => {
 });
 
 describe('transmission', () => {
-  test('requests past the end, too large or unknown get errors and the connection lives', async () => {
+  test('past-the-end, too large or unknown requests get errors; the connection lives', async () => {
     const { client, sizeBytes } = await openExport(server.port, 'disk');
     expect(sizeBytes).toBe(volumeSizeBytes);
-    sendRequest(client, { type: c.NBD_CMD_READ, handle: 1n, offset: BigInt(volumeSizeBytes - 10), lengthBytes: 100 });
+    sendRequest(client, {
+      type: c.NBD_CMD_READ,
+      handle: 1n,
+      offset: BigInt(volumeSizeBytes - 10),
+      lengthBytes: 100,
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 1n });
     sendRequest(client, { type: c.NBD_CMD_READ, handle: 2n, offset: 2n ** 63n, lengthBytes: 1 });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 2n });
-    sendRequest(client, { type: c.NBD_CMD_WRITE, handle: 3n, offset: BigInt(volumeSizeBytes - 1), payload: Buffer.alloc(4096, 1) });
+    sendRequest(client, {
+      type: c.NBD_CMD_WRITE,
+      handle: 3n,
+      offset: BigInt(volumeSizeBytes - 1),
+      payload: Buffer.alloc(4096, 1),
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_ENOSPC, handle: 3n });
     sendRequest(client, { type: c.NBD_CMD_READ, handle: 4n, lengthBytes: 64 * mebibyte });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 4n });
     sendRequest(client, { type: 42, handle: 5n });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 5n });
-    sendRequest(client, { type: c.NBD_CMD_READ, handle: 6n, lengthBytes: 4, flags: c.NBD_CMD_FLAG_DF });
+    sendRequest(client, {
+      type: c.NBD_CMD_READ,
+      handle: 6n,
+      lengthBytes: 4,
+      flags: c.NBD_CMD_FLAG_DF,
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 6n });
     sendRequest(client, { type: c.NBD_CMD_BLOCK_STATUS, handle: 7n, lengthBytes: 4096 });
     expect(await readSimpleReply(client)).toMatchObject({ errno: c.NBD_EINVAL, handle: 7n });
     expect(provider.objectCount('disk')).toBe(0);
-    sendRequest(client, { type: c.NBD_CMD_WRITE, handle: 8n, offset: 100n, payload: Buffer.from('still in sync') });
+    sendRequest(client, {
+      type: c.NBD_CMD_WRITE,
+      handle: 8n,
+      offset: 100n,
+      payload: Buffer.from('still in sync'),
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: 0, handle: 8n });
     sendRequest(client, { type: c.NBD_CMD_READ, handle: 9n, offset: 100n, lengthBytes: 13 });
     expect((await readSimpleReply(client, 13)).data.toString()).toBe('still in sync');
@@ -357,7 +418,12 @@ describe('transmission', () => {
   test('a client that disconnects mid-write leaves the volume untouched', async () => {
     const objectsBefore = provider.objectCount('other');
     const { client } = await openExport(server.port, 'other');
-    sendRequest(client, { type: c.NBD_CMD_WRITE, handle: 1n, offset: 8n * BigInt(mebibyte), lengthBytes: 2 * mebibyte });
+    sendRequest(client, {
+      type: c.NBD_CMD_WRITE,
+      handle: 1n,
+      offset: 8n * BigInt(mebibyte),
+      lengthBytes: 2 * mebibyte,
+    });
     client.write(Buffer.alloc(mebibyte, 0xee));
     await new Promise((resolve) => setTimeout(resolve, 50));
     client.destroy();
@@ -370,8 +436,13 @@ describe('transmission', () => {
     const requestCount = 300;
     const pieceBytes = 64 * 1024;
     for (let index = 0; index < requestCount; index += 1) {
-      sendRequest(client, { type: c.NBD_CMD_WRITE, handle: BigInt(index), offset: BigInt(index * 4096),
-        payload: Buffer.alloc(4096, index % 251), flags: c.NBD_CMD_FLAG_FUA });
+      sendRequest(client, {
+        type: c.NBD_CMD_WRITE,
+        handle: BigInt(index),
+        offset: BigInt(index * 4096),
+        payload: Buffer.alloc(4096, index % 251),
+        flags: c.NBD_CMD_FLAG_FUA,
+      });
     }
     const written = new Set<bigint>();
     for (let index = 0; index < requestCount; index += 1) {
@@ -381,7 +452,12 @@ describe('transmission', () => {
     }
     expect(written.size).toBe(requestCount);
     for (let index = 0; index < requestCount; index += 1) {
-      sendRequest(client, { type: c.NBD_CMD_READ, handle: BigInt(index), offset: BigInt(index * 4096), lengthBytes: pieceBytes });
+      sendRequest(client, {
+        type: c.NBD_CMD_READ,
+        handle: BigInt(index),
+        offset: BigInt(index * 4096),
+        lengthBytes: pieceBytes,
+      });
     }
     for (let index = 0; index < requestCount; index += 1) {
       const reply = await readSimpleReply(client, pieceBytes);
@@ -398,15 +474,19 @@ describe('transmission', () => {
     client.destroy();
   });
 
-  test('in-flight requests are capped; the rest wait in the socket, then all complete', async () => {
+  test('in-flight requests are capped; the rest wait in the socket, then complete', async () => {
     const gate = new WriteGate();
     provider.writeGate = gate;
     try {
       const { client } = await openExport(server.port, 'other');
       const requestCount = 3 * nbdInflightRequestsMax;
       for (let index = 0; index < requestCount; index += 1) {
-        sendRequest(client, { type: c.NBD_CMD_WRITE, handle: BigInt(index), offset: BigInt(index * 65536),
-          payload: Buffer.alloc(65536, 1 + (index % 200)) });
+        sendRequest(client, {
+          type: c.NBD_CMD_WRITE,
+          handle: BigInt(index),
+          offset: BigInt(index * 65536),
+          payload: Buffer.alloc(65536, 1 + (index % 200)),
+        });
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(gate.waitingCount).toBe(nbdInflightRequestsMax);
@@ -419,7 +499,12 @@ describe('transmission', () => {
       }
       expect(handles.size).toBe(requestCount);
       expect(gate.waitingCountMax).toBe(nbdInflightRequestsMax);
-      sendRequest(client, { type: c.NBD_CMD_READ, handle: 1n, offset: BigInt((requestCount - 1) * 65536), lengthBytes: 1 });
+      sendRequest(client, {
+        type: c.NBD_CMD_READ,
+        handle: 1n,
+        offset: BigInt((requestCount - 1) * 65536),
+        lengthBytes: 1,
+      });
       expect((await readSimpleReply(client, 1)).data[0]).toBe(1 + ((requestCount - 1) % 200));
       client.destroy();
     } finally {
@@ -428,34 +513,81 @@ describe('transmission', () => {
   });
 
   test('structured replies: one data chunk, error chunks with messages, block status', async () => {
-    const { client, flags } = await openExport(server.port, 'disk', { structured: true, allocation: true });
+    const { client, flags } = await openExport(server.port, 'disk', {
+      structured: true,
+      allocation: true,
+    });
     expect(flags & c.NBD_FLAG_SEND_DF).toBe(c.NBD_FLAG_SEND_DF);
-    sendRequest(client, { type: c.NBD_CMD_WRITE, handle: 1n, offset: BigInt(5 * mebibyte), payload: Buffer.from('hello') });
+    sendRequest(client, {
+      type: c.NBD_CMD_WRITE,
+      handle: 1n,
+      offset: BigInt(5 * mebibyte),
+      payload: Buffer.from('hello'),
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: 0, handle: 1n });
-    sendRequest(client, { type: c.NBD_CMD_READ, handle: 2n, offset: BigInt(5 * mebibyte), lengthBytes: 5, flags: c.NBD_CMD_FLAG_DF });
+    sendRequest(client, {
+      type: c.NBD_CMD_READ,
+      handle: 2n,
+      offset: BigInt(5 * mebibyte),
+      lengthBytes: 5,
+      flags: c.NBD_CMD_FLAG_DF,
+    });
     const data = await readChunk(client);
-    expect(data).toMatchObject({ type: c.NBD_REPLY_TYPE_OFFSET_DATA, flags: c.NBD_REPLY_FLAG_DONE, handle: 2n });
+    expect(data).toMatchObject({
+      type: c.NBD_REPLY_TYPE_OFFSET_DATA,
+      flags: c.NBD_REPLY_FLAG_DONE,
+      handle: 2n,
+    });
     expect(Number(data.payload.readBigUInt64BE(0))).toBe(5 * mebibyte);
     expect(data.payload.subarray(8).toString()).toBe('hello');
-    sendRequest(client, { type: c.NBD_CMD_READ, handle: 3n, offset: BigInt(volumeSizeBytes), lengthBytes: 1 });
+    sendRequest(client, {
+      type: c.NBD_CMD_READ,
+      handle: 3n,
+      offset: BigInt(volumeSizeBytes),
+      lengthBytes: 1,
+    });
     const error = await readChunk(client);
-    expect(error).toMatchObject({ type: c.NBD_REPLY_TYPE_ERROR, flags: c.NBD_REPLY_FLAG_DONE, handle: 3n });
+    expect(error).toMatchObject({
+      type: c.NBD_REPLY_TYPE_ERROR,
+      flags: c.NBD_REPLY_FLAG_DONE,
+      handle: 3n,
+    });
     expect(error.payload.readUInt32BE(0)).toBe(c.NBD_EINVAL);
-    expect(error.payload.subarray(6).toString()).toBe(`range past the end (${volumeSizeBytes} bytes)`);
+    expect(error.payload.subarray(6).toString()).toBe(
+      `range past the end (${volumeSizeBytes} bytes)`,
+    );
     sendRequest(client, { type: c.NBD_CMD_BLOCK_STATUS, handle: 4n, lengthBytes: volumeSizeBytes });
     const status = await readChunk(client);
-    expect(status).toMatchObject({ type: c.NBD_REPLY_TYPE_BLOCK_STATUS, flags: c.NBD_REPLY_FLAG_DONE, handle: 4n });
+    expect(status).toMatchObject({
+      type: c.NBD_REPLY_TYPE_BLOCK_STATUS,
+      flags: c.NBD_REPLY_FLAG_DONE,
+      handle: 4n,
+    });
     const descriptors: number[][] = [];
     for (let at = 4; at < status.payload.length; at += 8) {
       descriptors.push([status.payload.readUInt32BE(at), status.payload.readUInt32BE(at + 4)]);
     }
     const hole = c.NBD_STATE_HOLE | c.NBD_STATE_ZERO;
-    expect(descriptors).toEqual([[4 * mebibyte, hole], [4 * mebibyte, 0], [8 * mebibyte, hole]]);
-    sendRequest(client, { type: c.NBD_CMD_BLOCK_STATUS, handle: 5n, lengthBytes: 8 * mebibyte, flags: c.NBD_CMD_FLAG_REQ_ONE });
+    expect(descriptors).toEqual([
+      [4 * mebibyte, hole],
+      [4 * mebibyte, 0],
+      [8 * mebibyte, hole],
+    ]);
+    sendRequest(client, {
+      type: c.NBD_CMD_BLOCK_STATUS,
+      handle: 5n,
+      lengthBytes: 8 * mebibyte,
+      flags: c.NBD_CMD_FLAG_REQ_ONE,
+    });
     const one = await readChunk(client);
     expect(one.payload.length).toBe(12);
     expect(one.payload.readUInt32BE(4)).toBe(4 * mebibyte);
-    sendRequest(client, { type: c.NBD_CMD_TRIM, handle: 6n, offset: BigInt(4 * mebibyte), lengthBytes: 4 * mebibyte });
+    sendRequest(client, {
+      type: c.NBD_CMD_TRIM,
+      handle: 6n,
+      offset: BigInt(4 * mebibyte),
+      lengthBytes: 4 * mebibyte,
+    });
     expect(await readSimpleReply(client)).toMatchObject({ errno: 0, handle: 6n });
     sendRequest(client, { type: c.NBD_CMD_DISC, handle: 7n });
     expect(await client.closedWithin()).toBe(true);
@@ -467,7 +599,11 @@ describe('transmission', () => {
     const closesBefore = provider.closeCount;
     const first = await openExport(server.port, 'other');
     const second = await openExport(server.port, 'other');
-    sendRequest(first.client, { type: c.NBD_CMD_WRITE, handle: 1n, payload: Buffer.from('shared') });
+    sendRequest(first.client, {
+      type: c.NBD_CMD_WRITE,
+      handle: 1n,
+      payload: Buffer.from('shared'),
+    });
     expect((await readSimpleReply(first.client)).errno).toBe(0);
     sendRequest(second.client, { type: c.NBD_CMD_READ, handle: 1n, lengthBytes: 6 });
     expect((await readSimpleReply(second.client, 6)).data.toString()).toBe('shared');

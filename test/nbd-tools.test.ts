@@ -22,11 +22,15 @@ interface ToolResult {
 /** Runs a tool without blocking the event loop (the server lives in this process). */
 function runTool(command: string, args: string[]): Promise<ToolResult> {
   return new Promise((resolve) => {
-    execFile(command, args, { timeout: toolTimeoutMs, encoding: 'utf8', maxBuffer: 16 * mebibyte },
+    execFile(
+      command,
+      args,
+      { timeout: toolTimeoutMs, encoding: 'utf8', maxBuffer: 16 * mebibyte },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
         resolve({ code, stdout, stderr });
-      });
+      },
+    );
   });
 }
 
@@ -67,7 +71,8 @@ async function writeSparseImage(path: string): Promise<Buffer> {
 
 beforeAll(async () => {
   provider = new MemoryVolumeProvider();
-  for (const name of ['vol', 'copy', 'io', 'zero', 'base', 'broken']) provider.createVdi(name, volumeSizeBytes);
+  for (const name of ['vol', 'copy', 'io', 'zero', 'base', 'broken'])
+    provider.createVdi(name, volumeSizeBytes);
   server = await startNbdServer({ host: '127.0.0.1', port: 0, provider });
   workDir = await mkdtemp(join(tmpdir(), 'nbd-tools-'));
   sourcePath = join(workDir, 'source.raw');
@@ -83,13 +88,25 @@ afterAll(async () => {
 
 describe('qemu-img', () => {
   test('info reports the size of the VDI', async () => {
-    const stdout = await mustRun('qemu-img', ['info', '--image-opts', `driver=nbd,host=127.0.0.1,port=${server.port},export=vol`]);
+    const stdout = await mustRun('qemu-img', [
+      'info',
+      '--image-opts',
+      `driver=nbd,host=127.0.0.1,port=${server.port},export=vol`,
+    ]);
     expect(stdout).toContain('virtual size: 64 MiB (67108864 bytes)');
   });
 
   test('convert into the export, then compare reads back identical data', async () => {
     await mustRun('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', sourcePath, url('vol')]);
-    const compare = await runTool('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', sourcePath, url('vol')]);
+    const compare = await runTool('qemu-img', [
+      'compare',
+      '-f',
+      'raw',
+      '-F',
+      'raw',
+      sourcePath,
+      url('vol'),
+    ]);
     expect(compare.stdout.trim()).toBe('Images are identical.');
     expect(compare.code).toBe(0);
     const readBackPath = join(workDir, 'vol-back.raw');
@@ -106,20 +123,37 @@ describe('nbdinfo', () => {
 
   test('shows the transmission flags we advertise', async () => {
     const stdout = await mustRun('nbdinfo', [url('vol')]);
-    for (const line of ['is_read_only: false', 'can_multi_conn: true', 'can_flush: true', 'can_fua: true',
-      'can_trim: true', 'can_zero: true', 'can_df: true', 'block_size_maximum: 33554432', 'base:allocation']) {
+    for (const line of [
+      'is_read_only: false',
+      'can_multi_conn: true',
+      'can_flush: true',
+      'can_fua: true',
+      'can_trim: true',
+      'can_zero: true',
+      'can_df: true',
+      'block_size_maximum: 33554432',
+      'base:allocation',
+    ]) {
       expect(stdout).toContain(line);
     }
   });
 
   test('--map shows data where objects exist and holes elsewhere', async () => {
     const zero = await mustRun('nbdinfo', ['--map', url('zero')]);
-    expect(zero.trim().split('\n').map((line) => line.trim().split(/\s+/))).toEqual([
-      ['0', '67108864', '3', 'hole,zero'],
-    ]);
+    expect(
+      zero
+        .trim()
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/)),
+    ).toEqual([['0', '67108864', '3', 'hole,zero']]);
     await mustRun('nbdcopy', [sourcePath, url('zero')]);
     const stdout = await mustRun('nbdinfo', ['--map', url('zero')]);
-    expect(stdout.trim().split('\n').map((line) => line.trim().split(/\s+/))).toEqual([
+    expect(
+      stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/)),
+    ).toEqual([
       ['0', '8388608', '0', 'data'],
       ['8388608', '33554432', '3', 'hole,zero'],
       ['41943040', '4194304', '0', 'data'],
@@ -144,13 +178,24 @@ describe('nbdcopy', () => {
 describe('qemu-io', () => {
   test('writes a pattern, reads it back, discard deallocates', async () => {
     const io = (...commands: string[]) =>
-      mustRun('qemu-io', ['-f', 'raw', ...commands.flatMap((command) => ['-c', command]), url('io')]);
+      mustRun('qemu-io', [
+        '-f',
+        'raw',
+        ...commands.flatMap((command) => ['-c', command]),
+        url('io'),
+      ]);
     expect(await io('write -P 0xab 1000 5000')).toContain('wrote 5000/5000 bytes at offset 1000');
     expect(provider.objectCount('io')).toBe(1);
     const read = await io('read -P 0xab 1000 5000', 'read -P 0 0 1000', 'read -P 0 6000 4096');
     expect(read).toContain('read 5000/5000 bytes at offset 1000');
     expect(read).not.toContain('Pattern verification failed');
-    const mismatch = await runTool('qemu-io', ['-f', 'raw', '-c', 'read -P 0xcd 1000 5000', url('io')]);
+    const mismatch = await runTool('qemu-io', [
+      '-f',
+      'raw',
+      '-c',
+      'read -P 0xcd 1000 5000',
+      url('io'),
+    ]);
     expect(mismatch.stdout).toContain('Pattern verification failed at offset 1000, 5000 bytes');
     expect(await io('discard 0 4194304')).toContain('discard 4194304/4194304 bytes at offset 0');
     expect(provider.objectCount('io')).toBe(0);
@@ -177,10 +222,23 @@ describe('read-only snapshot and failures', () => {
     const info = await mustRun('nbdinfo', [url('base:v1')]);
     expect(info).toContain('is_read_only: true');
     expect(info).toContain('can_trim: false');
-    const write = await runTool('qemu-io', ['-f', 'raw', '-c', 'write -P 0x99 0 4096', url('base:v1')]);
+    const write = await runTool('qemu-io', [
+      '-f',
+      'raw',
+      '-c',
+      'write -P 0x99 0 4096',
+      url('base:v1'),
+    ]);
     expect(write.code).not.toBe(0);
     expect(write.stderr + write.stdout).toContain('Permission denied');
-    const read = await mustRun('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0x5a 0 65536', url('base:v1')]);
+    const read = await mustRun('qemu-io', [
+      '-r',
+      '-f',
+      'raw',
+      '-c',
+      'read -P 0x5a 0 65536',
+      url('base:v1'),
+    ]);
     expect(read).toContain('read 65536/65536 bytes at offset 0');
     expect(read).not.toContain('Pattern verification failed');
   });
@@ -197,10 +255,24 @@ describe('read-only snapshot and failures', () => {
 
   test('a cluster error becomes EIO and the server keeps serving', async () => {
     provider.failVdi('broken', new SdError('NETWORK', 'no replica answered'));
-    const result = await runTool('qemu-io', ['-r', '-f', 'raw', '-c', 'read 0 4096', url('broken')]);
+    const result = await runTool('qemu-io', [
+      '-r',
+      '-f',
+      'raw',
+      '-c',
+      'read 0 4096',
+      url('broken'),
+    ]);
     expect(result.stdout + result.stderr).toContain('read failed: Input/output error');
     provider.failVdi('broken', null);
-    const healed = await mustRun('qemu-io', ['-r', '-f', 'raw', '-c', 'read -P 0 0 4096', url('broken')]);
+    const healed = await mustRun('qemu-io', [
+      '-r',
+      '-f',
+      'raw',
+      '-c',
+      'read -P 0 0 4096',
+      url('broken'),
+    ]);
     expect(healed).toContain('read 4096/4096 bytes at offset 0');
   });
 });

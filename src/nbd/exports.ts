@@ -1,5 +1,5 @@
-// Volumes shared by every connection of one server. NBD_FLAG_CAN_MULTI_CONN promises that a flush or
-// FUA on one connection is visible on all of them; that holds because connections to the same
+// Volumes shared by every connection of one server. NBD_FLAG_CAN_MULTI_CONN promises that a flush
+// or FUA on one connection is visible on all of them; that holds because connections to the same
 // export use one opened Volume. Opened on first use, closed when the last lease is released.
 import { asSdError } from '../engine/errors.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';

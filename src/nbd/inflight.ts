@@ -33,7 +33,7 @@ export class InflightLimiter {
     this.notify();
   }
 
-  /** Resolves once nothing is in flight. Only the owner of the loop waits, so one waiter suffices. */
+  /** Resolves once nothing is in flight. Only the loop's owner waits: one waiter suffices. */
   async drain(): Promise<void> {
     while (this.requestCount > 0) {
       await new Promise<void>((resolve) => {

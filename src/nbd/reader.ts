@@ -1,7 +1,7 @@
-// "Read exactly N bytes" over a byte stream, with flow control. Chunks from 'data' events are queued
-// as they are; a read that one chunk can satisfy returns a view of it, otherwise the pieces are
-// copied once into a buffer of the exact size. The stream is paused while more is buffered than any
-// pending read needs, so a client that sends faster than we handle cannot grow our memory.
+// "Read exactly N bytes" over a byte stream, with flow control. Chunks from 'data' events are
+// queued as they are; a read that one chunk can satisfy returns a view of it, otherwise the pieces
+// are copied once into a buffer of the exact size. The stream is paused while more is buffered than
+// any pending read needs, so a client that sends faster than we handle cannot grow our memory.
 import type { Duplex } from 'node:stream';
 import { SdError } from '../engine/errors.js';
 

@@ -18,7 +18,7 @@ interface Vdi {
   failWith: SdError | null;
 }
 
-/** Holds writes until opened, counting how many are waiting: shows what a front end keeps in flight. */
+/** Holds writes until opened, counting the waiting ones: shows what a front end keeps in flight. */
 export class WriteGate {
   waitingCount = 0;
   waitingCountMax = 0;
@@ -54,8 +54,14 @@ export class MemoryVolumeProvider implements VolumeProvider {
   createVdi(name: string, sizeBytes: number): void {
     if (this.vdis.has(name)) throw new SdError('VDI_EXISTS', `${name} exists`);
     this.vdis.set(name, {
-      name, tag: '', snapId: 0, vid: this.nextVid++, sizeBytes, readOnly: false,
-      objects: new Map(), failWith: null,
+      name,
+      tag: '',
+      snapId: 0,
+      vid: this.nextVid++,
+      sizeBytes,
+      readOnly: false,
+      objects: new Map(),
+      failWith: null,
     });
   }
 
@@ -66,7 +72,13 @@ export class MemoryVolumeProvider implements VolumeProvider {
     for (const [index, data] of source.objects) objects.set(index, Buffer.from(data));
     const snapId = [...this.snapshots.values()].filter((vdi) => vdi.name === name).length + 1;
     this.snapshots.set(`${name}:${tag}`, {
-      ...source, tag, snapId, vid: this.nextVid++, readOnly: true, objects, failWith: null,
+      ...source,
+      tag,
+      snapId,
+      vid: this.nextVid++,
+      readOnly: true,
+      objects,
+      failWith: null,
     });
   }
 
@@ -82,9 +94,14 @@ export class MemoryVolumeProvider implements VolumeProvider {
   async open(spec: string): Promise<Volume> {
     const vdi = this.lookup(spec);
     this.openCount += 1;
-    return new MemoryVolume(vdi, this.objectSizeBytes, () => this.writeGate, () => {
-      this.closeCount += 1;
-    });
+    return new MemoryVolume(
+      vdi,
+      this.objectSizeBytes,
+      () => this.writeGate,
+      () => {
+        this.closeCount += 1;
+      },
+    );
   }
 
   async listNames(): Promise<string[]> {
@@ -119,8 +136,13 @@ class MemoryVolume implements Volume {
     private readonly onClose: () => void,
   ) {
     this.info = {
-      name: vdi.name, tag: vdi.tag, snapId: vdi.snapId, vid: vdi.vid, sizeBytes: vdi.sizeBytes,
-      objectSizeBytes, readOnly: vdi.readOnly,
+      name: vdi.name,
+      tag: vdi.tag,
+      snapId: vdi.snapId,
+      vid: vdi.vid,
+      sizeBytes: vdi.sizeBytes,
+      objectSizeBytes,
+      readOnly: vdi.readOnly,
     };
   }
 
@@ -128,7 +150,9 @@ class MemoryVolume implements Volume {
     this.check(offsetBytes, lengthBytes, false);
     const result = Buffer.alloc(lengthBytes);
     this.forEachPiece(offsetBytes, lengthBytes, (index, inObjectBytes, pieceBytes, doneBytes) => {
-      this.vdi.objects.get(index)?.copy(result, doneBytes, inObjectBytes, inObjectBytes + pieceBytes);
+      this.vdi.objects
+        .get(index)
+        ?.copy(result, doneBytes, inObjectBytes, inObjectBytes + pieceBytes);
     });
     return result;
   }
@@ -169,7 +193,8 @@ class MemoryVolume implements Volume {
       const allocated = this.vdi.objects.has(index);
       const last = extents[extents.length - 1];
       if (last && last.allocated === allocated) last.lengthBytes += pieceBytes;
-      else extents.push({ offsetBytes: offsetBytes + doneBytes, lengthBytes: pieceBytes, allocated });
+      else
+        extents.push({ offsetBytes: offsetBytes + doneBytes, lengthBytes: pieceBytes, allocated });
     });
     return extents;
   }
@@ -183,15 +208,20 @@ class MemoryVolume implements Volume {
   private check(offsetBytes: number, lengthBytes: number, writing: boolean): void {
     if (this.closed) throw new SdError('INTERNAL', 'volume is closed');
     if (this.vdi.failWith) throw this.vdi.failWith;
-    if (writing && this.vdi.readOnly) throw new SdError('READ_ONLY', `${this.vdi.name} is a snapshot`);
+    if (writing && this.vdi.readOnly)
+      throw new SdError('READ_ONLY', `${this.vdi.name} is a snapshot`);
     if (offsetBytes + lengthBytes > this.vdi.sizeBytes) {
-      throw new SdError('OUT_OF_RANGE', `${offsetBytes}+${lengthBytes} is past ${this.vdi.sizeBytes}`);
+      throw new SdError(
+        'OUT_OF_RANGE',
+        `${offsetBytes}+${lengthBytes} is past ${this.vdi.sizeBytes}`,
+      );
     }
   }
 
   /** Calls visit for each object-sized piece of the range, in order. */
   private forEachPiece(
-    offsetBytes: number, lengthBytes: number,
+    offsetBytes: number,
+    lengthBytes: number,
     visit: (index: number, inObjectBytes: number, pieceBytes: number, doneBytes: number) => void,
   ): void {
     let doneBytes = 0;
