@@ -1,0 +1,341 @@
+// Membership changes, recovery and rebalancing on real sheep daemons (needs `npx tsc` first: the
+// daemons run from dist/). Ports 7400-7499, a distinct range per test; every daemon is SIGKILLed
+// in afterEach. Copies are checked by counting object files per store directory.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MembershipCluster, dog, md5, pattern, poll, sleep } from './support/membership-cluster.js';
+
+const MiB = 1024 * 1024;
+let clusters: MembershipCluster[] = [];
+
+function cluster(basePort: number): MembershipCluster {
+  const c = new MembershipCluster(basePort);
+  clusters.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  const done = clusters;
+  clusters = [];
+  await Promise.all(done.map((c) => c.destroy()));
+});
+
+async function startSequentially(c: MembershipCluster, indexes: readonly number[], extra: (i: number) => string[] = () => []) {
+  for (const i of indexes) await c.start(i, extra(i));
+  await c.waitForMembers();
+}
+
+async function format(c: MembershipCluster, copies: number, more: string[] = []) {
+  const result = await c.dogOk(c.live()[0]!, ['cluster', 'format', '-c', String(copies), ...more]);
+  expect(result.out).toBe('using backend plain store\n');
+}
+
+async function createAndWrite(c: MembershipCluster, via: number, name: string, data: Buffer, copies?: number) {
+  await c.dogOk(via, ['vdi', 'create', name, String(data.length), ...(copies ? ['-c', String(copies)] : [])]);
+  await c.dogOk(via, ['vdi', 'write', name], data);
+}
+
+/** Every live node's history is identical (dates masked) and equals `expected` (indexes per epoch). */
+async function expectHistory(c: MembershipCluster, expected: number[][]) {
+  const want = expected.map((nodes, k) => ({ epoch: k + 1, nodes: nodes.map((i) => c.id(i)) }));
+  // Each node applies the change on its own: wait until all have the last epoch.
+  await poll(`epoch ${expected.length} on every node`, async () => {
+    for (const i of c.live()) if ((await c.epochHistory(i)).length !== expected.length) return false;
+    return true;
+  }, 20_000);
+  const texts = await Promise.all(c.live().map((i) => c.clusterInfo(i)));
+  for (const text of texts) expect(text).toBe(texts[0]);
+  for (const i of c.live()) expect(await c.epochHistory(i)).toEqual(want);
+}
+
+describe('membership', () => {
+  it('epoch history is the same on every node through kills and restarts in several orders', async () => {
+    const c = cluster(7400);
+    await startSequentially(c, [0, 1, 2, 3]);
+    await format(c, 2);
+    const history = [[0, 1, 2, 3]];
+    await expectHistory(c, history);
+    const step = async (action: 'kill' | 'start', i: number) => {
+      if (action === 'kill') await c.kill(i);
+      else await c.start(i);
+      await c.waitForMembers();
+      history.push(c.live());
+      await expectHistory(c, history);
+    };
+    await step('kill', 3); // the newest member
+    await step('kill', 1); // one in the middle
+    await step('start', 3); // back in another order than they left
+    await step('start', 1);
+    await step('kill', 0); // the oldest member (the master)
+    await step('kill', 2);
+    await step('start', 0);
+    await step('start', 2);
+    expect(history.length).toBe(9);
+  });
+
+  it('nine nodes started at once all join, and epoch 1 has all nine', async () => {
+    const c = cluster(7410);
+    const all = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    await Promise.all(all.map((i) => c.start(i)));
+    await c.waitForMembers();
+    const lists = await Promise.all(all.map(async (i) => (await c.dogOk(i, ['node', 'list'])).out));
+    for (const list of lists) expect(list).toBe(lists[0]);
+    expect(await c.nodeIds(4)).toEqual(all.map((i) => c.id(i)));
+    await format(c, 3);
+    await expectHistory(c, [all]);
+  });
+
+  it('seven nodes, copies 3: a node down during an 80 MiB write recovers it; all ports read the same data', async () => {
+    const c = cluster(7420);
+    const all = [0, 1, 2, 3, 4, 5, 6];
+    await startSequentially(c, all);
+    await format(c, 3);
+    const data = randomBytes(80 * MiB);
+    await c.dogOk(0, ['vdi', 'create', 'big', '80M']);
+    await c.kill(6);
+    await c.waitForMembers();
+    await c.dogOk(0, ['vdi', 'write', 'big'], data);
+    await c.start(6);
+    const holders = await c.waitForFullCopies(all, 3, 180_000, 21);
+    expect(holders.size).toBe(21); // 20 data objects and the inode
+    expect(c.objectFiles(6).length).toBeGreaterThan(0);
+    const sums = await Promise.all(all.map((i) => c.readMd5(i, 'big')));
+    expect(sums).toEqual(all.map(() => md5(data)));
+  }, 300_000);
+
+  it('sixteen nodes, copies 6: five leave one by one, data is rewritten, they return: never the old data', async () => {
+    const c = cluster(7430);
+    const all = Array.from({ length: 16 }, (_, i) => i);
+    await startSequentially(c, all);
+    await format(c, 6);
+    const first = pattern(32 * MiB, 1);
+    const second = pattern(32 * MiB, 2);
+    await createAndWrite(c, 0, 'v', first);
+    await c.waitForFullCopies(all, 6, 60_000, 9);
+    const leaving = [11, 3, 15, 7, 1];
+    for (const i of leaving) {
+      await c.kill(i);
+      await c.waitForMembers();
+      await c.waitForFullCopies(c.live(), 6, 60_000, 9);
+    }
+    await c.dogOk(0, ['vdi', 'write', 'v'], second);
+    expect(await c.readMd5(2, 'v')).toBe(md5(second));
+    await Promise.all(leaving.map((i) => c.start(i)));
+    // During recovery: every port gives the new data, the returning nodes' stale copies never.
+    const during = await Promise.all(all.map((i) => c.readMd5(i, 'v')));
+    expect(during).toEqual(all.map(() => md5(second)));
+    await c.waitForFullCopies(all, 6, 120_000, 9);
+    const after = await Promise.all(all.map((i) => c.readMd5(i, 'v')));
+    expect(after).toEqual(all.map(() => md5(second)));
+  }, 300_000);
+
+  it('two nodes, copies 2: both replaced one at a time, the data reads back unchanged', async () => {
+    const c = cluster(7450);
+    await startSequentially(c, [0, 1]);
+    await format(c, 2);
+    const data = pattern(24 * MiB, 3);
+    await createAndWrite(c, 0, 'v', data);
+    await c.waitForFullCopies([0, 1], 2, 30_000, 7);
+    for (const [added, removed] of [[2, 0], [3, 1]] as const) {
+      await c.start(added);
+      await c.waitForMembers();
+      await c.waitForFullCopies(c.live(), 2, 60_000, 7);
+      await c.kill(removed);
+      await c.waitForMembers();
+      await c.waitForFullCopies(c.live(), 2, 60_000, 7);
+    }
+    expect(c.objectFiles(2).length).toBe(7);
+    expect(c.objectFiles(3).length).toBe(7);
+    expect(await c.readMd5(2, 'v')).toBe(md5(data));
+    expect(await c.readMd5(3, 'v')).toBe(md5(data));
+  }, 180_000);
+
+  it('recovery disabled: two of eight nodes die, I/O still works, copies come back only after enable', async () => {
+    const c = cluster(7460);
+    const all = [0, 1, 2, 3, 4, 5, 6, 7];
+    await startSequentially(c, all);
+    await format(c, 3);
+    const data = pattern(48 * MiB, 4);
+    await createAndWrite(c, 0, 'v', data);
+    await c.waitForFullCopies(all, 3, 60_000, 13);
+    expect((await c.dogOk(0, ['cluster', 'recover', 'disable'])).out).toBe('Cluster recovery: disable\n');
+    expect(await c.status(5)).toBe('running, auto-recovery disabled');
+    await c.kill(6);
+    await c.kill(7);
+    await c.waitForMembers();
+    const live = c.live();
+    // Writes and reads work; only the first 8 MiB are rewritten.
+    const patch = pattern(8 * MiB, 5);
+    await c.dogOk(1, ['vdi', 'write', 'v', '0'], patch);
+    const expected = Buffer.concat([patch, data.subarray(8 * MiB)]);
+    expect(await c.readMd5(2, 'v')).toBe(md5(expected));
+    await sleep(1500);
+    const short = c.badCopies(live, 3);
+    expect(short.length).toBeGreaterThan(0); // nothing was recovered while disabled
+    expect(short.every((o) => o.holders.length < 3)).toBe(true);
+    expect((await c.dogOk(0, ['cluster', 'recover', 'enable'])).out).toBe('Cluster recovery: enable\n');
+    await c.waitForFullCopies(live, 3, 60_000, 13);
+    expect(await c.status(5)).toBe('running, auto-recovery enabled');
+    expect(await c.readMd5(3, 'v')).toBe(md5(expected));
+  }, 240_000);
+
+  it('a node formatted in another cluster is refused and the node list does not change', async () => {
+    const c = cluster(7470);
+    await startSequentially(c, [0, 1, 2]);
+    await format(c, 2);
+    // Node 3 gets a store of its own cluster first.
+    const otherDir = path.join(c.root, 'other-cluster');
+    await c.start(3, [], otherDir);
+    await c.dogOk(3, ['cluster', 'format', '-c', '1']);
+    await c.kill(3);
+    const before = await c.nodeIds(0);
+    const refused = await c.startExpectExit(3);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/^sheep: .*another cluster.*\n$/);
+    expect(refused.log).toContain('another cluster');
+    expect(await c.nodeIds(0)).toEqual(before);
+    expect(await c.nodeIds(2)).toEqual([0, 1, 2].map((i) => c.id(i)));
+    await expectHistory(c, [[0, 1, 2]]);
+  });
+
+  it('shutdown and restart: waiting until every member of the last epoch is back, then the same epoch', async () => {
+    const c = cluster(7475);
+    const all = [0, 1, 2];
+    await startSequentially(c, all);
+    await format(c, 3);
+    const data = pattern(12 * MiB, 6);
+    await createAndWrite(c, 1, 'v', data);
+    const before = await c.clusterInfo(0);
+    await c.dogOk(0, ['cluster', 'shutdown']);
+    const exits = await Promise.all(all.map((i) => c.exited(i)));
+    expect(exits.map((e) => e.code)).toEqual([0, 0, 0]);
+    await c.start(2);
+    expect(await c.status(2)).toBe('Waiting for other nodes to join cluster');
+    expect((await c.dogOk(2, ['vdi', 'read', 'v', '0', '4096']).catch((e: Error) => e)) instanceof Error).toBe(true);
+    await c.start(0);
+    expect(await c.status(0)).toBe('Waiting for other nodes to join cluster');
+    await c.start(1);
+    await poll('running everywhere', async () => {
+      for (const i of all) if ((await c.status(i)) !== 'running, auto-recovery enabled') return false;
+      return true;
+    }, 20_000);
+    for (const i of all) expect(await c.clusterInfo(i)).toBe(before);
+    for (const i of all) expect(await c.readMd5(i, 'v')).toBe(md5(data));
+  });
+
+  it('forced recovery after a partial restart: a new epoch of the present nodes, data readable', async () => {
+    const c = cluster(7478);
+    const all = [0, 1, 2];
+    await startSequentially(c, all);
+    await format(c, 3);
+    const data = pattern(12 * MiB, 7);
+    await createAndWrite(c, 0, 'v', data);
+    await c.dogOk(0, ['cluster', 'shutdown']);
+    await Promise.all(all.map((i) => c.exited(i)));
+    await c.start(0);
+    await c.start(1);
+    expect(await c.status(1)).toBe('Waiting for other nodes to join cluster');
+    // The command asks on stdin; anything but yes cancels.
+    const no = await c.dogOk(0, ['cluster', 'recover', 'force'], Buffer.from('no\n')).catch((e: Error) => e);
+    expect(no).toBeInstanceOf(Error);
+    expect(String(no)).toContain('Recovery cancelled');
+    expect(await c.status(0)).toBe('Waiting for other nodes to join cluster');
+    const yes = await c.dogOk(0, ['cluster', 'recover', 'force'], Buffer.from('yes\n'));
+    expect(yes.out).toContain('[yes/no]');
+    await poll('running after force', async () => (await c.status(1)) === 'running, auto-recovery enabled', 20_000);
+    await expectHistory(c, [all, [0, 1]]);
+    for (const i of [0, 1]) expect(await c.readMd5(i, 'v')).toBe(md5(data));
+    await c.waitForFullCopies([0, 1], 2, 30_000, 4);
+    // The missing node comes back later and gets its copies again.
+    await c.start(2);
+    await expectHistory(c, [all, [0, 1], all]);
+    await c.waitForFullCopies(all, 3, 30_000, 4);
+    expect(await c.readMd5(2, 'v')).toBe(md5(data));
+  });
+
+  it('a gateway node holds 0 vnodes and stores nothing; -g with -V is refused', async () => {
+    const c = cluster(7482);
+    await startSequentially(c, [0, 1, 2]);
+    await c.start(3, ['-g']);
+    await c.waitForMembers();
+    await format(c, 2);
+    const list = (await c.dogOk(0, ['node', 'list', '-r'])).out.split('\n').filter(Boolean);
+    expect(list.map((line) => line.split(' ')[2])).toEqual(['128', '128', '128', '0']);
+    const data = pattern(20 * MiB, 8);
+    await createAndWrite(c, 3, 'v', data);
+    expect(await c.readMd5(3, 'v')).toBe(md5(data));
+    await c.waitForFullCopies([0, 1, 2, 3], 2, 30_000, 6);
+    expect(c.objectFiles(3)).toEqual([]);
+    const refused = await c.startExpectExit(4, ['-g', '-V', '10']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/gateway|vnodes/);
+    expect(await c.nodeIds(0)).toEqual([0, 1, 2, 3].map((i) => c.id(i)));
+  });
+
+  it('differential recovery: a node down for one small write receives only that object on return', async () => {
+    const c = cluster(7486);
+    const all = [0, 1, 2, 3];
+    await startSequentially(c, all);
+    await format(c, 3);
+    const data = pattern(40 * MiB, 9);
+    await createAndWrite(c, 0, 'v', data);
+    await c.waitForFullCopies(all, 3, 30_000, 11);
+    // A data object node 3 holds: the small write lands in it.
+    const held = c.objectFiles(3).filter((oid) => oid.startsWith('00'));
+    expect(held.length).toBeGreaterThan(0);
+    const index = parseInt(held[0]!.slice(8), 16);
+    await c.kill(3);
+    await c.waitForMembers();
+    await c.waitForFullCopies([0, 1, 2], 3, 30_000, 11);
+    const small = pattern(4096, 10);
+    await c.dogOk(0, ['vdi', 'write', 'v', String(index * 4 * MiB + 8192), '4096'], small);
+    const logBefore = c.recoveryFinished(3).length;
+    await c.start(3);
+    await c.waitForFullCopies(all, 3, 30_000, 11);
+    const lines = await poll('recovery finished in node 3 log', () => {
+      const found = c.recoveryFinished(3).slice(logBefore);
+      return found.length > 0 ? found : undefined;
+    }, 10_000);
+    const received = lines.reduce((sum, l) => sum + l.received, 0);
+    expect(received).toBe(4 * MiB); // exactly the one changed object
+    expect(lines.at(-1)!.kept).toBe(c.objectFiles(3).length - 1); // every other copy checked, kept
+    const expected = Buffer.from(data);
+    small.copy(expected, index * 4 * MiB + 8192);
+    expect(await c.readMd5(3, 'v')).toBe(md5(expected));
+  });
+
+  it('dog node kill ID stops that node and it leaves the node list', async () => {
+    const c = cluster(7490);
+    await startSequentially(c, [0, 1, 2]);
+    await format(c, 2);
+    await c.dogOk(0, ['node', 'kill', '1']);
+    const exit = await Promise.race([c.exited(1), sleep(10_000).then(() => 'timeout' as const)]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    await c.waitForMembers();
+    expect(await c.nodeIds(0)).toEqual([c.id(0), c.id(2)]);
+    await expectHistory(c, [[0, 1, 2], [0, 2]]);
+    const bad = await dog(c.port(0), ['node', 'kill', '5']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('Invalid node id');
+  });
+
+  it('a fourth node added to three takes about a quarter of the objects, and they leave the others', async () => {
+    const c = cluster(7494);
+    await startSequentially(c, [0, 1, 2]);
+    await format(c, 1, ['-z', '20']); // 1 MiB objects: enough objects for a share to mean something
+    const data = pattern(160 * MiB, 11);
+    await createAndWrite(c, 0, 'v', data);
+    const before = await c.waitForFullCopies([0, 1, 2], 1, 30_000, 161);
+    await c.start(3);
+    await c.waitForMembers();
+    const after = await c.waitForFullCopies([0, 1, 2, 3], 1, 60_000, 161);
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+    const share = c.objectFiles(3).length / after.size;
+    expect(share).toBeGreaterThan(0.12);
+    expect(share).toBeLessThan(0.4);
+    // Only objects that moved to the new node changed place.
+    for (const [oid, [holder]] of after) if (holder !== 3) expect(before.get(oid)).toEqual([holder]);
+    expect(await c.readMd5(3, 'v')).toBe(md5(data));
+  });
+});

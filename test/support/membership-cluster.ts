@@ -1,0 +1,334 @@
+// Harness for membership and recovery tests: real sheep daemons (-f) on loopback, started,
+// SIGKILLed and restarted by index, plus the checks those tests need: object copies counted per
+// store directory, epoch histories from `dog cluster info`, recovery log lines.
+// Node i listens on basePort + i, zone i, store ROOT/s<i>; all share one local cluster directory.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const sheepBin = path.join(repoRoot, 'bin', 'sheep');
+const dogBin = path.join(repoRoot, 'bin', 'dog');
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
+
+export interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  out: string;
+  stderr: string;
+}
+
+/** Runs a program to completion; SIGKILL at the timeout (then `signal` says so). */
+export function run(command: string, args: readonly string[], input?: Buffer, timeoutMs = 120_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const stdout = Buffer.concat(out);
+      resolve({ code, signal, stdout, out: stdout.toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? Buffer.alloc(0));
+  });
+}
+
+/** `node bin/dog ARGS -p PORT`. */
+export function dog(port: number, args: readonly string[], input?: Buffer, timeoutMs?: number): Promise<Run> {
+  return run(process.execPath, [dogBin, ...args, '-p', String(port)], input, timeoutMs);
+}
+
+async function connects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Polls `check` every `everyMs` until it returns a truthy value; throws with `what` at the timeout. */
+export async function poll<T>(what: string | (() => string), check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    await sleep(everyMs);
+  }
+}
+
+interface Proc {
+  child: ChildProcess;
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  done: boolean;
+}
+
+/** Dates masked (width kept) as test/support/mask.ts does; kept here so this file stands alone. */
+export function maskDates(text: string): string {
+  return text
+    .replace(/\b(?:Sun|Mon|Tue|Wed|Thu|Fri|Sat) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4}\b/g, 'Www Mmm DD HH:MM:SS YYYY')
+    .replace(/\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?\b/g, (_all, s: string | undefined) => (s ? 'YYYY-MM-DD HH:MM:SS' : 'YYYY-MM-DD HH:MM'));
+}
+
+export interface RecoveryFinished {
+  epoch: number;
+  received: number;
+  kept: number;
+}
+
+export class MembershipCluster {
+  readonly root: string;
+  readonly clusterDir: string;
+  private readonly procs = new Map<number, Proc>();
+
+  constructor(readonly basePort: number, prefix = 'sheep-membership-') {
+    this.root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.clusterDir = path.join(this.root, 'cl');
+  }
+
+  port(i: number): number {
+    return this.basePort + i;
+  }
+  id(i: number): string {
+    return `127.0.0.1:${this.port(i)}`;
+  }
+  storeDir(i: number): string {
+    return path.join(this.root, `s${i}`);
+  }
+  running(i: number): boolean {
+    const proc = this.procs.get(i);
+    return proc !== undefined && !proc.done;
+  }
+  live(): number[] {
+    return [...this.procs.keys()].filter((i) => this.running(i)).sort((a, b) => a - b);
+  }
+
+  sheepArgs(i: number, extra: readonly string[] = [], clusterDir = this.clusterDir): string[] {
+    return ['-f', '-b', '127.0.0.1', '-p', String(this.port(i)), '-z', String(i), '-c', `local:${clusterDir}`, '--nbd', 'off', ...extra, this.storeDir(i)];
+  }
+
+  /** Spawns sheep i; resolves once its port accepts connections (throws if it exits first). */
+  async start(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<void> {
+    if (this.running(i)) throw new Error(`sheep ${i} is already running`);
+    const child = spawn(process.execPath, [sheepBin, ...this.sheepArgs(i, extra, clusterDir)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+    const stderr: string[] = [];
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
+    const proc: Proc = {
+      child,
+      stderr,
+      done: false,
+      exited: new Promise((resolve) =>
+        child.on('exit', (code, signal) => {
+          proc.done = true;
+          resolve({ code, signal });
+        }),
+      ),
+    };
+    this.procs.set(i, proc);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (await connects(this.port(i))) break;
+      if (proc.done) throw new Error(`sheep ${i} exited while starting\n${this.diagnostics(i)}`);
+      if (Date.now() > deadline) throw new Error(`sheep ${i} does not listen\n${this.diagnostics(i)}`);
+      await sleep(50);
+    }
+    // The port opens before the join is decided: wait until the node answers as a member.
+    await poll(`sheep ${i} to be a member`, async () => {
+      if (proc.done) throw new Error(`sheep ${i} exited while joining\n${this.diagnostics(i)}`);
+      const list = await dog(this.port(i), ['node', 'list', '-r']);
+      return list.code === 0 && list.out.includes(` ${this.id(i)} `);
+    }, 20_000, 100);
+  }
+
+  /** Spawns sheep i and waits for it to exit by itself (a refused join). */
+  async startExpectExit(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<{ code: number | null; stderr: string; log: string }> {
+    const result = await run(process.execPath, [sheepBin, ...this.sheepArgs(i, extra, clusterDir)], undefined, 30_000);
+    return { code: result.code, stderr: result.stderr, log: this.log(i) };
+  }
+
+  async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.procs.get(i);
+    if (!proc || proc.done) return;
+    proc.child.kill(signal);
+    await proc.exited;
+  }
+
+  exited(i: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const proc = this.procs.get(i);
+    if (!proc) throw new Error(`sheep ${i} never started`);
+    return proc.exited;
+  }
+
+  /** SIGKILL everything still running (for afterEach); keeps the files unless `remove`. */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.procs.keys()].map((i) => this.kill(i)));
+  }
+
+  async destroy(): Promise<void> {
+    await this.killAll();
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+
+  log(i: number): string {
+    try {
+      return fs.readFileSync(path.join(this.storeDir(i), 'sheep.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  diagnostics(i: number): string {
+    return `--- sheep ${i} stderr:\n${this.procs.get(i)?.stderr.join('') ?? ''}--- sheep.log tail:\n${this.log(i).split('\n').slice(-15).join('\n')}`;
+  }
+
+  /** `dog ARGS` against sheep i; throws with stderr unless it exits 0. */
+  async dogOk(i: number, args: readonly string[], input?: Buffer): Promise<Run> {
+    const result = await dog(this.port(i), args, input);
+    if (result.code !== 0) throw new Error(`dog ${args.join(' ')} -p ${this.port(i)} exited ${result.code}: ${result.stderr}`);
+    return result;
+  }
+
+  /** Node ids from `dog node list -r` on sheep i. */
+  async nodeIds(i: number): Promise<string[]> {
+    const out = (await this.dogOk(i, ['node', 'list', '-r'])).out;
+    return out.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!);
+  }
+
+  /** Waits until every running sheep lists exactly the running sheep. */
+  async waitForMembers(timeoutMs = 20_000): Promise<void> {
+    await poll(() => `members ${this.live().join(',')}`, async () => {
+      const want = this.live().map((i) => this.id(i)).sort().join(',');
+      for (const i of this.live()) {
+        const list = await dog(this.port(i), ['node', 'list', '-r']);
+        if (list.code !== 0) return false;
+        const ids = list.out.split('\n').filter(Boolean).map((l) => l.split(' ')[1]!);
+        if ([...ids].sort().join(',') !== want) return false;
+      }
+      return true;
+    }, timeoutMs);
+  }
+
+  /** `dog cluster info` on sheep i with dates masked. */
+  async clusterInfo(i: number): Promise<string> {
+    return maskDates((await this.dogOk(i, ['cluster', 'info'])).out);
+  }
+
+  /** The epoch history from `cluster info`, oldest first: per epoch, the node ids (no vnodes). */
+  async epochHistory(i: number): Promise<Array<{ epoch: number; nodes: string[] }>> {
+    const text = (await this.dogOk(i, ['cluster', 'info'])).out;
+    const records: Array<{ epoch: number; nodes: string[] }> = [];
+    for (const line of text.split('\n')) {
+      const match = /^\S+ \S+\s+(\d+) \[(.*)\]$/.exec(line);
+      if (!match) continue;
+      const nodes = match[2] === '' ? [] : match[2]!.split(', ').map((n) => n.replace(/:\d+$/, ''));
+      records.push({ epoch: Number(match[1]), nodes });
+    }
+    return records.reverse();
+  }
+
+  async status(i: number): Promise<string> {
+    const text = (await this.dogOk(i, ['cluster', 'info'])).out;
+    return /^Cluster status: (.*)$/m.exec(text)?.[1] ?? text;
+  }
+
+  objectFiles(i: number): string[] {
+    try {
+      return fs.readdirSync(path.join(this.storeDir(i), 'obj')).filter((name) => /^[0-9a-f]{16}$/.test(name)).sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  /** oid → the stores (of `stores`) that hold a file for it. */
+  holders(stores: readonly number[]): Map<string, number[]> {
+    const all = new Map<string, number[]>();
+    for (const i of stores) for (const oid of this.objectFiles(i)) all.set(oid, [...(all.get(oid) ?? []), i]);
+    return all;
+  }
+
+  /** Objects whose number of holders among `stores` is not `copies` (empty: all good). */
+  badCopies(stores: readonly number[], copies: number | ((oid: string) => number)): Array<{ oid: string; holders: number[] }> {
+    const want = typeof copies === 'number' ? () => copies : copies;
+    return [...this.holders(stores)].filter(([oid, h]) => h.length !== want(oid)).map(([oid, holders]) => ({ oid, holders }));
+  }
+
+  /** Nobody in the cluster (asked through sheep i) shows recovery in progress. */
+  async recoveryIdle(i: number): Promise<boolean> {
+    const result = await dog(this.port(i), ['node', 'recovery']);
+    return result.code === 0 && result.out.split('\n').filter(Boolean).length === 2;
+  }
+
+  /**
+   * Recovery finished everywhere: `dog node recovery` shows only its header, every object has
+   * exactly `copies` holders among `stores` (stale copies removed too), and that holds on two
+   * polls in a row with no change in between. Polls every 200 ms.
+   */
+  async waitForFullCopies(stores: readonly number[], copies: number | ((oid: string) => number), timeoutMs = 120_000, minObjects = 1): Promise<Map<string, number[]>> {
+    let previous = '';
+    const asker = stores.find((i) => this.running(i)) ?? stores[0]!;
+    return poll(() => {
+      const bad = this.badCopies(stores, copies);
+      return `full copies on stores ${stores.join(',')}: ${bad.length} objects off, e.g. ${JSON.stringify(bad.slice(0, 3))}`;
+    }, async () => {
+      const holders = this.holders(stores);
+      if (holders.size < minObjects || this.badCopies(stores, copies).length > 0 || !(await this.recoveryIdle(asker))) {
+        previous = '';
+        return false;
+      }
+      const snapshot = JSON.stringify([...holders].sort());
+      if (snapshot !== previous) {
+        previous = snapshot;
+        return false;
+      }
+      return holders;
+    }, timeoutMs);
+  }
+
+  /** The parsed "recovery finished" lines of sheep i's log, in order. */
+  recoveryFinished(i: number): RecoveryFinished[] {
+    return this.log(i)
+      .split('\n')
+      .filter((line) => line.includes('"recovery finished"'))
+      .map((line) => JSON.parse(line) as RecoveryFinished);
+  }
+
+  /** md5 of `dog vdi read NAME` through sheep i. */
+  async readMd5(i: number, name: string): Promise<string> {
+    return md5((await this.dogOk(i, ['vdi', 'read', name])).stdout);
+  }
+}
+
+/** Deterministic pseudo-random bytes (fast): a seeded xorshift over 32-bit words. */
+export function pattern(bytes: number, seed: number): Buffer {
+  const buffer = Buffer.alloc(bytes);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let at = 0; at + 4 <= bytes; at += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buffer.writeUInt32LE(x, at);
+  }
+  return buffer;
+}
