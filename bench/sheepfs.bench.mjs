@@ -1,0 +1,257 @@
+#!/usr/bin/env node
+// sheepfs benchmark: `dd bs=4M` into (conv=fsync) and out of volume/NAME on a three-node cluster
+// (copies 3) mounted through sheepfs, beside dd to/from a local file and beside the FUSE ceiling:
+// a 1 GiB in-memory file served by fuse-native with sheepfs's own FUSE options
+// (bench/fuse-memfile.mjs, its own process). All in one run; figures are medians in MB/s (10^6
+// bytes) of BENCH_RUNS timed runs after one warm-up, printed with ratios.
+//
+// Environment: BENCH_SIZE (bytes or K/M/G, default 1G), BENCH_RUNS (3), BENCH_DIR (temp dir
+// parent), BENCH_KEEP=1 keeps the temp dir, SHEEPFS_PROF=DIR runs sheepfs with --cpu-prof there.
+// Needs root (FUSE), a built dist/ (npx tsc -p tsconfig.json) and ports 7650-7652 free.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dogBin = path.join(repo, 'bin', 'dog');
+const sheepBin = path.join(repo, 'bin', 'sheep');
+const sheepfsBin = path.join(repo, 'bin', 'sheepfs');
+const memfileScript = path.join(repo, 'bench', 'fuse-memfile.mjs');
+const ports = [7650, 7651, 7652];
+const addr = '127.0.0.1';
+const vdiName = 'benchfs';
+
+function parseSize(text) {
+  const match = /^(\d+)([KMG]?)$/i.exec(text);
+  if (!match) throw new Error(`BENCH_SIZE '${text}': expected bytes or a number with K, M or G`);
+  return Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase());
+}
+
+const size = parseSize(process.env.BENCH_SIZE ?? '1G');
+const runs = Number(process.env.BENCH_RUNS ?? 3);
+if (!Number.isInteger(runs) || runs < 1) throw new Error('BENCH_RUNS: expected a positive integer');
+if (size % (4 << 20) !== 0) throw new Error('BENCH_SIZE: must be a multiple of 4 MiB (dd bs=4M)');
+const tmp = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'sheepfs-bench-'));
+const dataFile = path.join(tmp, 'data');
+const localFile = path.join(tmp, 'localfile');
+const fsMnt = path.join(tmp, 'sheepfs');
+const memMnt = path.join(tmp, 'memfile');
+const commandTimeoutMs = 600_000;
+
+/** Runs a command (killed at the timeout); resolves with wall seconds, stdout and stderr. */
+function run(command, args, { timeoutMs = commandTimeoutMs } = {}) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.stdout.on('data', (chunk) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk) => (err += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) {
+        const why = err.trim().split('\n').pop() || `exit ${code ?? signal}`;
+        reject(new Error(`${path.basename(command)} ${args.join(' ')}: ${why}`));
+        return;
+      }
+      resolve({ seconds, out, err });
+    });
+  });
+}
+
+const sh = (command, options) => run('bash', ['-c', command], options);
+const dog = (args) => run(process.execPath, [dogBin, ...args, '-a', addr, '-p', String(ports[0])]);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const mbps = (seconds) => size / 1e6 / seconds;
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+function mountInfoLine(mountpoint) {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((line) => line.split(' ')[4] === mountpoint);
+}
+
+/** Frees a mount even if its server hangs: lazy unmount, abort the connection if needed. */
+function forceUnmount(mountpoint) {
+  const line = mountInfoLine(mountpoint);
+  if (line === undefined) return;
+  const connection = line.split(' ')[2]?.split(':')[1];
+  const bash = (command) => spawnSync('bash', ['-c', command], { timeout: 10_000 });
+  bash(`fusermount -u -z '${mountpoint}' 2>/dev/null`);
+  if (mountInfoLine(mountpoint) === undefined) return;
+  bash(`mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; echo 1 > /sys/fs/fuse/connections/${connection}/abort`);
+  bash(`umount -l '${mountpoint}'`);
+}
+
+async function waitForMount(mountpoint, child, what) {
+  const deadline = Date.now() + 30_000;
+  while (mountInfoLine(mountpoint) === undefined) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before mounting`);
+    if (Date.now() > deadline) throw new Error(`${what} did not mount within 30 s`);
+    await sleep(50);
+  }
+}
+
+// ---- daemons: sheep, sheepfs, fuse-memfile; all stopped at the end whatever happens
+const daemons = [];
+function daemon(args, label) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (chunk) => (err += chunk.toString()));
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, err })));
+  child.label = label;
+  daemons.push(child);
+  return child;
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  if ((await Promise.race([child.exited, sleep(10_000).then(() => 'timeout')])) === 'timeout') {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+}
+
+async function startCluster() {
+  const clusterDir = path.join(tmp, 'cluster');
+  for (const [i, port] of ports.entries()) {
+    daemon(
+      [sheepBin, '-f', '-b', addr, '-p', String(port), '-z', String(i), '--nbd', 'off', '-c', `local:${clusterDir}`, path.join(tmp, `store${i}`)],
+      `sheep ${port}`,
+    );
+  }
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const { out } = await dog(['node', 'list', '-r']);
+      if (out.trim().split('\n').filter((line) => line.includes(`${addr}:`)).length === ports.length) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`the three sheep did not all join within 30 s (logs in ${tmp}/store*/sheep.log)`);
+    await sleep(200);
+  }
+  await dog(['cluster', 'format', '-c', '3']);
+}
+
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  // FUSE servers first (they unmount on SIGTERM), then the sheep.
+  for (const child of daemons.filter((d) => !d.label.startsWith('sheep '))) await stop(child).catch(() => undefined);
+  forceUnmount(fsMnt);
+  forceUnmount(memMnt);
+  await Promise.all(daemons.map((child) => stop(child).catch(() => undefined)));
+  if (process.env.BENCH_KEEP === '1') console.log(`kept ${tmp}`);
+  else fs.rmSync(tmp, { recursive: true, force: true });
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    console.error(`sheepfs bench: ${signal}, cleaning up`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+// ---- measurements
+function writeDataFile() {
+  const fd = fs.openSync(dataFile, 'w');
+  const chunk = Buffer.alloc(4 << 20);
+  const md5 = createHash('md5');
+  for (let done = 0; done < size; done += chunk.length) {
+    randomFillSync(chunk);
+    md5.update(chunk);
+    fs.writeSync(fd, chunk);
+  }
+  fs.closeSync(fd);
+  return md5.digest('hex');
+}
+
+async function timed(label, once) {
+  await once(); // warm-up
+  const seconds = [];
+  for (let i = 0; i < runs; i++) seconds.push((await once()).seconds);
+  const figure = mbps(median(seconds));
+  console.log(`  ${label}: ${seconds.map((s) => mbps(s).toFixed(0)).join(', ')} MB/s -> median ${figure.toFixed(0)}`);
+  return figure;
+}
+
+// Plain dd, as in the docs: no conv=notrunc (sheepfs ignores O_TRUNC on volumes).
+const ddWrite = (target) => () => run('dd', [`if=${dataFile}`, `of=${target}`, 'bs=4M', 'conv=fsync', 'status=none']);
+const ddRead = (source) => () => run('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
+
+async function main() {
+  const gib = (size / 2 ** 30).toFixed(size % 2 ** 30 ? 2 : 0);
+  console.log(`sheepfs bench: ${gib} GiB, dd bs=4M, ${runs} timed runs after one warm-up, temp dir ${tmp}`);
+  const dataMd5 = writeDataFile(); // stays in page cache: every writer reads its input from memory
+
+  console.log('local file (dd on the same disk; reads from page cache):');
+  const local = { write: await timed('write', ddWrite(localFile)), read: await timed('read', ddRead(localFile)) };
+  fs.rmSync(localFile);
+
+  console.log('FUSE ceiling (fuse-native, one in-memory file, the same FUSE options):');
+  fs.mkdirSync(memMnt);
+  const memfile = daemon([memfileScript, memMnt, String(size)], 'fuse-memfile');
+  await waitForMount(memMnt, memfile, 'fuse-memfile');
+  const memTarget = path.join(memMnt, 'file');
+  const ceiling = { write: await timed('write', ddWrite(memTarget)), read: await timed('read', ddRead(memTarget)) };
+  await stop(memfile);
+  forceUnmount(memMnt);
+
+  console.log(`sheepfs: three sheep on ${addr}:${ports.join(',')}, copies 3, a ${gib} GiB VDI:`);
+  await startCluster();
+  await dog(['vdi', 'create', vdiName, String(size)]);
+  fs.mkdirSync(fsMnt);
+  const prof = process.env.SHEEPFS_PROF;
+  const profArgs = prof ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(prof)] : [];
+  const sheepfs = daemon(
+    [...profArgs, sheepfsBin, '-f', '-a', addr, '-p', String(ports[0]), '--log', path.join(tmp, 'sheepfs.log'), '--log-level', 'warn', fsMnt],
+    'sheepfs',
+  );
+  await waitForMount(fsMnt, sheepfs, 'sheepfs');
+  await sh(`echo ${vdiName} > '${fsMnt}/vdi/mount'`, { timeoutMs: 30_000 });
+  const volume = path.join(fsMnt, 'volume', vdiName);
+  const fresh = mbps((await ddWrite(volume)()).seconds); // allocates every object
+  console.log(`  write, fresh VDI: ${fresh.toFixed(0)} MB/s`);
+  const fsWrite = await timed('write (overwrite)', ddWrite(volume));
+  const fsRead = await timed('read', ddRead(volume));
+  const readBack = (await sh(`dd if='${volume}' bs=4M status=none | md5sum`)).out.split(' ')[0];
+  if (readBack !== dataMd5) throw new Error(`read back through sheepfs: md5 ${readBack}, expected ${dataMd5}`);
+  await stop(sheepfs);
+  if (prof) console.log(`  cpu profile of sheepfs in ${path.resolve(prof)}`);
+
+  const ratio = (a, b) => (a / b).toFixed(2);
+  console.log('\nmedians, MB/s          write    read');
+  console.log(`  local file        ${local.write.toFixed(0).padStart(7)} ${local.read.toFixed(0).padStart(7)}`);
+  console.log(`  FUSE ceiling      ${ceiling.write.toFixed(0).padStart(7)} ${ceiling.read.toFixed(0).padStart(7)}`);
+  console.log(`  sheepfs, copies 3 ${fsWrite.toFixed(0).padStart(7)} ${fsRead.toFixed(0).padStart(7)}   (fresh VDI write ${fresh.toFixed(0)})`);
+  console.log(`  sheepfs / ceiling ${ratio(fsWrite, ceiling.write).padStart(7)} ${ratio(fsRead, ceiling.read).padStart(7)}   (aim: >= 0.50 write, >= 0.70 read)`);
+  console.log(`  sheepfs / local   ${ratio(fsWrite, local.write).padStart(7)} ${ratio(fsRead, local.read).padStart(7)}`);
+  console.log(`  read-back md5 ok (${dataMd5})`);
+}
+
+try {
+  await main();
+  await cleanup();
+  process.exit(0);
+} catch (error) {
+  console.error(`sheepfs bench failed: ${error instanceof Error ? error.message : String(error)}`);
+  for (const child of daemons) {
+    const { err } = child.exitCode !== null ? await child.exited : { err: '' };
+    if (err.trim() !== '') console.error(`--- ${child.label} stderr:\n${err.trim().split('\n').slice(-10).join('\n')}`);
+  }
+  await cleanup();
+  process.exit(1);
+}
