@@ -93,8 +93,10 @@ Next steps:
 EOF
   if is_mounted; then
     cat <<EOF
-  echo alpine > $mount_dir/vdi/mount                 # expose the VDI as a file via sheepfs
-  dd if=$mount_dir/volume/alpine of=/dev/null bs=4M count=16
+  echo alpine > $mount_dir/vdi/mount                 # sheepfs: the VDI as the file $mount_dir/volume/alpine
+  dd if=disk.raw of=$mount_dir/volume/alpine bs=4M conv=notrunc,fsync
+  dd if=$mount_dir/volume/alpine of=/dev/null bs=4M
+  echo alpine > $mount_dir/vdi/unmount
 EOF
   fi
   cat <<EOF
@@ -161,6 +163,7 @@ cmd_start() {
   done
   if [ "$running" -eq "${#nodes[@]}" ] && [ -n "$(answering_port)" ]; then
     say "already running"
+    is_mounted || mount_sheepfs
     print_status || true
     return 0
   fi
