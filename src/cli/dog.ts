@@ -12,7 +12,7 @@ import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, form
 
 const exitFailure = 1;
 const exitUsage = 64;
-const ioWindow = 4; // requests in flight for read/write
+const ioWindow = 8; // requests in flight for read/write
 
 /** A failure already worded for the user. */
 class DogFailure extends Error {
@@ -141,32 +141,41 @@ async function readRange(volume: VolumeIo, offset: number, length: number): Prom
   }
 }
 
+/** Collects stdin into object-aligned pieces (one copy each) and writes them, many in flight. */
 async function writeRange(volume: VolumeIo, offset: number, length: number): Promise<number> {
   const objectBytes = volume.info.objectSizeBytes;
   const inflight = new Set<Promise<void>>();
+  let failure: unknown;
   let at = offset;
   const end = offset + length;
-  let buffer: Buffer = Buffer.alloc(0);
-  const flush = async (force: boolean) => {
-    while (buffer.length > 0 && at < end) {
-      const want = Math.min(objectBytes - (at % objectBytes), end - at);
-      if (buffer.length < want && !force) return;
-      const take = Math.min(want, buffer.length);
-      const piece = Buffer.from(buffer.subarray(0, take));
-      buffer = buffer.subarray(take);
-      const write: Promise<void> = volume.write(at, piece).finally(() => inflight.delete(write));
-      inflight.add(write);
-      at += take;
-      if (inflight.size >= ioWindow) await Promise.race(inflight);
-    }
+  let chunks: Buffer[] = [];
+  let bufferedBytes = 0;
+  const wanted = () => Math.min(objectBytes - (at % objectBytes), end - at);
+  const send = async (piece: Buffer) => {
+    const write: Promise<void> = volume
+      .write(at, piece)
+      .catch((error: unknown) => void (failure ??= error))
+      .finally(() => inflight.delete(write));
+    inflight.add(write);
+    at += piece.length;
+    if (inflight.size >= ioWindow) await Promise.race(inflight);
+    if (failure !== undefined) throw failure;
   };
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-    buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
-    await flush(false);
+    chunks.push(chunk);
+    bufferedBytes += chunk.length;
+    while (at < end && bufferedBytes >= wanted()) {
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bufferedBytes);
+      const take = wanted();
+      await send(all.subarray(0, take));
+      chunks = all.length > take ? [all.subarray(take)] : [];
+      bufferedBytes = all.length - take;
+    }
     if (at >= end) break;
   }
-  await flush(true);
+  if (at < end && bufferedBytes > 0) await send(Buffer.concat(chunks, bufferedBytes).subarray(0, Math.min(bufferedBytes, end - at)));
   await Promise.all(inflight);
+  if (failure !== undefined) throw failure;
   return at - offset;
 }
 

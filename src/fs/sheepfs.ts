@@ -13,6 +13,7 @@ import type { SheepfsBackend } from './backend.js';
 import { parseControlWrite, type ControlRequest } from './control.js';
 import { errno, fuseErrnoOf, refuse } from './errno.js';
 import { fixedChildrenOf, parsePath, type FsPath, type InfoSource } from './tree.js';
+import { WriteBehind } from './write-behind.js';
 
 /**
  * Appended to fuse-native's own options. Without big_writes the kernel sends 4 KiB writes;
@@ -35,6 +36,8 @@ export const fuseOptionsBytesMax = 1000;
 export const fuseOpTimeoutMs = rpcRequestTimeoutMs + 15_000;
 export const mountPollIntervalMs = 1000;
 export const openHandlesMax = 65_536;
+/** Volume bytes acknowledged to the kernel but not yet to us by the cluster (see write-behind.ts). */
+export const writeBehindBytesMax = 32 * 1024 * 1024;
 
 const modeDirectory = 0o040000;
 const modeRegular = 0o100000;
@@ -81,6 +84,8 @@ interface MountedVolume {
   openHandles: number;
   /** Unmounted while open: closed when the last handle goes. */
   detached: boolean;
+  /** Writes acknowledged to the kernel and still on their way to the cluster. */
+  writer: WriteBehind;
   /** A refresh in progress (see refreshIfIdle), shared by concurrent opens. */
   refreshing?: Promise<void> | undefined;
 }
@@ -136,7 +141,7 @@ class MountState {
     if (handle?.kind !== 'volume') return;
     handle.mounted.openHandles -= 1;
     if (handle.mounted.detached && handle.mounted.openHandles === 0)
-      await handle.mounted.volume.close();
+      await closeMounted(this, handle.mounted);
   }
 
   mountedVolume(spec: string): MountedVolume {
@@ -253,6 +258,7 @@ async function read(
     return handle.text.copy(target, 0, offsetBytes, offsetBytes + lengthBytes);
   }
   if (handle.kind !== 'volume') throw refuse('EBADF', 'not open for reading');
+  if (!handle.mounted.writer.idle) await handle.mounted.writer.settle(offsetBytes, lengthBytes);
   const volume = handle.mounted.volume;
   const readBytes = Math.max(0, Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes));
   if (readBytes === 0) return 0;
@@ -278,14 +284,16 @@ async function write(
   // POSIX: write what fits before the end, fail only a write that starts at or past it.
   const writeBytes = Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes);
   if (writeBytes <= 0) throw sdError('OUT_OF_RANGE', `offset ${offsetBytes} is past the end`);
-  // No copy: fuse-native's buffer is valid until we answer, and write() resolves before that.
-  await volume.write(offsetBytes, source.subarray(0, writeBytes));
+  // Copied and queued: the cluster write is acknowledged at fsync/close (write-behind.ts).
+  await handle.mounted.writer.write(offsetBytes, source.subarray(0, writeBytes));
   return writeBytes;
 }
 
 async function flush(state: MountState, fd: number): Promise<void> {
   const handle = state.handle(fd);
-  if (handle.kind === 'volume' && handle.writable) await handle.mounted.volume.flush();
+  if (handle.kind !== 'volume' || !handle.writable) return;
+  await handle.mounted.writer.drain();
+  await handle.mounted.volume.flush();
 }
 
 function truncate(state: MountState, fsPath: FsPath, sizeBytes: number): void {
@@ -330,11 +338,14 @@ const controlHandlers: ControlHandlers = {
     await unmountVolume(state, request.spec);
   },
   snapshot: async (state, request) => {
+    // Writes acknowledged before the snapshot belong in it.
+    await state.volumes.get(request.name)?.writer.settle(0, Number.MAX_SAFE_INTEGER);
     await state.backend.snapshot(request.name, request.tag);
     // The working VDI moves to a new object id; the old one is now the frozen snapshot.
     await reopenVolume(state, request.name);
   },
   rollback: async (state, request) => {
+    await state.volumes.get(request.name)?.writer.settle(0, Number.MAX_SAFE_INTEGER);
     await state.backend.rollback(request.name, request.tag);
     await reopenVolume(state, request.name);
   },
@@ -353,7 +364,14 @@ async function mountVolume(state: MountState, spec: string): Promise<MountedVolu
   const existing = state.volumes.get(spec) ?? state.pendingMounts.get(spec);
   if (existing !== undefined) return existing; // mounting twice is a no-op
   const pending = state.backend.openVolume(spec).then((volume) => {
-    const mounted = { spec, volume, mountedAtMs: Date.now(), openHandles: 0, detached: false };
+    const mounted: MountedVolume = {
+      spec,
+      volume,
+      mountedAtMs: Date.now(),
+      openHandles: 0,
+      detached: false,
+      writer: new WriteBehind(() => mounted.volume, writeBehindBytesMax),
+    };
     state.volumes.set(spec, mounted);
     return mounted;
   });
@@ -370,7 +388,15 @@ async function unmountVolume(state: MountState, spec: string): Promise<void> {
   if (mounted === undefined) throw sdError('NO_VDI', `${spec} is not mounted`);
   state.volumes.delete(spec);
   mounted.detached = true;
-  if (mounted.openHandles === 0) await mounted.volume.close();
+  if (mounted.openHandles === 0) await closeMounted(state, mounted);
+}
+
+/** Lands queued writes (a failure nobody can be told about any more is logged), then closes. */
+async function closeMounted(state: MountState, mounted: MountedVolume): Promise<void> {
+  await mounted.writer.drain().catch((error: unknown) => {
+    state.logger.error({ err: error, spec: mounted.spec }, 'a queued write failed after close');
+  });
+  await mounted.volume.close();
 }
 
 /**
@@ -386,6 +412,7 @@ async function refreshIfIdle(state: MountState, mounted: MountedVolume): Promise
     if (mounted.openHandles > 0) return;
     mounted.refreshing = (async () => {
       const fresh = await state.backend.openVolume(mounted.spec);
+      await mounted.writer.settle(0, Number.MAX_SAFE_INTEGER);
       const stale = mounted.volume;
       mounted.volume = fresh;
       await stale.close();
@@ -404,6 +431,7 @@ async function reopenVolume(state: MountState, name: string): Promise<void> {
   const mounted = state.volumes.get(name);
   if (mounted === undefined) return;
   const fresh = await state.backend.openVolume(name);
+  await mounted.writer.settle(0, Number.MAX_SAFE_INTEGER);
   const stale = mounted.volume;
   mounted.volume = fresh;
   await stale.close();
@@ -705,7 +733,7 @@ function watchMount(fuse: FuseInstance, state: MountState, mountpoint: string): 
   const closeVolumes = async (): Promise<void> => {
     const volumes = [...state.volumes.values()];
     state.volumes.clear();
-    await Promise.allSettled(volumes.map((mounted) => mounted.volume.close()));
+    await Promise.allSettled(volumes.map((mounted) => closeMounted(state, mounted)));
   };
   // fuse-native does not tell us when someone else unmounts: poll the mount table (never the
   // mount itself — a FUSE server touching its own mount can deadlock).

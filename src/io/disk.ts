@@ -21,6 +21,8 @@ export interface DiskStats {
 export interface Disk {
   open(file: string, mode: 'read' | 'write' | 'create'): Promise<DiskFile>;
   rename(source: string, target: string): Promise<void>;
+  /** A second name for a file (a hard link). */
+  link(existing: string, alias: string): Promise<void>;
   remove(file: string): Promise<void>;
   list(dir: string): Promise<string[]>;
   mkdirs(dir: string): Promise<void>;
@@ -75,6 +77,7 @@ export const nodeDisk: Disk = {
     return new NodeFile(await fsp.open(file, openFlags[mode], 0o600));
   },
   rename: (source, target) => fsp.rename(source, target),
+  link: (existing, alias) => fsp.link(existing, alias),
   async remove(file) {
     await fsp.rm(file, { force: true });
   },
@@ -152,5 +155,32 @@ export async function readFileOrUndefined(disk: Disk, file: string): Promise<Buf
     return buffer;
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Group commit: callers that arrive while a sync runs share the next one, so many concurrent
+ * renames cost one directory sync instead of one each.
+ */
+export class GroupSync {
+  private current: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
+
+  constructor(private readonly run: () => Promise<void>) {}
+
+  sync(): Promise<void> {
+    if (!this.current) {
+      this.current = this.run().finally(() => {
+        this.current = undefined;
+      });
+      return this.current;
+    }
+    this.next ??= this.current
+      .catch(() => undefined)
+      .then(() => {
+        this.next = undefined;
+        return this.sync();
+      });
+    return this.next;
   }
 }

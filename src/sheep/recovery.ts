@@ -89,8 +89,12 @@ export class Recovery {
     return record?.nodes.some((n) => n.id === this.group.self.id) ?? false;
   }
 
-  /** Which local objects are current without a check: those we kept receiving writes for. */
-  private async carryOver(previous: number): Promise<Set<Oid>> {
+  /**
+   * Which local objects are current without a check: those we kept receiving writes for. When
+   * the previous epoch's recovery had finished, every copy we held there was current (partial
+   * writes of new objects are never marked, so `verified` alone would miss them, e.g. inodes).
+   */
+  private async carryOver(previous: number, previousVerified: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
     const local = await this.store.list();
     const carried = new Set<Oid>();
     let through = previous;
@@ -108,7 +112,7 @@ export class Recovery {
     }
     if (!this.selfWasMember(through)) return carried;
     for (const oid of local) {
-      if (this.verified.has(oid) && this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) {
+      if ((previousFinished || previousVerified.has(oid)) && this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) {
         carried.add(oid);
       }
     }
@@ -116,8 +120,14 @@ export class Recovery {
   }
 
   private async run(previous: number, epoch: number, generation: number): Promise<void> {
+    const previousFinished = this.state.epoch === previous && !this.state.running;
+    const previousVerified = this.verified;
+    // Whole writes that land while the carry-over is computed go into the new set, not the old;
+    // a later epoch may replace this.verified meanwhile, so fill this run's own set.
+    const verified = new Set<Oid>();
+    this.verified = verified;
     this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
-    this.verified = await this.carryOver(previous);
+    for (const oid of await this.carryOver(previous, previousVerified, previousFinished)) verified.add(oid);
     while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
     if (generation !== this.generation) return;
     const lists = await this.objectLists();
