@@ -158,15 +158,24 @@ export class ObjectStore {
   }
 
   private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number): Promise<void> {
-    const file = await this.disk.open(this.objectPath(oid), 'create');
+    let created = false;
+    let file;
     try {
-      if ((await file.sizeBytes()) < sizeBytes) await file.truncate(sizeBytes);
+      file = await this.disk.open(this.objectPath(oid), 'write');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      file = await this.disk.open(this.objectPath(oid), 'create');
+      created = true;
+    }
+    try {
+      if (created || (await file.sizeBytes()) < sizeBytes) await file.truncate(sizeBytes);
       await file.write(data, offsetBytes);
       await file.datasync();
     } finally {
       await file.close();
     }
-    await this.objectDirSync.sync();
+    // Only a new name needs the directory synced; rewriting a file in place does not.
+    if (created) await this.objectDirSync.sync();
   }
 
   private async replay(file: string): Promise<boolean> {
