@@ -13,12 +13,6 @@ import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 
-export interface Throttle {
-  /** Objects recovered per interval (0: no limit). */
-  maxObjects: number;
-  intervalMs: number;
-}
-
 export const recoveryParallelism = 8;
 export const throttleMaxObjectsLimit = 1000;
 export const throttleIntervalMsLimit = 1000;
@@ -44,7 +38,6 @@ export class Recovery {
   private epoch = 0;
   private generation = 0;
   state: RecoveryState = { epoch: 0, running: false, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
-  throttle: Throttle = { maxObjects: 0, intervalMs: 0 };
   /** Epoch whose membership this store was last current in (from our own epoch log at start). */
   private currentThrough: number | undefined;
   private trustAllLocal = true;
@@ -163,11 +156,12 @@ export class Recovery {
   private permitsUsed = 0;
   private async waitForPermit(generation: number): Promise<void> {
     while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
-    if (this.throttle.maxObjects <= 0) return;
+    const throttle = this.group.throttle;
+    if (throttle.maxObjects <= 0) return;
     this.permitsUsed += 1;
-    if (this.permitsUsed >= this.throttle.maxObjects) {
+    if (this.permitsUsed >= throttle.maxObjects) {
       this.permitsUsed = 0;
-      await this.sleep(this.throttle.intervalMs);
+      await this.sleep(throttle.intervalMs);
     }
   }
 
