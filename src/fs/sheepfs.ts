@@ -13,6 +13,7 @@ import type { SheepfsBackend } from './backend.js';
 import { parseControlWrite, type ControlRequest } from './control.js';
 import { errno, fuseErrnoOf, refuse } from './errno.js';
 import { fixedChildrenOf, parsePath, type FsPath, type InfoSource } from './tree.js';
+import { ReadAhead } from './read-ahead.js';
 import { WriteBehind } from './write-behind.js';
 
 /**
@@ -86,6 +87,8 @@ interface MountedVolume {
   detached: boolean;
   /** Writes acknowledged to the kernel and still on their way to the cluster. */
   writer: WriteBehind;
+  /** Objects fetched ahead for sequential reads. */
+  reader: ReadAhead;
   /** A refresh in progress (see refreshIfIdle), shared by concurrent opens. */
   refreshing?: Promise<void> | undefined;
 }
@@ -262,7 +265,7 @@ async function read(
   const volume = handle.mounted.volume;
   const readBytes = Math.max(0, Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes));
   if (readBytes === 0) return 0;
-  const data = await volume.read(offsetBytes, readBytes);
+  const data = await handle.mounted.reader.read(offsetBytes, readBytes);
   return data.copy(target, 0, 0, readBytes);
 }
 
@@ -285,6 +288,7 @@ async function write(
   const writeBytes = Math.min(lengthBytes, volume.info.sizeBytes - offsetBytes);
   if (writeBytes <= 0) throw sdError('OUT_OF_RANGE', `offset ${offsetBytes} is past the end`);
   // Copied and queued: the cluster write is acknowledged at fsync/close (write-behind.ts).
+  handle.mounted.reader.invalidate();
   await handle.mounted.writer.write(offsetBytes, source.subarray(0, writeBytes));
   return writeBytes;
 }
@@ -371,6 +375,10 @@ async function mountVolume(state: MountState, spec: string): Promise<MountedVolu
       openHandles: 0,
       detached: false,
       writer: new WriteBehind(() => mounted.volume, writeBehindBytesMax),
+      reader: new ReadAhead(
+        () => mounted.volume,
+        (offsetBytes, lengthBytes) => mounted.writer.settle(offsetBytes, lengthBytes),
+      ),
     };
     state.volumes.set(spec, mounted);
     return mounted;
@@ -415,6 +423,7 @@ async function refreshIfIdle(state: MountState, mounted: MountedVolume): Promise
       await mounted.writer.settle(0, Number.MAX_SAFE_INTEGER);
       const stale = mounted.volume;
       mounted.volume = fresh;
+      mounted.reader.invalidate();
       await stale.close();
     })().finally(() => {
       mounted.refreshing = undefined;
@@ -434,6 +443,7 @@ async function reopenVolume(state: MountState, name: string): Promise<void> {
   await mounted.writer.settle(0, Number.MAX_SAFE_INTEGER);
   const stale = mounted.volume;
   mounted.volume = fresh;
+  mounted.reader.invalidate();
   await stale.close();
 }
 

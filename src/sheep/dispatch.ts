@@ -113,7 +113,7 @@ export const ops: Record<string, Op> = {
   'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
   'recovery.throttle': async (sheep, h) =>
     value(await sheep.setThrottle(argInt(h, 'max', 1, throttleMaxObjectsLimit), argInt(h, 'interval', 1, throttleIntervalMsLimit))),
-  'recovery.get-throttle': async (sheep) => value(sheep.recovery.throttle),
+  'recovery.get-throttle': async (sheep) => value(sheep.group.throttle),
   'peer.write': async (sheep, h, p) =>
     value(
       await sheep.gateway.localWrite(

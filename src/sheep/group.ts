@@ -15,6 +15,7 @@ export interface StoreState {
   registry: Json;
   status: ClusterStatus;
   recoveryEnabled: boolean;
+  throttle?: { maxObjects: number; intervalMs: number };
 }
 
 export type GroupMessage =
@@ -33,7 +34,6 @@ export interface GroupEvents {
   vdiChanged(entries: readonly VdiEntry[]): void;
   /** Every member of the epoch has finished recovering it. */
   allRecovered(epoch: number): void;
-  throttleChanged(maxObjects: number, intervalMs: number): void;
   shutdown(): void;
 }
 
@@ -44,6 +44,8 @@ export class Group implements ClusterHandlers {
   registry = new VdiRegistry();
   status: ClusterStatus = 'unformatted';
   recoveryEnabled = true;
+  /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
+  throttle = { maxObjects: 0, intervalMs: 0 };
   /** Members that finished recovering the current epoch. */
   recoveredBy = new Set<string>();
   private rings = new Map<number, Ring<NodeInfo>>();
@@ -72,6 +74,7 @@ export class Group implements ClusterHandlers {
       registry: this.registry.toJson(),
       status: this.status,
       recoveryEnabled: this.recoveryEnabled,
+      throttle: this.throttle,
     };
   }
 
@@ -160,7 +163,7 @@ export class Group implements ClusterHandlers {
         if (this.members.every((n) => this.recoveredBy.has(n.id))) this.events?.allRecovered(m.epoch);
         break;
       case 'throttle':
-        this.events?.throttleChanged(m.maxObjects, m.intervalMs);
+        this.throttle = { maxObjects: m.maxObjects, intervalMs: m.intervalMs };
         break;
       case 'shutdown':
         this.status = 'shutdown';
@@ -198,6 +201,7 @@ export class Group implements ClusterHandlers {
     }
     this.status = state.config ? (state.status === 'running' ? 'running' : 'waiting') : 'unformatted';
     this.recoveryEnabled = state.recoveryEnabled;
+    if (state.throttle) this.throttle = { ...state.throttle };
   }
 
   private applyFormat(config: ClusterConfig, timeSec: number): void {

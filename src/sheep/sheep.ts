@@ -69,9 +69,7 @@ export class Sheep {
       allRecovered: (epoch) => {
         void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
       },
-      throttleChanged: (maxObjects, intervalMs) => {
-        this.recovery.throttle = { maxObjects, intervalMs };
-      },
+
       shutdown: () => void this.stop(0),
     };
   }
