@@ -211,8 +211,10 @@ reap() {
   if ! kill -0 "$pid" 2>/dev/null; then say "$name (pid $pid) exited after SIGTERM"; return 0; fi
   say "$name (pid $pid) still running 5 s after SIGTERM: SIGKILL"
   kill -KILL "$pid" 2>/dev/null || true
-  sleep 0.2
-  kill -0 "$pid" 2>/dev/null && return 1
+  waited=0
+  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+  if kill -0 "$pid" 2>/dev/null; then return 1; fi
+  say "$name (pid $pid) killed"
   return 0
 }
 
