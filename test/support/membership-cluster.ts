@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SheepClient } from '../../src/cli/client.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const sheepBin = path.join(repoRoot, 'bin', 'sheep');
@@ -89,6 +90,18 @@ export function maskDates(text: string): string {
     .replace(/\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?\b/g, (_all, s: string | undefined) => (s ? 'YYYY-MM-DD HH:MM:SS' : 'YYYY-MM-DD HH:MM'));
 }
 
+/** The epoch lines of `dog cluster info`, oldest first: per epoch, the node ids (no vnodes). */
+export function parseEpochHistory(text: string): Array<{ epoch: number; nodes: string[] }> {
+  const records: Array<{ epoch: number; nodes: string[] }> = [];
+  for (const line of text.split('\n')) {
+    const match = /^\S+ \S+\s+(\d+) \[(.*)\]$/.exec(line);
+    if (!match) continue;
+    const nodes = match[2] === '' ? [] : match[2]!.split(', ').map((n) => n.replace(/:\d+$/, ''));
+    records.push({ epoch: Number(match[1]), nodes });
+  }
+  return records.reverse();
+}
+
 export interface RecoveryFinished {
   epoch: number;
   received: number;
@@ -154,8 +167,8 @@ export class MembershipCluster {
     // The port opens before the join is decided: wait until the node answers as a member.
     await poll(`sheep ${i} to be a member`, async () => {
       if (proc.done) throw new Error(`sheep ${i} exited while joining\n${this.diagnostics(i)}`);
-      const list = await dog(this.port(i), ['node', 'list', '-r']);
-      return list.code === 0 && list.out.includes(` ${this.id(i)} `);
+      const list = await this.ask(i, (client) => client.nodeList());
+      return list?.some((node) => node.id === this.id(i)) ?? false;
     }, 20_000, 100);
   }
 
@@ -200,6 +213,21 @@ export class MembershipCluster {
     return `--- sheep ${i} stderr:\n${this.procs.get(i)?.stderr.join('') ?? ''}--- sheep.log tail:\n${this.log(i).split('\n').slice(-15).join('\n')}`;
   }
 
+  /**
+   * One request to sheep i over an in-process client: for polling, where spawning `dog` per poll
+   * would load two cores with dozens of processes. Undefined when the sheep does not answer.
+   */
+  async ask<T>(i: number, request: (client: SheepClient) => Promise<T>): Promise<T | undefined> {
+    const client = new SheepClient('127.0.0.1', this.port(i));
+    try {
+      return await request(client);
+    } catch {
+      return undefined;
+    } finally {
+      client.close();
+    }
+  }
+
   /** `dog ARGS` against sheep i; throws with stderr unless it exits 0. */
   async dogOk(i: number, args: readonly string[], input?: Buffer): Promise<Run> {
     const result = await dog(this.port(i), args, input);
@@ -213,17 +241,12 @@ export class MembershipCluster {
     return out.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!);
   }
 
-  /** Waits until every running sheep lists exactly the running sheep. */
-  async waitForMembers(timeoutMs = 20_000): Promise<void> {
+  /** Waits until every running sheep lists exactly the running sheep (asked in parallel). */
+  async waitForMembers(timeoutMs = 30_000): Promise<void> {
     await poll(() => `members ${this.live().join(',')}`, async () => {
       const want = this.live().map((i) => this.id(i)).sort().join(',');
-      for (const i of this.live()) {
-        const list = await dog(this.port(i), ['node', 'list', '-r']);
-        if (list.code !== 0) return false;
-        const ids = list.out.split('\n').filter(Boolean).map((l) => l.split(' ')[1]!);
-        if ([...ids].sort().join(',') !== want) return false;
-      }
-      return true;
+      const lists = await Promise.all(this.live().map((i) => this.ask(i, (client) => client.nodeList())));
+      return lists.every((list) => list?.map((node) => node.id).sort().join(',') === want);
     }, timeoutMs);
   }
 
@@ -234,15 +257,7 @@ export class MembershipCluster {
 
   /** The epoch history from `cluster info`, oldest first: per epoch, the node ids (no vnodes). */
   async epochHistory(i: number): Promise<Array<{ epoch: number; nodes: string[] }>> {
-    const text = (await this.dogOk(i, ['cluster', 'info'])).out;
-    const records: Array<{ epoch: number; nodes: string[] }> = [];
-    for (const line of text.split('\n')) {
-      const match = /^\S+ \S+\s+(\d+) \[(.*)\]$/.exec(line);
-      if (!match) continue;
-      const nodes = match[2] === '' ? [] : match[2]!.split(', ').map((n) => n.replace(/:\d+$/, ''));
-      records.push({ epoch: Number(match[1]), nodes });
-    }
-    return records.reverse();
+    return parseEpochHistory((await this.dogOk(i, ['cluster', 'info'])).out);
   }
 
   async status(i: number): Promise<string> {
@@ -272,10 +287,10 @@ export class MembershipCluster {
     return [...this.holders(stores)].filter(([oid, h]) => h.length !== want(oid)).map(([oid, holders]) => ({ oid, holders }));
   }
 
-  /** Nobody in the cluster (asked through sheep i) shows recovery in progress. */
+  /** Nobody in the cluster (asked through sheep i) is recovering: what `dog node recovery` shows as its header alone. */
   async recoveryIdle(i: number): Promise<boolean> {
-    const result = await dog(this.port(i), ['node', 'recovery']);
-    return result.code === 0 && result.out.split('\n').filter(Boolean).length === 2;
+    const states = await this.ask(i, (client) => client.recoveryStates());
+    return states !== undefined && states.every((row) => row.state !== null && !row.state.running);
   }
 
   /**
@@ -300,7 +315,9 @@ export class MembershipCluster {
         previous = snapshot;
         return false;
       }
-      return holders;
+      // What a user sees: `dog node recovery` prints its two header lines and nothing else.
+      const shown = await dog(this.port(asker), ['node', 'recovery']);
+      return shown.code === 0 && shown.out.split('\n').filter(Boolean).length === 2 ? holders : false;
     }, timeoutMs);
   }
 
