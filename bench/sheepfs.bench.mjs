@@ -230,6 +230,11 @@ async function main() {
   const readBack = (await sh(`dd if='${volume}' bs=4M status=none | md5sum`)).out.split(' ')[0];
   if (readBack !== dataMd5) throw new Error(`read back through sheepfs: md5 ${readBack}, expected ${dataMd5}`);
   await stop(sheepfs);
+  // The cluster's own pace for the same VDI, without FUSE: dog streams stdin/stdout over rpc.
+  const dogWrite = () => run('bash', ['-c', `'${process.execPath}' '${dogBin}' vdi write ${vdiName} -a ${addr} -p ${ports[0]} < '${dataFile}'`]);
+  const dogRead = () => run('bash', ['-c', `'${process.execPath}' '${dogBin}' vdi read ${vdiName} -a ${addr} -p ${ports[0]} > /dev/null`]);
+  console.log('dog vdi write/read of the same VDI (no FUSE):');
+  const viaDog = { write: await timed('write', dogWrite), read: await timed('read', dogRead) };
   if (prof) console.log(`  cpu profile of sheepfs in ${path.resolve(prof)}`);
 
   const ratio = (a, b) => (a / b).toFixed(2);
@@ -237,8 +242,10 @@ async function main() {
   console.log(`  local file        ${local.write.toFixed(0).padStart(7)} ${local.read.toFixed(0).padStart(7)}`);
   console.log(`  FUSE ceiling      ${ceiling.write.toFixed(0).padStart(7)} ${ceiling.read.toFixed(0).padStart(7)}`);
   console.log(`  sheepfs, copies 3 ${fsWrite.toFixed(0).padStart(7)} ${fsRead.toFixed(0).padStart(7)}   (fresh VDI write ${fresh.toFixed(0)})`);
+  console.log(`  dog vdi write/read${viaDog.write.toFixed(0).padStart(7)} ${viaDog.read.toFixed(0).padStart(7)}`);
   console.log(`  sheepfs / ceiling ${ratio(fsWrite, ceiling.write).padStart(7)} ${ratio(fsRead, ceiling.read).padStart(7)}   (aim: >= 0.50 write, >= 0.70 read)`);
   console.log(`  sheepfs / local   ${ratio(fsWrite, local.write).padStart(7)} ${ratio(fsRead, local.read).padStart(7)}`);
+  console.log(`  sheepfs / dog     ${ratio(fsWrite, viaDog.write).padStart(7)} ${ratio(fsRead, viaDog.read).padStart(7)}`);
   console.log(`  read-back md5 ok (${dataMd5})`);
 }
 

@@ -1,9 +1,13 @@
-// Pure parts of sheepfs: path kinds, control-file lines, the SdError -> errno table.
+// Parts of sheepfs testable without a mount: path kinds, control-file lines, the SdError -> errno
+// table, write-behind and read-ahead over a fake volume.
 import { describe, expect, it } from 'vitest';
-import { sdError } from '../src/engine/errors.js';
+import { SdError, sdError } from '../src/engine/errors.js';
+import type { Volume } from '../src/engine/volume.js';
 import { parseControlLine, parseControlWrite } from '../src/fs/control.js';
 import { errno, fuseErrnoOf, refuse } from '../src/fs/errno.js';
+import { ReadAhead } from '../src/fs/read-ahead.js';
 import { fixedChildrenOf, parsePath } from '../src/fs/tree.js';
+import { WriteBehind } from '../src/fs/write-behind.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
 
@@ -117,5 +121,85 @@ describe('errno mapping', () => {
       fuseErrno: -errno.EPERM,
       shouldLog: false,
     });
+  });
+});
+
+// ---- write-behind and read-ahead over a fake volume that records its calls ----
+
+
+const objectBytes = 1024;
+
+class FakeVolume {
+  readonly bytes = Buffer.alloc(8 * objectBytes);
+  readonly calls: string[] = [];
+  delayMs = (_offset: number): number => 0;
+  failWrites = false;
+  readonly info = {
+    name: 'v', tag: '', snapId: 1, vid: 1, sizeBytes: 8 * objectBytes, objectSizeBytes: objectBytes, readOnly: false,
+  };
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.calls.push(`read ${offset}+${length}`);
+    await new Promise((resolve) => setTimeout(resolve, this.delayMs(offset)));
+    return Buffer.from(this.bytes.subarray(offset, offset + length));
+  }
+  async write(offset: number, data: Buffer): Promise<void> {
+    this.calls.push(`write ${offset}+${data.length}`);
+    const copy = Buffer.from(data);
+    await new Promise((resolve) => setTimeout(resolve, this.delayMs(offset)));
+    if (this.failWrites) throw new SdError('IO', 'disk on fire');
+    copy.copy(this.bytes, offset);
+  }
+}
+
+const asVolume = (fake: FakeVolume): Volume => fake as unknown as Volume;
+
+describe('write-behind', () => {
+  it('coalesces sequential writes into one write per object and lands them on drain', async () => {
+    const fake = new FakeVolume();
+    const writer = new WriteBehind(() => asVolume(fake), 1 << 20);
+    const data = Buffer.from(Array.from({ length: 2 * objectBytes }, (_, i) => i % 251));
+    for (let at = 0; at < data.length; at += 128) await writer.write(at, data.subarray(at, at + 128));
+    await writer.write(5000, Buffer.from('tail'));
+    await writer.drain();
+    expect(fake.calls).toEqual([`write 0+${objectBytes}`, `write ${objectBytes}+${objectBytes}`, 'write 5000+4']);
+    expect(fake.bytes.subarray(0, data.length)).toEqual(data);
+    expect(fake.bytes.subarray(5000, 5004).toString()).toBe('tail');
+    expect(writer.idle).toBe(true);
+  });
+
+  it('lands overlapping writes in the order they were made', async () => {
+    const fake = new FakeVolume();
+    let first = true;
+    fake.delayMs = () => (first ? ((first = false), 50) : 0);
+    const writer = new WriteBehind(() => asVolume(fake), 1 << 20);
+    await writer.write(10, Buffer.from('aaaa'));
+    await writer.write(0, Buffer.from('bbbbbbbbbbbb')); // not contiguous: sends 'aaaa' first
+    await writer.drain();
+    expect(fake.bytes.subarray(0, 14).toString()).toBe('bbbbbbbbbbbbaa');
+  });
+
+  it('reports a failed write once, at the next write or drain', async () => {
+    const fake = new FakeVolume();
+    fake.failWrites = true;
+    const writer = new WriteBehind(() => asVolume(fake), 1 << 20);
+    await writer.write(0, Buffer.from('x'));
+    await writer.settle(0, 1); // never throws
+    await expect(writer.drain()).rejects.toThrow('disk on fire');
+    await writer.drain();
+  });
+});
+
+describe('read-ahead', () => {
+  it('fetches whole objects for sequential reads and forgets them on invalidate', async () => {
+    const fake = new FakeVolume();
+    fake.bytes.fill(7);
+    const reader = new ReadAhead(() => asVolume(fake), async () => undefined);
+    expect(await reader.read(0, 100)).toEqual(Buffer.alloc(100, 7)); // not known sequential: direct
+    expect(await reader.read(100, 100)).toEqual(Buffer.alloc(100, 7)); // sequential: object 0 fetched
+    expect(await reader.read(200, 100)).toEqual(Buffer.alloc(100, 7)); // from memory
+    expect(fake.calls).toEqual(['read 0+100', `read 0+${objectBytes}`, `read ${objectBytes}+${objectBytes}`, `read ${2 * objectBytes}+${objectBytes}`]);
+    fake.bytes.fill(9, 300, 400);
+    reader.invalidate();
+    expect(await reader.read(300, 100)).toEqual(Buffer.alloc(100, 9));
   });
 });
