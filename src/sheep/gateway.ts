@@ -104,10 +104,27 @@ export class Gateway {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       // This replica lacks an object others have (it joined since): give it the whole object
       // first, so a partial write never makes a sparse copy that hides older data.
-      const full = await this.read(oid, 0, sizeBytes);
+      const full = await this.wholeObjectFor(node, oid, sizeBytes, create);
       data.copy(full, offsetBytes);
       await this.peerWrite(node, oid, 0, full, true, sizeBytes);
     }
+  }
+
+  /**
+   * The current object to extend a partial write into. A create of an object that no other
+   * member holds starts from zeros; one that some member holds but nobody could serve yet (its
+   * copies not verified) is an error for the writer to retry, never a zero-filled copy.
+   */
+  private async wholeObjectFor(target: NodeInfo, oid: Oid, sizeBytes: number, create: boolean): Promise<Buffer> {
+    try {
+      return await this.read(oid, 0, sizeBytes);
+    } catch (error) {
+      if (!create || asSdError(error).code !== 'NO_OBJECT') throw error;
+    }
+    const others = (await this.holders(oid)).filter((n) => n.id !== target.id);
+    if (others.length === 0) return Buffer.alloc(sizeBytes);
+    // Other replicas of this very write may have created it meanwhile: read once more.
+    return this.read(oid, 0, sizeBytes);
   }
 
   private async waitForEpochAfter(epoch: number): Promise<void> {
@@ -182,14 +199,11 @@ export class Gateway {
       this.onWholeWrite(oid);
       return;
     }
-    const current = this.localIsCurrent(oid);
-    if (!current && !create) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
+    // A copy not verified yet takes whole writes only, even with `create`: inode table updates
+    // always say create, and a partial write here would make a copy holding only that range
+    // (the rest zeros) that then counted as current. The gateway sends the whole object instead.
+    if (!this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    if (!current) {
-      // A first write of a new object while recovering: the object is ours from now on.
-      if (await this.store.exists(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
-      this.onWholeWrite(oid);
-    }
     return this.store.writeRange(oid, offsetBytes, data, sizeBytes);
   }
 
