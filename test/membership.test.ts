@@ -2,6 +2,7 @@
 // daemons run from dist/). Ports 7400-7499, a distinct range per test; every daemon is SIGKILLed
 // in afterEach. Copies are checked by counting object files per store directory.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MembershipCluster, dog, md5, parseEpochHistory, pattern, poll, sleep } from './support/membership-cluster.js';
@@ -256,7 +257,7 @@ describe('membership', () => {
   });
 
   it('a gateway node holds 0 vnodes and stores nothing; -g with -V is refused', async () => {
-    const c = cluster(7482);
+    const c = cluster(7481);
     await startAll(c, [0, 1, 2]);
     await c.start(3, ['-g']);
     await c.waitForMembers();
@@ -322,7 +323,7 @@ describe('membership', () => {
   });
 
   it('a fourth node added to three takes about a quarter of the objects, and they leave the others', async () => {
-    const c = cluster(7494);
+    const c = cluster(7493);
     await startAll(c, [0, 1, 2]);
     await format(c, 1, ['-z', '20']); // 1 MiB objects: enough objects for a share to mean something
     const data = pattern(160 * MiB, 11);
@@ -338,5 +339,28 @@ describe('membership', () => {
     // Only objects that moved to the new node changed place.
     for (const [oid, [holder]] of after) if (holder !== 3) expect(before.get(oid)).toEqual([holder]);
     expect(await c.readMd5(3, 'v')).toBe(md5(data));
+  });
+
+  it('a write that updates the inode on a node still recovering it does not leave a partial inode there', async () => {
+    const c = cluster(7497);
+    await startAll(c, [0, 1]);
+    await format(c, 3); // two zones: two copies now, three once the third node is in
+    const first = pattern(8 * MiB, 12);
+    await c.dogOk(0, ['vdi', 'create', 'v', '40M']);
+    await c.dogOk(0, ['vdi', 'write', 'v'], first);
+    await c.waitForFullCopies([0, 1], 2, 30_000, 3);
+    await c.dogOk(0, ['cluster', 'recover', 'disable']);
+    await c.start(2); // owns every object now, has none, and cannot recover yet
+    await c.waitForMembers();
+    const later = pattern(4 * MiB, 13);
+    await c.dogOk(0, ['vdi', 'write', 'v', String(20 * MiB)], later); // a new object: the inode changes
+    await c.dogOk(0, ['cluster', 'recover', 'enable']);
+    await c.waitForFullCopies([0, 1, 2], 3, 30_000, 4);
+    const expected = Buffer.alloc(40 * MiB);
+    first.copy(expected, 0);
+    later.copy(expected, 20 * MiB);
+    for (const i of [2, 1, 0]) expect(await c.readMd5(i, 'v')).toBe(md5(expected));
+    const inode = c.objectFiles(0).find((oid) => oid.startsWith('80'))!;
+    expect(md5(fs.readFileSync(path.join(c.storeDir(2), 'obj', inode)))).toBe(md5(fs.readFileSync(path.join(c.storeDir(0), 'obj', inode))));
   });
 });
