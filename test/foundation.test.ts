@@ -125,10 +125,15 @@ describe('three sheep, copies 3', () => {
     patch1.copy(testImage, patch1At);
     cloneImage = Buffer.from(base);
     patch2.copy(cloneImage, patch2At);
+    // Whole images once each, through different nodes; the patched regions through every node.
+    expect(await readMd5('test', 0, imageBytes, c.port(0), 'snap1'), 'snapshot').toBe(md5(snapImage));
+    expect(await readMd5('test', 0, imageBytes, c.port(1)), 'test').toBe(md5(testImage));
+    expect(await readMd5('clone1', 0, imageBytes, c.port(2)), 'clone1').toBe(md5(cloneImage));
+    const head = 8 * MiB; // objects 0 and 1: both patches
     for (const port of c.ports) {
-      expect(await readMd5('test', 0, imageBytes, port, 'snap1'), `snapshot via ${port}`).toBe(md5(snapImage));
-      expect(await readMd5('test', 0, imageBytes, port), `test via ${port}`).toBe(md5(testImage));
-      expect(await readMd5('clone1', 0, imageBytes, port), `clone1 via ${port}`).toBe(md5(cloneImage));
+      expect(await readMd5('test', 0, head, port, 'snap1'), `snapshot via ${port}`).toBe(md5(snapImage.subarray(0, head)));
+      expect(await readMd5('test', 0, head, port), `test via ${port}`).toBe(md5(testImage.subarray(0, head)));
+      expect(await readMd5('clone1', 0, head, port), `clone1 via ${port}`).toBe(md5(cloneImage.subarray(0, head)));
     }
     // Snapshots are read-only by id too: snap id 1 is the same VDI as tag snap1.
     expect(await readMd5('test', 0, 8 * MiB, c.port(0), '1')).toBe(md5(snapImage.subarray(0, 8 * MiB)));
@@ -258,33 +263,6 @@ describe('three sheep, copies 3', () => {
     expect(noSnap.stderr.startsWith("Only snapshot VDIs can be cloned\nPlease specify the '-s' option\n")).toBe(true);
     expect(noSnap.stderr).toMatch(/Usage: .*clone/);
     expect(await fingerprint()).toBe(before);
-  });
-
-  it('accepts sizes over 4 TiB with -y, and exactly 4 TiB without', async () => {
-    await c.dogOk(['vdi', 'create', 'four', '4T']);
-    await c.dogOk(['vdi', 'create', '-y', 'hyper5', '5T']);
-    await c.dogOk(['vdi', 'create', '-y', 'hyper8k', '8191T']);
-    const raw = await c.dogOk(['vdi', 'list', '-r']);
-    expect(raw.out).toMatch(/^= four 0 4398046511104 0 0 \d+ [0-9a-f]+ 3  22$/m);
-    expect(raw.out).toMatch(/^= hyper5 0 5497558138880 0 0 \d+ [0-9a-f]+ 3  22$/m);
-    expect(raw.out).toMatch(/^= hyper8k 0 9006099743113216 0 0 \d+ [0-9a-f]+ 3  22$/m);
-    // The far end of a hyper volume is reachable (its owner table spans many chunks).
-    const tail = Buffer.from('end of 8191 TiB');
-    const at = 8191 * 1024 ** 4 - tail.length;
-    await c.dogOk(['vdi', 'write', 'hyper8k', String(at)], { input: tail });
-    expect((await c.dogOk(['vdi', 'read', 'hyper8k', String(at)], { port: c.port(2) })).out).toBe(tail.toString());
-    for (const name of ['four', 'hyper5', 'hyper8k']) await c.dogOk(['vdi', 'delete', name]);
-    const after = await c.dogOk(['vdi', 'list', '-r']);
-    expect(after.out).not.toMatch(/four|hyper/);
-  });
-
-  it('accepts a hyper volume of exactly 16 PiB (the documented maximum)', async () => {
-    const result = await c.dog(['vdi', 'create', '-y', 'hyper16', '16P']);
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
-    const raw = await c.dogOk(['vdi', 'list', '-r']);
-    expect(raw.out).toMatch(/^= hyper16 0 18014398509481984 0 0 \d+ [0-9a-f]+ 3  22$/m);
-    await c.dogOk(['vdi', 'delete', 'hyper16']);
   });
 
   it('writes unaligned ranges exactly, across an object boundary, and only LEN bytes of stdin', async () => {
@@ -542,6 +520,35 @@ describe('three sheep, copies 3', () => {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
+
+  // Last in this cluster: huge VDIs make every later `vdi list` and delete scan their owner tables.
+  it('accepts sizes over 4 TiB with -y, and exactly 4 TiB without', async () => {
+    await c.dogOk(['vdi', 'create', 'four', '4T']);
+    await c.dogOk(['vdi', 'create', '-y', 'hyper5', '5T']);
+    await c.dogOk(['vdi', 'create', '-y', 'hyper8k', '8191T']);
+    const raw = await c.dogOk(['vdi', 'list', '-r']);
+    expect(raw.out).toMatch(/^= four 0 4398046511104 0 0 \d+ [0-9a-f]+ 3  22$/m);
+    expect(raw.out).toMatch(/^= hyper5 0 5497558138880 0 0 \d+ [0-9a-f]+ 3  22$/m);
+    expect(raw.out).toMatch(/^= hyper8k 0 9006099743113216 0 0 \d+ [0-9a-f]+ 3  22$/m);
+    // The far end of a hyper volume is reachable (its owner table spans many chunks).
+    const tail = Buffer.from('end of 8191 TiB');
+    const at = 8191 * 1024 ** 4 - tail.length;
+    await c.dogOk(['vdi', 'write', 'hyper8k', String(at)], { input: tail });
+    expect((await c.dogOk(['vdi', 'read', 'hyper8k', String(at)], { port: c.port(2) })).out).toBe(tail.toString());
+    for (const name of ['four', 'hyper5', 'hyper8k']) await c.dogOk(['vdi', 'delete', name]);
+    const after = await c.dogOk(['vdi', 'list', '-r']);
+    expect(after.out).not.toMatch(/four|hyper/);
+  });
+
+  it('accepts a hyper volume of exactly 16 PiB (the documented maximum)', async () => {
+    const result = await c.dog(['vdi', 'create', '-y', 'hyper16', '16P']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    // It can be opened and read (its first object; offsets past 2^53 are not addressable: see the report).
+    const start = await c.dogOk(['vdi', 'read', 'hyper16', '0', '16'], { port: c.port(1) });
+    expect(start.stdout.equals(Buffer.alloc(16))).toBe(true);
+    await c.dogOk(['vdi', 'delete', 'hyper16']);
+  });
 });
 
 describe('four sheep, copies 3: placement and a SIGKILL after an acknowledged write', () => {
@@ -555,9 +562,9 @@ describe('four sheep, copies 3: placement and a SIGKILL after an acknowledged wr
 
   it('puts each object on exactly three stores, where `object location` says, and survives a SIGKILL', async () => {
     await c.dogOk(['vdi', 'create', 'test', '1G']);
-    const data = randomBytes(32 * MiB);
+    const data = randomBytes(16 * MiB);
     await c.dogOk(['vdi', 'write', 'test', '777'], { input: data, port: c.port(3) });
-    const oids = dataOids('7c2b25', 0, 9);
+    const oids = dataOids('7c2b25', 0, 5);
     for (const [index, oid] of oids.entries()) {
       const holders = c.holders(oid);
       expect(holders, oid).toHaveLength(3);
