@@ -5,7 +5,7 @@ import { SdError, sdError } from '../src/engine/errors.js';
 import type { Volume } from '../src/engine/volume.js';
 import { parseControlLine, parseControlWrite } from '../src/fs/control.js';
 import { errno, fuseErrnoOf, refuse } from '../src/fs/errno.js';
-import { ReadAhead } from '../src/fs/read-ahead.js';
+import { ReadAhead, readAheadObjects } from '../src/fs/read-ahead.js';
 import { fixedChildrenOf, parsePath } from '../src/fs/tree.js';
 import { WriteBehind } from '../src/fs/write-behind.js';
 
@@ -130,12 +130,12 @@ describe('errno mapping', () => {
 const objectBytes = 1024;
 
 class FakeVolume {
-  readonly bytes = Buffer.alloc(8 * objectBytes);
+  readonly bytes = Buffer.alloc(16 * objectBytes);
   readonly calls: string[] = [];
   delayMs = (_offset: number): number => 0;
   failWrites = false;
   readonly info = {
-    name: 'v', tag: '', snapId: 1, vid: 1, sizeBytes: 8 * objectBytes, objectSizeBytes: objectBytes, readOnly: false,
+    name: 'v', tag: '', snapId: 1, vid: 1, sizeBytes: 16 * objectBytes, objectSizeBytes: objectBytes, readOnly: false,
   };
   async read(offset: number, length: number): Promise<Buffer> {
     this.calls.push(`read ${offset}+${length}`);
@@ -197,7 +197,8 @@ describe('read-ahead', () => {
     expect(await reader.read(0, 100)).toEqual(Buffer.alloc(100, 7)); // not known sequential: direct
     expect(await reader.read(100, 100)).toEqual(Buffer.alloc(100, 7)); // sequential: object 0 fetched
     expect(await reader.read(200, 100)).toEqual(Buffer.alloc(100, 7)); // from memory
-    expect(fake.calls).toEqual(['read 0+100', `read 0+${objectBytes}`, `read ${objectBytes}+${objectBytes}`, `read ${2 * objectBytes}+${objectBytes}`]);
+    const ahead = Array.from({ length: readAheadObjects }, (_, i) => `read ${(i + 1) * objectBytes}+${objectBytes}`);
+    expect(fake.calls).toEqual(['read 0+100', `read 0+${objectBytes}`, ...ahead]);
     fake.bytes.fill(9, 300, 400);
     reader.invalidate();
     expect(await reader.read(300, 100)).toEqual(Buffer.alloc(100, 9));

@@ -86,21 +86,9 @@ async function createBackend(address: string, port: number): Promise<SheepfsBack
     const { MemoryBackend } = await import('./memory-backend.js');
     return new MemoryBackend({ unreachable: kind === 'memory-unreachable' });
   }
-  // A variable path: the cluster backend is built by another part of the project, and this file
-  // must compile (and the memory backend must work) without it.
-  const clusterBackendPath = './cluster-backend.js';
-  let factory: {
-    createBackend(address: string, port: number): SheepfsBackend | Promise<SheepfsBackend>;
-  };
-  try {
-    factory = (await import(clusterBackendPath)) as typeof factory;
-  } catch (error) {
-    throw sdError(
-      'UNSUPPORTED',
-      `cluster backend not available (${error instanceof Error ? error.message : String(error)})`,
-    );
-  }
-  return factory.createBackend(address, port);
+  // Loaded only here, so the memory backend runs without the rpc stack.
+  const { createBackend: createClusterBackend } = await import('./cluster-backend.js');
+  return createClusterBackend(address, port);
 }
 
 async function pingWithin(backend: SheepfsBackend, address: string, port: number): Promise<void> {
