@@ -153,15 +153,27 @@ export class Recovery {
     this.group.announce({ type: 'recovered', node: selfId, epoch } as never);
   }
 
-  private permitsUsed = 0;
+  private windowStartMs = 0;
+  private windowUsed = 0;
+  /**
+   * At most `maxObjects` objects start per `intervalMs` window, for all workers together. (A
+   * counter where only the worker crossing the limit slept let the other workers run on.)
+   */
   private async waitForPermit(generation: number): Promise<void> {
     while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
-    const throttle = this.group.throttle;
-    if (throttle.maxObjects <= 0) return;
-    this.permitsUsed += 1;
-    if (this.permitsUsed >= throttle.maxObjects) {
-      this.permitsUsed = 0;
-      await this.sleep(throttle.intervalMs);
+    for (;;) {
+      const { maxObjects, intervalMs } = this.group.throttle;
+      if (maxObjects <= 0 || generation !== this.generation) return;
+      const now = Date.now();
+      if (now - this.windowStartMs >= intervalMs) {
+        this.windowStartMs = now;
+        this.windowUsed = 0;
+      }
+      if (this.windowUsed < maxObjects) {
+        this.windowUsed += 1;
+        return;
+      }
+      await this.sleep(Math.max(1, this.windowStartMs + intervalMs - now));
     }
   }
 
