@@ -111,15 +111,15 @@ describe('membership', () => {
     const all = Array.from({ length: 16 }, (_, i) => i);
     await startAll(c, all);
     await format(c, 6);
-    const first = pattern(32 * MiB, 1);
-    const second = pattern(32 * MiB, 2);
+    const first = pattern(24 * MiB, 1);
+    const second = pattern(24 * MiB, 2);
     await createAndWrite(c, 0, 'v', first);
-    await c.waitForFullCopies(all, 6, 60_000, 9);
+    await c.waitForFullCopies(all, 6, 60_000, 7);
     const leaving = [11, 3, 15, 7, 1];
     for (const i of leaving) {
       await c.kill(i);
       await c.waitForMembers();
-      await c.waitForFullCopies(c.live(), 6, 60_000, 9);
+      await c.waitForFullCopies(c.live(), 6, 60_000, 7);
     }
     await c.dogOk(0, ['vdi', 'write', 'v'], second);
     expect(await c.readMd5(2, 'v')).toBe(md5(second));
@@ -127,7 +127,7 @@ describe('membership', () => {
     // During recovery: every port gives the new data, the returning nodes' stale copies never.
     const during = await Promise.all(all.map((i) => c.readMd5(i, 'v')));
     expect(during).toEqual(all.map(() => md5(second)));
-    await c.waitForFullCopies(all, 6, 120_000, 9);
+    await c.waitForFullCopies(all, 6, 120_000, 7);
     const after = await Promise.all(all.map((i) => c.readMd5(i, 'v')));
     expect(after).toEqual(all.map(() => md5(second)));
   }, 300_000);
@@ -326,12 +326,12 @@ describe('membership', () => {
     const c = cluster(7493);
     await startAll(c, [0, 1, 2]);
     await format(c, 1, ['-z', '20']); // 1 MiB objects: enough objects for a share to mean something
-    const data = pattern(160 * MiB, 11);
+    const data = pattern(128 * MiB, 11);
     await createAndWrite(c, 0, 'v', data);
-    const before = await c.waitForFullCopies([0, 1, 2], 1, 30_000, 161);
+    const before = await c.waitForFullCopies([0, 1, 2], 1, 30_000, 129);
     await c.start(3);
     await c.waitForMembers();
-    const after = await c.waitForFullCopies([0, 1, 2, 3], 1, 60_000, 161);
+    const after = await c.waitForFullCopies([0, 1, 2, 3], 1, 60_000, 129);
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
     const share = c.objectFiles(3).length / after.size;
     expect(share).toBeGreaterThan(0.12);
@@ -362,5 +362,20 @@ describe('membership', () => {
     for (const i of [2, 1, 0]) expect(await c.readMd5(i, 'v')).toBe(md5(expected));
     const inode = c.objectFiles(0).find((oid) => oid.startsWith('80'))!;
     expect(md5(fs.readFileSync(path.join(c.storeDir(2), 'obj', inode)))).toBe(md5(fs.readFileSync(path.join(c.storeDir(0), 'obj', inode))));
+  });
+
+  it('the recovery throttle limits objects per interval for the whole node', async () => {
+    const c = cluster(7427);
+    await startAll(c, [0, 1]);
+    await format(c, 3);
+    await createAndWrite(c, 0, 'v', pattern(40 * MiB, 14));
+    await c.waitForFullCopies([0, 1], 2, 30_000, 11);
+    expect((await c.dogOk(1, ['node', 'recovery', 'set-throttle', '2', '1000'])).out).toBe('max 2 objects per 1000 ms\n');
+    expect((await c.dogOk(0, ['node', 'recovery', 'get-throttle'])).out).toBe('max 2 objects per 1000 ms\n');
+    const started = Date.now();
+    await c.start(2); // needs all 11 objects: at 2 per second, at least 5 s
+    await c.waitForFullCopies([0, 1, 2], 3, 60_000, 11);
+    expect(Date.now() - started).toBeGreaterThan(4500);
+    expect(await c.readMd5(2, 'v')).toBe(md5(pattern(40 * MiB, 14)));
   });
 });
