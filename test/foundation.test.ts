@@ -631,6 +631,7 @@ describe('a store of another cluster', () => {
     expect(result.code, `stderr: ${result.stderr}`).not.toBe(0);
     expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.stderr).toMatch(/refused/);
 
     await sleep(2500); // a member that joined and died would be reported gone by now
     for (const port of b.ports) {
