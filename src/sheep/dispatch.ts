@@ -1,5 +1,6 @@
 // One entry per operation (as the original's ops.c): argument checks, then the work.
 import { SdError } from '../engine/errors.js';
+import { isInodeOid } from '../engine/oid.js';
 import {
   blockSizeShiftMax,
   blockSizeShiftMin,
@@ -108,7 +109,10 @@ export const ops: Record<string, Op> = {
     const data = await sheep.gateway.localRead(oid, 0, sheep.gateway.objectSizeBytes(oid), argBool(h, 'force'));
     return value(checksumOf(data));
   },
-  'peer.list': async (sheep) => ({ value: null, payload: encodeOids(await sheep.store.list()) }),
+  'peer.list': async (sheep, h) => {
+    const oids = await sheep.store.list();
+    return { value: null, payload: encodeOids(argBool(h, 'inodesOnly') ? oids.filter(isInodeOid) : oids) };
+  },
   'peer.recovery': async (sheep) => value(sheep.recovery.state),
   'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
   'recovery.throttle': async (sheep, h) =>

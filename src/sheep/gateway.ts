@@ -187,6 +187,10 @@ export class Gateway {
     await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
   }
 
+  localOids(): Promise<Oid[]> {
+    return this.store.list();
+  }
+
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     if (!force && !this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);

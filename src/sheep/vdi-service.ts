@@ -4,7 +4,9 @@
 import type { ClusterDriver } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
-import { asVid, dataOid, inodeOid } from '../engine/oid.js';
+import { asVid, dataOid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
+import { decodeOids } from './recovery.js';
+import type { Peers } from './peers.js';
 import {
   objectCount,
   planClone,
@@ -30,6 +32,7 @@ export class VdiService {
     private readonly group: Group,
     private readonly driver: ClusterDriver,
     private readonly gateway: Gateway,
+    private readonly peers: Peers,
     private readonly nowSec: () => number,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
   ) {}
@@ -124,8 +127,27 @@ export class VdiService {
     return entry!;
   }
 
-  private tableChunkCount(entry: VdiEntry): number {
-    return Math.ceil(objectCount(entry) / tableEntriesPerChunk);
+  /**
+   * Which owner-table chunks exist anywhere, by VID: one listing per member instead of a failed
+   * read per missing chunk (a hyper VDI has up to 4096 chunks, nearly all never written).
+   */
+  private async existingTableChunks(): Promise<Map<number, number[]>> {
+    const chunks = new Map<number, Set<number>>();
+    const add = (oid: Oid) => {
+      if (!isInodeOid(oid)) return;
+      const set = chunks.get(oidVid(oid)) ?? new Set<number>();
+      set.add(oidIndex(oid));
+      chunks.set(oidVid(oid), set);
+    };
+    await Promise.all(
+      this.group.members.filter((n) => n.vnodes > 0).map(async (node) => {
+        const oids = node.id === this.group.self.id
+          ? await this.gateway.localOids()
+          : decodeOids((await this.peers.get(node).call('peer.list', { inodesOnly: true })).payload);
+        oids.forEach(add);
+      }),
+    );
+    return new Map([...chunks].map(([vid, set]) => [vid, [...set].sort((a, b) => a - b)]));
   }
 
   private async readTableChunk(vid: number, chunk: number): Promise<Uint32Array | undefined> {
@@ -142,7 +164,7 @@ export class VdiService {
 
   /** The new VDI starts with the source's owner table: every object shared until written. */
   private async copyTable(source: VdiEntry, target: VdiEntry): Promise<void> {
-    for (let chunk = 0; chunk < this.tableChunkCount(source); chunk++) {
+    for (const chunk of (await this.existingTableChunks()).get(source.vid) ?? []) {
       const table = await this.readTableChunk(source.vid, chunk);
       if (!table) continue;
       await this.gateway.write(inodeOid(asVid(target.vid), chunk), 0, Buffer.from(table.buffer), true);
@@ -156,8 +178,9 @@ export class VdiService {
   async reclaim(): Promise<number> {
     const registry = this.group.registry;
     const referenced = new Map<number, Set<number>>(); // owner vid → indices some live VDI uses
+    const existing = await this.existingTableChunks();
     for (const entry of registry.live()) {
-      for (let chunk = 0; chunk < this.tableChunkCount(entry); chunk++) {
+      for (const chunk of existing.get(entry.vid) ?? []) {
         const table = await this.readTableChunk(entry.vid, chunk);
         if (!table) continue;
         table.forEach((owner, slot) => {
@@ -171,8 +194,7 @@ export class VdiService {
     let removed = 0;
     for (const entry of registry.all().filter((e) => e.deleted)) {
       const keep = referenced.get(entry.vid) ?? new Set<number>();
-      const chunks = this.tableChunkCount(entry);
-      for (let chunk = 0; chunk < chunks; chunk++) {
+      for (const chunk of existing.get(entry.vid) ?? []) {
         const table = await this.readTableChunk(entry.vid, chunk);
         if (!table) continue;
         for (let slot = 0; slot < table.length; slot++) {
@@ -191,10 +213,11 @@ export class VdiService {
   async usage(): Promise<VdiUsage[]> {
     await this.driver.sync();
     const result: VdiUsage[] = [];
+    const existing = await this.existingTableChunks();
     for (const entry of this.group.registry.live()) {
       let own = 0;
       let shared = 0;
-      for (let chunk = 0; chunk < this.tableChunkCount(entry); chunk++) {
+      for (const chunk of existing.get(entry.vid) ?? []) {
         const table = await this.readTableChunk(entry.vid, chunk);
         if (!table) continue;
         for (const owner of table) {
