@@ -47,23 +47,30 @@ export class Gateway {
     return this.group.ring(epoch).placement(oid, this.copies(oid));
   }
 
+  /**
+   * Reads a verified copy: current placement first, then earlier epochs'. Only when no verified
+   * copy answers is a copy still under recovery read (forced): it is then the best there is.
+   */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.requireRunning();
-    const tried = new Set<string>();
     let lastError: SdError = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
-      const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
-      // Prefer our own copy: no network hop.
-      nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
-      for (const node of nodes) {
-        tried.add(node.id);
-        if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
-        try {
-          return await this.peerRead(node, oid, offsetBytes, lengthBytes);
-        } catch (error) {
-          lastError = asSdError(error);
+    for (const force of [false, true]) {
+      const tried = new Set<string>();
+      for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
+        const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
+        // Prefer our own copy: no network hop.
+        nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
+        for (const node of nodes) {
+          tried.add(node.id);
+          if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
+          try {
+            return await this.peerRead(node, oid, offsetBytes, lengthBytes, force);
+          } catch (error) {
+            lastError = asSdError(error);
+          }
         }
       }
+      if (lastError.code !== 'NO_OBJECT') break;
     }
     throw lastError.code === 'NO_OBJECT' || lastError.code === 'NETWORK'
       ? lastError
@@ -169,9 +176,9 @@ export class Gateway {
     return node.id === this.group.self.id;
   }
 
-  private async peerRead(node: NodeInfo, oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    if (this.isSelf(node)) return this.localRead(oid, offsetBytes, lengthBytes, false);
-    const reply = await this.peers.get(node).call('peer.read', { oid, offset: offsetBytes, length: lengthBytes });
+  private async peerRead(node: NodeInfo, oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
+    if (this.isSelf(node)) return this.localRead(oid, offsetBytes, lengthBytes, force);
+    const reply = await this.peers.get(node).call('peer.read', { oid, offset: offsetBytes, length: lengthBytes, force });
     return reply.payload ?? Buffer.alloc(0);
   }
 

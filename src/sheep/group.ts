@@ -106,10 +106,15 @@ export class Group implements ClusterHandlers {
       return { accept: true, payload: { state: this.storeState(), timeSec: this.nowSec() } as unknown as Json };
     }
     const mine = this.storeState();
-    const refusal = joinRefusal(mine, theirs);
+    // While waiting after a restart, a joiner that saw more epochs than we did brings the history
+    // the cluster must resume from; once running, a newer joiner has diverged and is refused.
+    const refusal = joinRefusal(mine, theirs, this.status !== 'running');
     if (refusal) return { accept: false, reason: refusal };
-    // The fresher store wins: a cluster of fresh nodes adopts a formatted joiner's history.
-    const adopt = this.status === 'unformatted' && theirs.config !== null ? theirs : mine;
+    const theirsNewer = (theirs.epochs.at(-1)?.epoch ?? 0) > this.epoch;
+    const adopt =
+      (this.status === 'unformatted' && theirs.config !== null) || (this.status === 'waiting' && theirsNewer)
+        ? { ...theirs, status: 'waiting' as const, registry: newerRegistry(mine.registry, theirs.registry) }
+        : mine;
     return { accept: true, payload: { state: adopt, timeSec: this.nowSec() } as unknown as Json };
   }
 
@@ -260,7 +265,7 @@ export function compareNodes(a: NodeInfo, b: NodeInfo): number {
 }
 
 /** Why a joiner with store state `theirs` cannot join a cluster whose state is `mine`. */
-export function joinRefusal(mine: StoreState, theirs: StoreState): string | undefined {
+export function joinRefusal(mine: StoreState, theirs: StoreState, acceptNewer = false): string | undefined {
   if (!mine.config || !theirs.config) return undefined;
   if (mine.config.createdMs !== theirs.config.createdMs) {
     return 'the node belongs to another cluster (different format time)';
@@ -268,6 +273,7 @@ export function joinRefusal(mine: StoreState, theirs: StoreState): string | unde
   for (const record of theirs.epochs) {
     const ours = mine.epochs.find((e) => e.epoch === record.epoch);
     if (!ours) {
+      if (acceptNewer) continue;
       return `the node has epoch ${record.epoch}, newer than the cluster's ${mine.epochs.at(-1)?.epoch ?? 0}`;
     }
     const ourIds = ours.nodes.map((n) => n.id).join(',');
@@ -275,4 +281,10 @@ export function joinRefusal(mine: StoreState, theirs: StoreState): string | unde
     if (ourIds !== theirIds) return `the node's epoch ${record.epoch} history conflicts with the cluster's`;
   }
   return undefined;
+}
+
+/** The registry that has seen more changes: the one a restarted cluster must keep. */
+function newerRegistry(mine: Json, theirs: Json): Json {
+  const version = (json: Json) => ((json as { version?: number } | null)?.version ?? 0);
+  return version(theirs) > version(mine) ? theirs : mine;
 }
