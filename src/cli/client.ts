@@ -3,6 +3,8 @@ import type { NodeInfo } from '../cluster/driver.js';
 import type { Oid } from '../engine/oid.js';
 import type { ObjectIo } from '../engine/object-io.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
+import { SdError } from '../engine/errors.js';
+import { Ring } from '../engine/ring.js';
 import { RpcClient } from '../rpc/connection.js';
 import type { ClusterInfoData, NodeStatData, VdiUsageData } from './format.js';
 
@@ -14,9 +16,46 @@ function refArg(ref: SnapshotRef): string | undefined {
 
 export class SheepClient implements ObjectIo {
   readonly rpc: RpcClient;
+  /** When set, object requests go straight to the object's primary node (one hop less). */
+  private direct: { ring: Ring<NodeInfo>; clients: Map<string, RpcClient> } | undefined;
 
   constructor(host: string, port: number) {
     this.rpc = new RpcClient(host, port);
+  }
+
+  /**
+   * Sends each object request to the node that holds the object's first copy, computed from the
+   * current epoch's members (any node accepts any request, so a stale view only costs a hop).
+   */
+  async enableDirectIo(): Promise<void> {
+    const info = await this.clusterInfo();
+    const nodes = info.epochs[0]?.nodes;
+    if (!nodes || nodes.length === 0) return;
+    this.direct = { ring: new Ring(nodes), clients: new Map() };
+  }
+
+  private objectRpc(oid: Oid): RpcClient {
+    if (!this.direct) return this.rpc;
+    const primary = this.direct.ring.placement(oid, 1)[0];
+    if (!primary) return this.rpc;
+    let client = this.direct.clients.get(primary.id);
+    if (!client) {
+      client = new RpcClient(primary.addr, primary.port);
+      this.direct.clients.set(primary.id, client);
+    }
+    return client;
+  }
+
+  /** An object call through the primary, falling back to our own sheep if it cannot be reached. */
+  private async objectCall(oid: Oid, op: string, args: object, payload?: Buffer) {
+    const client = this.objectRpc(oid);
+    if (client === this.rpc) return this.rpc.call(op, args, payload);
+    try {
+      return await client.call(op, args, payload);
+    } catch (error) {
+      if (!(error instanceof SdError) || error.code !== 'NETWORK') throw error;
+      return this.rpc.call(op, args, payload);
+    }
   }
 
   private async value<T>(op: string, args: object = {}): Promise<T> {
@@ -89,10 +128,10 @@ export class SheepClient implements ObjectIo {
 
   // ObjectIo, through the sheep's gateway
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return (await this.rpc.call('gw.read', { oid, offset: offsetBytes, length: lengthBytes })).payload ?? Buffer.alloc(0);
+    return (await this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes })).payload ?? Buffer.alloc(0);
   }
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
-    await this.rpc.call('gw.write', { oid, offset: offsetBytes, create }, data);
+    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create }, data);
   }
   async remove(oid: Oid): Promise<void> {
     await this.rpc.call('gw.remove', { oid });
@@ -100,5 +139,6 @@ export class SheepClient implements ObjectIo {
 
   close(): void {
     this.rpc.close();
+    for (const client of this.direct?.clients.values() ?? []) client.close();
   }
 }

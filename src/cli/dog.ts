@@ -12,7 +12,7 @@ import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, form
 
 const exitFailure = 1;
 const exitUsage = 64;
-const ioWindow = 8; // requests in flight for read/write
+const ioWindow = 16; // requests in flight for read/write
 
 /** A failure already worded for the user. */
 class DogFailure extends Error {
@@ -104,7 +104,9 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...a
 
 async function openVolume(sheep: SheepClient, name: string, ref: SnapshotRef): Promise<VolumeIo> {
   try {
-    return new VolumeIo(sheep, await sheep.lookup(name, ref));
+    const entry = await sheep.lookup(name, ref);
+    await sheep.enableDirectIo();
+    return new VolumeIo(sheep, entry);
   } catch (error) {
     if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
     throw error;

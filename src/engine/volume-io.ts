@@ -141,9 +141,11 @@ export class VolumeIo implements Volume {
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.checkRange(offsetBytes, lengthBytes);
+    const pieces = piecesOf(offsetBytes, lengthBytes, this.objectBytes);
+    if (pieces.length === 1) return this.readPiece(pieces[0]!);
     const result = Buffer.alloc(lengthBytes);
     await Promise.all(
-      piecesOf(offsetBytes, lengthBytes, this.objectBytes).map(async (piece) => {
+      pieces.map(async (piece) => {
         const owner = await this.owner(piece.index);
         if (owner === 0) return;
         try {
@@ -155,6 +157,18 @@ export class VolumeIo implements Volume {
       }),
     );
     return result;
+  }
+
+  /** One object's part of a read, without copying it into a larger buffer. */
+  private async readPiece(piece: { index: number; innerBytes: number; lengthBytes: number }): Promise<Buffer> {
+    const owner = await this.owner(piece.index);
+    if (owner === 0) return Buffer.alloc(piece.lengthBytes);
+    try {
+      return await this.io.read(dataOid(asVid(owner), piece.index), piece.innerBytes, piece.lengthBytes);
+    } catch (error) {
+      if (asSdError(error).code !== 'NO_OBJECT') throw error;
+      return Buffer.alloc(piece.lengthBytes);
+    }
   }
 
   async write(offsetBytes: number, data: Buffer): Promise<void> {
