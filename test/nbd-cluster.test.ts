@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, md5, run, sleep, startCluster, waitForPort } from './support/cluster.js';
+import { GatheringVolume, runsOf } from '../src/nbd/gather.js';
+import { MemoryVolumeProvider, WriteGate } from './support/memory-volume.js';
 import { rawNbdWrite } from './support/nbd-raw.js';
 
 const MiB = 1024 * 1024;
@@ -95,6 +97,80 @@ function mergedRanges(indexes: number[]): Array<{ offset: number; length: number
   }
   return ranges;
 }
+
+// The sheep serves NBD with write gathering (src/nbd/gather.ts); its rules, checked without a cluster.
+describe('write gathering', () => {
+  const at = (offsetBytes: number, length: number) => ({ offsetBytes, data: Buffer.alloc(length) });
+
+  it('joins adjacent disjoint requests in offset order; any overlap keeps arrival order, unmerged', () => {
+    const disjoint = [at(8192, 4096), at(0, 4096), at(4096, 4096), at(65536, 10)];
+    expect(runsOf(disjoint)).toEqual({ runs: [[disjoint[1], disjoint[2], disjoint[0]], [disjoint[3]]], ordered: false });
+    const overlapping = [at(0, 8192), at(4096, 4096), at(8192, 4096)];
+    expect(runsOf(overlapping)).toEqual({ runs: overlapping.map((p) => [p]), ordered: true });
+  });
+
+  it('writes queued behind a running write to the same object become one write; data and acks are right', async () => {
+    const provider = new MemoryVolumeProvider();
+    provider.createVdi('g', 16 * MiB);
+    const inner = await provider.open('g');
+    const sizes: number[] = [];
+    const write = inner.write.bind(inner);
+    inner.write = (offsetBytes: number, data: Buffer) => {
+      sizes.push(data.length);
+      return write(offsetBytes, data);
+    };
+    const gate = new WriteGate();
+    provider.writeGate = gate;
+    const volume = new GatheringVolume(inner);
+    const piece = 256 * 1024;
+    const acks: number[] = [];
+    const writes = Array.from({ length: 16 }, (_, k) =>
+      volume.write(k * piece, Buffer.alloc(piece, k + 1)).then(() => acks.push(k)));
+    // Another object is not held up by object 0.
+    const other = volume.write(objectBytes + 5, Buffer.from('other'));
+    await sleep(20);
+    expect(acks).toEqual([]);
+    expect(gate.waitingCount).toBe(2);
+    gate.open();
+    await Promise.all([...writes, other]);
+    expect(acks.length).toBe(16);
+    expect(sizes.sort((a, b) => a - b)).toEqual([5, piece, 15 * piece]);
+    const back = await volume.read(0, 16 * piece);
+    for (let k = 0; k < 16; k++) expect(back[k * piece]! + back[(k + 1) * piece - 1]!).toBe(2 * (k + 1));
+    expect((await volume.read(objectBytes + 5, 5)).toString()).toBe('other');
+    await volume.close();
+  });
+
+  it('a failed gathered write fails every request in it, and later writes still go through', async () => {
+    const provider = new MemoryVolumeProvider();
+    provider.createVdi('f', 16 * MiB);
+    const inner = await provider.open('f');
+    const write = inner.write.bind(inner);
+    let fail = true;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let first = true;
+    inner.write = async (offsetBytes: number, data: Buffer) => {
+      if (first) {
+        first = false;
+        await held;
+        return write(offsetBytes, data);
+      }
+      if (fail) throw new Error('replica lost');
+      return write(offsetBytes, data);
+    };
+    const volume = new GatheringVolume(inner);
+    const head = volume.write(0, Buffer.alloc(4096, 1));
+    const queued = [volume.write(4096, Buffer.alloc(4096, 2)), volume.write(8192, Buffer.alloc(4096, 3))];
+    release();
+    await head;
+    for (const q of queued) await expect(q).rejects.toThrow('replica lost');
+    fail = false;
+    await volume.write(4096, Buffer.alloc(4096, 4));
+    expect((await volume.read(4096, 1))[0]).toBe(4);
+    await volume.close();
+  });
+});
 
 describe('NBD on a three-node cluster, copies 3', () => {
   let c: Cluster;

@@ -1,8 +1,10 @@
 // Volumes shared by every connection of one server. NBD_FLAG_CAN_MULTI_CONN promises that a flush
 // or FUA on one connection is visible on all of them; that holds because connections to the same
 // export use one opened Volume. Opened on first use, closed when the last lease is released.
+// With gatherWrites, writes go through a GatheringVolume (gather.ts), shared by the connections too.
 import { asSdError } from '../engine/errors.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
+import { GatheringVolume } from './gather.js';
 
 export interface VolumeLease {
   readonly volume: Volume;
@@ -18,12 +20,16 @@ interface Entry {
 export class ExportRegistry {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly provider: VolumeProvider) {}
+  constructor(
+    private readonly provider: VolumeProvider,
+    private readonly gatherWrites = false,
+  ) {}
 
   async acquire(spec: string): Promise<VolumeLease> {
     let entry = this.entries.get(spec);
     if (!entry) {
-      entry = { opening: this.provider.open(spec), leaseCount: 0 };
+      const opening = this.provider.open(spec);
+      entry = { opening: this.gatherWrites ? opening.then((volume) => new GatheringVolume(volume)) : opening, leaseCount: 0 };
       this.entries.set(spec, entry);
     }
     entry.leaseCount += 1;

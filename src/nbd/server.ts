@@ -24,6 +24,11 @@ export interface NbdServerOptions {
   port: number;
   provider: VolumeProvider;
   logger?: NbdLogger;
+  /**
+   * Gather concurrent WRITEs to one object into larger writes (gather.ts). Off by default: a
+   * volume then sees every request as its own write, as the protocol tests expect.
+   */
+  gatherWrites?: boolean;
 }
 
 export interface NbdServer {
@@ -44,7 +49,7 @@ interface ServerState {
 export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
   const state: ServerState = {
     provider: options.provider,
-    registry: new ExportRegistry(options.provider),
+    registry: new ExportRegistry(options.provider, options.gatherWrites ?? false),
     logger: options.logger ?? silentLogger,
     zeroBuffer: Buffer.alloc(nbdZeroBufferBytes),
     connections: new Map(),
