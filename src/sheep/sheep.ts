@@ -109,7 +109,13 @@ export class Sheep {
 
   private async startNbd(where: { host: string; port: number }): Promise<void> {
     const { startNbdServer } = await import('../nbd/index.js');
-    this.nbdServer = await startNbdServer({ host: where.host, port: where.port, provider: this.volumeProvider(), logger: this.log });
+    this.nbdServer = await startNbdServer({
+      host: where.host,
+      port: where.port,
+      provider: this.volumeProvider(),
+      logger: this.log,
+      gatherWrites: true,
+    });
   }
 
   /** Volumes served in-process by this sheep's gateway (NBD). */
