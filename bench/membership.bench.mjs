@@ -8,7 +8,8 @@
 // 3. SIGKILL one sheep; time until every object has its 3 copies on the three live stores (store
 //    directories polled every 200 ms): recovery rate = bytes copied / time, with 4 KiB writes
 //    running meanwhile (their p99 during recovery). Repeated with `dog node recovery
-//    set-throttle` (BENCH_THROTTLE, default "8 100": 8 objects per 100 ms) unless BENCH_THROTTLE=off.
+//    set-throttle` (BENCH_THROTTLE, default "1 100": 1 object per 100 ms per node) unless
+//    BENCH_THROTTLE=off.
 // 4. A fifth sheep joins: its share of all object copies (ideal 1/5).
 // 5. One sheep down for one 4 KiB write comes back: bytes it received (its "recovery finished"
 //    log line) against the data it holds (ideal: that one object).
@@ -36,7 +37,7 @@ function parseSize(text) {
 }
 
 const size = parseSize(process.env.BENCH_SIZE ?? '1G');
-const throttle = (process.env.BENCH_THROTTLE ?? '8 100').trim();
+const throttle = (process.env.BENCH_THROTTLE ?? '1 100').trim();
 const tmp = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'sheep-membership-bench-'));
 const clusterDir = path.join(tmp, 'cl');
 const dataFile = path.join(tmp, 'data');
@@ -159,7 +160,7 @@ async function recoveryRound(victim) {
   for (const oid of before.keys()) missing += want - (afterKill.get(oid) ?? 0);
   const started = Date.now();
   let done = false;
-  const latency = measureWrites({ port: basePort + remaining[0], name: 'bench', dataFile, shouldStop: () => done, maxMs: 3_600_000 });
+  const latency = measureWrites({ port: basePort + remaining[0], name: 'bench', dataFile, shouldStop: () => done, maxMs: 3_600_000, minWrites: 10 });
   let seconds;
   for (;;) {
     if (fullCopies(remaining)) {
