@@ -8,9 +8,12 @@ import { crc32 } from 'node:zlib';
 import { SdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import { GroupSync, type Disk } from '../io/disk.js';
+import { ReadHandles } from './read-handles.js';
 
 /** Files kept to be rewritten: overwriting allocated blocks is several times faster than new ones. */
 const recycledFilesMax = 32;
+/** A replaced file is reused only after reads that began before the replacement have ended. */
+const recycleDelayMs = 2000;
 
 const journalMagic = 0x53444a31; // "SDJ1"
 const journalHeaderBytes = 32;
@@ -27,9 +30,10 @@ export class ObjectStore {
   private readonly disk: Disk;
   private readonly locks = new Map<Oid, Promise<unknown>>();
   private sequence = 0;
-  private readonly recycled: string[] = [];
+  private readonly recycled: Array<{ file: string; sinceMs: number }> = [];
   private readonly objectDirSync: GroupSync;
   private readonly journalDirSync: GroupSync;
+  private readonly readHandles: ReadHandles<Oid>;
 
   constructor(options: ObjectStoreOptions) {
     this.dir = options.dir;
@@ -38,6 +42,7 @@ export class ObjectStore {
     this.disk = options.disk;
     this.objectDirSync = new GroupSync(() => this.disk.syncDir(this.dir));
     this.journalDirSync = new GroupSync(() => this.disk.syncDir(this.journalDir));
+    this.readHandles = new ReadHandles((oid) => this.disk.open(this.objectPath(oid), 'read'));
   }
 
   /** Creates the directories, drops temporary files, replays surviving journal records. */
@@ -82,24 +87,21 @@ export class ObjectStore {
 
   /** Reads `lengthBytes` at `offsetBytes`; bytes past the file's end read as zeros. */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    let file;
     try {
-      file = await this.disk.open(this.objectPath(oid), 'read');
+      return await this.readHandles.use(oid, async (file) => {
+        const buffer = Buffer.allocUnsafe(lengthBytes);
+        const got = await file.read(buffer, offsetBytes);
+        if (got < lengthBytes) buffer.fill(0, got);
+        return buffer;
+      });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
       }
       throw error;
     }
-    try {
-      const buffer = Buffer.allocUnsafe(lengthBytes);
-      const got = await file.read(buffer, offsetBytes);
-      if (got < lengthBytes) buffer.fill(0, got);
-      return buffer;
-    } finally {
-      await file.close();
-    }
   }
+
 
   /**
    * Replaces the whole object atomically: the data goes to another file, synced, then renamed
@@ -111,7 +113,8 @@ export class ObjectStore {
     await this.exclusive(oid, async () => {
       const target = this.objectPath(oid);
       const dense = data.length === sizeBytes && !hasZeroBlock(data);
-      const reuse = dense ? this.recycled.pop() : undefined;
+      const oldest = this.recycled[0];
+      const reuse = dense && oldest && Date.now() - oldest.sinceMs >= recycleDelayMs ? this.recycled.shift()!.file : undefined;
       const temporary = reuse ?? path.join(this.temporaryDir, `${oidHex(oid)}.${process.pid}.${this.sequence++}`);
       const file = await this.disk.open(temporary, 'create');
       try {
@@ -126,12 +129,13 @@ export class ObjectStore {
         const keep = path.join(this.temporaryDir, `recycled.${process.pid}.${this.sequence++}`);
         try {
           await this.disk.link(target, keep);
-          this.recycled.push(keep);
+          this.recycled.push({ file: keep, sinceMs: Date.now() });
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         }
       }
       await this.disk.rename(temporary, target);
+      this.readHandles.forget(oid);
       await this.objectDirSync.sync();
     });
   }
@@ -201,6 +205,7 @@ export class ObjectStore {
     return this.exclusive(oid, async () => {
       const existed = await this.disk.exists(this.objectPath(oid));
       await this.disk.remove(this.objectPath(oid));
+      this.readHandles.forget(oid);
       return existed;
     });
   }
