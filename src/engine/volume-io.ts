@@ -124,15 +124,22 @@ export class VolumeIo implements Volume {
   private async loadChunk(number: number): Promise<TableChunk> {
     const oid = inodeOid(this.vid, number);
     let bytes: Buffer;
+    let exists = true;
     try {
       bytes = await this.io.read(oid, 0, tableChunkBytes);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       bytes = Buffer.alloc(tableChunkBytes);
+      exists = false;
     }
     const entries = new Uint32Array(tableEntriesPerChunk);
     Buffer.from(entries.buffer).set(bytes.subarray(0, tableChunkBytes));
-    return new TableChunk(entries, (offsetBytes, data) => this.io.write(oid, offsetBytes, data, true));
+    // Only the first write of a table may create it: a replica that lacks an existing table
+    // must be sent all of it, never make a sparse one of zeros around the new entries.
+    return new TableChunk(entries, async (offsetBytes, data) => {
+      await this.io.write(oid, offsetBytes, data, !exists);
+      exists = true;
+    });
   }
 
   async owner(index: number): Promise<number> {
