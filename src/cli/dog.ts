@@ -4,7 +4,7 @@ import * as readline from 'node:readline';
 import { SdError } from '../engine/errors.js';
 import { copiesMax, portDefault } from '../engine/limits.js';
 import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
-import { parseSize } from '../engine/size.js';
+import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../engine/volume-io.js';
 import { SheepClient } from './client.js';
@@ -113,27 +113,43 @@ async function openVolume(sheep: SheepClient, name: string, ref: SnapshotRef): P
   }
 }
 
-function rangeArgs(volumeSize: number, offsetText: string | undefined, lengthText: string | undefined): { offset: number; length: number } {
-  const offset = offsetText === undefined ? 0 : sizeArg(offsetText, 'offset');
-  if (offset > volumeSize || (offset === volumeSize && volumeSize > 0 && offsetText !== undefined && offset !== 0)) {
+/** Byte positions as bigint: a hyper VDI reaches 2^54, past what a double counts exactly. */
+function rangeArgs(volumeSize: number, offsetText: string | undefined, lengthText: string | undefined): { offset: bigint; length: bigint } {
+  const size = BigInt(volumeSize);
+  const parse = (text: string, what: string) => {
+    try {
+      return parseSizeBigint(text, what);
+    } catch (error) {
+      throw new DogFailure((error as SdError).message);
+    }
+  };
+  const offset = offsetText === undefined ? 0n : parse(offsetText, 'offset');
+  if (offset > size || (offset === size && offset !== 0n)) {
     throw new DogFailure(`Invalid offset ${offset}: beyond the end of the VDI (${volumeSize} bytes)`);
   }
-  const length = lengthText === undefined ? volumeSize - offset : sizeArg(lengthText, 'length');
-  return { offset, length: Math.min(length, volumeSize - offset) };
+  const length = lengthText === undefined ? size - offset : parse(lengthText, 'length');
+  return { offset, length: length < size - offset ? length : size - offset };
+}
+
+/** The object piece at `at`: its index, offset inside it and length up to `end`. */
+function pieceAt(at: bigint, end: bigint, objectBytes: bigint): { index: number; inner: number; take: number } {
+  const inner = at % objectBytes;
+  const rest = objectBytes - inner;
+  return { index: Number(at / objectBytes), inner: Number(inner), take: Number(end - at < rest ? end - at : rest) };
 }
 
 /** Object-aligned pieces so each request touches one object, many in flight, output in order. */
-async function readRange(volume: VolumeIo, offset: number, length: number): Promise<void> {
-  const objectBytes = volume.info.objectSizeBytes;
+async function readRange(volume: VolumeIo, offset: bigint, length: bigint): Promise<void> {
+  const objectBytes = BigInt(volume.info.objectSizeBytes);
   const pending: Array<Promise<Buffer>> = [];
   let at = offset;
   const end = offset + length;
   const next = () => {
-    const take = Math.min(objectBytes - (at % objectBytes), end - at);
-    const piece = volume.read(at, take);
+    const { index, inner, take } = pieceAt(at, end, objectBytes);
+    const piece = volume.readObject(index, inner, take);
     piece.catch(() => undefined);
     pending.push(piece);
-    at += take;
+    at += BigInt(take);
   };
   while (at < end && pending.length < ioWindow) next();
   while (pending.length > 0) {
@@ -144,41 +160,43 @@ async function readRange(volume: VolumeIo, offset: number, length: number): Prom
 }
 
 /** Collects stdin into object-aligned pieces (one copy each) and writes them, many in flight. */
-async function writeRange(volume: VolumeIo, offset: number, length: number): Promise<number> {
-  const objectBytes = volume.info.objectSizeBytes;
+async function writeRange(volume: VolumeIo, offset: bigint, length: bigint): Promise<void> {
+  const objectBytes = BigInt(volume.info.objectSizeBytes);
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
   let at = offset;
   const end = offset + length;
   let chunks: Buffer[] = [];
   let bufferedBytes = 0;
-  const wanted = () => Math.min(objectBytes - (at % objectBytes), end - at);
   const send = async (piece: Buffer) => {
+    const { index, inner } = pieceAt(at, end, objectBytes);
     const write: Promise<void> = volume
-      .write(at, piece)
+      .writeObject(index, inner, piece)
       .catch((error: unknown) => void (failure ??= error))
       .finally(() => inflight.delete(write));
     inflight.add(write);
-    at += piece.length;
+    at += BigInt(piece.length);
     if (inflight.size >= ioWindow) await Promise.race(inflight);
     if (failure !== undefined) throw failure;
   };
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
     chunks.push(chunk);
     bufferedBytes += chunk.length;
-    while (at < end && bufferedBytes >= wanted()) {
+    while (at < end && bufferedBytes >= pieceAt(at, end, objectBytes).take) {
       const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bufferedBytes);
-      const take = wanted();
+      const take = pieceAt(at, end, objectBytes).take;
       await send(all.subarray(0, take));
       chunks = all.length > take ? [all.subarray(take)] : [];
       bufferedBytes = all.length - take;
     }
     if (at >= end) break;
   }
-  if (at < end && bufferedBytes > 0) await send(Buffer.concat(chunks, bufferedBytes).subarray(0, Math.min(bufferedBytes, end - at)));
+  if (at < end && bufferedBytes > 0) {
+    const rest = Buffer.concat(chunks, bufferedBytes);
+    await send(rest.subarray(0, Math.min(rest.length, pieceAt(at, end, objectBytes).take)));
+  }
   await Promise.all(inflight);
   if (failure !== undefined) throw failure;
-  return at - offset;
 }
 
 function buildVdi(program: Command): void {

@@ -6,14 +6,19 @@ const sizeBytesMax = 1n << 54n;
 
 const suffixShift: Record<string, number> = { '': 0, K: 10, M: 20, G: 30, T: 40, P: 50, E: 60 };
 
-/** Parses `123`, `4M`, `1G`, `16P` (case-insensitive, optional B). Throws INVALID_ARGUMENT. */
-export function parseSize(text: string, what = 'size'): number {
+/** Parses `123`, `4M`, `1G`, `16P` (case-insensitive, optional B) exactly, up to 16 PiB. */
+export function parseSizeBigint(text: string, what = 'size'): bigint {
   const match = /^(\d+)([kmgtpe]?)b?$/i.exec(text.trim());
   if (!match) throw new SdError('INVALID_ARGUMENT', `Invalid ${what}: '${text}'`);
   const shift = suffixShift[(match[2] ?? '').toUpperCase()] ?? 0;
   const value = BigInt(match[1] ?? '0') << BigInt(shift);
   if (value > sizeBytesMax) throw new SdError('TOO_LARGE', `Invalid ${what}: '${text}' is too large`);
-  // Above 2^53 a double holds only even integers: refuse what it would round.
+  return value;
+}
+
+/** Like parseSizeBigint, as a number: above 2^53 only values a double holds exactly. */
+export function parseSize(text: string, what = 'size'): number {
+  const value = parseSizeBigint(text, what);
   if (BigInt(Number(value)) !== value) {
     throw new SdError('INVALID_ARGUMENT', `Invalid ${what}: '${text}' is not exact; use a multiple of 1K`);
   }

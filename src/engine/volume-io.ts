@@ -178,6 +178,32 @@ export class VolumeIo implements Volume {
     }
   }
 
+  /**
+   * Object-addressed I/O, for callers that count bytes past 2^53 (a hyper VDI is up to 2^54
+   * bytes): the byte position is `index * objectSize + innerBytes`, checked exactly.
+   */
+  async readObject(index: number, innerBytes: number, lengthBytes: number): Promise<Buffer> {
+    this.checkObjectRange(index, innerBytes, lengthBytes);
+    return this.readPiece({ index, innerBytes, lengthBytes });
+  }
+
+  async writeObject(index: number, innerBytes: number, data: Buffer): Promise<void> {
+    this.checkWritable();
+    this.checkObjectRange(index, innerBytes, data.length);
+    if (data.length > 0) await this.writePiece(index, innerBytes, data);
+  }
+
+  private checkObjectRange(index: number, innerBytes: number, lengthBytes: number): void {
+    const valid = [index, innerBytes, lengthBytes].every((n) => Number.isSafeInteger(n) && n >= 0);
+    if (!valid || innerBytes + lengthBytes > this.objectBytes) {
+      throw new SdError('INVALID_ARGUMENT', 'object range must lie inside one object');
+    }
+    const end = BigInt(index) * BigInt(this.objectBytes) + BigInt(innerBytes + lengthBytes);
+    if (end > BigInt(this.info.sizeBytes)) {
+      throw new SdError('OUT_OF_RANGE', `range ending at ${end} is beyond the end of the VDI (${this.info.sizeBytes} bytes)`);
+    }
+  }
+
   async write(offsetBytes: number, data: Buffer): Promise<void> {
     this.checkWritable();
     this.checkRange(offsetBytes, data.length);
