@@ -11,6 +11,9 @@ import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 
 const writeAttemptsMax = 5;
+/** How long a read waits for recovery to verify the only copies of an object. */
+const recoveringReadWaitMs = 10_000;
+const recoveringReadPollMs = 100;
 const epochWaitMs = 5000;
 
 export const tableChunkBytes = tableEntriesPerChunk * 4;
@@ -19,6 +22,8 @@ export class Gateway {
   /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
   localIsCurrent: (oid: Oid) => boolean = () => true;
   onWholeWrite: (oid: Oid) => void = () => undefined;
+  /** A read found our copy still being verified. */
+  onBusyRead: (oid: Oid) => void = () => undefined;
 
   constructor(
     private readonly group: Group,
@@ -48,33 +53,50 @@ export class Gateway {
   }
 
   /**
-   * Reads a verified copy: current placement first, then earlier epochs'. Only when no verified
-   * copy answers is a copy still under recovery read (forced): it is then the best there is.
+   * Reads a verified copy: current placement first, then earlier epochs'. When the only copies
+   * are still being verified by recovery, waits for it (a read never returns stale data while a
+   * current copy may yet appear); after `recoveringReadWaitMs` the copies under recovery are all
+   * there is, and one is read as it stands.
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.requireRunning();
-    let lastError: SdError = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    for (const force of [false, true]) {
-      const tried = new Set<string>();
-      for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
-        const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
-        // Prefer our own copy: no network hop.
-        nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
-        for (const node of nodes) {
-          tried.add(node.id);
-          if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
-          try {
-            return await this.peerRead(node, oid, offsetBytes, lengthBytes, force);
-          } catch (error) {
-            lastError = asSdError(error);
-          }
+    let outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
+    for (let waitedMs = 0; outcome.busy && waitedMs < recoveringReadWaitMs; waitedMs += recoveringReadPollMs) {
+      await this.sleep(recoveringReadPollMs);
+      outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
+    }
+    if (outcome.busy) outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
+    if (outcome.data) return outcome.data;
+    const error = outcome.error;
+    throw error.code === 'NO_OBJECT' || error.code === 'NETWORK' ? error : new SdError('IO', error.message);
+  }
+
+  private async readPass(
+    oid: Oid,
+    offsetBytes: number,
+    lengthBytes: number,
+    force: boolean,
+  ): Promise<{ data?: Buffer; busy: boolean; error: SdError }> {
+    let error = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+    let busy = false;
+    const tried = new Set<string>();
+    for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
+      const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
+      // Prefer our own copy: no network hop.
+      nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
+      for (const node of nodes) {
+        tried.add(node.id);
+        if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
+        try {
+          return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false, error };
+        } catch (caught) {
+          const sd = asSdError(caught);
+          if (sd.code === 'BUSY') busy = true;
+          else error = sd;
         }
       }
-      if (lastError.code !== 'NO_OBJECT') break;
     }
-    throw lastError.code === 'NO_OBJECT' || lastError.code === 'NETWORK'
-      ? lastError
-      : new SdError('IO', lastError.message);
+    return { busy, error };
   }
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
@@ -200,7 +222,13 @@ export class Gateway {
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
-    if (!force && !this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
+    if (!force && !this.localIsCurrent(oid)) {
+      if (await this.store.exists(oid)) {
+        this.onBusyRead(oid);
+        throw new SdError('BUSY', `copy of ${oidHex(oid)} is being recovered`);
+      }
+      throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+    }
     return this.store.read(oid, offsetBytes, lengthBytes);
   }
 

@@ -14,6 +14,8 @@ import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 
 export const recoveryParallelism = 8;
+/** Objects waiting readers asked for, recovered first; more requests than this are dropped. */
+export const urgentObjectsMax = 1024;
 export const throttleMaxObjectsLimit = 1000;
 export const throttleIntervalMsLimit = 1000;
 
@@ -37,6 +39,7 @@ export class Recovery {
   private verified = new Set<Oid>();
   private epoch = 0;
   private generation = 0;
+  private urgent: Oid[] = [];
   state: RecoveryState = { epoch: 0, running: false, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
   /** Epoch whose membership this store was last current in (from our own epoch log at start). */
   private currentThrough: number | undefined;
@@ -60,6 +63,11 @@ export class Recovery {
   isCurrent(oid: Oid): boolean {
     if (!this.state.running) return true;
     return this.verified.has(oid);
+  }
+
+  /** A reader is waiting for this object: recover it before the others. */
+  prioritize(oid: Oid): void {
+    if (this.state.running && this.urgent.length < urgentObjectsMax) this.urgent.push(oid);
   }
 
   /** A whole-object write makes the local copy current. */
@@ -134,9 +142,25 @@ export class Recovery {
     this.state.total = wanted.length;
     this.log.info({ epoch, objects: wanted.length, kept: this.verified.size }, 'recovery started');
     let next = 0;
-    const worker = async () => {
-      while (next < wanted.length && generation === this.generation) {
+    const pending = new Map(wanted.map((item) => [item.oid, item]));
+    this.urgent = [];
+    // Objects someone is waiting to read go first; then the rest in listing order.
+    const take = () => {
+      while (this.urgent.length > 0) {
+        const item = pending.get(this.urgent.shift()!);
+        if (item) {
+          pending.delete(item.oid);
+          return item;
+        }
+      }
+      while (next < wanted.length) {
         const item = wanted[next++]!;
+        if (pending.delete(item.oid)) return item;
+      }
+      return undefined;
+    };
+    const worker = async () => {
+      for (let item = take(); item && generation === this.generation; item = take()) {
         await this.waitForPermit(generation);
         try {
           await this.recoverObject(item.oid, item.holders, epoch);

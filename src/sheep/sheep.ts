@@ -54,6 +54,7 @@ export class Sheep {
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, sleep, log);
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
+    this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.group.announce = (message) => {
       void this.driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
