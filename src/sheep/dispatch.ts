@@ -38,6 +38,12 @@ function snapshotArg(header: Header) {
   return parseSnapshotRef(argOptionalString(header, 'snapshot', snapshotTagBytesMax));
 }
 
+/** A replica request on behalf of a client (not recovery's own traffic): recovery yields to it. */
+function markClientIo(sheep: Sheep, header: Header): null {
+  if (!argBool(header, 'recovery')) sheep.gateway.lastClientIoMs = Date.now();
+  return null;
+}
+
 export const ops: Record<string, Op> = {
   ping: async () => value('pong'),
 
@@ -96,7 +102,7 @@ export const ops: Record<string, Op> = {
   'gw.remove': async (sheep, h) => value(await sheep.gateway.remove(argOid(h))),
 
   'peer.read': async (sheep, h) => ({
-    value: null,
+    value: markClientIo(sheep, h),
     payload: await sheep.gateway.localRead(
       argOid(h),
       argInt(h, 'offset', 0, objectSizeBytesMax),
@@ -118,8 +124,9 @@ export const ops: Record<string, Op> = {
   'recovery.throttle': async (sheep, h) =>
     value(await sheep.setThrottle(argInt(h, 'max', 1, throttleMaxObjectsLimit), argInt(h, 'interval', 1, throttleIntervalMsLimit))),
   'recovery.get-throttle': async (sheep) => value(sheep.group.throttle),
-  'peer.write': async (sheep, h, p) =>
-    value(
+  'peer.write': async (sheep, h, p) => {
+    markClientIo(sheep, h);
+    return value(
       await sheep.gateway.localWrite(
         argOid(h),
         argInt(h, 'offset', 0, objectSizeBytesMax),
@@ -127,7 +134,8 @@ export const ops: Record<string, Op> = {
         argBool(h, 'create'),
         argInt(h, 'size', 1, objectSizeBytesMax),
       ),
-    ),
+    );
+  },
   'peer.remove': async (sheep, h) => value(await sheep.store.remove(argOid(h))),
   'peer.exists': async (sheep, h) => value(await sheep.store.exists(argOid(h))),
   'peer.stat': async (sheep) => value(await sheep.localStat()),

@@ -22,6 +22,8 @@ export class Gateway {
   /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
   localIsCurrent: (oid: Oid) => boolean = () => true;
   onWholeWrite: (oid: Oid) => void = () => undefined;
+  /** When clients last did I/O through this node (recovery yields to them). */
+  lastClientIoMs = 0;
   /** A read found our copy still being verified. */
   onBusyRead: (oid: Oid) => void = () => undefined;
 
@@ -60,6 +62,7 @@ export class Gateway {
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.requireRunning();
+    this.lastClientIoMs = Date.now();
     let outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     for (let waitedMs = 0; outcome.busy && waitedMs < recoveringReadWaitMs; waitedMs += recoveringReadPollMs) {
       await this.sleep(recoveringReadPollMs);
@@ -101,6 +104,7 @@ export class Gateway {
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     this.requireRunning();
+    this.lastClientIoMs = Date.now();
     const sizeBytes = this.objectSizeBytes(oid);
     if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
     for (let attempt = 1; ; attempt++) {

@@ -14,6 +14,9 @@ import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 
 export const recoveryParallelism = 8;
+/** Client I/O this recent makes recovery yield (when no throttle is set). */
+export const foregroundQuietMs = 200;
+export const automaticThrottle = { maxObjects: 1, intervalMs: 100 };
 /** Objects waiting readers asked for, recovered first; more requests than this are dropped. */
 export const urgentObjectsMax = 1024;
 export const throttleMaxObjectsLimit = 1000;
@@ -150,18 +153,19 @@ export class Recovery {
         const item = pending.get(this.urgent.shift()!);
         if (item) {
           pending.delete(item.oid);
-          return item;
+          return { ...item, urgent: true };
         }
       }
       while (next < wanted.length) {
         const item = wanted[next++]!;
-        if (pending.delete(item.oid)) return item;
+        if (pending.delete(item.oid)) return { ...item, urgent: false };
       }
       return undefined;
     };
     const worker = async () => {
       for (let item = take(); item && generation === this.generation; item = take()) {
-        await this.waitForPermit(generation);
+        // A reader waits for an urgent object: no throttle holds it back.
+        if (!item.urgent) await this.waitForPermit(generation);
         try {
           await this.recoverObject(item.oid, item.holders, epoch);
         } catch (error) {
@@ -177,6 +181,16 @@ export class Recovery {
     this.group.announce({ type: 'recovered', node: selfId, epoch } as never);
   }
 
+  /**
+   * The set throttle, or, when none is set and clients did I/O through this node just now, the
+   * automatic one: running VMs keep their latency, and an idle cluster recovers at full speed.
+   */
+  private pace(): { maxObjects: number; intervalMs: number } {
+    if (this.group.throttle.maxObjects > 0) return this.group.throttle;
+    if (Date.now() - this.gateway.lastClientIoMs < foregroundQuietMs) return automaticThrottle;
+    return { maxObjects: 0, intervalMs: 0 };
+  }
+
   private windowStartMs = 0;
   private windowUsed = 0;
   /**
@@ -186,7 +200,7 @@ export class Recovery {
   private async waitForPermit(generation: number): Promise<void> {
     while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
     for (;;) {
-      const { maxObjects, intervalMs } = this.group.throttle;
+      const { maxObjects, intervalMs } = this.pace();
       if (maxObjects <= 0 || generation !== this.generation) return;
       const now = Date.now();
       if (now - this.windowStartMs >= intervalMs) {
@@ -247,14 +261,14 @@ export class Recovery {
       for (const source of this.sources(oid, holders, epoch)) {
         try {
           const client = this.peers.get(source);
-          const remoteSum = (await client.call('peer.checksum', { oid, force })).value as string;
+          const remoteSum = (await client.call('peer.checksum', { oid, force, recovery: true })).value as string;
           if (this.verified.has(oid)) return; // a whole write made it current meanwhile
           if (remoteSum === localSum) {
             this.verified.add(oid);
             this.state.keptObjects += 1;
             return;
           }
-          const data = (await client.call('peer.read', { oid, offset: 0, length: size, force })).payload!;
+          const data = (await client.call('peer.read', { oid, offset: 0, length: size, force, recovery: true })).payload!;
           if (this.verified.has(oid)) return;
           await this.store.writeWhole(oid, data, size);
           this.verified.add(oid);
