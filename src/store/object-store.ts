@@ -1,13 +1,14 @@
 // The objects of one sheep, as files named by their 16-hex-digit id under STORE/obj.
 // Atomicity: a write of a whole object goes to a temporary file that is synced and renamed over;
-// a partial write is first appended to a checksummed journal record that is synced, then applied
-// in place and synced. A crash leaves either the old or the new bytes: journal records that
-// survive are replayed at open, torn ones (bad checksum) were never acknowledged and are dropped.
+// a partial write is first appended to the checksummed write-ahead log (./journal.ts), made
+// durable by a group commit, then applied in place. A crash leaves either the old or the new
+// bytes: logged records are replayed at open, a torn tail (bad checksum) was never acknowledged.
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import { GroupSync, type Disk } from '../io/disk.js';
+import { Journal } from './journal.js';
 import { ReadHandles } from './read-handles.js';
 
 /** Files kept to be rewritten: overwriting allocated blocks is several times faster than new ones. */
@@ -15,6 +16,7 @@ const recycledFilesMax = 32;
 /** A replaced file is reused only after reads that began before the replacement have ended. */
 const recycleDelayMs = 2000;
 
+/** Records of the earlier one-file-per-record journal, still replayed at open. */
 const journalMagic = 0x53444a31; // "SDJ1"
 const journalHeaderBytes = 32;
 
@@ -32,8 +34,8 @@ export class ObjectStore {
   private sequence = 0;
   private readonly recycled: Array<{ file: string; sinceMs: number }> = [];
   private readonly objectDirSync: GroupSync;
-  private readonly journalDirSync: GroupSync;
   private readonly readHandles: ReadHandles<Oid>;
+  private readonly journal: Journal;
 
   constructor(options: ObjectStoreOptions) {
     this.dir = options.dir;
@@ -41,11 +43,14 @@ export class ObjectStore {
     this.journalDir = path.join(options.dir, '.journal');
     this.disk = options.disk;
     this.objectDirSync = new GroupSync(() => this.disk.syncDir(this.dir));
-    this.journalDirSync = new GroupSync(() => this.disk.syncDir(this.journalDir));
     this.readHandles = new ReadHandles((oid) => this.disk.open(this.objectPath(oid), 'read'));
+    this.journal = new Journal(this.journalDir, this.disk, {
+      replay: (record) => this.applyRange(record.oid, record.offsetBytes, record.data, record.sizeBytes, true),
+      syncObject: (oid) => this.syncObject(oid),
+    });
   }
 
-  /** Creates the directories, drops temporary files, replays surviving journal records. */
+  /** Creates the directories, drops temporary files, replays what the journal holds. */
   async open(): Promise<{ replayed: number; dropped: number }> {
     await this.disk.mkdirs(this.temporaryDir);
     await this.disk.mkdirs(this.journalDir);
@@ -54,15 +59,16 @@ export class ObjectStore {
     }
     let replayed = 0;
     let dropped = 0;
-    const records = (await this.disk.list(this.journalDir)).sort();
+    // One file per record: the journal of earlier versions of this store.
+    const records = (await this.disk.list(this.journalDir)).filter((name) => !name.startsWith('log.')).sort();
     for (const name of records) {
       const file = path.join(this.journalDir, name);
       if (await this.replay(file)) replayed += 1;
       else dropped += 1;
       await this.disk.remove(file);
     }
-    await this.disk.syncDir(this.journalDir);
-    return { replayed, dropped };
+    const logged = await this.journal.open();
+    return { replayed: replayed + logged.replayed, dropped: dropped + logged.dropped };
   }
 
   private objectPath(oid: Oid): string {
@@ -111,6 +117,7 @@ export class ObjectStore {
   async writeWhole(oid: Oid, data: Buffer, sizeBytes: number): Promise<void> {
     if (data.length > sizeBytes) throw new SdError('INVALID_ARGUMENT', 'object data larger than the object');
     await this.exclusive(oid, async () => {
+      await this.supersedeLogged(oid);
       const target = this.objectPath(oid);
       const dense = data.length === sizeBytes && !hasZeroBlock(data);
       const oldest = this.recycled[0];
@@ -145,23 +152,40 @@ export class ObjectStore {
     if (offsetBytes + data.length > sizeBytes) {
       throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
     }
-    await this.exclusive(oid, async () => {
-      const record = path.join(this.journalDir, `${Date.now().toString().padStart(15, '0')}-${process.pid}-${this.sequence++}`);
-      const journal = await this.disk.open(record, 'create');
-      try {
-        await journal.write(encodeJournalHeader(oid, offsetBytes, data, sizeBytes), 0);
-        await journal.write(data, journalHeaderBytes);
-        await journal.datasync();
-      } finally {
-        await journal.close();
-      }
-      await this.journalDirSync.sync();
-      await this.applyRange(oid, offsetBytes, data, sizeBytes);
-      await this.disk.remove(record);
-    });
+    await this.exclusive(oid, () =>
+      this.journal.write({ kind: 'range', oid, offsetBytes, sizeBytes, data }, () =>
+        this.applyRange(oid, offsetBytes, data, sizeBytes, false),
+      ),
+    );
   }
 
-  private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number): Promise<void> {
+  /**
+   * Before a whole write or a removal: make the object's logged ranges durable in the object
+   * itself, then log that they are superseded, so replay never lays them over newer bytes.
+   */
+  private async supersedeLogged(oid: Oid): Promise<void> {
+    if (!this.journal.has(oid)) return;
+    await this.syncObject(oid);
+    await this.journal.write({ kind: 'supersede', oid }, async () => undefined);
+  }
+
+  private async syncObject(oid: Oid): Promise<void> {
+    let file;
+    try {
+      file = await this.disk.open(this.objectPath(oid), 'write');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    try {
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** In place; `sync` for replay, where no log stands behind the bytes any more. */
+  private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, sync: boolean): Promise<void> {
     let created = false;
     let file;
     try {
@@ -174,12 +198,12 @@ export class ObjectStore {
     try {
       if (created || (await file.sizeBytes()) < sizeBytes) await file.truncate(sizeBytes);
       await file.write(data, offsetBytes);
-      await file.datasync();
+      if (sync) await file.datasync();
     } finally {
       await file.close();
     }
-    // Only a new name needs the directory synced; rewriting a file in place does not.
-    if (created) await this.objectDirSync.sync();
+    // Only a new name needs the directory synced, and only once no log can recreate it.
+    if (created && sync) await this.objectDirSync.sync();
   }
 
   private async replay(file: string): Promise<boolean> {
@@ -194,7 +218,7 @@ export class ObjectStore {
       data = Buffer.alloc(decoded.lengthBytes);
       if ((await handle.read(data, journalHeaderBytes)) < decoded.lengthBytes) return false;
       if (crc32(data) !== decoded.dataCrc) return false;
-      await this.applyRange(decoded.oid, decoded.offsetBytes, data, decoded.sizeBytes);
+      await this.applyRange(decoded.oid, decoded.offsetBytes, data, decoded.sizeBytes, true);
       return true;
     } finally {
       await handle.close();
@@ -203,6 +227,7 @@ export class ObjectStore {
 
   async remove(oid: Oid): Promise<boolean> {
     return this.exclusive(oid, async () => {
+      await this.supersedeLogged(oid);
       const existed = await this.disk.exists(this.objectPath(oid));
       await this.disk.remove(this.objectPath(oid));
       this.readHandles.forget(oid);
@@ -256,18 +281,6 @@ export function isZero(data: Buffer): boolean {
     if (!piece.equals(zeroBlock.subarray(0, piece.length))) return false;
   }
   return true;
-}
-
-function encodeJournalHeader(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number): Buffer {
-  const header = Buffer.alloc(journalHeaderBytes);
-  header.writeUInt32BE(journalMagic, 0);
-  header.writeBigUInt64BE(oid, 4);
-  header.writeUInt32BE(offsetBytes, 12);
-  header.writeUInt32BE(data.length, 16);
-  header.writeUInt32BE(sizeBytes, 20);
-  header.writeUInt32BE(crc32(data), 24);
-  header.writeUInt32BE(crc32(header.subarray(0, 28)), 28);
-  return header;
 }
 
 function decodeJournalHeader(header: Buffer):

@@ -1,0 +1,213 @@
+// The write-ahead log of partial object writes. A record is appended, made durable by a group
+// commit (one fdatasync for every record written meanwhile), then applied in place without a
+// sync of its own: the log is what makes it durable. When the log passes `journalBytesMax`, the
+// objects it touched are synced and a new log begins. A whole-object write or a removal first
+// appends a `supersede` record, so replay never lays older ranges over newer bytes.
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { SdError } from '../engine/errors.js';
+import { parseOid, type Oid } from '../engine/oid.js';
+import type { Disk, DiskFile } from '../io/disk.js';
+import { GroupSync } from '../io/disk.js';
+
+export const journalBytesMax = 64 * 1024 * 1024;
+const recordMagic = 0x53444c31; // "SDL1"
+const headerBytes = 40;
+const logName = /^log\.(\d+)$/;
+
+export type JournalRecord =
+  | { kind: 'range'; oid: Oid; offsetBytes: number; sizeBytes: number; data: Buffer }
+  | { kind: 'supersede'; oid: Oid };
+
+export function encodeRecord(record: JournalRecord): Buffer {
+  const data = record.kind === 'range' ? record.data : Buffer.alloc(0);
+  const header = Buffer.alloc(headerBytes);
+  header.writeUInt32BE(recordMagic, 0);
+  header.writeUInt8(record.kind === 'range' ? 1 : 2, 4);
+  header.writeBigUInt64BE(record.oid, 8);
+  header.writeUInt32BE(record.kind === 'range' ? record.offsetBytes : 0, 16);
+  header.writeUInt32BE(data.length, 20);
+  header.writeUInt32BE(record.kind === 'range' ? record.sizeBytes : 0, 24);
+  header.writeUInt32BE(crc32(data), 28);
+  header.writeUInt32BE(crc32(header.subarray(0, 32)), 32);
+  return Buffer.concat([header, data]);
+}
+
+/** The valid records at the start of a log; the first bad or short one ends it (a torn tail). */
+export function decodeRecords(log: Buffer): { records: JournalRecord[]; tornBytes: number } {
+  const records: JournalRecord[] = [];
+  let at = 0;
+  while (at + headerBytes <= log.length) {
+    const header = log.subarray(at, at + headerBytes);
+    if (header.readUInt32BE(0) !== recordMagic || crc32(header.subarray(0, 32)) !== header.readUInt32BE(32)) break;
+    const oid = parseOid(header.readBigUInt64BE(8));
+    const lengthBytes = header.readUInt32BE(20);
+    const kind = header.readUInt8(4);
+    if (oid === undefined || (kind !== 1 && kind !== 2) || at + headerBytes + lengthBytes > log.length) break;
+    const data = log.subarray(at + headerBytes, at + headerBytes + lengthBytes);
+    if (crc32(data) !== header.readUInt32BE(28)) break;
+    records.push(
+      kind === 1
+        ? { kind: 'range', oid, offsetBytes: header.readUInt32BE(16), sizeBytes: header.readUInt32BE(24), data }
+        : { kind: 'supersede', oid },
+    );
+    at += headerBytes + lengthBytes;
+  }
+  return { records, tornBytes: log.length - at };
+}
+
+/** The range records replay must apply: those after the last supersede of their object. */
+export function recordsToReplay(records: readonly JournalRecord[]): Array<Extract<JournalRecord, { kind: 'range' }>> {
+  const lastSupersede = new Map<Oid, number>();
+  records.forEach((record, index) => {
+    if (record.kind === 'supersede') lastSupersede.set(record.oid, index);
+  });
+  return records.filter(
+    (record, index): record is Extract<JournalRecord, { kind: 'range' }> =>
+      record.kind === 'range' && index > (lastSupersede.get(record.oid) ?? -1),
+  );
+}
+
+export interface JournalHooks {
+  /** Applies a replayed range durably (creating the object if needed). */
+  replay(record: Extract<JournalRecord, { kind: 'range' }>): Promise<void>;
+  /** Makes every byte written in place into the object durable; a missing object is fine. */
+  syncObject(oid: Oid): Promise<void>;
+}
+
+export class Journal {
+  private file: DiskFile | undefined;
+  private sequence = 0;
+  private tailBytes = 0;
+  private contiguousBytes = 0;
+  private syncedBytes = 0;
+  private readonly written = new Map<number, number>(); // offset → end, past the contiguous prefix
+  private readonly logged = new Set<Oid>();
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+  private rotation: Promise<void> | undefined;
+  private broken: unknown;
+  private readonly groupSync = new GroupSync(async () => {
+    const target = this.contiguousBytes;
+    await this.file!.datasync();
+    this.syncedBytes = Math.max(this.syncedBytes, target);
+  });
+
+  constructor(
+    private readonly dir: string,
+    private readonly disk: Disk,
+    private readonly hooks: JournalHooks,
+  ) {}
+
+  /** Replays the logs a crash left, removes them, and starts a new one. */
+  async open(): Promise<{ replayed: number; dropped: number }> {
+    let replayed = 0;
+    let dropped = 0;
+    const logs = (await this.disk.list(this.dir))
+      .map((name) => ({ name, sequence: Number(logName.exec(name)?.[1] ?? -1) }))
+      .filter((log) => log.sequence >= 0)
+      .sort((a, b) => a.sequence - b.sequence);
+    for (const log of logs) {
+      const file = path.join(this.dir, log.name);
+      const handle = await this.disk.open(file, 'read');
+      const bytes = Buffer.alloc(await handle.sizeBytes());
+      await handle.read(bytes, 0);
+      await handle.close();
+      const { records, tornBytes } = decodeRecords(bytes);
+      for (const record of recordsToReplay(records)) {
+        await this.hooks.replay(record);
+        replayed += 1;
+      }
+      if (tornBytes > 0) dropped += 1;
+      await this.disk.remove(file);
+      this.sequence = Math.max(this.sequence, log.sequence);
+    }
+    await this.startLog();
+    return { replayed, dropped };
+  }
+
+  /** Whether `oid` has range records in the current log (a whole write must supersede them). */
+  has(oid: Oid): boolean {
+    return this.logged.has(oid);
+  }
+
+  /**
+   * Appends `record`, returns once it is durable and `apply` has run. A checkpoint never retires
+   * a record whose `apply` has not finished.
+   */
+  async write(record: JournalRecord, apply: () => Promise<void>): Promise<void> {
+    while (this.rotation) await this.rotation;
+    if (this.broken !== undefined) throw new SdError('IO', 'the object journal failed; restart the sheep');
+    this.inflight += 1;
+    try {
+      const bytes = encodeRecord(record);
+      const offset = this.tailBytes;
+      this.tailBytes += bytes.length;
+      try {
+        await this.file!.write(bytes, offset);
+      } catch (error) {
+        this.broken = error; // a hole in the log: later records could never become durable
+        throw error;
+      }
+      this.markWritten(offset, offset + bytes.length);
+      while (this.syncedBytes < offset + bytes.length) {
+        if (this.broken !== undefined) throw new SdError('IO', 'the object journal failed');
+        await this.groupSync.sync();
+      }
+      await apply();
+      if (record.kind === 'range') this.logged.add(record.oid);
+      else this.logged.delete(record.oid);
+    } finally {
+      this.inflight -= 1;
+      if (this.inflight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+    if (this.tailBytes >= journalBytesMax && !this.rotation) {
+      this.rotation = this.rotate().finally(() => {
+        this.rotation = undefined;
+      });
+    }
+  }
+
+  private markWritten(offset: number, end: number): void {
+    this.written.set(offset, end);
+    for (let next = this.written.get(this.contiguousBytes); next !== undefined; next = this.written.get(this.contiguousBytes)) {
+      this.written.delete(this.contiguousBytes);
+      this.contiguousBytes = next;
+    }
+  }
+
+  /** Checkpoint: sync what the log made durable into the objects, then begin a new log. */
+  private async rotate(): Promise<void> {
+    if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    for (const oid of this.logged) await this.hooks.syncObject(oid);
+    const previous = this.file!;
+    const previousPath = this.logPath(this.sequence);
+    await this.startLog();
+    await previous.close();
+    await this.disk.remove(previousPath);
+  }
+
+  private logPath(sequence: number): string {
+    return path.join(this.dir, `log.${String(sequence).padStart(10, '0')}`);
+  }
+
+  private async startLog(): Promise<void> {
+    this.sequence += 1;
+    const file = await this.disk.open(this.logPath(this.sequence), 'create');
+    await file.truncate(0);
+    await file.datasync();
+    await this.disk.syncDir(this.dir);
+    this.file = file;
+    this.tailBytes = 0;
+    this.contiguousBytes = 0;
+    this.syncedBytes = 0;
+    this.written.clear();
+    this.logged.clear();
+  }
+
+  async close(): Promise<void> {
+    while (this.rotation) await this.rotation;
+    await this.file?.close();
+    this.file = undefined;
+  }
+}
