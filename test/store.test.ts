@@ -162,12 +162,12 @@ describe('write-ahead log', () => {
     await store.writeWhole(oidB, Buffer.alloc(objectBytes, 1), objectBytes);
     // A crash after the log had these records but before they were applied in place:
     const log = Buffer.concat([
-      encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 10, sizeBytes: objectBytes, data: Buffer.from('old') }),
-      encodeRecord({ kind: 'range', oid: oidB, offsetBytes: 10, sizeBytes: objectBytes, data: Buffer.from('stale') }),
-      encodeRecord({ kind: 'supersede', oid: oidB }),
-      encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 11, sizeBytes: objectBytes, data: Buffer.from('new') }),
+      encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 10, sizeBytes: objectBytes, data: Buffer.from('old') }, 99),
+      encodeRecord({ kind: 'range', oid: oidB, offsetBytes: 10, sizeBytes: objectBytes, data: Buffer.from('stale') }, 99),
+      encodeRecord({ kind: 'supersede', oid: oidB }, 99),
+      encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 11, sizeBytes: objectBytes, data: Buffer.from('new') }, 99),
     ]);
-    const torn = encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 20, sizeBytes: objectBytes, data: Buffer.from('torn') });
+    const torn = encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 20, sizeBytes: objectBytes, data: Buffer.from('torn') }, 99);
     fs.writeFileSync(path.join(dir, '.journal', 'log.0000000099'), Buffer.concat([log, torn.subarray(0, torn.length - 2)]));
     const reopened = new ObjectStore({ dir, disk: nodeDisk });
     expect(await reopened.open()).toEqual({ replayed: 2, dropped: 1 });
@@ -183,7 +183,10 @@ describe('write-ahead log', () => {
     const store = new ObjectStore({ dir, disk: nodeDisk });
     await store.open();
     await store.writeRange(oidA, 100, Buffer.from('logged'), objectBytes);
-    const current = () => decodeRecords(fs.readFileSync(path.join(dir, '.journal', logFiles(dir)[0]!))).records;
+    const current = () => {
+      const name = logFiles(dir)[0]!;
+      return decodeRecords(fs.readFileSync(path.join(dir, '.journal', name)), Number(name.slice(4))).records;
+    };
     expect(recordsToReplay(current()).map((r) => r.data.toString())).toEqual(['logged']);
     await store.writeWhole(oidA, Buffer.alloc(objectBytes, 2), objectBytes);
     expect(recordsToReplay(current())).toEqual([]);
@@ -191,6 +194,33 @@ describe('write-ahead log', () => {
     await store.writeRange(oidB, 0, Buffer.from('x'), objectBytes);
     await store.remove(oidB);
     expect(recordsToReplay(current())).toEqual([]); // a removed object is never brought back
+  });
+
+  test('a reused log replays only its own generation', async () => {
+    const { encodeRecord, decodeRecords } = await import('../src/store/journal.js');
+    const newer = encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 0, sizeBytes: objectBytes, data: Buffer.from('n') }, 8);
+    const older = encodeRecord({ kind: 'range', oid: oidB, offsetBytes: 0, sizeBytes: objectBytes, data: Buffer.from('o') }, 7);
+    const decoded = decodeRecords(Buffer.concat([newer, older, Buffer.alloc(100)]), 8);
+    expect(decoded.records).toHaveLength(1);
+    expect(decoded.tornBytes).toBe(0);
+    expect(decodeRecords(Buffer.concat([newer, Buffer.from('garbage!'), Buffer.alloc(100)]), 8).tornBytes).toBeGreaterThan(0);
+  });
+
+  test('past the log size a checkpoint reuses the log; everything reads back after a restart', async () => {
+    const dir = tempDir();
+    const store = new ObjectStore({ dir, disk: nodeDisk });
+    await store.open();
+    const pieces = Array.from({ length: 24 }, (_, i) => Buffer.alloc(2 ** 20, i + 1));
+    for (const [i, piece] of pieces.entries()) await store.writeRange(dataOid(asVid(0x30), i % 8), (i >> 3) * 2 ** 20, piece, objectBytes);
+    await store.close();
+    expect(logFiles(dir)).toHaveLength(1);
+    expect(Number(logFiles(dir)[0]!.slice(4))).toBeGreaterThan(1); // a later generation
+    const reopened = new ObjectStore({ dir, disk: nodeDisk });
+    await reopened.open();
+    for (const [i, piece] of pieces.entries()) {
+      expect((await reopened.read(dataOid(asVid(0x30), i % 8), (i >> 3) * 2 ** 20, 2 ** 20)).equals(piece)).toBe(true);
+    }
+    await reopened.close();
   });
 
   test('many concurrent range writes share group commits and all read back', async () => {

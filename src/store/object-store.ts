@@ -235,6 +235,12 @@ export class ObjectStore {
     });
   }
 
+  /** Waits for a checkpoint in progress and releases the log and the read handles. */
+  async close(): Promise<void> {
+    await this.journal.close();
+    this.readHandles.closeAll();
+  }
+
   async list(): Promise<Oid[]> {
     const oids: Oid[] = [];
     for (const name of await this.disk.list(this.dir)) {
