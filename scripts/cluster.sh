@@ -94,7 +94,7 @@ EOF
   if is_mounted; then
     cat <<EOF
   echo alpine > $mount_dir/vdi/mount                 # sheepfs: the VDI as the file $mount_dir/volume/alpine
-  dd if=disk.raw of=$mount_dir/volume/alpine bs=4M conv=notrunc,fsync
+  dd if=disk.raw of=$mount_dir/volume/alpine bs=4M conv=fsync
   dd if=$mount_dir/volume/alpine of=/dev/null bs=4M
   echo alpine > $mount_dir/vdi/unmount
 EOF
