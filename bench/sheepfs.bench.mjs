@@ -8,33 +8,24 @@
 // Environment: BENCH_SIZE (bytes or K/M/G, default 1G), BENCH_RUNS (3), BENCH_DIR (temp dir
 // parent), BENCH_KEEP=1 keeps the temp dir, SHEEPFS_PROF=DIR runs sheepfs with --cpu-prof there.
 // Needs root (FUSE), a built dist/ (npx tsc -p tsconfig.json) and ports 7650-7652 free.
-import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  dogArgv, dogBin, exitOnSignals, forceUnmount, gibText, joinAndFormat, makeTmp, parseSize, removeTmp, repo, run as runCommand,
+  sheepArgv, sheepBin, spawnDaemon, stopDaemons, throughput, waitForMount, writeRandomFile,
+} from './lib.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dogBin = path.join(repo, 'bin', 'dog');
-const sheepBin = path.join(repo, 'bin', 'sheep');
 const sheepfsBin = path.join(repo, 'bin', 'sheepfs');
 const memfileScript = path.join(repo, 'bench', 'fuse-memfile.mjs');
 const ports = [7650, 7651, 7652];
 const addr = '127.0.0.1';
 const vdiName = 'benchfs';
 
-function parseSize(text) {
-  const match = /^(\d+)([KMG]?)$/i.exec(text);
-  if (!match) throw new Error(`BENCH_SIZE '${text}': expected bytes or a number with K, M or G`);
-  return Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase());
-}
-
 const size = parseSize(process.env.BENCH_SIZE ?? '1G');
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 if (!Number.isInteger(runs) || runs < 1) throw new Error('BENCH_RUNS: expected a positive integer');
 if (size % (4 << 20) !== 0) throw new Error('BENCH_SIZE: must be a multiple of 4 MiB (dd bs=4M)');
-const tmp = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'sheepfs-bench-'));
+const tmp = makeTmp('sheepfs-bench-');
 const dataFile = path.join(tmp, 'data');
 const localFile = path.join(tmp, 'localfile');
 const fsMnt = path.join(tmp, 'sheepfs');
@@ -42,108 +33,28 @@ const memMnt = path.join(tmp, 'memfile');
 const commandTimeoutMs = 600_000;
 
 /** Runs a command (killed at the timeout); resolves with wall seconds, stdout and stderr. */
-function run(command, args, { timeoutMs = commandTimeoutMs } = {}) {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (chunk) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk) => (err += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (code !== 0) {
-        const why = err.trim().split('\n').pop() || `exit ${code ?? signal}`;
-        reject(new Error(`${path.basename(command)} ${args.join(' ')}: ${why}`));
-        return;
-      }
-      resolve({ seconds, out, err });
-    });
-  });
-}
+const run = (command, args, { timeoutMs = commandTimeoutMs } = {}) => runCommand(command, args, { timeoutMs });
 
 const sh = (command, options) => run('bash', ['-c', command], options);
-const dog = (args) => run(process.execPath, [dogBin, ...args, '-a', addr, '-p', String(ports[0])]);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const mbps = (seconds) => size / 1e6 / seconds;
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-};
-
-function mountInfoLine(mountpoint) {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .find((line) => line.split(' ')[4] === mountpoint);
-}
-
-/** Frees a mount even if its server hangs: lazy unmount, abort the connection if needed. */
-function forceUnmount(mountpoint) {
-  const line = mountInfoLine(mountpoint);
-  if (line === undefined) return;
-  const connection = line.split(' ')[2]?.split(':')[1];
-  const bash = (command) => spawnSync('bash', ['-c', command], { timeout: 10_000 });
-  bash(`fusermount -u -z '${mountpoint}' 2>/dev/null`);
-  if (mountInfoLine(mountpoint) === undefined) return;
-  bash(`mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; echo 1 > /sys/fs/fuse/connections/${connection}/abort`);
-  bash(`umount -l '${mountpoint}'`);
-}
-
-async function waitForMount(mountpoint, child, what) {
-  const deadline = Date.now() + 30_000;
-  while (mountInfoLine(mountpoint) === undefined) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before mounting`);
-    if (Date.now() > deadline) throw new Error(`${what} did not mount within 30 s`);
-    await sleep(50);
-  }
-}
+const dog = (args) => run(process.execPath, dogArgv(args, ports[0], addr));
+const { mbps, timed: timedRuns } = throughput(size, runs);
 
 // ---- daemons: sheep, sheepfs, fuse-memfile; all stopped at the end whatever happens
 const daemons = [];
 function daemon(args, label) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (chunk) => (err += chunk.toString()));
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, err })));
+  const child = spawnDaemon(process.execPath, args, daemons);
   child.label = label;
-  daemons.push(child);
   return child;
 }
 
-async function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  if ((await Promise.race([child.exited, sleep(10_000).then(() => 'timeout')])) === 'timeout') {
-    child.kill('SIGKILL');
-    await child.exited;
-  }
-}
+const stop = (child) => stopDaemons([child]);
 
 async function startCluster() {
   const clusterDir = path.join(tmp, 'cluster');
   for (const [i, port] of ports.entries()) {
-    daemon(
-      [sheepBin, '-f', '-b', addr, '-p', String(port), '-z', String(i), '--nbd', 'off', '-c', `local:${clusterDir}`, path.join(tmp, `store${i}`)],
-      `sheep ${port}`,
-    );
+    daemon([sheepBin, ...sheepArgv({ addr, port, zone: i, clusterDir, store: path.join(tmp, `store${i}`) })], `sheep ${port}`);
   }
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const { out } = await dog(['node', 'list', '-r']);
-      if (out.trim().split('\n').filter((line) => line.includes(`${addr}:`)).length === ports.length) break;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`the three sheep did not all join within 30 s (logs in ${tmp}/store*/sheep.log)`);
-    await sleep(200);
-  }
-  await dog(['cluster', 'format', '-c', '3']);
+  await joinAndFormat(dog, { addr, count: ports.length, logs: `${tmp}/store*/sheep.log` });
 }
 
 let cleaned = false;
@@ -155,37 +66,14 @@ async function cleanup() {
   forceUnmount(fsMnt);
   forceUnmount(memMnt);
   await Promise.all(daemons.map((child) => stop(child).catch(() => undefined)));
-  if (process.env.BENCH_KEEP === '1') console.log(`kept ${tmp}`);
-  else fs.rmSync(tmp, { recursive: true, force: true });
+  removeTmp(tmp);
 }
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    console.error(`sheepfs bench: ${signal}, cleaning up`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
+exitOnSignals(cleanup, (signal) => `sheepfs bench: ${signal}, cleaning up`);
 
 // ---- measurements
-function writeDataFile() {
-  const fd = fs.openSync(dataFile, 'w');
-  const chunk = Buffer.alloc(4 << 20);
-  const md5 = createHash('md5');
-  for (let done = 0; done < size; done += chunk.length) {
-    randomFillSync(chunk);
-    md5.update(chunk);
-    fs.writeSync(fd, chunk);
-  }
-  fs.closeSync(fd);
-  return md5.digest('hex');
-}
-
 async function timed(label, once) {
   await once(); // warm-up
-  const seconds = [];
-  for (let i = 0; i < runs; i++) seconds.push((await once()).seconds);
-  const figure = mbps(median(seconds));
-  console.log(`  ${label}: ${seconds.map((s) => mbps(s).toFixed(0)).join(', ')} MB/s -> median ${figure.toFixed(0)}`);
-  return figure;
+  return timedRuns(label, once);
 }
 
 // Plain dd, as in the docs: no conv=notrunc (sheepfs ignores O_TRUNC on volumes).
@@ -193,9 +81,9 @@ const ddWrite = (target) => () => run('dd', [`if=${dataFile}`, `of=${target}`, '
 const ddRead = (source) => () => run('dd', [`if=${source}`, 'of=/dev/null', 'bs=4M', 'status=none']);
 
 async function main() {
-  const gib = (size / 2 ** 30).toFixed(size % 2 ** 30 ? 2 : 0);
+  const gib = gibText(size);
   console.log(`sheepfs bench: ${gib} GiB, dd bs=4M, ${runs} timed runs after one warm-up, temp dir ${tmp}`);
-  const dataMd5 = writeDataFile(); // stays in page cache: every writer reads its input from memory
+  const dataMd5 = writeRandomFile(dataFile, size, { md5: true }); // stays in page cache: every writer reads its input from memory
 
   console.log('local file (dd on the same disk; reads from page cache):');
   const local = { write: await timed('write', ddWrite(localFile)), read: await timed('read', ddRead(localFile)) };
