@@ -10,8 +10,8 @@
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { repo } from './lib.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { SheepClient } = await import(pathToFileURL(path.join(repo, 'dist', 'cli', 'client.js')).href);
 const { VolumeIo } = await import(pathToFileURL(path.join(repo, 'dist', 'engine', 'volume-io.js')).href);
 

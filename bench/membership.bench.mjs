@@ -15,57 +15,35 @@
 //    log line) against the data it holds (ideal: that one object).
 // Finally the whole VDI is read back and its md5 checked. Prints: figure | value | baseline | ratio | aim.
 // Environment: BENCH_SIZE (bytes or K/M/G, default 1G), BENCH_THROTTLE, BENCH_DIR, BENCH_KEEP=1.
-import { spawn } from 'node:child_process';
-import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  dogArgv, exitOnSignals, fileMd5, makeTmp, parseSize, printTable, removeTmp, run as runCommand, sheepArgv, sheepBin, sleep,
+  spawnDaemon, writeRandomFile,
+} from './lib.mjs';
 import { measureWrites } from './latency-writes.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dogBin = path.join(repo, 'bin', 'dog');
-const sheepBin = path.join(repo, 'bin', 'sheep');
 const basePort = 7700;
 const copies = 3;
 const objectBytes = 4 * 1024 * 1024;
 
-function parseSize(text) {
-  const match = /^(\d+)([KMG]?)$/i.exec(text);
-  if (!match) throw new Error(`BENCH_SIZE '${text}': expected bytes or a number with K, M or G`);
-  return Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase());
-}
-
 const size = parseSize(process.env.BENCH_SIZE ?? '1G');
 const throttle = (process.env.BENCH_THROTTLE ?? '1 100').trim();
-const tmp = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'sheep-membership-bench-'));
+const tmp = makeTmp('sheep-membership-bench-');
 const clusterDir = path.join(tmp, 'cl');
 const dataFile = path.join(tmp, 'data');
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const mb = (bytes) => bytes / 1e6;
 
-/** Runs a command to completion; rejects on a non-zero exit. */
-function run(command, args, { stdin = 'ignore', hash = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const inFd = stdin === 'ignore' ? 'ignore' : fs.openSync(stdin, 'r');
-    const started = process.hrtime.bigint();
-    const child = spawn(command, args, { stdio: [inFd, 'pipe', 'pipe'] });
-    const md5 = hash ? createHash('md5') : undefined;
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk) => (md5 ? md5.update(chunk) : (out += chunk.toString())));
-    child.stderr.on('data', (chunk) => (err += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (typeof inFd === 'number') fs.closeSync(inFd);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (code !== 0) reject(new Error(`${path.basename(args[0] ?? command)} ${args.slice(1).join(' ')}: ${err.trim() || `exit ${code ?? signal}`}`));
-      else resolve({ seconds, out, err, md5: md5?.digest('hex') });
-    });
+/** Runs a command to completion; rejects on a non-zero exit (with all of stderr). */
+const run = (command, args, { stdin = 'ignore', hash = false } = {}) =>
+  runCommand(command, args, {
+    stdin,
+    hash,
+    describeFailure: ({ command, args, err, code, signal }) =>
+      `${path.basename(args[0] ?? command)} ${args.slice(1).join(' ')}: ${err.trim() || `exit ${code ?? signal}`}`,
   });
-}
 
-const dog = (args, options, port = basePort) => run(process.execPath, [dogBin, ...args, '-p', String(port)], options);
+const dog = (args, options, port = basePort) => run(process.execPath, dogArgv(args, port), options);
 
 // ---- sheep processes: SIGKILLed at the end whatever happens
 
@@ -74,15 +52,10 @@ const storeDir = (i) => path.join(tmp, `s${i}`);
 
 async function startSheep(i) {
   const port = basePort + i;
-  const child = spawn(process.execPath, [sheepBin, '-f', '-b', '127.0.0.1', '-p', String(port), '-z', String(i), '-c', `local:${clusterDir}`, '--nbd', 'off', storeDir(i)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (chunk) => (err += chunk.toString()));
-  child.exited = new Promise((resolve) => child.on('exit', resolve));
+  const child = spawnDaemon(process.execPath, [sheepBin, ...sheepArgv({ addr: '127.0.0.1', port, zone: i, clusterDir, store: storeDir(i) })]);
   sheep.set(i, child);
   for (const deadline = Date.now() + 30_000; ; ) {
-    if (child.exitCode !== null) throw new Error(`sheep ${i} exited: ${err.trim()}`);
+    if (child.exitCode !== null) throw new Error(`sheep ${i} exited: ${(await child.exited).err.trim()}`);
     const list = await dog(['node', 'list', '-r'], {}, port).catch(() => undefined);
     if (list?.out.includes(` 127.0.0.1:${port} `)) return;
     if (Date.now() > deadline) throw new Error(`sheep ${i} did not join`);
@@ -101,13 +74,10 @@ const live = () => [...sheep.keys()].filter((i) => sheep.get(i).exitCode === nul
 
 async function cleanup() {
   await Promise.all([...sheep.keys()].map(killSheep));
-  if (process.env.BENCH_KEEP === '1') console.log(`kept ${tmp}`);
-  else fs.rmSync(tmp, { recursive: true, force: true });
+  removeTmp(tmp);
 }
 
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => void cleanup().then(() => process.exit(130)));
-}
+exitOnSignals(cleanup);
 
 // ---- store directories
 
@@ -195,13 +165,7 @@ const row = (figure, value, baseline, ratio, aim) => rows.push([figure, value, b
 
 async function main() {
   console.log(`membership bench: ${(size / 2 ** 30).toFixed(2)} GiB, copies ${copies}, temp dir ${tmp}`);
-  const data = Buffer.alloc(1 << 24);
-  const out = fs.openSync(dataFile, 'w');
-  for (let at = 0; at < size; at += data.length) {
-    randomFillSync(data);
-    fs.writeSync(out, data, 0, Math.min(data.length, size - at));
-  }
-  fs.closeSync(out);
+  writeRandomFile(dataFile, size, { chunkBytes: 1 << 24 });
 
   for (const i of [0, 1, 2, 3]) await startSheep(i);
   await dog(['cluster', 'format', '-c', String(copies)]);
@@ -269,20 +233,13 @@ async function main() {
   row('bytes received after 1 small write missed', `${mb(received).toFixed(2)} MB`, `${mb(heldBytes).toFixed(0)} MB held`, `${((received / heldBytes) * 100).toFixed(2)}%`, '< 1%');
 
   const check = await dog(['vdi', 'read', 'bench'], { hash: true }, basePort + 4);
-  const expected = await new Promise((resolve, reject) => {
-    const hash = createHash('md5');
-    fs.createReadStream(dataFile).on('data', (chunk) => hash.update(chunk)).on('end', () => resolve(hash.digest('hex'))).on('error', reject);
-  });
+  const expected = await fileMd5(dataFile);
   if (check.md5 !== expected) throw new Error(`read back md5 ${check.md5}, expected ${expected}`);
   console.log(`read back through the fifth node: md5 ${check.md5} matches`);
 
   const header = ['figure', 'value', 'baseline', 'ratio', 'aim'];
-  const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => String(r[k]).length)));
-  const format = (cells) => cells.map((cell, k) => String(cell).padEnd(widths[k])).join(' | ');
   console.log(`\nmembership: ${(size / 2 ** 30).toFixed(2)} GiB, 4 nodes + 1, copies ${copies}, 4 MiB objects`);
-  console.log(format(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
-  for (const r of rows) console.log(format(r));
+  printTable(header, rows);
 }
 
 try {
