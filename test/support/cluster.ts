@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const sheepBin = path.join(repoRoot, 'bin', 'sheep');
 export const dogBin = path.join(repoRoot, 'bin', 'dog');
 
@@ -132,11 +132,43 @@ export function makeTempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-interface SheepProcess {
+export interface SheepProcess {
   child: ChildProcess;
   stderr: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   done: boolean;
+}
+
+/** Spawns `node bin/sheep ARGS` (stdout ignored, stderr kept); `done` turns true once it exits. */
+export function spawnSheep(args: readonly string[]): SheepProcess {
+  const child = spawn(process.execPath, [sheepBin, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderr: string[] = [];
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
+  const proc: SheepProcess = {
+    child,
+    stderr,
+    done: false,
+    exited: new Promise((resolve) =>
+      child.on('exit', (code, signal) => {
+        proc.done = true;
+        resolve({ code, signal });
+      }),
+    ),
+  };
+  return proc;
+}
+
+/** Object file names (16 hex digits) in a store directory, sorted; none if it has no obj/ yet. */
+export function listObjectFiles(storeDir: string): string[] {
+  try {
+    return fs
+      .readdirSync(path.join(storeDir, 'obj'))
+      .filter((name) => /^[0-9a-f]{16}$/.test(name))
+      .sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }
 
 export interface ClusterOptions {
@@ -195,20 +227,7 @@ export class Cluster {
   /** Starts sheep i in the foreground and waits until its port accepts connections. */
   async start(i: number): Promise<void> {
     if (this.procs[i] && !this.procs[i]!.done) throw new Error(`sheep ${i} is already running`);
-    const child = spawn(process.execPath, [sheepBin, ...this.sheepArgs(i)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
-    const stderr: string[] = [];
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
-    const proc: SheepProcess = {
-      child,
-      stderr,
-      done: false,
-      exited: new Promise((resolve) =>
-        child.on('exit', (code, signal) => {
-          proc.done = true;
-          resolve({ code, signal });
-        }),
-      ),
-    };
+    const proc = spawnSheep(this.sheepArgs(i));
     this.procs[i] = proc;
     try {
       await waitForPort(this.port(i), portWaitMs, () => !proc.done);
@@ -270,15 +289,7 @@ export class Cluster {
 
   /** Object file names (16 hex digits) in sheep i's store, sorted. */
   objectFiles(i: number): string[] {
-    try {
-      return fs
-        .readdirSync(path.join(this.storeDir(i), 'obj'))
-        .filter((name) => /^[0-9a-f]{16}$/.test(name))
-        .sort();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    return listObjectFiles(this.storeDir(i));
   }
 
   objectPath(i: number, oid: string): string {

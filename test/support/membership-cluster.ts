@@ -2,21 +2,24 @@
 // SIGKILLed and restarted by index, plus the checks those tests need: object copies counted per
 // store directory, epoch histories from `dog cluster info`, recovery log lines.
 // Node i listens on basePort + i, zone i, store ROOT/s<i>; all share one local cluster directory.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SheepClient } from '../../src/cli/client.js';
+import {
+  dogBin,
+  listObjectFiles,
+  md5,
+  portIsFree,
+  run as runProcess,
+  sheepBin,
+  sleep,
+  spawnSheep,
+  type SheepProcess,
+} from './cluster.js';
+import { maskDates } from './mask.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const sheepBin = path.join(repoRoot, 'bin', 'sheep');
-const dogBin = path.join(repoRoot, 'bin', 'dog');
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-export const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
+export { maskDates, md5, sleep };
 
 export interface Run {
   code: number | null;
@@ -27,26 +30,9 @@ export interface Run {
 }
 
 /** Runs a program to completion; SIGKILL at the timeout (then `signal` says so). */
-export function run(command: string, args: readonly string[], input?: Buffer, timeoutMs = 120_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = Buffer.concat(out);
-      resolve({ code, signal, stdout, out: stdout.toString(), stderr: Buffer.concat(err).toString() });
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? Buffer.alloc(0));
-  });
+export async function run(command: string, args: readonly string[], input?: Buffer, timeoutMs = 120_000): Promise<Run> {
+  const result = await runProcess(command, args, { ...(input ? { input } : {}), timeoutMs });
+  return { code: result.code, signal: result.signal, stdout: result.stdoutBytes, out: result.stdout, stderr: result.stderr };
 }
 
 /** `node bin/dog ARGS -p PORT`. */
@@ -55,14 +41,7 @@ export function dog(port: number, args: readonly string[], input?: Buffer, timeo
 }
 
 async function connects(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
+  return !(await portIsFree(port));
 }
 
 /** Polls `check` every `everyMs` until it returns a truthy value; throws with `what` at the timeout. */
@@ -76,19 +55,7 @@ export async function poll<T>(what: string | (() => string), check: () => Promis
   }
 }
 
-interface Proc {
-  child: ChildProcess;
-  stderr: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  done: boolean;
-}
-
-/** Dates masked (width kept) as test/support/mask.ts does; kept here so this file stands alone. */
-export function maskDates(text: string): string {
-  return text
-    .replace(/\b(?:Sun|Mon|Tue|Wed|Thu|Fri|Sat) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d{2}:\d{2}:\d{2} \d{4}\b/g, 'Www Mmm DD HH:MM:SS YYYY')
-    .replace(/\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?\b/g, (_all, s: string | undefined) => (s ? 'YYYY-MM-DD HH:MM:SS' : 'YYYY-MM-DD HH:MM'));
-}
+type Proc = SheepProcess;
 
 /** The epoch lines of `dog cluster info`, oldest first: per epoch, the node ids (no vnodes). */
 export function parseEpochHistory(text: string): Array<{ epoch: number; nodes: string[] }> {
@@ -142,20 +109,7 @@ export class MembershipCluster {
   /** Spawns sheep i; resolves once its port accepts connections (throws if it exits first). */
   async start(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<void> {
     if (this.running(i)) throw new Error(`sheep ${i} is already running`);
-    const child = spawn(process.execPath, [sheepBin, ...this.sheepArgs(i, extra, clusterDir)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
-    const stderr: string[] = [];
-    child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
-    const proc: Proc = {
-      child,
-      stderr,
-      done: false,
-      exited: new Promise((resolve) =>
-        child.on('exit', (code, signal) => {
-          proc.done = true;
-          resolve({ code, signal });
-        }),
-      ),
-    };
+    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir));
     this.procs.set(i, proc);
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -266,12 +220,7 @@ export class MembershipCluster {
   }
 
   objectFiles(i: number): string[] {
-    try {
-      return fs.readdirSync(path.join(this.storeDir(i), 'obj')).filter((name) => /^[0-9a-f]{16}$/.test(name)).sort();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    return listObjectFiles(this.storeDir(i));
   }
 
   /** oid → the stores (of `stores`) that hold a file for it. */
