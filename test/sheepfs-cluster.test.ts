@@ -3,7 +3,7 @@
 // every result checked against `dog`. The test process never touches the mount itself.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +15,7 @@ import {
   type Cluster,
 } from './support/cluster.js';
 import { maskDates } from './support/mask.js';
+import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const sheepfsBin = path.join(repoRoot, 'bin', 'sheepfs');
@@ -58,38 +59,6 @@ async function dogRead(name: string, offsetBytes: number, lengthBytes: number, s
   const args = ['vdi', 'read', name, String(offsetBytes), String(lengthBytes)];
   if (snapshot !== undefined) args.push('-s', snapshot);
   return (await cluster!.dogOk(args)).stdout;
-}
-
-function mountInfoLine(mountpoint: string): string | undefined {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .find((line) => line.split(' ')[4] === mountpoint);
-}
-
-const isMounted = (mountpoint: string): boolean => mountInfoLine(mountpoint) !== undefined;
-
-/** Frees a mount even if its server hangs: abort the FUSE connection, then lazy unmount. */
-function forceUnmount(mountpoint: string): void {
-  const line = mountInfoLine(mountpoint);
-  if (line === undefined) return;
-  const connection = line.split(' ')[2]?.split(':')[1];
-  const bash = (command: string) => spawnSync('bash', ['-c', command], { timeout: 10_000 });
-  bash(`fusermount -u -z '${mountpoint}' 2>/dev/null`);
-  if (!isMounted(mountpoint)) return;
-  bash(
-    'mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; ' +
-      `echo 1 > /sys/fs/fuse/connections/${connection}/abort`,
-  );
-  bash(`umount -l '${mountpoint}'`);
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadlineMs = Date.now() + timeoutMs;
-  while (Date.now() < deadlineMs) {
-    if (condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return condition();
 }
 
 beforeAll(async () => {

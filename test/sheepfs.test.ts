@@ -3,11 +3,12 @@
 // mount itself through node's fs: a slip in sheepfs would hang the test runner in the kernel.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../src/fs/memory-backend.js';
+import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const sheepfsBin = path.join(repoRoot, 'bin', 'sheepfs');
@@ -41,39 +42,6 @@ function sheepfs(args: string[], env: NodeJS.ProcessEnv = memoryEnv): Run {
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '' };
 }
 
-function mountInfoLine(mountpoint: string): string | undefined {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .find((line) => line.split(' ')[4] === mountpoint);
-}
-
-function isMounted(mountpoint: string): boolean {
-  return mountInfoLine(mountpoint) !== undefined;
-}
-
-/** Frees a mount even if its server hangs: abort the FUSE connection, then lazy unmount. */
-function forceUnmount(mountpoint: string): void {
-  const line = mountInfoLine(mountpoint);
-  if (line === undefined) return;
-  const connection = line.split(' ')[2]?.split(':')[1];
-  sh(`fusermount -u -z '${mountpoint}' 2>/dev/null`);
-  if (!isMounted(mountpoint)) return;
-  sh(
-    'mount -t fusectl none /sys/fs/fuse/connections 2>/dev/null; ' +
-      `echo 1 > /sys/fs/fuse/connections/${connection}/abort`,
-  );
-  sh(`umount -l '${mountpoint}'`);
-}
-
-async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadlineMs = Date.now() + timeoutMs;
-  while (Date.now() < deadlineMs) {
-    if (condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return condition();
-}
-
 function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('hex');
 }
@@ -105,7 +73,7 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-  for (const mountpoint of mountpoints) forceUnmount(mountpoint);
+  for (const mountpoint of mountpoints) forceUnmount(mountpoint, (command) => sh(command));
   rmSync(workDir, { recursive: true, force: true });
 });
 
