@@ -1,6 +1,5 @@
 // One entry per operation (as the original's ops.c): argument checks, then the work.
 import { SdError } from '../engine/errors.js';
-import { isInodeOid } from '../engine/oid.js';
 import {
   blockSizeShiftMax,
   blockSizeShiftMin,
@@ -22,7 +21,8 @@ import {
   argString,
 } from '../rpc/args.js';
 import type { Reply } from '../rpc/connection.js';
-import { checksumOf, encodeOids, throttleIntervalMsLimit, throttleMaxObjectsLimit } from './recovery.js';
+import { encodeOids } from '../rpc/oid-list.js';
+import { checksumOf, throttleIntervalMsLimit, throttleMaxObjectsLimit } from './recovery.js';
 import type { Sheep } from './sheep.js';
 
 type Header = Record<string, unknown>;
@@ -115,10 +115,10 @@ export const ops: Record<string, Op> = {
     const data = await sheep.gateway.localRead(oid, 0, sheep.gateway.objectSizeBytes(oid), argBool(h, 'force'));
     return value(checksumOf(data));
   },
-  'peer.list': async (sheep, h) => {
-    const oids = await sheep.store.list();
-    return { value: null, payload: encodeOids(argBool(h, 'inodesOnly') ? oids.filter(isInodeOid) : oids) };
-  },
+  'peer.list': async (sheep, h) => ({
+    value: null,
+    payload: encodeOids(await sheep.gateway.listObjects(sheep.config.self, argBool(h, 'inodesOnly'))),
+  }),
   'peer.recovery': async (sheep) => value(sheep.recovery.state),
   'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
   'recovery.throttle': async (sheep, h) =>

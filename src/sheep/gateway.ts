@@ -9,6 +9,7 @@ import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
+import { decodeOids } from '../rpc/oid-list.js';
 
 const writeAttemptsMax = 5;
 /** How long a read waits for recovery to verify the only copies of an object. */
@@ -220,8 +221,12 @@ export class Gateway {
     await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
   }
 
-  localOids(): Promise<Oid[]> {
-    return this.store.list();
+  /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
+  async listObjects(node: NodeInfo, inodesOnly: boolean): Promise<Oid[]> {
+    const oids = this.isSelf(node)
+      ? await this.store.list()
+      : decodeOids((await this.peers.get(node).call('peer.list', { inodesOnly })).payload);
+    return inodesOnly ? oids.filter(isInodeOid) : oids;
   }
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */

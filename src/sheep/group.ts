@@ -31,7 +31,6 @@ export type GroupMessage =
 export interface GroupEvents {
   /** Called after the epoch changed (join, leave, format, forced recovery). */
   epochChanged(epoch: number): void;
-  vdiChanged(entries: readonly VdiEntry[]): void;
   /** Every member of the epoch has finished recovering it. */
   allRecovered(epoch: number): void;
   shutdown(): void;
@@ -148,7 +147,6 @@ export class Group implements ClusterHandlers {
       case 'vdi':
         this.registry.apply(m.entries);
         this.persist(() => this.meta.writeRegistry(this.registry.toJson()));
-        this.events?.vdiChanged(m.entries);
         break;
       case 'epoch_time': {
         const record = this.epochs.find((e) => e.epoch === m.epoch);

@@ -222,7 +222,7 @@ export class Recovery {
       this.group.members.map(async (node) => {
         let oids: Oid[];
         try {
-          oids = node.id === this.group.self.id ? await this.store.list() : decodeOids((await this.peers.get(node).call('peer.list')).payload);
+          oids = await this.gateway.listObjects(node, false);
         } catch {
           return;
         }
@@ -301,17 +301,4 @@ export class Recovery {
     if (removed > 0) this.log.info({ epoch, removed }, 'removed copies this node no longer owns');
     return removed;
   }
-}
-
-export function encodeOids(oids: readonly Oid[]): Buffer {
-  const buffer = Buffer.alloc(oids.length * 8);
-  oids.forEach((oid, i) => buffer.writeBigUInt64BE(oid, i * 8));
-  return buffer;
-}
-
-export function decodeOids(payload: Buffer | undefined): Oid[] {
-  if (!payload || payload.length % 8 !== 0) return [];
-  const oids: Oid[] = [];
-  for (let at = 0; at < payload.length; at += 8) oids.push(payload.readBigUInt64BE(at) as Oid);
-  return oids;
 }

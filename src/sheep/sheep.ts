@@ -50,7 +50,7 @@ export class Sheep {
     this.meta = new MetaStore(config.storeDir, nodeDisk);
     this.group = new Group(config.self, this.meta, nowSec, log);
     this.gateway = new Gateway(this.group, this.store, this.peers, sleep);
-    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, nowSec, log);
+    this.vdi = new VdiService(this.group, driver, this.gateway, nowSec, log);
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, sleep, log);
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
@@ -66,7 +66,6 @@ export class Sheep {
         }
         this.recovery.onEpoch(epoch);
       },
-      vdiChanged: () => undefined,
       allRecovered: (epoch) => {
         void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
       },

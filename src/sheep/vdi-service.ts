@@ -5,10 +5,7 @@ import type { ClusterDriver } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
 import { asVid, dataOid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
-import { decodeOids } from './recovery.js';
-import type { Peers } from './peers.js';
 import {
-  objectCount,
   planClone,
   planCreate,
   planResize,
@@ -32,7 +29,6 @@ export class VdiService {
     private readonly group: Group,
     private readonly driver: ClusterDriver,
     private readonly gateway: Gateway,
-    private readonly peers: Peers,
     private readonly nowSec: () => number,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
   ) {}
@@ -140,12 +136,9 @@ export class VdiService {
       chunks.set(oidVid(oid), set);
     };
     await Promise.all(
-      this.group.members.filter((n) => n.vnodes > 0).map(async (node) => {
-        const oids = node.id === this.group.self.id
-          ? await this.gateway.localOids()
-          : decodeOids((await this.peers.get(node).call('peer.list', { inodesOnly: true })).payload);
-        oids.forEach(add);
-      }),
+      this.group.members
+        .filter((n) => n.vnodes > 0)
+        .map(async (node) => (await this.gateway.listObjects(node, true)).forEach(add)),
     );
     return new Map([...chunks].map(([vid, set]) => [vid, [...set].sort((a, b) => a - b)]));
   }
