@@ -20,10 +20,6 @@ export function asVid(value: number): Vid {
   return value as Vid;
 }
 
-export function isVid(value: unknown): value is Vid {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 0xffffff;
-}
-
 export function dataOid(vid: Vid, index: number): Oid {
   return ((BigInt(vid) << 32n) | BigInt(index >>> 0)) as Oid;
 }
@@ -60,8 +56,4 @@ export function parseOid(value: unknown): Oid | undefined {
 
 export function oidHex(oid: Oid): string {
   return oid.toString(16).padStart(16, '0');
-}
-
-export function vidHex(vid: Vid): string {
-  return vid.toString(16);
 }

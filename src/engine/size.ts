@@ -25,11 +25,6 @@ export function parseSize(text: string, what = 'size'): number {
   return Number(value);
 }
 
-/** Parses a plain non-negative integer offset or length (suffixes allowed). */
-export function parseOffset(text: string, what: string): number {
-  return parseSize(text, what);
-}
-
 const units = ['MB', 'GB', 'TB', 'PB', 'EB'];
 
 /** The original's strnumber(): MB and up, one decimal below 10. */
