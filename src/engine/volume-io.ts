@@ -152,29 +152,25 @@ export class VolumeIo implements Volume {
     if (pieces.length === 1) return this.readPiece(pieces[0]!);
     const result = Buffer.alloc(lengthBytes);
     await Promise.all(
-      pieces.map(async (piece) => {
-        const owner = await this.owner(piece.index);
-        if (owner === 0) return;
-        try {
-          const data = await this.io.read(dataOid(asVid(owner), piece.index), piece.innerBytes, piece.lengthBytes);
-          data.copy(result, piece.bufferBytes);
-        } catch (error) {
-          if (asSdError(error).code !== 'NO_OBJECT') throw error;
-        }
-      }),
+      pieces.map(async (piece) => (await this.fetchPiece(piece))?.copy(result, piece.bufferBytes)),
     );
     return result;
   }
 
   /** One object's part of a read, without copying it into a larger buffer. */
   private async readPiece(piece: { index: number; innerBytes: number; lengthBytes: number }): Promise<Buffer> {
+    return (await this.fetchPiece(piece)) ?? Buffer.alloc(piece.lengthBytes);
+  }
+
+  /** The bytes of one object's part, or undefined where it was never written (zeros). */
+  private async fetchPiece(piece: { index: number; innerBytes: number; lengthBytes: number }): Promise<Buffer | undefined> {
     const owner = await this.owner(piece.index);
-    if (owner === 0) return Buffer.alloc(piece.lengthBytes);
+    if (owner === 0) return undefined;
     try {
       return await this.io.read(dataOid(asVid(owner), piece.index), piece.innerBytes, piece.lengthBytes);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
-      return Buffer.alloc(piece.lengthBytes);
+      return undefined;
     }
   }
 
