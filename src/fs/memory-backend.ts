@@ -1,6 +1,7 @@
 // An in-memory SheepfsBackend: a few fake VDIs with sparse, copy-on-write volumes and snapshots.
 // It stands in for the cluster in sheepfs tests (SHEEPFS_BACKEND=memory) so the FUSE layer can be
 // exercised without sheep daemons. Behaviour follows the Volume/SheepfsBackend contracts.
+import { piecesOf } from '../engine/volume-io.js';
 import { sdError } from '../engine/errors.js';
 import type { SheepfsBackend } from './backend.js';
 import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';
@@ -51,20 +52,14 @@ function checkRange(record: VdiRecord, offsetBytes: number, lengthBytes: number)
   }
 }
 
-/** Calls `visit` for each object-sized piece of a byte range, in order. */
+/** Calls `visit` for each object-sized piece of a byte range, in order (cut as VolumeIo cuts). */
 function forEachPiece(
   offsetBytes: number,
   lengthBytes: number,
   visit: (index: number, inObjectBytes: number, pieceBytes: number, doneBytes: number) => void,
 ): void {
-  let doneBytes = 0;
-  while (doneBytes < lengthBytes) {
-    const position = offsetBytes + doneBytes;
-    const index = Math.floor(position / objectSizeBytes);
-    const inObjectBytes = position - index * objectSizeBytes;
-    const pieceBytes = Math.min(objectSizeBytes - inObjectBytes, lengthBytes - doneBytes);
-    visit(index, inObjectBytes, pieceBytes, doneBytes);
-    doneBytes += pieceBytes;
+  for (const piece of piecesOf(offsetBytes, lengthBytes, objectSizeBytes)) {
+    visit(piece.index, piece.innerBytes, piece.lengthBytes, piece.bufferBytes);
   }
 }
 

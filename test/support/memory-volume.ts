@@ -1,6 +1,7 @@
 // An in-memory VolumeProvider for front-end tests. Sparse like the real thing: a Map from object
 // index to a Buffer of one object; unallocated objects read as zeros, discard of whole objects
 // deletes them, extents report allocation per object. `NAME:TAG` opens a read-only snapshot.
+import { piecesOf } from '../../src/engine/volume-io.js';
 import { SdError } from '../../src/engine/errors.js';
 import type { Extent, Volume, VolumeInfo, VolumeProvider } from '../../src/engine/volume.js';
 
@@ -218,20 +219,14 @@ class MemoryVolume implements Volume {
     }
   }
 
-  /** Calls visit for each object-sized piece of the range, in order. */
+  /** Calls visit for each object-sized piece of the range, in order (cut as VolumeIo cuts). */
   private forEachPiece(
     offsetBytes: number,
     lengthBytes: number,
     visit: (index: number, inObjectBytes: number, pieceBytes: number, doneBytes: number) => void,
   ): void {
-    let doneBytes = 0;
-    while (doneBytes < lengthBytes) {
-      const positionBytes = offsetBytes + doneBytes;
-      const index = Math.floor(positionBytes / this.objectSizeBytes);
-      const inObjectBytes = positionBytes % this.objectSizeBytes;
-      const pieceBytes = Math.min(this.objectSizeBytes - inObjectBytes, lengthBytes - doneBytes);
-      visit(index, inObjectBytes, pieceBytes, doneBytes);
-      doneBytes += pieceBytes;
+    for (const piece of piecesOf(offsetBytes, lengthBytes, this.objectSizeBytes)) {
+      visit(piece.index, piece.innerBytes, piece.lengthBytes, piece.bufferBytes);
     }
   }
 }
