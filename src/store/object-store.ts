@@ -251,42 +251,36 @@ export class ObjectStore {
   }
 }
 
+const zeroBlock = Buffer.alloc(4096);
+
+/** The 4 KiB blocks of `data` (the last may be shorter), each told whether it is all zeros. */
+function* blocksOf(data: Buffer): Generator<{ atBytes: number; zero: boolean }> {
+  for (let atBytes = 0; atBytes < data.length; atBytes += zeroBlock.length) {
+    const block = data.subarray(atBytes, Math.min(atBytes + zeroBlock.length, data.length));
+    yield { atBytes, zero: block.equals(zeroBlock.subarray(0, block.length)) };
+  }
+}
+
+function hasZeroBlock(data: Buffer): boolean {
+  for (const block of blocksOf(data)) if (block.zero) return true;
+  return false;
+}
+
 /** Leaves 4 KiB blocks of zeros unwritten so thin objects stay thin on disk. */
 async function writeSkippingZeroBlocks(
   file: { write(data: Buffer, offsetBytes: number): Promise<void> },
   data: Buffer,
   offsetBytes: number,
 ): Promise<void> {
-  const blockBytes = 4096;
   let runStart = -1;
-  for (let at = 0; at < data.length; at += blockBytes) {
-    const block = data.subarray(at, Math.min(at + blockBytes, data.length));
-    const zero = isZero(block);
-    if (!zero && runStart < 0) runStart = at;
+  for (const { atBytes, zero } of blocksOf(data)) {
+    if (!zero && runStart < 0) runStart = atBytes;
     if (zero && runStart >= 0) {
-      await file.write(data.subarray(runStart, at), offsetBytes + runStart);
+      await file.write(data.subarray(runStart, atBytes), offsetBytes + runStart);
       runStart = -1;
     }
   }
   if (runStart >= 0) await file.write(data.subarray(runStart), offsetBytes + runStart);
-}
-
-const zeroBlock = Buffer.alloc(4096);
-
-function hasZeroBlock(data: Buffer): boolean {
-  for (let at = 0; at < data.length; at += zeroBlock.length) {
-    const piece = data.subarray(at, Math.min(at + zeroBlock.length, data.length));
-    if (piece.equals(zeroBlock.subarray(0, piece.length))) return true;
-  }
-  return false;
-}
-
-export function isZero(data: Buffer): boolean {
-  for (let at = 0; at < data.length; at += zeroBlock.length) {
-    const piece = data.subarray(at, Math.min(at + zeroBlock.length, data.length));
-    if (!piece.equals(zeroBlock.subarray(0, piece.length))) return false;
-  }
-  return true;
 }
 
 function decodeJournalHeader(header: Buffer):
