@@ -45,9 +45,10 @@ function openFailure(name: string, ref: SnapshotRef, error: SdError): DogFailure
   return new DogFailure(`Failed to open VDI ${name} (snapshot id: ${id} snapshot tag: ${tag}): ${error.message}`);
 }
 
-function sizeArg(text: string, what: string): number {
+/** A size typed by the user: its parse error becomes dog's one-line failure. */
+function sizeArg<T extends number | bigint>(text: string, what: string, parse: (text: string, what: string) => T): T {
   try {
-    return parseSize(text, what);
+    return parse(text, what);
   } catch (error) {
     throw new DogFailure((error as SdError).message);
   }
@@ -116,13 +117,7 @@ async function openVolume(sheep: SheepClient, name: string, ref: SnapshotRef): P
 /** Byte positions as bigint: a hyper VDI reaches 2^54, past what a double counts exactly. */
 function rangeArgs(volumeSize: number, offsetText: string | undefined, lengthText: string | undefined): { offset: bigint; length: bigint } {
   const size = BigInt(volumeSize);
-  const parse = (text: string, what: string) => {
-    try {
-      return parseSizeBigint(text, what);
-    } catch (error) {
-      throw new DogFailure((error as SdError).message);
-    }
-  };
+  const parse = (text: string, what: string) => sizeArg(text, what, parseSizeBigint);
   const offset = offsetText === undefined ? 0n : parse(offsetText, 'offset');
   if (offset > size || (offset === size && offset !== 0n)) {
     throw new DogFailure(`Invalid offset ${offset}: beyond the end of the VDI (${volumeSize} bytes)`);
@@ -206,7 +201,7 @@ function buildVdi(program: Command): void {
     .option('-y, --hyper', 'hyper volume: up to 16 PB')
     .option('-c, --copies <COPIES>', 'number of copies')
     .action(action(async (name: string, sizeText: string, o: Globals & { prealloc?: boolean; hyper?: boolean; copies?: string }) => {
-      const size = sizeArg(sizeText, 'VDI size');
+      const size = sizeArg(sizeText, 'VDI size', parseSize);
       try {
         checkName(name);
       } catch (error) {
@@ -298,7 +293,7 @@ function buildVdi(program: Command): void {
     }));
   withGlobals(vdi.command('resize').description('grow a VDI').argument('<NAME>').argument('<SIZE>'))
     .action(action(async (name: string, sizeText: string, o: Globals) => {
-      const size = sizeArg(sizeText, 'VDI size');
+      const size = sizeArg(sizeText, 'VDI size', parseSize);
       try {
         await client(o).vdiResize(name, size);
       } catch (error) {
