@@ -110,10 +110,14 @@ export class Group implements ClusterHandlers {
     const refusal = joinRefusal(mine, theirs, this.status !== 'running');
     if (refusal) return { accept: false, reason: refusal };
     const theirsNewer = (theirs.epochs.at(-1)?.epoch ?? 0) > this.epoch;
-    const adopt =
+    const base =
       (this.status === 'unformatted' && theirs.config !== null) || (this.status === 'waiting' && theirsNewer)
-        ? { ...theirs, status: 'waiting' as const, registry: newerRegistry(mine.registry, theirs.registry) }
+        ? { ...theirs, status: 'waiting' as const }
         : mine;
+    // Until the cluster runs again, every store that comes back is asked for its registry and the
+    // newest wins, whichever node started first: one node that failed to store a change must not
+    // bring an older registry back (a running cluster's registry is current by construction).
+    const adopt = this.status === 'running' ? base : { ...base, registry: newerRegistry(mine.registry, theirs.registry) };
     return { accept: true, payload: { state: adopt, timeSec: this.nowSec() } as unknown as Json };
   }
 
