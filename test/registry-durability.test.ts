@@ -1,6 +1,8 @@
-// Defect: a stale VDI registry won after a restart (hardening issue, data loss 1). While a cluster
-// waits after a restart, the newest registry any returning store brings wins, whichever node
-// started first. Real sheep on ports 7600-7619.
+// Defect: a stale VDI registry won after a restart (hardening issue, data loss 1). A registry
+// change is acknowledged only once every member has it on disk, and while a cluster waits after a
+// restart the newest registry any returning store brings wins, whichever node started first.
+// Real sheep on ports 7600-7619; `chattr +i` (root) makes one store's registry unwritable.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,8 +14,10 @@ import { MembershipCluster, md5, pattern, poll } from './support/membership-clus
 
 const MiB = 1024 * 1024;
 let clusters: MembershipCluster[] = [];
+const immutable: string[] = [];
 
 afterEach(async () => {
+  for (const file of immutable.splice(0)) execFileSync('chattr', ['-i', file]);
   const done = clusters;
   clusters = [];
   await Promise.all(done.map((c) => c.destroy()));
@@ -60,7 +64,7 @@ describe('the join verdict while a cluster waits after a restart', () => {
   }
 
   function waitingMaster(names: string[]): Group {
-    const group = new Group(node(1), meta, () => 1, log);
+    const group = new Group(node(1), meta, () => 1, log, async () => undefined);
     group.config = config;
     group.epochs = epochs;
     group.registry = registry(names);
@@ -110,5 +114,35 @@ describe('VDI registry durability', () => {
     }
     // The newest registry is stored again where it was stale.
     await poll('registry re-stored on store 2', () => vdiNames(c, 2).join() === 'a,v', 10_000);
+  });
+
+  it('a change one store cannot write is not acknowledged, and is stored once the store can write again', async () => {
+    const c = await threeNodes(7610);
+    await c.dogOk(0, ['vdi', 'create', 'a', '4M']);
+    const file = path.join(c.storeDir(2), 'vdis.json');
+    execFileSync('chattr', ['+i', file]); // a registry file that cannot be replaced (EPERM)
+    immutable.push(file);
+
+    const failed = await c.dogOk(0, ['vdi', 'create', 'v', '16M']).catch((error: Error) => error);
+    expect(failed).toBeInstanceOf(Error);
+    expect(String(failed)).toMatch(/exited 1: Failed to create VDI v: the VDI registry change could not be stored on 127\.0\.0\.1:7612: .*EPERM/);
+    expect(String(failed).trim().split('\n')).toHaveLength(1);
+    expect(vdiNames(c, 2)).toEqual(['a']);
+    expect(c.log(2)).toContain('failed to store the VDI registry; retrying');
+
+    execFileSync('chattr', ['-i', file]);
+    immutable.splice(immutable.indexOf(file), 1);
+    await poll('the retried write on store 2', () => vdiNames(c, 2).join() === 'a,v', 10_000);
+    // Now every store has it: the next change is acknowledged, and a restart keeps both.
+    await c.dogOk(0, ['vdi', 'create', 'w', '4M']);
+    const data = pattern(16 * MiB, 13);
+    await c.dogOk(1, ['vdi', 'write', 'v'], data);
+    await shutdown(c);
+    for (const i of [2, 0, 1]) await c.start(i);
+    await waitRunning(c);
+    for (const i of [0, 1, 2]) {
+      expect(vdiNames(c, i)).toEqual(['a', 'v', 'w']);
+      expect(await c.readMd5(i, 'v')).toBe(md5(data));
+    }
   });
 });

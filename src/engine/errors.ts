@@ -26,6 +26,7 @@ export const errorCodes = [
   'REFUSED', // join refused
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
+  'NOT_DURABLE', // a change reached every node but could not be stored on one of them
   'INTERNAL',
 ] as const;
 

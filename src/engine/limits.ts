@@ -32,6 +32,8 @@ export const rpcFrameBytesMax = objectSizeBytesMax + rpcHeaderBytesMax;
 export const rpcInflightRequestsMax = 256;
 export const rpcConnectTimeoutMs = 3000;
 export const rpcRequestTimeoutMs = 60_000;
+/** How long a member may take to store a VDI registry change before the change is reported not durable. */
+export const registryDurableWaitMs = 10_000;
 
 /** An I/O request from a client (dog, sheepfs, NBD) is cut into pieces of at most this. */
 export const ioRequestBytesMax = 32 * 1024 * 1024;
@@ -44,3 +46,5 @@ assert.ok(blockSizeShiftDefault >= blockSizeShiftMin && blockSizeShiftDefault <=
 assert.ok(rpcFrameBytesMax < 2 ** 31, 'frame length must fit the 32-bit prefix');
 assert.ok(localLivenessPollMs * 4 <= localLeaveDetectMsMax);
 assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);
+
+assert.ok(registryDurableWaitMs < rpcRequestTimeoutMs);

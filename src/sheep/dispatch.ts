@@ -22,6 +22,7 @@ import {
 } from '../rpc/args.js';
 import type { Reply } from '../rpc/connection.js';
 import { encodeOids } from '../rpc/oid-list.js';
+import { registryDurableWaitMs } from '../engine/limits.js';
 import { checksumOf, throttleIntervalMsLimit, throttleMaxObjectsLimit } from './recovery.js';
 import type { Sheep } from './sheep.js';
 
@@ -139,6 +140,8 @@ export const ops: Record<string, Op> = {
   'peer.remove': async (sheep, h) => value(await sheep.store.remove(argOid(h))),
   'peer.exists': async (sheep, h) => value(await sheep.store.exists(argOid(h))),
   'peer.stat': async (sheep) => value(await sheep.localStat()),
+  'peer.registry-durable': async (sheep, h) =>
+    value(await sheep.group.registryDurable(argInt(h, 'version', 0, Number.MAX_SAFE_INTEGER), registryDurableWaitMs)),
 };
 
 export async function dispatch(sheep: Sheep, header: Header, payload: Buffer | undefined): Promise<Reply> {

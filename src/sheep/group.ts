@@ -36,6 +36,18 @@ export interface GroupEvents {
   shutdown(): void;
 }
 
+/** How often a node retries writing a registry it failed to store (a full or read-only store). */
+export const registryRetryMs = 1000;
+
+/** Whether this node has stored a registry version: the answer to `peer.registry-durable`. */
+export interface RegistryDurability {
+  durable: boolean;
+  /** The newest registry version on this node's disk. */
+  durableVersion: number;
+  /** Why the newest write failed, while it keeps failing. */
+  fault?: string;
+}
+
 export class Group implements ClusterHandlers {
   members: NodeInfo[] = [];
   config: ClusterConfig | null = null;
@@ -49,6 +61,16 @@ export class Group implements ClusterHandlers {
   recoveredBy = new Set<string>();
   private rings = new Map<number, Ring<NodeInfo>>();
   private persisting: Promise<void> = Promise.resolve();
+  /** The registry version known to be on this node's disk, and the current write attempt. */
+  private registryDurableVersion = 0;
+  /** In-memory registry changes so far, and how many of them the last stored write included. */
+  private registryChanges = 0;
+  private registryStoredChanges = 0;
+  private registryFault: string | undefined;
+  private registryWriting: Promise<void> | undefined;
+  private registryAttempt: Promise<void> = Promise.resolve();
+  private registryWaiters = new Set<() => void>();
+  private epochWaiters = new Set<() => void>();
   /** Set by the owner once wired; events before that are impossible (join comes after). */
   events: GroupEvents | undefined;
 
@@ -56,13 +78,15 @@ export class Group implements ClusterHandlers {
     readonly self: NodeInfo,
     private readonly meta: MetaStore,
     private readonly nowSec: () => number,
-    private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
+    private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void; error(o: object, m?: string): void },
+    private readonly sleep: (ms: number) => Promise<void>,
   ) {}
 
   async load(): Promise<void> {
     this.config = (await this.meta.readConfig()) ?? null;
     this.epochs = await this.meta.readEpochs();
     this.registry = VdiRegistry.fromJson((await this.meta.readRegistry()) ?? null);
+    this.registryDurableVersion = this.registry.version;
     this.status = this.config ? 'waiting' : 'unformatted';
   }
 
@@ -92,9 +116,43 @@ export class Group implements ClusterHandlers {
     return ring;
   }
 
-  /** Resolves once every state change so far is on disk. */
-  flushed(): Promise<void> {
-    return this.persisting;
+  /** Resolves with the epoch once it is past `epoch`, or with `epoch` after `timeoutMs`. */
+  async epochAfter(epoch: number, timeoutMs: number): Promise<number> {
+    let timedOut = false;
+    const deadline = this.sleep(timeoutMs).then(() => void (timedOut = true));
+    while (this.epoch === epoch && !timedOut) {
+      await Promise.race([new Promise<void>((resolve) => this.epochWaiters.add(resolve)), deadline]);
+    }
+    return this.epoch;
+  }
+
+  /**
+   * Resolves once every state change so far has been written, or its write has failed (a failed
+   * registry write is retried in the background; `registryDurable` tells whether it landed).
+   */
+  async flushed(): Promise<void> {
+    await this.persisting;
+    await this.registryAttempt;
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) until this node's disk holds registry `version` or newer. A VDI
+   * change is acknowledged only once every member answers yes: a node whose copy stayed stale
+   * would otherwise bring the old registry back at the next restart.
+   */
+  async registryDurable(version: number, timeoutMs: number): Promise<RegistryDurability> {
+    const answer = (): RegistryDurability => ({
+      durable: this.registryDurableVersion >= version,
+      durableVersion: this.registryDurableVersion,
+      ...(this.registryFault !== undefined ? { fault: this.registryFault } : {}),
+    });
+    let timedOut = false;
+    const deadline = this.sleep(timeoutMs).then(() => void (timedOut = true));
+    // A fault is the answer at once: the caller reports it rather than waiting out the retries.
+    while (this.registryDurableVersion < version && this.registryFault === undefined && !timedOut) {
+      await Promise.race([new Promise<void>((resolve) => this.registryWaiters.add(resolve)), deadline]);
+    }
+    return answer();
   }
 
   // ---- driver handlers ------------------------------------------------------------------
@@ -150,7 +208,7 @@ export class Group implements ClusterHandlers {
         break;
       case 'vdi':
         this.registry.apply(m.entries);
-        this.persist(() => this.meta.writeRegistry(this.registry.toJson()));
+        this.storeRegistry();
         break;
       case 'epoch_time': {
         const record = this.epochs.find((e) => e.epoch === m.epoch);
@@ -196,6 +254,7 @@ export class Group implements ClusterHandlers {
     if (last > this.epoch || (last === this.epoch && JSON.stringify(state.epochs) !== JSON.stringify(this.epochs))) {
       this.epochs = state.epochs.map((e) => ({ ...e, nodes: [...e.nodes] }));
       this.rings.clear();
+      this.wakeEpochWaiters();
       const epochs = this.epochs.map((e) => ({ ...e }));
       this.persist(async () => {
         for (const record of epochs) await this.meta.writeEpoch(record);
@@ -204,7 +263,7 @@ export class Group implements ClusterHandlers {
     const registry = VdiRegistry.fromJson(state.registry);
     if (registry.version !== this.registry.version || JSON.stringify(registry.toJson()) !== JSON.stringify(this.registry.toJson())) {
       this.registry = registry;
-      this.persist(() => this.meta.writeRegistry(registry.toJson()));
+      this.storeRegistry();
     }
     this.status = state.config ? (state.status === 'running' ? 'running' : 'waiting') : 'unformatted';
     this.recoveryEnabled = state.recoveryEnabled;
@@ -252,6 +311,54 @@ export class Group implements ClusterHandlers {
     this.recoveredBy = new Set();
     this.persist(() => this.meta.writeEpoch(record));
     this.events?.epochChanged(record.epoch);
+    this.wakeEpochWaiters();
+  }
+
+  private wakeEpochWaiters(): void {
+    const waiters = [...this.epochWaiters];
+    this.epochWaiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /**
+   * Writes the current registry; while writing fails (a full disk, a read-only file) it is
+   * retried every `registryRetryMs` with whatever is current then, until a write lands.
+   */
+  private storeRegistry(): void {
+    this.registryChanges += 1;
+    this.writeRegistryLoop();
+  }
+
+  private writeRegistryLoop(): void {
+    if (this.registryWriting) return; // the running loop writes the newest registry next
+    this.registryWriting = (async () => {
+      while (this.registryStoredChanges < this.registryChanges) {
+        const json = this.registry.toJson();
+        const version = this.registry.version;
+        const changes = this.registryChanges;
+        const attempt = this.meta.writeRegistry(json);
+        this.registryAttempt = attempt.catch(() => undefined);
+        try {
+          await attempt;
+          if (this.registryFault !== undefined) this.log.info({ version }, 'VDI registry stored again');
+          this.registryFault = undefined;
+          this.registryStoredChanges = changes;
+          this.registryDurableVersion = version;
+        } catch (error) {
+          const fault = error instanceof Error ? error.message : String(error);
+          if (this.registryFault === undefined) this.log.error({ err: fault, version }, 'failed to store the VDI registry; retrying');
+          this.registryFault = fault;
+        }
+        const waiters = [...this.registryWaiters];
+        this.registryWaiters.clear();
+        for (const wake of waiters) wake();
+        if (this.registryFault !== undefined) await this.sleep(registryRetryMs);
+      }
+    })().finally(() => {
+      this.registryWriting = undefined;
+      // A change that arrived during the last write, after the loop's check.
+      if (this.registryStoredChanges < this.registryChanges) this.writeRegistryLoop();
+    });
   }
 
   private persist(work: () => Promise<void>): void {

@@ -48,9 +48,9 @@ export class Sheep {
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk: nodeDisk });
     this.meta = new MetaStore(config.storeDir, nodeDisk);
-    this.group = new Group(config.self, this.meta, nowSec, log);
+    this.group = new Group(config.self, this.meta, nowSec, log, sleep);
     this.gateway = new Gateway(this.group, this.store, this.peers, sleep);
-    this.vdi = new VdiService(this.group, driver, this.gateway, nowSec, log);
+    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, nowSec, log);
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, sleep, log);
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);

@@ -3,7 +3,7 @@
 // with unblock, so two racing requests never allocate one VID twice or leave a half-made VDI.
 import type { ClusterDriver } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { tableEntriesPerChunk } from '../engine/limits.js';
+import { registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
 import { asVid, dataOid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import {
   planClone,
@@ -16,7 +16,12 @@ import {
 } from '../engine/vdi.js';
 import type { Gateway } from './gateway.js';
 import { tableChunkBytes } from './gateway.js';
-import type { Group, GroupMessage } from './group.js';
+import type { Group, GroupMessage, RegistryDurability } from './group.js';
+import type { Peers } from './peers.js';
+
+function notDurable(node: string, why: string): SdError {
+  return new SdError('NOT_DURABLE', `the VDI registry change could not be stored on ${node}: ${why}`);
+}
 
 export interface VdiUsage {
   entry: VdiEntry;
@@ -29,6 +34,7 @@ export class VdiService {
     private readonly group: Group,
     private readonly driver: ClusterDriver,
     private readonly gateway: Gateway,
+    private readonly peers: Peers,
     private readonly nowSec: () => number,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
   ) {}
@@ -54,7 +60,42 @@ export class VdiService {
     await this.driver.sync();
     if (failure !== undefined) throw failure;
     await this.group.flushed();
+    if (entries.length > 0) await this.confirmDurable(this.group.registry.version);
     return entries;
+  }
+
+  /**
+   * The change is acknowledged only once every member has it on disk (or has left): a member
+   * that could not store it would otherwise bring the older registry back after a restart.
+   */
+  private async confirmDurable(version: number): Promise<void> {
+    const pending = new Map(this.group.members.map((node) => [node.id, node]));
+    for (let epoch = this.group.epoch; pending.size > 0; ) {
+      const unreachable: string[] = [];
+      await Promise.all(
+        [...pending.values()].map(async (node) => {
+          let answer: RegistryDurability;
+          try {
+            answer = node.id === this.group.self.id
+              ? await this.group.registryDurable(version, registryDurableWaitMs)
+              : ((await this.peers.get(node).call('peer.registry-durable', { version })).value as RegistryDurability);
+          } catch (error) {
+            if (asSdError(error).code !== 'NETWORK') throw error;
+            unreachable.push(node.id);
+            return;
+          }
+          if (answer.durable) pending.delete(node.id);
+          else throw notDurable(node.id, answer.fault ?? `not stored within ${registryDurableWaitMs} ms`);
+        }),
+      );
+      if (pending.size === 0) return;
+      // A member that does not answer is either leaving (then it no longer counts) or the change
+      // cannot be confirmed.
+      const next = await this.group.epochAfter(epoch, registryDurableWaitMs);
+      if (next === epoch) throw notDurable(unreachable[0]!, 'the node does not answer');
+      epoch = next;
+      for (const id of [...pending.keys()]) if (!this.group.members.some((m) => m.id === id)) pending.delete(id);
+    }
   }
 
   async lookup(name: string, ref: SnapshotRef): Promise<VdiEntry> {
