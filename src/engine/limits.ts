@@ -32,6 +32,16 @@ export const rpcFrameBytesMax = objectSizeBytesMax + rpcHeaderBytesMax;
 export const rpcInflightRequestsMax = 256;
 export const rpcConnectTimeoutMs = 3000;
 export const rpcRequestTimeoutMs = 60_000;
+/**
+ * How long after a replica write its outcome may still be open: the request's timeout, then the
+ * gateway's wait for the next epoch before it retries. A gateway that dies within this window may
+ * leave replicas that differ (recovery.ts reconciles them).
+ */
+export const suspectWriteWindowMs = rpcRequestTimeoutMs + 15_000;
+/** Objects tracked per gateway within that window; past it every copy counts as a suspect. */
+export const suspectWritesPerGatewayMax = 65_536;
+/** How long recovery waits on a replica that still decides which copy of a suspect wins. */
+export const reconcileWaitMs = 10_000;
 /** How long a member may take to store a VDI registry change before the change is reported not durable. */
 export const registryDurableWaitMs = 10_000;
 

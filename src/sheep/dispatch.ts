@@ -121,12 +121,20 @@ export const ops: Record<string, Op> = {
     payload: encodeOids(await sheep.gateway.listObjects(sheep.config.self, argBool(h, 'inodesOnly'))),
   }),
   'peer.recovery': async (sheep) => value(sheep.recovery.state),
+  'peer.suspects': async (sheep, h) => {
+    const suspects = sheep.recovery.suspectsOf(argInt(h, 'epoch', 0, 2 ** 32));
+    if (suspects === undefined) throw new SdError('BUSY', 'this node has not reached that epoch yet');
+    return suspects === 'all' ? value('all') : { value: null, payload: encodeOids([...suspects]) };
+  },
+  'peer.reconcile': async (sheep, h) => value(await sheep.recovery.reconcileState(argOid(h), argInt(h, 'epoch', 0, 2 ** 32))),
   'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
   'recovery.throttle': async (sheep, h) =>
     value(await sheep.setThrottle(argInt(h, 'max', 1, throttleMaxObjectsLimit), argInt(h, 'interval', 1, throttleIntervalMsLimit))),
   'recovery.get-throttle': async (sheep) => value(sheep.group.throttle),
   'peer.write': async (sheep, h, p) => {
     markClientIo(sheep, h);
+    const gateway = argOptionalString(h, 'from', 64);
+    if (gateway !== undefined) sheep.recovery.noteWrite(gateway, argOid(h));
     return value(
       await sheep.gateway.localWrite(
         argOid(h),

@@ -218,7 +218,8 @@ export class Gateway {
     sizeBytes: number,
   ): Promise<void> {
     if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sizeBytes);
-    await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
+    // `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
+    await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes, from: this.group.self.id }, data);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */

@@ -7,11 +7,14 @@
 import { createHash } from 'node:crypto';
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
+import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
+import { decodeOids } from '../rpc/oid-list.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
+import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
 /** Client I/O this recent makes recovery yield (when no throttle is set). */
@@ -33,6 +36,16 @@ export interface RecoveryState {
   keptObjects: number;
 }
 
+/** A replica's answer while the copies of a suspect object are made to agree. */
+export type ReconcileAnswer =
+  | { state: 'verified'; sum: string } // this copy is current: take it
+  | { state: 'pending' } // this node may yet decide its copy wins: ask again
+  | { state: 'none' }; // no copy that counts here: ask the next replica
+
+/** Epochs whose suspects are kept for peers that ask late. */
+const suspectEpochsKept = 4;
+const reconcilePollMs = 50;
+
 export function checksumOf(data: Buffer): string {
   return createHash('sha1').update(data).digest('hex');
 }
@@ -47,6 +60,15 @@ export class Recovery {
   /** Epoch whose membership this store was last current in (from our own epoch log at start). */
   private currentThrough: number | undefined;
   private trustAllLocal = true;
+  /** Objects each gateway wrote here lately (recent-writes.ts). */
+  private readonly recentWrites = new RecentWrites(suspectWriteWindowMs, suspectWritesPerGatewayMax);
+  /** Per epoch: what gateways that left at it had written here ('all': more than was tracked). */
+  private readonly suspectsByEpoch = new Map<number, Set<Oid> | 'all'>();
+  /**
+   * Suspects this node owns with a trusted copy and has not settled yet; undefined until this
+   * epoch's suspects are known (then every question about a copy of ours is answered 'pending').
+   */
+  private undecided: Set<Oid> | undefined = new Set();
 
   constructor(
     private readonly group: Group,
@@ -78,14 +100,79 @@ export class Recovery {
     this.verified.add(oid);
   }
 
+  /** A replica write arrived from gateway node `gateway` (before it is applied). */
+  noteWrite(gateway: string, oid: Oid): void {
+    this.recentWrites.note(gateway, oid, Date.now());
+  }
+
+  /** This node's suspects of `epoch` for a peer's recovery; undefined if we have not reached it. */
+  suspectsOf(epoch: number): Set<Oid> | 'all' | undefined {
+    if (epoch > this.epoch) return undefined;
+    return this.suspectsByEpoch.get(epoch) ?? new Set();
+  }
+
+  /** Which copy of a suspect wins: asked by the replicas after this one in placement order. */
+  async reconcileState(oid: Oid, epoch: number): Promise<ReconcileAnswer> {
+    if (epoch > this.epoch || (epoch === this.epoch && this.undecided === undefined)) return { state: 'pending' };
+    if (epoch < this.epoch) return { state: 'none' };
+    if (this.undecided?.has(oid)) return { state: 'pending' };
+    if ((this.state.running && !this.verified.has(oid)) || !(await this.store.exists(oid))) return { state: 'none' };
+    return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.gateway.objectSizeBytes(oid))) };
+  }
+
   onEpoch(epoch: number): void {
     if (epoch === this.epoch) return;
     const previous = this.epoch;
+    this.suspectsByEpoch.set(epoch, this.departedWrites(previous, epoch));
+    for (const kept of this.suspectsByEpoch.keys()) if (kept <= epoch - suspectEpochsKept) this.suspectsByEpoch.delete(kept);
+    this.undecided = undefined;
     this.epoch = epoch;
     this.generation += 1;
     void this.run(previous, epoch, this.generation).catch((error: unknown) =>
       this.log.warn({ err: String(error), epoch }, 'recovery failed'),
     );
+  }
+
+  /** The objects written here by gateways that were members at `previous` and are not at `epoch`. */
+  private departedWrites(previous: number, epoch: number): Set<Oid> | 'all' {
+    const before = this.group.epochs.find((e) => e.epoch === previous)?.nodes ?? [];
+    const after = new Set((this.group.epochs.find((e) => e.epoch === epoch)?.nodes ?? []).map((n) => n.id));
+    const suspects = new Set<Oid>();
+    for (const node of before) {
+      if (after.has(node.id)) continue;
+      const written = this.recentWrites.take(node.id, Date.now());
+      if (written === 'all') return 'all';
+      for (const oid of written) suspects.add(oid);
+    }
+    return suspects;
+  }
+
+  /**
+   * Every member's suspects of this epoch: a write may have reached one replica only, so the
+   * others must learn of it from that one.
+   */
+  private async gatherSuspects(epoch: number, generation: number): Promise<Set<Oid> | 'all'> {
+    const own = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
+    if (own === 'all') return 'all';
+    const union = new Set(own);
+    let all = false;
+    const ask = async (node: NodeInfo) => {
+      for (let waitedMs = 0; waitedMs <= reconcileWaitMs && generation === this.generation; waitedMs += reconcilePollMs) {
+        try {
+          const reply = await this.peers.get(node).call('peer.suspects', { epoch, recovery: true });
+          if (reply.value === 'all') all = true;
+          for (const oid of decodeOids(reply.payload)) union.add(oid);
+          return;
+        } catch (error) {
+          // BUSY: it has not reached this epoch yet. Anything else: it is leaving, and the epoch
+          // that follows starts over.
+          if (asSdError(error).code !== 'BUSY') return;
+        }
+        await this.sleep(reconcilePollMs);
+      }
+    };
+    await Promise.all(this.group.members.filter((n) => n.id !== this.group.self.id).map(ask));
+    return all ? 'all' : union;
   }
 
   private selfWasMember(epoch: number): boolean {
@@ -131,15 +218,37 @@ export class Recovery {
     const verified = new Set<Oid>();
     this.verified = verified;
     this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
-    for (const oid of await this.carryOver(previous, previousVerified, previousFinished)) verified.add(oid);
+    const carried = await this.carryOver(previous, previousVerified, previousFinished);
+    const selfId = this.group.self.id;
+    const owned = (oid: Oid) => this.gateway.placement(oid, epoch).some((n) => n.id === selfId);
+    // Our own suspects are known at once; the other members' come over the network. Until they
+    // have, the rest is served (holding every read until then would hold them all), so a copy
+    // only another replica suspects is readable for that round trip.
+    const ownSuspects = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
+    for (const oid of carried) if (ownSuspects !== 'all' && !ownSuspects.has(oid)) verified.add(oid);
+    const suspects = await this.gatherSuspects(epoch, generation);
+    if (generation !== this.generation) return;
+    const isSuspect = (oid: Oid) => suspects === 'all' || suspects.has(oid);
+    // A trusted copy of a suspect is not served until the replicas agree on one content.
+    const undecided = new Set<Oid>();
+    for (const oid of carried) {
+      if (!isSuspect(oid)) continue;
+      verified.delete(oid);
+      if (owned(oid)) undecided.add(oid);
+    }
+    this.undecided = undecided;
+    // Settled even while recovery is disabled: it decides what may be served, it copies little.
+    if (suspects === 'all' || suspects.size > 0) {
+      const items = [...(await this.objectLists())].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
+      await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
+    }
+    undecided.clear();
     while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
     if (generation !== this.generation) return;
     const lists = await this.objectLists();
     const wanted: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
-    const selfId = this.group.self.id;
     for (const [oid, holders] of lists) {
-      if (this.verified.has(oid)) continue;
-      if (!this.gateway.placement(oid, epoch).some((n) => n.id === selfId)) continue;
+      if (this.verified.has(oid) || !owned(oid)) continue;
       wanted.push({ oid, holders });
     }
     this.state.total = wanted.length;
@@ -236,6 +345,91 @@ export class Recovery {
     return result;
   }
 
+  /**
+   * Makes every copy of each suspect agree before it is served: the first replica in placement
+   * order that holds a trusted copy keeps it, and every other replica takes that content. A
+   * trusted copy holds every acknowledged write, so whichever wins loses nothing acknowledged;
+   * the rule only has to be the same everywhere. Replicas ask only those before them in order,
+   * so no two wait on each other. A suspect nobody settles goes through ordinary recovery.
+   */
+  private async settleSuspects(
+    items: Array<{ oid: Oid; holders: NodeInfo[] }>,
+    undecided: Set<Oid>,
+    epoch: number,
+    generation: number,
+  ): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length && generation === this.generation) {
+        const { oid, holders } = items[next++]!;
+        try {
+          await this.settle(oid, holders, undecided.has(oid), epoch, generation);
+        } catch (error) {
+          this.log.warn({ oid: oidHex(oid), err: asSdError(error).message }, 'suspect copy not settled');
+        } finally {
+          undecided.delete(oid);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: recoveryParallelism }, worker));
+    if (items.length > 0) this.log.info({ epoch, suspects: items.length }, 'copies written by departed gateways settled');
+  }
+
+  /** True once this node's copy of `oid` is the agreed one. */
+  private async settle(oid: Oid, holders: NodeInfo[], selfTrusted: boolean, epoch: number, generation: number): Promise<boolean> {
+    const holderIds = new Set(holders.map((h) => h.id));
+    for (const node of this.gateway.placement(oid, epoch)) {
+      if (node.id === this.group.self.id) {
+        if (!selfTrusted) continue;
+        this.verified.add(oid);
+        return true;
+      }
+      if (!holderIds.has(node.id)) continue;
+      const answer = await this.askSettled(node, oid, epoch, generation);
+      if (answer === undefined || this.verified.has(oid)) continue;
+      await this.takeCopy(node, oid, answer.sum, false);
+      return true;
+    }
+    return false;
+  }
+
+  /** The settled copy of `node`, waiting while it decides; undefined if its copy does not count. */
+  private async askSettled(node: NodeInfo, oid: Oid, epoch: number, generation: number): Promise<{ sum: string } | undefined> {
+    for (let waitedMs = 0; generation === this.generation && !this.verified.has(oid); waitedMs += reconcilePollMs) {
+      let answer: ReconcileAnswer;
+      try {
+        answer = (await this.peers.get(node).call('peer.reconcile', { oid, epoch, recovery: true })).value as ReconcileAnswer;
+      } catch {
+        return undefined;
+      }
+      if (answer.state === 'verified') return { sum: answer.sum };
+      if (answer.state === 'none') return undefined;
+      if (waitedMs >= reconcileWaitMs) {
+        this.log.warn({ oid: oidHex(oid), node: node.id }, 'replica did not settle its copy in time');
+        return undefined;
+      }
+      await this.sleep(reconcilePollMs);
+    }
+    return undefined;
+  }
+
+  /** Makes our copy equal to `source`'s (whose checksum is `sum`), unless it already is. */
+  private async takeCopy(source: NodeInfo, oid: Oid, sum: string, force: boolean): Promise<void> {
+    const size = this.gateway.objectSizeBytes(oid);
+    const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
+    if (this.verified.has(oid)) return; // a whole write made it current meanwhile
+    if (localSum === sum) {
+      this.verified.add(oid);
+      this.state.keptObjects += 1;
+      return;
+    }
+    const data = (await this.peers.get(source).call('peer.read', { oid, offset: 0, length: size, force, recovery: true })).payload!;
+    if (this.verified.has(oid)) return;
+    await this.store.writeWhole(oid, data, size);
+    this.verified.add(oid);
+    this.state.receivedBytes += data.length;
+  }
+
   /** Sources newest epoch first: the replicas of the previous epochs that still hold a copy. */
   private sources(oid: Oid, holders: NodeInfo[], epoch: number): NodeInfo[] {
     const selfId = this.group.self.id;
@@ -254,25 +448,14 @@ export class Recovery {
   }
 
   private async recoverObject(oid: Oid, holders: NodeInfo[], epoch: number): Promise<void> {
-    const size = this.gateway.objectSizeBytes(oid);
-    const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
+    if (this.verified.has(oid)) return; // settled as a suspect, or written whole meanwhile
+    const localExists = await this.store.exists(oid);
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
     for (const force of [false, true]) {
       for (const source of this.sources(oid, holders, epoch)) {
         try {
-          const client = this.peers.get(source);
-          const remoteSum = (await client.call('peer.checksum', { oid, force, recovery: true })).value as string;
-          if (this.verified.has(oid)) return; // a whole write made it current meanwhile
-          if (remoteSum === localSum) {
-            this.verified.add(oid);
-            this.state.keptObjects += 1;
-            return;
-          }
-          const data = (await client.call('peer.read', { oid, offset: 0, length: size, force, recovery: true })).payload!;
-          if (this.verified.has(oid)) return;
-          await this.store.writeWhole(oid, data, size);
-          this.verified.add(oid);
-          this.state.receivedBytes += data.length;
+          const remoteSum = (await this.peers.get(source).call('peer.checksum', { oid, force, recovery: true })).value as string;
+          await this.takeCopy(source, oid, remoteSum, force);
           return;
         } catch (error) {
           lastError = error;
@@ -280,7 +463,7 @@ export class Recovery {
       }
     }
     // No other holder: our own copy, if any, is the best there is.
-    if (localSum !== undefined) {
+    if (localExists) {
       this.verified.add(oid);
       return;
     }

@@ -139,6 +139,13 @@ export class MembershipCluster {
     await proc.exited;
   }
 
+  /** Sends a signal without waiting for an exit (SIGSTOP, SIGCONT). */
+  signal(i: number, signal: NodeJS.Signals): void {
+    const proc = this.procs.get(i);
+    if (!proc || proc.done) throw new Error(`sheep ${i} is not running`);
+    proc.child.kill(signal);
+  }
+
   exited(i: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     const proc = this.procs.get(i);
     if (!proc) throw new Error(`sheep ${i} never started`);
