@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { repo } from './lib.mjs';
 
 const { SheepClient } = await import(pathToFileURL(path.join(repo, 'dist', 'cli', 'client.js')).href);
-const { VolumeIo } = await import(pathToFileURL(path.join(repo, 'dist', 'engine', 'volume-io.js')).href);
+const { VolumeIo } = await import(pathToFileURL(path.join(repo, 'dist', 'volume', 'volume-io.js')).href);
 
 const blockBytes = 4096;
 

@@ -3,10 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, test } from 'vitest';
-import { asVid, dataOid, oidHex, type Oid } from '../src/engine/oid.js';
-import { SdError } from '../src/engine/errors.js';
-import { VolumeIo } from '../src/engine/volume-io.js';
-import type { ObjectIo } from '../src/engine/object-io.js';
+import { asVid, dataOid, oidHex } from '../src/engine/oid.js';
 import { nodeDisk } from '../src/io/disk.js';
 import { ObjectStore } from '../src/store/object-store.js';
 
@@ -70,81 +67,6 @@ describe('object store', () => {
     expect((await reopened.read(oid, 100, 9)).toString()).toBe('replayed!');
     expect(await reopened.read(oid, 200, 9)).toEqual(Buffer.alloc(9, 1));
     expect(fs.readdirSync(path.join(dir, '.journal')).filter((n) => !n.startsWith('log.'))).toEqual([]);
-  });
-});
-
-/** Objects in memory, as the gateway would hold them. */
-class MemoryObjects implements ObjectIo {
-  objects = new Map<Oid, Buffer>();
-  constructor(private readonly sizeOf: (oid: Oid) => number) {}
-  async read(oid: Oid, offset: number, length: number): Promise<Buffer> {
-    const object = this.objects.get(oid);
-    if (!object) throw new SdError('NO_OBJECT', 'no object');
-    return Buffer.from(object.subarray(offset, offset + length));
-  }
-  async write(oid: Oid, offset: number, data: Buffer, create: boolean): Promise<void> {
-    let object = this.objects.get(oid);
-    if (!object) {
-      if (!create && !(offset === 0 && data.length === this.sizeOf(oid))) throw new SdError('NO_OBJECT', 'no object');
-      object = Buffer.alloc(this.sizeOf(oid));
-      this.objects.set(oid, object);
-    }
-    data.copy(object, offset);
-  }
-  async remove(oid: Oid): Promise<void> {
-    this.objects.delete(oid);
-  }
-  async lookup(): Promise<never> {
-    throw new SdError('NO_VDI', 'unused');
-  }
-}
-
-describe('volume I/O', () => {
-  const entry = (vid: number, parentVid = 0, snapshotSec = 0) => ({
-    vid, name: 'v', tag: '', snapId: 1, parentVid, createdSec: 0, snapshotSec,
-    sizeBytes: 64 * 2 ** 20, copies: 1, blockSizeShift: 22, hyper: false, deleted: false,
-  });
-  const sizeOf = (o: Oid) => ((o >> 63n) === 1n ? 4 * 2 ** 20 : objectBytes);
-
-  test('unaligned writes across objects, thin reads, copy-on-write from a parent', async () => {
-    const objects = new MemoryObjects(sizeOf);
-    const parent = new VolumeIo(objects, entry(1));
-    const data = Buffer.alloc(objectBytes + 100, 0xab);
-    await parent.write(objectBytes - 50, data);
-    expect(await parent.read(objectBytes - 51, 2)).toEqual(Buffer.from([0, 0xab]));
-    expect(await parent.read(10 * objectBytes, 8)).toEqual(Buffer.alloc(8)); // never written
-    expect([...objects.objects.keys()].filter((o) => (o >> 63n) === 0n)).toHaveLength(3);
-    // A child made from the parent's table shares until it writes (COW keeps the rest).
-    const tables = [...objects.objects.entries()].filter(([o]) => (o >> 63n) === 1n);
-    for (const [o, bytes] of tables) objects.objects.set(((o & ~(0xffffffn << 32n)) | (2n << 32n)) as Oid, Buffer.from(bytes));
-    const child = new VolumeIo(objects, entry(2, 1));
-    await child.write(objectBytes, Buffer.from('child'));
-    expect((await child.read(objectBytes, 6)).toString('latin1')).toBe('child\xab');
-    expect((await parent.read(objectBytes, 5))).toEqual(Buffer.alloc(5, 0xab));
-    expect(await child.owner(1)).toBe(2);
-    expect(await child.owner(0)).toBe(1);
-  });
-
-  test('discard of whole objects frees them; extents report holes', async () => {
-    const objects = new MemoryObjects(sizeOf);
-    const volume = new VolumeIo(objects, entry(1));
-    await volume.write(0, Buffer.alloc(3 * objectBytes, 1));
-    await volume.discard(objectBytes, objectBytes);
-    expect(await volume.extents(0, 4 * objectBytes)).toEqual([
-      { offsetBytes: 0, lengthBytes: objectBytes, allocated: true },
-      { offsetBytes: objectBytes, lengthBytes: objectBytes, allocated: false },
-      { offsetBytes: 2 * objectBytes, lengthBytes: objectBytes, allocated: true },
-      { offsetBytes: 3 * objectBytes, lengthBytes: objectBytes, allocated: false },
-    ]);
-    expect(objects.objects.has(dataOid(asVid(1), 1))).toBe(false);
-    expect(await volume.read(objectBytes, 4)).toEqual(Buffer.alloc(4));
-  });
-
-  test('snapshots are read-only; ranges past the end are refused', async () => {
-    const snapshot = new VolumeIo(new MemoryObjects(sizeOf), entry(1, 0, 5));
-    await expect(snapshot.write(0, Buffer.alloc(1))).rejects.toMatchObject({ code: 'READ_ONLY' });
-    const volume = new VolumeIo(new MemoryObjects(sizeOf), entry(1));
-    await expect(volume.read(64 * 2 ** 20 - 1, 2)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
   });
 });
 

@@ -9,6 +9,11 @@ export const objectSizeBytesMax = 2 ** blockSizeShiftMax;
 
 /** Owner-table entries per table object (and the object count of a normal VDI). */
 export const tableEntriesPerChunk = 2 ** 20;
+/**
+ * Owner-table chunks (4 MiB each) an open VDI keeps in memory: 64 MiB. A normal VDI has one chunk;
+ * a hyper VDI up to 4096, of which the least recently used are evicted.
+ */
+export const ownerTableCachedChunksMax = 16;
 export const normalObjectsMax = 2 ** 20; // 4 TiB with 4 MiB objects
 export const hyperObjectsMax = 2 ** 32; // 16 PiB with 4 MiB objects
 /** Byte offsets are JS numbers: past this they lose precision and are refused. */
@@ -55,6 +60,7 @@ export const localLeaveDetectMsMax = 2000;
 assert.ok(blockSizeShiftDefault >= blockSizeShiftMin && blockSizeShiftDefault <= blockSizeShiftMax);
 assert.ok(rpcFrameBytesMax < 2 ** 31, 'frame length must fit the 32-bit prefix');
 assert.ok(localLivenessPollMs * 4 <= localLeaveDetectMsMax);
+assert.ok(ownerTableCachedChunksMax >= 1 && ownerTableCachedChunksMax <= hyperObjectsMax / tableEntriesPerChunk);
 assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);
 
 assert.ok(registryDurableWaitMs < rpcRequestTimeoutMs);

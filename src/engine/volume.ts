@@ -1,5 +1,5 @@
 // The byte-addressed view of one VDI that every front end (NBD, sheepfs, dog read/write) uses.
-// The implementation over the cluster lives in src/sheep/volume-io.ts; tests use an in-memory one.
+// The implementation over the cluster lives in src/volume/volume-io.ts; tests use an in-memory one.
 
 /** A run of bytes that is either backed by objects or a hole that reads as zeros. */
 export interface Extent {

@@ -5,7 +5,7 @@
 import { SheepClient } from '../cli/client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList } from '../cli/format.js';
 import { parseSnapshotRef, splitSpec } from '../engine/vdi.js';
-import { VolumeIo } from '../engine/volume-io.js';
+import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume } from '../engine/volume.js';
 import type { SheepfsBackend } from './backend.js';
 

@@ -1,7 +1,7 @@
 // An in-memory SheepfsBackend: a few fake VDIs with sparse, copy-on-write volumes and snapshots.
 // It stands in for the cluster in sheepfs tests (SHEEPFS_BACKEND=memory) so the FUSE layer can be
 // exercised without sheep daemons. Behaviour follows the Volume/SheepfsBackend contracts.
-import { piecesOf } from '../engine/volume-io.js';
+import { piecesOf } from '../engine/pieces.js';
 import { sdError } from '../engine/errors.js';
 import type { SheepfsBackend } from './backend.js';
 import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';

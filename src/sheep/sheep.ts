@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { oidHex, type Oid } from '../engine/oid.js';
-import { VolumeIo } from '../engine/volume-io.js';
+import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
 import { nodeDisk } from '../io/disk.js';

@@ -1,7 +1,7 @@
 // An in-memory VolumeProvider for front-end tests. Sparse like the real thing: a Map from object
 // index to a Buffer of one object; unallocated objects read as zeros, discard of whole objects
 // deletes them, extents report allocation per object. `NAME:TAG` opens a read-only snapshot.
-import { piecesOf } from '../../src/engine/volume-io.js';
+import { piecesOf } from '../../src/engine/pieces.js';
 import { SdError } from '../../src/engine/errors.js';
 import type { Extent, Volume, VolumeInfo, VolumeProvider } from '../../src/engine/volume.js';
 

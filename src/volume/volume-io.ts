@@ -1,90 +1,31 @@
 // A VDI as bytes, over object I/O: the owner table decides, per object, where its bytes live —
 // 0: never written (reads as zeros: thin provisioning), the VDI's own id, or an ancestor's id
-// (copy-on-write: the first write copies the object into the VDI's own id).
-import { SdError, asSdError } from './errors.js';
-import { tableEntriesPerChunk } from './limits.js';
-import { asVid, dataOid, inodeOid, type Vid } from './oid.js';
-import type { ObjectIo } from './object-io.js';
-import type { VdiEntry } from './vdi.js';
-import type { Extent, Volume, VolumeInfo } from './volume.js';
-
-const tableChunkBytes = tableEntriesPerChunk * 4;
-
-interface Piece {
-  index: number;
-  innerBytes: number;
-  lengthBytes: number;
-  /** Offset of this piece inside the caller's range. */
-  bufferBytes: number;
-}
-
-/** Cuts [offset, offset+length) at object boundaries. */
-export function piecesOf(offsetBytes: number, lengthBytes: number, objectBytes: number): Piece[] {
-  const pieces: Piece[] = [];
-  let at = offsetBytes;
-  const end = offsetBytes + lengthBytes;
-  while (at < end) {
-    const index = Math.floor(at / objectBytes);
-    const innerBytes = at - index * objectBytes;
-    const take = Math.min(objectBytes - innerBytes, end - at);
-    pieces.push({ index, innerBytes, lengthBytes: take, bufferBytes: at - offsetBytes });
-    at += take;
-  }
-  return pieces;
-}
-
-class TableChunk {
-  dirty = new Set<number>();
-  private waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
-  private running = false;
-
-  constructor(
-    readonly entries: Uint32Array,
-    private readonly save: (offsetBytes: number, data: Buffer) => Promise<void>,
-  ) {}
-
-  /** Resolves once entry `slot`'s current value is durable. */
-  persist(slot: number): Promise<void> {
-    this.dirty.add(slot);
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (!this.running) void this.run();
-    return done;
-  }
-
-  /** Coalesces the dirty entries of many concurrent writes into one range write. */
-  private async run(): Promise<void> {
-    this.running = true;
-    while (this.dirty.size > 0) {
-      const slots = [...this.dirty];
-      const waiters = this.waiters;
-      this.dirty = new Set();
-      this.waiters = [];
-      const first = Math.min(...slots);
-      const last = Math.max(...slots);
-      const bytes = Buffer.from(this.entries.buffer, this.entries.byteOffset + first * 4, (last - first + 1) * 4);
-      try {
-        await this.save(first * 4, Buffer.from(bytes));
-        for (const waiter of waiters) waiter.resolve();
-      } catch (error) {
-        for (const waiter of waiters) waiter.reject(error);
-      }
-    }
-    this.running = false;
-  }
-}
+// (copy-on-write: the first write copies the object into the VDI's own id). The client runtime
+// above the pure engine: async, and it keeps state (the cached owner table, allocations in
+// flight) for as long as the VDI is open.
+import { SdError, asSdError } from '../engine/errors.js';
+import { ownerTableCachedChunksMax } from '../engine/limits.js';
+import { asVid, dataOid, type Vid } from '../engine/oid.js';
+import type { ObjectIo } from '../engine/object-io.js';
+import { piecesOf } from '../engine/pieces.js';
+import type { VdiEntry } from '../engine/vdi.js';
+import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';
+import { OwnerTable } from './owner-table.js';
 
 export class VolumeIo implements Volume {
   readonly info: VolumeInfo;
   private readonly vid: Vid;
   private readonly objectBytes: number;
-  private readonly chunks = new Map<number, Promise<TableChunk>>();
+  private readonly table: OwnerTable;
   private readonly allocating = new Map<number, Promise<void>>();
 
   constructor(
     private readonly io: ObjectIo,
     readonly entry: VdiEntry,
+    ownerTableChunksMax = ownerTableCachedChunksMax,
   ) {
     this.vid = asVid(entry.vid);
+    this.table = new OwnerTable(io, this.vid, ownerTableChunksMax);
     this.objectBytes = 2 ** entry.blockSizeShift;
     this.info = {
       name: entry.name,
@@ -110,40 +51,8 @@ export class VolumeIo implements Volume {
     if (this.info.readOnly) throw new SdError('READ_ONLY', `${this.info.name} is a snapshot: read-only`);
   }
 
-  private chunk(index: number): Promise<TableChunk> {
-    const number = Math.floor(index / tableEntriesPerChunk);
-    let chunk = this.chunks.get(number);
-    if (!chunk) {
-      chunk = this.loadChunk(number);
-      this.chunks.set(number, chunk);
-      chunk.catch(() => this.chunks.delete(number));
-    }
-    return chunk;
-  }
-
-  private async loadChunk(number: number): Promise<TableChunk> {
-    const oid = inodeOid(this.vid, number);
-    let bytes: Buffer;
-    let exists = true;
-    try {
-      bytes = await this.io.read(oid, 0, tableChunkBytes);
-    } catch (error) {
-      if (asSdError(error).code !== 'NO_OBJECT') throw error;
-      bytes = Buffer.alloc(tableChunkBytes);
-      exists = false;
-    }
-    const entries = new Uint32Array(tableEntriesPerChunk);
-    Buffer.from(entries.buffer).set(bytes.subarray(0, tableChunkBytes));
-    // Only the first write of a table may create it: a replica that lacks an existing table
-    // must be sent all of it, never make a sparse one of zeros around the new entries.
-    return new TableChunk(entries, async (offsetBytes, data) => {
-      await this.io.write(oid, offsetBytes, data, !exists);
-      exists = true;
-    });
-  }
-
-  async owner(index: number): Promise<number> {
-    return (await this.chunk(index)).entries[index % tableEntriesPerChunk]!;
+  owner(index: number): Promise<number> {
+    return this.table.owner(index);
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
@@ -230,7 +139,7 @@ export class VolumeIo implements Volume {
         data.copy(base, innerBytes);
         await this.io.write(oid, 0, base, true);
       }
-      await this.setOwner(index, this.vid);
+      await this.table.setOwner(index, this.vid);
     });
   }
 
@@ -255,13 +164,6 @@ export class VolumeIo implements Volume {
     }
   }
 
-  private async setOwner(index: number, owner: number): Promise<void> {
-    const chunk = await this.chunk(index);
-    const slot = index % tableEntriesPerChunk;
-    chunk.entries[slot] = owner;
-    await chunk.persist(slot);
-  }
-
   async flush(): Promise<void> {
     // Every acknowledged write is already on stable storage on every replica.
   }
@@ -279,7 +181,7 @@ export class VolumeIo implements Volume {
         }
         await this.exclusiveAllocation(piece.index, async () => {
           // Table first: a crash in between leaves an unreferenced object, never a dangling entry.
-          await this.setOwner(piece.index, 0);
+          await this.table.setOwner(piece.index, 0);
           if (owner === this.vid) await this.io.remove(dataOid(this.vid, piece.index));
         });
       }),
