@@ -1,5 +1,5 @@
-// sheepfs end to end: a real FUSE mount served by a child `bin/sheepfs` process over the memory
-// backend, driven by other child processes (sh, dd, cat, cmp). The test process never touches the
+// sheepfs end to end: a real FUSE mount served by a child sheepfs process (the command of bin/sheepfs
+// over the memory backend, built by buildMemorySheepfs), driven by other child processes (sh, dd, cat, cmp). The test process never touches the
 // mount itself through node's fs: a slip in sheepfs would hang the test runner in the kernel.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -7,13 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryBackend } from '../src/fs/memory-backend.js';
+import { buildMemorySheepfs } from './support/build-sheepfs.js';
+import { MemoryBackend } from './support/memory-backend.js';
 import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
 
-const repoRoot = path.resolve(import.meta.dirname, '..');
-const sheepfsBin = path.join(repoRoot, 'bin', 'sheepfs');
 const commandTimeoutMs = 20_000;
-const memoryEnv = { ...process.env, SHEEPFS_BACKEND: 'memory' };
+const memoryEnv = process.env;
+let sheepfsBin = '';
 const workDir = mkdtempSync(path.join(tmpdir(), 'sheepfs-test-'));
 
 interface Run {
@@ -63,11 +63,7 @@ function newMountpoint(name: string): string {
 }
 
 beforeAll(() => {
-  // Other parts of the repository may not compile at moments; tsc still emits ours.
-  spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--noEmitOnError', 'false'], {
-    cwd: repoRoot,
-    timeout: 90_000,
-  });
+  sheepfsBin = buildMemorySheepfs();
   expect(sheepfs(['--help']).status).toBe(0);
 }, 120_000);
 
@@ -260,7 +256,7 @@ describe('sheepfs process behaviour', () => {
 
   it('fails with one line when no sheep answers', () => {
     const mnt = newMountpoint('unreachable');
-    const env = { ...process.env, SHEEPFS_BACKEND: 'memory-unreachable' };
+    const env = { ...process.env, SHEEPFS_MEMORY_UNREACHABLE: '1' };
     const run = sheepfs(['--log', path.join(workDir, 'fail.log'), mnt], env);
     expect(run.status).toBe(1);
     expect(run.stderr.trim().split('\n')).toEqual([

@@ -1,10 +1,11 @@
 // An in-memory SheepfsBackend: a few fake VDIs with sparse, copy-on-write volumes and snapshots.
-// It stands in for the cluster in sheepfs tests (SHEEPFS_BACKEND=memory) so the FUSE layer can be
-// exercised without sheep daemons. Behaviour follows the Volume/SheepfsBackend contracts.
-import { piecesOf } from '../engine/pieces.js';
-import { sdError } from '../engine/errors.js';
-import type { SheepfsBackend } from './backend.js';
-import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';
+// It stands in for the cluster in sheepfs tests (test/support/sheepfs-memory-main.ts), so the FUSE
+// layer can be exercised without sheep daemons. Behaviour follows the Volume/SheepfsBackend
+// contracts.
+import { piecesOf } from '../../src/engine/pieces.js';
+import { sdError } from '../../src/engine/errors.js';
+import type { SheepfsBackend } from '../../src/fs/backend.js';
+import type { Extent, Volume, VolumeInfo } from '../../src/engine/volume.js';
 
 const objectSizeBytes = 4 * 1024 * 1024;
 const vidFirst = 0x7c2b25;
