@@ -1,8 +1,8 @@
 // The cluster-driver contract (DESIGN.md). Everything above it is driver-blind: `local` (one host,
 // a shared directory) and `zookeeper` (many hosts) give the same guarantees.
+import type { Json } from '../engine/json.js';
 
-/** Plain JSON-able data only (no bigint, no Buffer): drivers persist and ship it as JSON. */
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type { Json };
 
 /** A member as the cluster knows it. `id` is `addr:port`, unique in the cluster. */
 export interface NodeInfo {

@@ -13,7 +13,7 @@ import {
   vdiNameBytesMax,
   vidCount,
 } from './limits.js';
-import type { Json } from '../cluster/driver.js';
+import type { Json } from './json.js';
 
 export interface VdiEntry {
   vid: number;
