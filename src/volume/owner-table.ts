@@ -12,7 +12,7 @@ import type { ObjectIo } from '../engine/object-io.js';
 
 const chunkBytes = tableEntriesPerChunk * 4;
 
-/** One loaded table object. Entry updates of concurrent writes are coalesced into one range write. */
+/** One loaded table object; entry updates of concurrent writes are coalesced into one write. */
 class TableChunk {
   private dirty = new Set<number>();
   private waiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
@@ -81,7 +81,7 @@ export class OwnerTable {
     private readonly vid: Vid,
     readonly chunksMax: number,
   ) {
-    assert.ok(Number.isSafeInteger(chunksMax) && chunksMax >= 1, 'the cache holds at least one chunk');
+    assert.ok(Number.isSafeInteger(chunksMax) && chunksMax >= 1, 'the cache holds a chunk or more');
   }
 
   /** Chunks in memory now: never more than `chunksMax`. */
@@ -99,7 +99,10 @@ export class OwnerTable {
   }
 
   /** Runs `work` on the chunk holding entry `index`, pinned until `work` settles. */
-  private async use<T>(index: number, work: (chunk: TableChunk, slot: number) => T | Promise<T>): Promise<T> {
+  private async use<T>(
+    index: number,
+    work: (chunk: TableChunk, slot: number) => T | Promise<T>,
+  ): Promise<T> {
     const number = Math.floor(index / tableEntriesPerChunk);
     const slot = await this.pin(number);
     try {
