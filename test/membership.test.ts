@@ -5,13 +5,13 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MembershipCluster, dog, md5, parseEpochHistory, pattern, poll, sleep } from './support/membership-cluster.js';
+import { Cluster, md5, parseEpochHistory, pattern, poll, sleep } from './support/cluster.js';
 
 const MiB = 1024 * 1024;
-let clusters: MembershipCluster[] = [];
+let clusters: Cluster[] = [];
 
-function cluster(basePort: number): MembershipCluster {
-  const c = new MembershipCluster(basePort);
+function cluster(basePort: number): Cluster {
+  const c = new Cluster({ basePort, prefix: 'sheep-membership-' });
   clusters.push(c);
   return c;
 }
@@ -22,25 +22,19 @@ afterEach(async () => {
   await Promise.all(done.map((c) => c.destroy()));
 });
 
-/** Starts the nodes at once (membership order does not matter before format) and waits for all. */
-async function startAll(c: MembershipCluster, indexes: readonly number[]) {
-  await Promise.all(indexes.map((i) => c.start(i)));
-  await c.waitForMembers();
-}
-
-async function format(c: MembershipCluster, copies: number, more: string[] = []) {
-  const result = await c.dogOk(c.live()[0]!, ['cluster', 'format', '-c', String(copies), ...more]);
+async function format(c: Cluster, copies: number, more: string[] = []) {
+  const result = await c.dogOk(['cluster', 'format', '-c', String(copies), ...more], { port: c.port(c.live()[0]!) });
   expect(result.out).toBe('using backend plain store\n');
 }
 
-async function createAndWrite(c: MembershipCluster, via: number, name: string, data: Buffer, copies?: number) {
-  await c.dogOk(via, ['vdi', 'create', name, String(data.length), ...(copies ? ['-c', String(copies)] : [])]);
-  await c.dogOk(via, ['vdi', 'write', name], data);
+async function createAndWrite(c: Cluster, via: number, name: string, data: Buffer, copies?: number) {
+  await c.dogOk(['vdi', 'create', name, String(data.length), ...(copies ? ['-c', String(copies)] : [])], { port: c.port(via) });
+  await c.dogOk(['vdi', 'write', name], { port: c.port(via), input: data });
 }
 
 /** Every live node's history is identical (dates masked) and equals `expected` (indexes per epoch). */
-async function expectHistory(c: MembershipCluster, expected: number[][]) {
-  const want = expected.map((nodes, k) => ({ epoch: k + 1, nodes: nodes.map((i) => c.id(i)) }));
+async function expectHistory(c: Cluster, expected: number[][]) {
+  const want = expected.map((nodes, k) => ({ epoch: k + 1, nodes: nodes.map((i) => c.nodeId(i)) }));
   // Each node applies the change on its own: wait until all have the last epoch.
   await poll(`epoch ${expected.length} on every node`, async () => {
     const infos = await Promise.all(c.live().map((i) => c.ask(i, (client) => client.clusterInfo())));
@@ -54,7 +48,7 @@ async function expectHistory(c: MembershipCluster, expected: number[][]) {
 describe('membership', () => {
   it('epoch history is the same on every node through kills and restarts in several orders', async () => {
     const c = cluster(7400);
-    await startAll(c, [0, 1, 2, 3]);
+    await c.startAll([0, 1, 2, 3], 'at once');
     await format(c, 2);
     const history = [[0, 1, 2, 3]];
     await expectHistory(c, history);
@@ -81,9 +75,9 @@ describe('membership', () => {
     const all = [0, 1, 2, 3, 4, 5, 6, 7, 8];
     await Promise.all(all.map((i) => c.start(i)));
     await c.waitForMembers();
-    const lists = await Promise.all(all.map(async (i) => (await c.dogOk(i, ['node', 'list'])).out));
+    const lists = await Promise.all(all.map(async (i) => (await c.dogOk(['node', 'list'], { port: c.port(i) })).out));
     for (const list of lists) expect(list).toBe(lists[0]);
-    expect(await c.nodeIds(4)).toEqual(all.map((i) => c.id(i)));
+    expect(await c.nodeIds(4)).toEqual(all.map((i) => c.nodeId(i)));
     await format(c, 3);
     await expectHistory(c, [all]);
   });
@@ -91,13 +85,13 @@ describe('membership', () => {
   it('seven nodes, copies 3: a node down during an 80 MiB write recovers it; all ports read the same data', async () => {
     const c = cluster(7420);
     const all = [0, 1, 2, 3, 4, 5, 6];
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 3);
     const data = randomBytes(80 * MiB);
-    await c.dogOk(0, ['vdi', 'create', 'big', '80M']);
+    await c.dogOk(['vdi', 'create', 'big', '80M'], { port: c.port(0) });
     await c.kill(6);
     await c.waitForMembers();
-    await c.dogOk(0, ['vdi', 'write', 'big'], data);
+    await c.dogOk(['vdi', 'write', 'big'], { port: c.port(0), input: data });
     await c.start(6);
     const holders = await c.waitForFullCopies(all, 3, 180_000, 21);
     expect(holders.size).toBe(21); // 20 data objects and the inode
@@ -109,7 +103,7 @@ describe('membership', () => {
   it('sixteen nodes, copies 6: five leave one by one, data is rewritten, they return: never the old data', async () => {
     const c = cluster(7430);
     const all = Array.from({ length: 16 }, (_, i) => i);
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 6);
     const first = pattern(24 * MiB, 1);
     const second = pattern(24 * MiB, 2);
@@ -121,7 +115,7 @@ describe('membership', () => {
       await c.waitForMembers();
       await c.waitForFullCopies(c.live(), 6, 60_000, 7);
     }
-    await c.dogOk(0, ['vdi', 'write', 'v'], second);
+    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(0), input: second });
     expect(await c.readMd5(2, 'v')).toBe(md5(second));
     await Promise.all(leaving.map((i) => c.start(i)));
     // During recovery: every port gives the new data, the returning nodes' stale copies never.
@@ -134,7 +128,7 @@ describe('membership', () => {
 
   it('two nodes, copies 2: both replaced one at a time, the data reads back unchanged', async () => {
     const c = cluster(7450);
-    await startAll(c, [0, 1]);
+    await c.startAll([0, 1], 'at once');
     await format(c, 2);
     const data = pattern(24 * MiB, 3);
     await createAndWrite(c, 0, 'v', data);
@@ -156,12 +150,12 @@ describe('membership', () => {
   it('recovery disabled: two of eight nodes die, I/O still works, copies come back only after enable', async () => {
     const c = cluster(7460);
     const all = [0, 1, 2, 3, 4, 5, 6, 7];
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 3);
     const data = pattern(48 * MiB, 4);
     await createAndWrite(c, 0, 'v', data);
     await c.waitForFullCopies(all, 3, 60_000, 13);
-    expect((await c.dogOk(0, ['cluster', 'recover', 'disable'])).out).toBe('Cluster recovery: disable\n');
+    expect((await c.dogOk(['cluster', 'recover', 'disable'], { port: c.port(0) })).out).toBe('Cluster recovery: disable\n');
     expect(await c.status(5)).toBe('running, auto-recovery disabled');
     await c.kill(6);
     await c.kill(7);
@@ -169,14 +163,14 @@ describe('membership', () => {
     const live = c.live();
     // Writes and reads work; only the first 8 MiB are rewritten.
     const patch = pattern(8 * MiB, 5);
-    await c.dogOk(1, ['vdi', 'write', 'v', '0'], patch);
+    await c.dogOk(['vdi', 'write', 'v', '0'], { port: c.port(1), input: patch });
     const expected = Buffer.concat([patch, data.subarray(8 * MiB)]);
     expect(await c.readMd5(2, 'v')).toBe(md5(expected));
     await sleep(1500);
     const short = c.badCopies(live, 3);
     expect(short.length).toBeGreaterThan(0); // nothing was recovered while disabled
     expect(short.every((o) => o.holders.length < 3)).toBe(true);
-    expect((await c.dogOk(0, ['cluster', 'recover', 'enable'])).out).toBe('Cluster recovery: enable\n');
+    expect((await c.dogOk(['cluster', 'recover', 'enable'], { port: c.port(0) })).out).toBe('Cluster recovery: enable\n');
     await c.waitForFullCopies(live, 3, 60_000, 13);
     expect(await c.status(5)).toBe('running, auto-recovery enabled');
     expect(await c.readMd5(3, 'v')).toBe(md5(expected));
@@ -184,12 +178,12 @@ describe('membership', () => {
 
   it('a node formatted in another cluster is refused and the node list does not change', async () => {
     const c = cluster(7470);
-    await startAll(c, [0, 1, 2]);
+    await c.startAll([0, 1, 2], 'at once');
     await format(c, 2);
     // Node 3 gets a store of its own cluster first.
     const otherDir = path.join(c.root, 'other-cluster');
     await c.start(3, [], otherDir);
-    await c.dogOk(3, ['cluster', 'format', '-c', '1']);
+    await c.dogOk(['cluster', 'format', '-c', '1'], { port: c.port(3) });
     await c.kill(3);
     const before = await c.nodeIds(0);
     const refused = await c.startExpectExit(3);
@@ -197,24 +191,24 @@ describe('membership', () => {
     expect(refused.stderr).toMatch(/^sheep: .*another cluster.*\n$/);
     expect(refused.log).toContain('another cluster');
     expect(await c.nodeIds(0)).toEqual(before);
-    expect(await c.nodeIds(2)).toEqual([0, 1, 2].map((i) => c.id(i)));
+    expect(await c.nodeIds(2)).toEqual([0, 1, 2].map((i) => c.nodeId(i)));
     await expectHistory(c, [[0, 1, 2]]);
   });
 
   it('shutdown and restart: waiting until every member of the last epoch is back, then the same epoch', async () => {
     const c = cluster(7475);
     const all = [0, 1, 2];
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 3);
     const data = pattern(12 * MiB, 6);
     await createAndWrite(c, 1, 'v', data);
     const before = await c.clusterInfo(0);
-    await c.dogOk(0, ['cluster', 'shutdown']);
+    await c.dogOk(['cluster', 'shutdown'], { port: c.port(0) });
     const exits = await Promise.all(all.map((i) => c.exited(i)));
     expect(exits.map((e) => e.code)).toEqual([0, 0, 0]);
     await c.start(2);
     expect(await c.status(2)).toBe('Waiting for other nodes to join cluster');
-    expect((await c.dogOk(2, ['vdi', 'read', 'v', '0', '4096']).catch((e: Error) => e)) instanceof Error).toBe(true);
+    expect((await c.dogOk(['vdi', 'read', 'v', '0', '4096'], { port: c.port(2) }).catch((e: Error) => e)) instanceof Error).toBe(true);
     await c.start(0);
     expect(await c.status(0)).toBe('Waiting for other nodes to join cluster');
     await c.start(1);
@@ -229,21 +223,21 @@ describe('membership', () => {
   it('forced recovery after a partial restart: a new epoch of the present nodes, data readable', async () => {
     const c = cluster(7478);
     const all = [0, 1, 2];
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 3);
     const data = pattern(12 * MiB, 7);
     await createAndWrite(c, 0, 'v', data);
-    await c.dogOk(0, ['cluster', 'shutdown']);
+    await c.dogOk(['cluster', 'shutdown'], { port: c.port(0) });
     await Promise.all(all.map((i) => c.exited(i)));
     await c.start(0);
     await c.start(1);
     expect(await c.status(1)).toBe('Waiting for other nodes to join cluster');
     // The command asks on stdin; anything but yes cancels.
-    const no = await c.dogOk(0, ['cluster', 'recover', 'force'], Buffer.from('no\n')).catch((e: Error) => e);
+    const no = await c.dogOk(['cluster', 'recover', 'force'], { port: c.port(0), input: Buffer.from('no\n') }).catch((e: Error) => e);
     expect(no).toBeInstanceOf(Error);
     expect(String(no)).toContain('Recovery cancelled');
     expect(await c.status(0)).toBe('Waiting for other nodes to join cluster');
-    const yes = await c.dogOk(0, ['cluster', 'recover', 'force'], Buffer.from('yes\n'));
+    const yes = await c.dogOk(['cluster', 'recover', 'force'], { port: c.port(0), input: Buffer.from('yes\n') });
     expect(yes.out).toContain('[yes/no]');
     await poll('running after force', async () => (await c.status(1)) === 'running, auto-recovery enabled', 20_000);
     await expectHistory(c, [all, [0, 1]]);
@@ -258,11 +252,11 @@ describe('membership', () => {
 
   it('a gateway node holds 0 vnodes and stores nothing; -g with -V is refused', async () => {
     const c = cluster(7481);
-    await startAll(c, [0, 1, 2]);
+    await c.startAll([0, 1, 2], 'at once');
     await c.start(3, ['-g']);
     await c.waitForMembers();
     await format(c, 2);
-    const list = (await c.dogOk(0, ['node', 'list', '-r'])).out.split('\n').filter(Boolean);
+    const list = (await c.dogOk(['node', 'list', '-r'], { port: c.port(0) })).out.split('\n').filter(Boolean);
     expect(list.map((line) => line.split(' ')[2])).toEqual(['128', '128', '128', '0']);
     const data = pattern(20 * MiB, 8);
     await createAndWrite(c, 3, 'v', data);
@@ -272,13 +266,13 @@ describe('membership', () => {
     const refused = await c.startExpectExit(4, ['-g', '-V', '10']);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/gateway|vnodes/);
-    expect(await c.nodeIds(0)).toEqual([0, 1, 2, 3].map((i) => c.id(i)));
+    expect(await c.nodeIds(0)).toEqual([0, 1, 2, 3].map((i) => c.nodeId(i)));
   });
 
   it('differential recovery: a node down for one small write receives only that object on return', async () => {
     const c = cluster(7486);
     const all = [0, 1, 2, 3];
-    await startAll(c, all);
+    await c.startAll(all, 'at once');
     await format(c, 3);
     const data = pattern(40 * MiB, 9);
     await createAndWrite(c, 0, 'v', data);
@@ -291,7 +285,7 @@ describe('membership', () => {
     await c.waitForMembers();
     await c.waitForFullCopies([0, 1, 2], 3, 30_000, 11);
     const small = pattern(4096, 10);
-    await c.dogOk(0, ['vdi', 'write', 'v', String(index * 4 * MiB + 8192), '4096'], small);
+    await c.dogOk(['vdi', 'write', 'v', String(index * 4 * MiB + 8192), '4096'], { port: c.port(0), input: small });
     const logBefore = c.recoveryFinished(3).length;
     await c.start(3);
     await c.waitForFullCopies(all, 3, 30_000, 11);
@@ -309,22 +303,22 @@ describe('membership', () => {
 
   it('dog node kill ID stops that node and it leaves the node list', async () => {
     const c = cluster(7490);
-    await startAll(c, [0, 1, 2]);
+    await c.startAll([0, 1, 2], 'at once');
     await format(c, 2);
-    await c.dogOk(0, ['node', 'kill', '1']);
+    await c.dogOk(['node', 'kill', '1'], { port: c.port(0) });
     const exit = await Promise.race([c.exited(1), sleep(10_000).then(() => 'timeout' as const)]);
     expect(exit).toEqual({ code: 0, signal: null });
     await c.waitForMembers();
-    expect(await c.nodeIds(0)).toEqual([c.id(0), c.id(2)]);
+    expect(await c.nodeIds(0)).toEqual([c.nodeId(0), c.nodeId(2)]);
     await expectHistory(c, [[0, 1, 2], [0, 2]]);
-    const bad = await dog(c.port(0), ['node', 'kill', '5']);
+    const bad = await c.dog(['node', 'kill', '5']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('Invalid node id');
   });
 
   it('a fourth node added to three takes about a quarter of the objects, and they leave the others', async () => {
     const c = cluster(7493);
-    await startAll(c, [0, 1, 2]);
+    await c.startAll([0, 1, 2], 'at once');
     await format(c, 1, ['-z', '20']); // 1 MiB objects: enough objects for a share to mean something
     const data = pattern(128 * MiB, 11);
     await createAndWrite(c, 0, 'v', data);
@@ -343,18 +337,18 @@ describe('membership', () => {
 
   it('a write that updates the inode on a node still recovering it does not leave a partial inode there', async () => {
     const c = cluster(7497);
-    await startAll(c, [0, 1]);
+    await c.startAll([0, 1], 'at once');
     await format(c, 3); // two zones: two copies now, three once the third node is in
     const first = pattern(8 * MiB, 12);
-    await c.dogOk(0, ['vdi', 'create', 'v', '40M']);
-    await c.dogOk(0, ['vdi', 'write', 'v'], first);
+    await c.dogOk(['vdi', 'create', 'v', '40M'], { port: c.port(0) });
+    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(0), input: first });
     await c.waitForFullCopies([0, 1], 2, 30_000, 3);
-    await c.dogOk(0, ['cluster', 'recover', 'disable']);
+    await c.dogOk(['cluster', 'recover', 'disable'], { port: c.port(0) });
     await c.start(2); // owns every object now, has none, and cannot recover yet
     await c.waitForMembers();
     const later = pattern(4 * MiB, 13);
-    await c.dogOk(0, ['vdi', 'write', 'v', String(20 * MiB)], later); // a new object: the inode changes
-    await c.dogOk(0, ['cluster', 'recover', 'enable']);
+    await c.dogOk(['vdi', 'write', 'v', String(20 * MiB)], { port: c.port(0), input: later }); // a new object: the inode changes
+    await c.dogOk(['cluster', 'recover', 'enable'], { port: c.port(0) });
     await c.waitForFullCopies([0, 1, 2], 3, 30_000, 4);
     const expected = Buffer.alloc(40 * MiB);
     first.copy(expected, 0);
@@ -366,12 +360,12 @@ describe('membership', () => {
 
   it('the recovery throttle limits objects per interval for the whole node', async () => {
     const c = cluster(7427);
-    await startAll(c, [0, 1]);
+    await c.startAll([0, 1], 'at once');
     await format(c, 3);
     await createAndWrite(c, 0, 'v', pattern(40 * MiB, 14));
     await c.waitForFullCopies([0, 1], 2, 30_000, 11);
-    expect((await c.dogOk(1, ['node', 'recovery', 'set-throttle', '2', '1000'])).out).toBe('max 2 objects per 1000 ms\n');
-    expect((await c.dogOk(0, ['node', 'recovery', 'get-throttle'])).out).toBe('max 2 objects per 1000 ms\n');
+    expect((await c.dogOk(['node', 'recovery', 'set-throttle', '2', '1000'], { port: c.port(1) })).out).toBe('max 2 objects per 1000 ms\n');
+    expect((await c.dogOk(['node', 'recovery', 'get-throttle'], { port: c.port(0) })).out).toBe('max 2 objects per 1000 ms\n');
     const started = Date.now();
     await c.start(2); // needs all 11 objects: at 2 per second, at least 5 s
     await c.waitForFullCopies([0, 1, 2], 3, 60_000, 11);

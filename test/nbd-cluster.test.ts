@@ -368,7 +368,7 @@ describe('NBD on a three-node cluster, copies 3', () => {
     expect(written).toBeLessThan(64);
     const result = await copy;
     expect(result.code, result.stderr).toBe(0);
-    await c.waitForMembers(2);
+    await c.waitForMembers();
     const compare = await toolOk('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', randomPath, url(2, 'survive')]);
     expect(compare.trim()).toBe('Images are identical.');
     const read = await c.dog(['vdi', 'read', 'survive'], { port: c.port(2) });

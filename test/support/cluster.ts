@@ -1,6 +1,7 @@
-// A cluster of real sheep daemons on loopback, for integration tests. Each sheep runs in the
+// The one way tests start a cluster of real sheep daemons on loopback. Each sheep runs in the
 // foreground (-f) as a child of the test process, so a test can SIGKILL it; its stderr is kept for
-// diagnostics. `dog` runs as a child process too, exactly as a user would run it.
+// diagnostics. `dog` runs as a child process too, exactly as a user would run it. Node i listens
+// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -8,14 +9,17 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SheepClient } from '../../src/cli/client.js';
+import { maskDates } from './mask.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const sheepBin = path.join(repoRoot, 'bin', 'sheep');
 export const dogBin = path.join(repoRoot, 'bin', 'dog');
 
-const dogTimeoutMs = 60_000;
+const dogTimeoutMs = 120_000;
 const portWaitMs = 15_000;
 const stopWaitMs = 5_000;
+const joinWaitMs = 20_000;
 
 export interface DogResult {
   stdout: Buffer;
@@ -132,7 +136,50 @@ export function makeTempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export interface SheepProcess {
+/** Polls `check` every `everyMs` until it returns a truthy value; throws with `what` at the timeout. */
+export async function poll<T>(
+  what: string | (() => string),
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Deterministic pseudo-random bytes (fast): a seeded xorshift over 32-bit words. */
+export function pattern(bytes: number, seed: number): Buffer {
+  const buffer = Buffer.alloc(bytes);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let at = 0; at + 4 <= bytes; at += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buffer.writeUInt32LE(x, at);
+  }
+  return buffer;
+}
+
+/** The epoch lines of `dog cluster info`, oldest first: per epoch, the node ids (no vnodes). */
+export function parseEpochHistory(text: string): Array<{ epoch: number; nodes: string[] }> {
+  const records: Array<{ epoch: number; nodes: string[] }> = [];
+  for (const line of text.split('\n')) {
+    const match = /^\S+ \S+\s+(\d+) \[(.*)\]$/.exec(line);
+    if (!match) continue;
+    const nodes = match[2] === '' ? [] : match[2]!.split(', ').map((n) => n.replace(/:\d+$/, ''));
+    records.push({ epoch: Number(match[1]), nodes });
+  }
+  return records.reverse();
+}
+
+interface SheepProcess {
   child: ChildProcess;
   stderr: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -140,7 +187,7 @@ export interface SheepProcess {
 }
 
 /** Spawns `node bin/sheep ARGS` (stdout ignored, stderr kept); `done` turns true once it exits. */
-export function spawnSheep(args: readonly string[]): SheepProcess {
+function spawnSheep(args: readonly string[]): SheepProcess {
   const child = spawn(process.execPath, [sheepBin, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
   const stderr: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
@@ -172,38 +219,46 @@ export function listObjectFiles(storeDir: string): string[] {
 }
 
 export interface ClusterOptions {
+  /** Sheep i listens on basePort + i. */
+  basePort: number;
+  /** Directory prefix in the OS temp dir. */
+  prefix?: string;
+  /** Extra sheep options per node. */
+  sheepArgs?: (i: number) => string[];
+}
+
+export interface StartClusterOptions extends ClusterOptions {
   nodes: number;
   /** Copies given to `cluster format`. */
   copies?: number;
-  /** Sheep i listens on basePort + i. */
-  basePort: number;
   /** Run `dog cluster format` after start (default true). */
   format?: boolean;
-  /** Extra sheep options per node. */
-  sheepArgs?: (i: number) => string[];
-  /** Directory prefix in the OS temp dir. */
-  prefix?: string;
+}
+
+export interface RecoveryFinished {
+  epoch: number;
+  received: number;
+  kept: number;
 }
 
 export class Cluster {
   readonly root: string;
   readonly clusterDir: string;
-  readonly ports: number[];
-  private readonly procs: Array<SheepProcess | undefined>;
+  private readonly procs = new Map<number, SheepProcess>();
 
   constructor(readonly options: ClusterOptions) {
     this.root = makeTempDir(options.prefix ?? 'sheep-test-');
     this.clusterDir = path.join(this.root, 'cluster');
-    this.ports = Array.from({ length: options.nodes }, (_, i) => options.basePort + i);
-    this.procs = Array.from({ length: options.nodes }, () => undefined);
   }
+
+  // ---- nodes ----
 
   storeDir(i: number): string {
     return path.join(this.root, `store${i}`);
   }
 
   port(i: number): number {
-    return this.ports[i]!;
+    return this.options.basePort + i;
   }
 
   /** The id a node has in `node list`: `127.0.0.1:PORT`. */
@@ -211,65 +266,142 @@ export class Cluster {
     return `127.0.0.1:${this.port(i)}`;
   }
 
-  sheepArgs(i: number): string[] {
+  /** Every node ever started, by index. */
+  started(): number[] {
+    return [...this.procs.keys()].sort((a, b) => a - b);
+  }
+
+  /** The ports of every node ever started, by index. */
+  get ports(): number[] {
+    return this.started().map((i) => this.port(i));
+  }
+
+  running(i: number): boolean {
+    const proc = this.procs.get(i);
+    return proc !== undefined && !proc.done;
+  }
+
+  live(): number[] {
+    return this.started().filter((i) => this.running(i));
+  }
+
+  pid(i: number): number | undefined {
+    return this.procs.get(i)?.child.pid;
+  }
+
+  sheepArgs(i: number, extra: readonly string[] = [], clusterDir = this.clusterDir): string[] {
     return [
       '-f',
       '-b', '127.0.0.1',
       '-p', String(this.port(i)),
       '-z', String(i),
-      '-c', `local:${this.clusterDir}`,
+      '-c', `local:${clusterDir}`,
       '--nbd', 'off',
       ...(this.options.sheepArgs?.(i) ?? []),
+      ...extra,
       this.storeDir(i),
     ];
   }
 
-  /** Starts sheep i in the foreground and waits until its port accepts connections. */
-  async start(i: number): Promise<void> {
-    if (this.procs[i] && !this.procs[i]!.done) throw new Error(`sheep ${i} is already running`);
-    const proc = spawnSheep(this.sheepArgs(i));
-    this.procs[i] = proc;
+  // ---- processes ----
+
+  /**
+   * Spawns sheep i and resolves once it answers as a member (the port opens before the join is
+   * decided); throws with its diagnostics if it exits first.
+   */
+  async start(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<void> {
+    if (this.running(i)) throw new Error(`sheep ${i} is already running`);
+    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir));
+    this.procs.set(i, proc);
     try {
       await waitForPort(this.port(i), portWaitMs, () => !proc.done);
     } catch (error) {
       throw new Error(`sheep ${i} did not start: ${(error as Error).message}\n${this.diagnostics(i)}`);
     }
+    await poll(`sheep ${i} to be a member`, async () => {
+      if (proc.done) throw new Error(`sheep ${i} exited while joining\n${this.diagnostics(i)}`);
+      const list = await this.ask(i, (client) => client.nodeList());
+      return list?.some((node) => node.id === this.nodeId(i)) ?? false;
+    }, joinWaitMs, 100);
   }
 
-  /** Sends a signal to sheep i; with SIGKILL (and by default) waits for it to exit. */
+  /**
+   * Starts the nodes, then waits until all are members: 'in order' one after the other (the
+   * first founds the cluster), or 'at once' (membership order does not matter before format).
+   */
+  async startAll(indexes: readonly number[], how: 'in order' | 'at once' = 'in order'): Promise<void> {
+    if (how === 'at once') await Promise.all(indexes.map((i) => this.start(i)));
+    else for (const i of indexes) await this.start(i);
+    await this.waitForMembers();
+  }
+
+  /** Runs sheep i to its exit (a refused start or join). */
+  async startExpectExit(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<{ code: number | null; stderr: string; log: string }> {
+    const result = await runSheep(this.sheepArgs(i, extra, clusterDir), 30_000);
+    return { code: result.code, stderr: result.stderr, log: this.log(i) };
+  }
+
+  /** Sends a signal to sheep i; by default waits for it to exit. */
   async kill(i: number, signal: NodeJS.Signals = 'SIGKILL', wait = true): Promise<void> {
-    const proc = this.procs[i];
+    const proc = this.procs.get(i);
     if (!proc || proc.done) return;
     proc.child.kill(signal);
     if (wait) await proc.exited;
   }
 
   /** Waits for sheep i to exit by itself; returns how. */
-  async exited(i: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    const proc = this.procs[i];
+  exited(i: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const proc = this.procs.get(i);
     if (!proc) throw new Error(`sheep ${i} never started`);
     return proc.exited;
   }
 
-  running(i: number): boolean {
-    const proc = this.procs[i];
-    return proc !== undefined && !proc.done;
+  /** SIGTERM every sheep, SIGKILL what is left after a while, remove the temp dir. */
+  async stop(keepFiles = false): Promise<void> {
+    const live = [...this.procs.values()].filter((p) => !p.done);
+    for (const proc of live) proc.child.kill('SIGTERM');
+    await Promise.race([Promise.all(live.map((p) => p.exited)), sleep(stopWaitMs)]);
+    for (const proc of live) if (!proc.done) proc.child.kill('SIGKILL');
+    await Promise.all(live.map((p) => p.exited));
+    if (!keepFiles) fs.rmSync(this.root, { recursive: true, force: true });
   }
 
-  pid(i: number): number | undefined {
-    return this.procs[i]?.child.pid;
+  /** SIGKILL every sheep at once and remove the temp dir (for afterEach). */
+  async destroy(): Promise<void> {
+    await Promise.all(this.started().map((i) => this.kill(i)));
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+
+  log(i: number): string {
+    try {
+      return fs.readFileSync(path.join(this.storeDir(i), 'sheep.log'), 'utf8');
+    } catch {
+      return '';
+    }
   }
 
   /** Everything sheep i wrote to stderr, and the tail of its log. */
   diagnostics(i: number): string {
-    let text = `--- sheep ${i} (port ${this.port(i)}) stderr:\n${this.procs[i]?.stderr.join('') ?? ''}`;
+    const stderr = this.procs.get(i)?.stderr.join('') ?? '';
+    const tail = this.log(i).split('\n').slice(-20).join('\n');
+    return `--- sheep ${i} (port ${this.port(i)}) stderr:\n${stderr}--- sheep.log tail:\n${tail}`;
+  }
+
+  // ---- requests ----
+
+  /**
+   * One request to sheep i over an in-process client: for polling, where spawning `dog` per poll
+   * would load two cores with dozens of processes. Undefined when the sheep does not answer.
+   */
+  async ask<T>(i: number, request: (client: SheepClient) => Promise<T>): Promise<T | undefined> {
+    const client = new SheepClient('127.0.0.1', this.port(i));
     try {
-      const log = fs.readFileSync(path.join(this.storeDir(i), 'sheep.log'), 'utf8');
-      text += `--- sheep.log tail:\n${log.split('\n').slice(-20).join('\n')}`;
+      return await request(client);
     } catch {
-      // no log yet
+      return undefined;
+    } finally {
+      client.close();
     }
-    return text;
   }
 
   /** `dog ARGS` against sheep 0 unless `port` says otherwise. */
@@ -281,11 +413,49 @@ export class Cluster {
   async dogOk(args: readonly string[], options: DogOptions = {}): Promise<DogResult> {
     const result = await this.dog(args, options);
     if (result.code !== 0) {
-      const diag = this.procs.map((_, i) => this.diagnostics(i)).join('\n');
-      throw new Error(`dog ${args.join(' ')} exited ${result.code}: ${result.stderr}\n${diag}`);
+      const port = options.port ?? this.port(0);
+      const diag = this.started().map((i) => this.diagnostics(i)).join('\n');
+      throw new Error(`dog ${args.join(' ')} -p ${port} exited ${result.code}: ${result.stderr}\n${diag}`);
     }
     return result;
   }
+
+  /** Waits until every running sheep lists exactly the running sheep (asked in parallel). */
+  async waitForMembers(timeoutMs = 30_000): Promise<void> {
+    await poll(() => `members ${this.live().join(',')}`, async () => {
+      const want = this.live().map((i) => this.nodeId(i)).sort().join(',');
+      const lists = await Promise.all(this.live().map((i) => this.ask(i, (client) => client.nodeList())));
+      return lists.every((list) => list?.map((node) => node.id).sort().join(',') === want);
+    }, timeoutMs);
+  }
+
+  /** Node ids from `dog node list -r` on sheep i. */
+  async nodeIds(i: number): Promise<string[]> {
+    const out = (await this.dogOk(['node', 'list', '-r'], { port: this.port(i) })).out;
+    return out.split('\n').filter(Boolean).map((line) => line.split(' ')[1]!);
+  }
+
+  /** `dog cluster info` on sheep i with dates masked. */
+  async clusterInfo(i: number): Promise<string> {
+    return maskDates((await this.dogOk(['cluster', 'info'], { port: this.port(i) })).out);
+  }
+
+  /** The epoch history from `cluster info`, oldest first: per epoch, the node ids (no vnodes). */
+  async epochHistory(i: number): Promise<Array<{ epoch: number; nodes: string[] }>> {
+    return parseEpochHistory((await this.dogOk(['cluster', 'info'], { port: this.port(i) })).out);
+  }
+
+  async status(i: number): Promise<string> {
+    const text = (await this.dogOk(['cluster', 'info'], { port: this.port(i) })).out;
+    return /^Cluster status: (.*)$/m.exec(text)?.[1] ?? text;
+  }
+
+  /** md5 of `dog vdi read NAME` through sheep i. */
+  async readMd5(i: number, name: string): Promise<string> {
+    return md5((await this.dogOk(['vdi', 'read', name], { port: this.port(i) })).stdout);
+  }
+
+  // ---- stores ----
 
   /** Object file names (16 hex digits) in sheep i's store, sorted. */
   objectFiles(i: number): string[] {
@@ -308,60 +478,76 @@ export class Cluster {
 
   /** Which stores hold a file for `oid`. */
   holders(oid: string): number[] {
-    return this.ports.map((_, i) => i).filter((i) => fs.existsSync(this.objectPath(i, oid)));
+    return this.started().filter((i) => fs.existsSync(this.objectPath(i, oid)));
   }
 
-  /** Every object file of every store: oid → indexes of the stores holding it. */
-  allObjects(): Map<string, number[]> {
+  /** Every object file of the stores (all by default): oid → indexes of the stores holding it. */
+  allObjects(stores: readonly number[] = this.started()): Map<string, number[]> {
     const all = new Map<string, number[]>();
-    this.ports.forEach((_, i) => {
-      for (const oid of this.objectFiles(i)) all.set(oid, [...(all.get(oid) ?? []), i]);
-    });
+    for (const i of stores) for (const oid of this.objectFiles(i)) all.set(oid, [...(all.get(oid) ?? []), i]);
     return all;
   }
 
-  /** Starts every sheep (in order: the first one founds the cluster) and formats. */
-  async startAll(): Promise<void> {
-    for (let i = 0; i < this.options.nodes; i++) await this.start(i);
-    await this.waitForMembers(this.options.nodes);
-    if (this.options.format !== false) {
-      const result = await this.dogOk(['cluster', 'format', '-c', String(this.options.copies ?? 3)]);
-      if (result.out !== 'using backend plain store\n') throw new Error(`format said: ${result.out}`);
-    }
+  /** Objects whose number of holders among `stores` is not `copies` (empty: all good). */
+  badCopies(stores: readonly number[], copies: number | ((oid: string) => number)): Array<{ oid: string; holders: number[] }> {
+    const want = typeof copies === 'number' ? () => copies : copies;
+    return [...this.allObjects(stores)].filter(([oid, h]) => h.length !== want(oid)).map(([oid, holders]) => ({ oid, holders }));
   }
 
-  /** Waits until `node list` on every running sheep shows `count` nodes. */
-  async waitForMembers(count: number, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      let ok = true;
-      for (let i = 0; i < this.options.nodes && ok; i++) {
-        if (!this.running(i)) continue;
-        const result = await dog(['node', 'list', '-r'], { port: this.port(i) });
-        ok = result.code === 0 && result.out.split('\n').filter(Boolean).length === count;
+  // ---- recovery ----
+
+  /** Nobody in the cluster (asked through sheep i) is recovering: what `dog node recovery` shows as its header alone. */
+  async recoveryIdle(i: number): Promise<boolean> {
+    const states = await this.ask(i, (client) => client.recoveryStates());
+    return states !== undefined && states.every((row) => row.state !== null && !row.state.running);
+  }
+
+  /**
+   * Recovery finished everywhere: `dog node recovery` shows only its header, every object has
+   * exactly `copies` holders among `stores` (stale copies removed too), and that holds on two
+   * polls in a row with no change in between. Polls every 200 ms.
+   */
+  async waitForFullCopies(stores: readonly number[], copies: number | ((oid: string) => number), timeoutMs = 120_000, minObjects = 1): Promise<Map<string, number[]>> {
+    let previous = '';
+    const asker = stores.find((i) => this.running(i)) ?? stores[0]!;
+    return poll(() => {
+      const bad = this.badCopies(stores, copies);
+      return `full copies on stores ${stores.join(',')}: ${bad.length} objects off, e.g. ${JSON.stringify(bad.slice(0, 3))}`;
+    }, async () => {
+      const holders = this.allObjects(stores);
+      if (holders.size < minObjects || this.badCopies(stores, copies).length > 0 || !(await this.recoveryIdle(asker))) {
+        previous = '';
+        return false;
       }
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`the cluster did not reach ${count} members in ${timeoutMs} ms`);
-      await sleep(100);
-    }
+      const snapshot = JSON.stringify([...holders].sort());
+      if (snapshot !== previous) {
+        previous = snapshot;
+        return false;
+      }
+      // What a user sees: `dog node recovery` prints its two header lines and nothing else.
+      const shown = await this.dog(['node', 'recovery'], { port: this.port(asker) });
+      return shown.code === 0 && shown.out.split('\n').filter(Boolean).length === 2 ? holders : false;
+    }, timeoutMs);
   }
 
-  /** SIGTERM every sheep, SIGKILL what is left after a while, remove the temp dir. */
-  async stop(keepFiles = false): Promise<void> {
-    const live = this.procs.filter((p): p is SheepProcess => p !== undefined && !p.done);
-    for (const proc of live) proc.child.kill('SIGTERM');
-    await Promise.race([Promise.all(live.map((p) => p.exited)), sleep(stopWaitMs)]);
-    for (const proc of live) if (!proc.done) proc.child.kill('SIGKILL');
-    await Promise.all(live.map((p) => p.exited));
-    if (!keepFiles) fs.rmSync(this.root, { recursive: true, force: true });
+  /** The parsed "recovery finished" lines of sheep i's log, in order. */
+  recoveryFinished(i: number): RecoveryFinished[] {
+    return this.log(i)
+      .split('\n')
+      .filter((line) => line.includes('"recovery finished"'))
+      .map((line) => JSON.parse(line) as RecoveryFinished);
   }
 }
 
-/** Creates, starts and formats a cluster; on a failed start, stops what did start. */
-export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+/** Creates a cluster, starts nodes 0..nodes-1 and formats; on a failed start, stops what did start. */
+export async function startCluster(options: StartClusterOptions): Promise<Cluster> {
   const cluster = new Cluster(options);
   try {
-    await cluster.startAll();
+    await cluster.startAll(Array.from({ length: options.nodes }, (_, i) => i));
+    if (options.format !== false) {
+      const result = await cluster.dogOk(['cluster', 'format', '-c', String(options.copies ?? 3)]);
+      if (result.out !== 'using backend plain store\n') throw new Error(`format said: ${result.out}`);
+    }
   } catch (error) {
     await cluster.stop();
     throw error;
