@@ -10,10 +10,10 @@ import type { NodeInfo } from '../src/cluster/driver.js';
 import { VdiRegistry } from '../src/engine/vdi.js';
 import { Group, type StoreState } from '../src/sheep/group.js';
 import type { MetaStore } from '../src/store/meta.js';
-import { MembershipCluster, md5, pattern, poll } from './support/membership-cluster.js';
+import { Cluster, md5, pattern, poll } from './support/cluster.js';
 
 const MiB = 1024 * 1024;
-let clusters: MembershipCluster[] = [];
+let clusters: Cluster[] = [];
 const immutable: string[] = [];
 
 afterEach(async () => {
@@ -23,29 +23,28 @@ afterEach(async () => {
   await Promise.all(done.map((c) => c.destroy()));
 });
 
-async function threeNodes(basePort: number): Promise<MembershipCluster> {
-  const c = new MembershipCluster(basePort, 'sheep-registry-');
+async function threeNodes(basePort: number): Promise<Cluster> {
+  const c = new Cluster({ basePort, prefix: 'sheep-registry-' });
   clusters.push(c);
-  await Promise.all([0, 1, 2].map((i) => c.start(i)));
-  await c.waitForMembers();
-  await c.dogOk(0, ['cluster', 'format', '-c', '3']);
+  await c.startAll([0, 1, 2], 'at once');
+  await c.dogOk(['cluster', 'format', '-c', '3'], { port: c.port(0) });
   return c;
 }
 
-async function shutdown(c: MembershipCluster): Promise<void> {
-  await c.dogOk(0, ['cluster', 'shutdown']);
+async function shutdown(c: Cluster): Promise<void> {
+  await c.dogOk(['cluster', 'shutdown'], { port: c.port(0) });
   const exits = await Promise.all([0, 1, 2].map((i) => c.exited(i)));
   expect(exits.map((e) => e.code)).toEqual([0, 0, 0]);
 }
 
-async function waitRunning(c: MembershipCluster): Promise<void> {
+async function waitRunning(c: Cluster): Promise<void> {
   await poll('running everywhere', async () => {
     for (const i of [0, 1, 2]) if ((await c.status(i)) !== 'running, auto-recovery enabled') return false;
     return true;
   }, 20_000);
 }
 
-function vdiNames(c: MembershipCluster, i: number): string[] {
+function vdiNames(c: Cluster, i: number): string[] {
   const json = JSON.parse(fs.readFileSync(path.join(c.storeDir(i), 'vdis.json'), 'utf8')) as { entries: Array<{ name: string; deleted?: boolean }> };
   return json.entries.filter((e) => !e.deleted).map((e) => e.name).sort();
 }
@@ -93,12 +92,12 @@ describe('the join verdict while a cluster waits after a restart', () => {
 describe('VDI registry durability', () => {
   it('a store restarted first with an older registry does not lose a VDI the others stored', async () => {
     const c = await threeNodes(7600);
-    await c.dogOk(0, ['vdi', 'create', 'a', '4M']);
+    await c.dogOk(['vdi', 'create', 'a', '4M'], { port: c.port(0) });
     // What a failed registry write leaves behind on one store: the registry before the change.
     const stale = fs.readFileSync(path.join(c.storeDir(2), 'vdis.json'));
     const data = pattern(16 * MiB, 12);
-    await c.dogOk(0, ['vdi', 'create', 'v', String(data.length)]);
-    await c.dogOk(0, ['vdi', 'write', 'v'], data);
+    await c.dogOk(['vdi', 'create', 'v', String(data.length)], { port: c.port(0) });
+    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(0), input: data });
     await shutdown(c);
     fs.writeFileSync(path.join(c.storeDir(2), 'vdis.json'), stale);
     expect(vdiNames(c, 2)).toEqual(['a']);
@@ -108,7 +107,7 @@ describe('VDI registry durability', () => {
     await c.start(1);
     await waitRunning(c);
     for (const i of [0, 1, 2]) {
-      const list = (await c.dogOk(i, ['vdi', 'list', '-r'])).out;
+      const list = (await c.dogOk(['vdi', 'list', '-r'], { port: c.port(i) })).out;
       expect(list.split('\n').filter(Boolean).map((line) => line.split(' ')[1])).toEqual(['a', 'v']);
       expect(await c.readMd5(i, 'v')).toBe(md5(data));
     }
@@ -118,12 +117,12 @@ describe('VDI registry durability', () => {
 
   it('a change one store cannot write is not acknowledged, and is stored once the store can write again', async () => {
     const c = await threeNodes(7610);
-    await c.dogOk(0, ['vdi', 'create', 'a', '4M']);
+    await c.dogOk(['vdi', 'create', 'a', '4M'], { port: c.port(0) });
     const file = path.join(c.storeDir(2), 'vdis.json');
     execFileSync('chattr', ['+i', file]); // a registry file that cannot be replaced (EPERM)
     immutable.push(file);
 
-    const failed = await c.dogOk(0, ['vdi', 'create', 'v', '16M']).catch((error: Error) => error);
+    const failed = await c.dogOk(['vdi', 'create', 'v', '16M'], { port: c.port(0) }).catch((error: Error) => error);
     expect(failed).toBeInstanceOf(Error);
     expect(String(failed)).toMatch(/exited 1: Failed to create VDI v: the VDI registry change could not be stored on 127\.0\.0\.1:7612: .*EPERM/);
     expect(String(failed).trim().split('\n')).toHaveLength(1);
@@ -134,9 +133,9 @@ describe('VDI registry durability', () => {
     immutable.splice(immutable.indexOf(file), 1);
     await poll('the retried write on store 2', () => vdiNames(c, 2).join() === 'a,v', 10_000);
     // Now every store has it: the next change is acknowledged, and a restart keeps both.
-    await c.dogOk(0, ['vdi', 'create', 'w', '4M']);
+    await c.dogOk(['vdi', 'create', 'w', '4M'], { port: c.port(0) });
     const data = pattern(16 * MiB, 13);
-    await c.dogOk(1, ['vdi', 'write', 'v'], data);
+    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(1), input: data });
     await shutdown(c);
     for (const i of [2, 0, 1]) await c.start(i);
     await waitRunning(c);

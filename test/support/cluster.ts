@@ -409,13 +409,18 @@ export class Cluster {
     return dog(args, { ...options, defaultPort: this.port(0) });
   }
 
-  /** Runs dog and fails the test (with the sheep's diagnostics) unless it exits 0. */
+  /**
+   * Runs dog and fails unless it exits 0: the message is dog's exit and stderr (tests match it),
+   * the sheep's diagnostics come as its cause.
+   */
   async dogOk(args: readonly string[], options: DogOptions = {}): Promise<DogResult> {
     const result = await this.dog(args, options);
     if (result.code !== 0) {
       const port = options.port ?? this.port(0);
-      const diag = this.started().map((i) => this.diagnostics(i)).join('\n');
-      throw new Error(`dog ${args.join(' ')} -p ${port} exited ${result.code}: ${result.stderr}\n${diag}`);
+      const diagnostics = new Error(this.started().map((i) => this.diagnostics(i)).join('\n'));
+      throw new Error(`dog ${args.join(' ')} -p ${port} exited ${result.code}: ${result.stderr}`, {
+        cause: diagnostics,
+      });
     }
     return result;
   }
