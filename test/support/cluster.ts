@@ -206,7 +206,7 @@ function spawnSheep(args: readonly string[]): SheepProcess {
 }
 
 /** Object file names (16 hex digits) in a store directory, sorted; none if it has no obj/ yet. */
-export function listObjectFiles(storeDir: string): string[] {
+function listObjectFiles(storeDir: string): string[] {
   try {
     return fs
       .readdirSync(path.join(storeDir, 'obj'))
