@@ -8,11 +8,10 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Oid } from '../src/engine/oid.js';
 import { RecentWrites } from '../src/sheep/recent-writes.js';
-import { dogBin } from './support/cluster.js';
-import { MembershipCluster, md5, parseEpochHistory, pattern, poll } from './support/membership-cluster.js';
+import { Cluster, dogBin, md5, parseEpochHistory, pattern, poll } from './support/cluster.js';
 
 const MiB = 1024 * 1024;
-let clusters: MembershipCluster[] = [];
+let clusters: Cluster[] = [];
 
 afterEach(async () => {
   const done = clusters;
@@ -53,14 +52,14 @@ describe('RecentWrites', () => {
 
 describe('a gateway killed mid-write', () => {
   it('leaves one content on every replica, and every node reads that content', async () => {
-    const c = new MembershipCluster(7620, 'sheep-diverge-');
+    const c = new Cluster({ basePort: 7620, prefix: 'sheep-diverge-' });
     clusters.push(c);
     await Promise.all([0, 1, 2].map((i) => c.start(i)));
     await c.waitForMembers();
-    await c.dogOk(0, ['cluster', 'format', '-c', '3']);
+    await c.dogOk(['cluster', 'format', '-c', '3'], { port: c.port(0) });
     const before = pattern(64 * MiB, 21);
-    await c.dogOk(0, ['vdi', 'create', 'v', String(before.length)]);
-    await c.dogOk(0, ['vdi', 'write', 'v'], before);
+    await c.dogOk(['vdi', 'create', 'v', String(before.length)], { port: c.port(0) });
+    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(0), input: before });
     // Node 0 starts afresh, so its connection to node 2 has small socket buffers (the kernel
     // grows them with traffic): the writes below cannot all fit in them.
     await c.kill(0);
@@ -71,9 +70,9 @@ describe('a gateway killed mid-write', () => {
     // Objects whose primary is node 0: dog sends their writes there, so node 0 is the gateway.
     const victims: Array<{ index: number; oid: string; oldChunk: Buffer; newChunk: Buffer }> = [];
     for (let index = 0; index < 16 && victims.length < 4; index++) {
-      const where = (await c.dogOk(0, ['vdi', 'object', 'location', 'v', String(index)])).out;
+      const where = (await c.dogOk(['vdi', 'object', 'location', 'v', String(index)], { port: c.port(0) })).out;
       const placement = /should be located at:\n(.*)\n/.exec(where)![1]!.split(' ');
-      if (placement[0] !== c.id(0)) continue;
+      if (placement[0] !== c.nodeId(0)) continue;
       const oid = /Looking for the object ([0-9a-f]{16})/.exec(where)![1]!;
       victims.push({ index, oid, oldChunk: before.subarray(index * 4 * MiB, (index + 1) * 4 * MiB), newChunk: pattern(4 * MiB, 100 + index) });
     }
@@ -83,7 +82,7 @@ describe('a gateway killed mid-write', () => {
 
     // Node 2 stops reading. Node 0's writes reach node 1; on their way to node 2 the first fills
     // the kernel's socket buffers and the others wait in node 0's memory, lost when it is killed.
-    c.signal(2, 'SIGSTOP');
+    await c.kill(2, 'SIGSTOP', false);
     const writers = victims.map((v) => {
       const writer = spawn(process.execPath, [dogBin, 'vdi', 'write', 'v', ...range(v.index), '-p', String(c.port(0))], { stdio: ['pipe', 'ignore', 'ignore'] });
       writer.stdin.end(v.newChunk);
@@ -91,13 +90,13 @@ describe('a gateway killed mid-write', () => {
     });
     await poll('node 1 to have the new contents', () => victims.every((v) => content(1, v.oid) === md5(v.newChunk)), 20_000, 20);
     await c.kill(0);
-    c.signal(2, 'SIGCONT');
+    await c.kill(2, 'SIGCONT', false);
     for (const writer of writers) writer.kill('SIGKILL');
 
     await poll('epoch 2 of nodes 1 and 2 everywhere', async () => {
       for (const i of [1, 2]) {
-        const history = parseEpochHistory((await c.dogOk(i, ['cluster', 'info'])).out);
-        if (history.at(-1)?.nodes.join() !== [c.id(1), c.id(2)].join()) return false;
+        const history = parseEpochHistory((await c.dogOk(['cluster', 'info'], { port: c.port(i) })).out);
+        if (history.at(-1)?.nodes.join() !== [c.nodeId(1), c.nodeId(2)].join()) return false;
       }
       return true;
     }, 20_000);
@@ -105,7 +104,7 @@ describe('a gateway killed mid-write', () => {
     // The writes were never acknowledged: either content may win, but one content everywhere.
     const agreed = new Map<string, string>();
     for (const v of victims) {
-      const reads = await Promise.all([1, 2].map(async (i) => md5((await c.dogOk(i, ['vdi', 'read', 'v', ...range(v.index)])).stdout)));
+      const reads = await Promise.all([1, 2].map(async (i) => md5((await c.dogOk(['vdi', 'read', 'v', ...range(v.index)], { port: c.port(i) })).stdout)));
       expect([md5(v.oldChunk), md5(v.newChunk)]).toContain(reads[0]);
       expect({ index: v.index, node2: reads[1] }).toEqual({ index: v.index, node2: reads[0] });
       expect({ index: v.index, store2: content(2, v.oid) }).toEqual({ index: v.index, store2: content(1, v.oid) });
@@ -117,7 +116,7 @@ describe('a gateway killed mid-write', () => {
     await c.waitForFullCopies([0, 1, 2], 3, 60_000);
     for (const v of victims) {
       for (const i of [0, 1, 2]) expect(content(i, v.oid)).toBe(agreed.get(v.oid));
-      for (const i of [0, 1, 2]) expect(md5((await c.dogOk(i, ['vdi', 'read', 'v', ...range(v.index)])).stdout)).toBe(agreed.get(v.oid));
+      for (const i of [0, 1, 2]) expect(md5((await c.dogOk(['vdi', 'read', 'v', ...range(v.index)], { port: c.port(i) })).stdout)).toBe(agreed.get(v.oid));
     }
   });
 });
