@@ -27,6 +27,8 @@ export const errorCodes = [
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them
+  'OLD_EPOCH', // a peer request's epoch is older than the receiver's (which the error carries)
+  'NEW_EPOCH', // a peer request's epoch is newer than the receiver's, and it did not catch up
   'INTERNAL',
 ] as const;
 
@@ -41,11 +43,18 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /** The one error class of the project: a stable code and a one-line message. */
 export class SdError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** For OLD_EPOCH: the receiver's epoch, which the sender must reach before it retries. */
+  readonly epoch: number | undefined;
+  constructor(code: ErrorCode, message: string, epoch?: number) {
     super(message);
     this.name = 'SdError';
     this.code = code;
+    this.epoch = epoch;
   }
+}
+
+export function oldEpochError(senderEpoch: number, receiverEpoch: number): SdError {
+  return new SdError('OLD_EPOCH', `request epoch ${senderEpoch} is older than ${receiverEpoch}`, receiverEpoch);
 }
 
 export function sdError(code: ErrorCode, message: string): SdError {

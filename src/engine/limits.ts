@@ -28,6 +28,13 @@ export const vnodesMax = 65535;
 export const vnodesDefault = 128;
 export const zoneMax = 0xffffffff;
 
+/** A node id is `addr:port`; an IPv6 address and a port fit well within this. */
+export const nodeIdBytesMax = 64;
+/** Epochs count membership changes; a u32 on the wire. */
+export const epochMax = 2 ** 32 - 1;
+/** A VDI's size: the largest hyper VDI of the largest objects. */
+export const vdiSizeBytesMax = hyperObjectsMax * 2 ** blockSizeShiftMax;
+
 export const portDefault = 7000;
 export const nbdPortBase = 10809;
 
@@ -52,6 +59,18 @@ export const registryDurableWaitMs = 10_000;
 
 /** An I/O request from a client (dog, sheepfs, NBD) is cut into pieces of at most this. */
 export const ioRequestBytesMax = 32 * 1024 * 1024;
+
+/** A peer request from a sheep on a newer epoch is held this long for ours to catch up. */
+export const epochHoldMs = 3000;
+/** A sender told that its epoch is old waits this long for its own group to reach the new one. */
+export const epochCatchUpMs = 5000;
+
+/** Recovery throttle bounds (`dog node recovery set-throttle`). */
+export const throttleMaxObjectsLimit = 1000;
+export const throttleIntervalMsLimit = 1000;
+
+/** Malformed requests are logged at most this often per server (the rest are counted). */
+export const malformedLogIntervalMs = 10_000;
 
 /** The local driver reports a dead member as left within this. */
 export const localLivenessPollMs = 250;

@@ -1,0 +1,195 @@
+// Every request a sheep serves, declared once: dog, sheepfs and the NBD layer to sheep, and sheep
+// to sheep (the `peer.*` ops, which carry the sender's epoch and node id). Each op names its
+// fields with their bounds and its result type; client and server compile against this table, so
+// renaming an op or a field is a compile error on both ends. `decodeRequest` checks a header
+// against it before any handler runs.
+import type { NodeInfo } from '../cluster/driver.js';
+import {
+  blockSizeShiftMax,
+  blockSizeShiftMin,
+  copiesMax,
+  epochMax,
+  nodeIdBytesMax,
+  objectSizeBytesMax,
+  snapshotTagBytesMax,
+  throttleIntervalMsLimit,
+  throttleMaxObjectsLimit,
+  vdiNameBytesMax,
+  vdiSizeBytesMax,
+} from '../engine/limits.js';
+import type { VdiEntry } from '../engine/vdi.js';
+import type { ClusterConfig, EpochRecord } from '../store/meta.js';
+import {
+  bool,
+  oneOf,
+  int,
+  oid,
+  optionalInt,
+  optionalString,
+  size,
+  string,
+  type Fields,
+  type Received,
+  type Sent,
+} from './schema.js';
+
+// ---- result data ---------------------------------------------------------------------------
+
+export type ClusterStatus = 'unformatted' | 'running' | 'waiting' | 'shutdown';
+
+export interface ClusterInfoData {
+  status: ClusterStatus;
+  recoveryEnabled: boolean;
+  config: ClusterConfig | null;
+  epochs: EpochRecord[]; // newest first
+}
+
+export interface VdiUsageData {
+  entry: VdiEntry;
+  usedBytes: number;
+  sharedBytes: number;
+}
+
+export interface DiskUsageData {
+  usedBytes: number;
+  availableBytes: number;
+}
+
+export interface NodeStatData extends DiskUsageData {
+  node: NodeInfo;
+}
+
+export interface RecoveryState {
+  epoch: number;
+  running: boolean;
+  total: number;
+  done: number;
+  /** Object bytes this node received from others for the current epoch. */
+  receivedBytes: number;
+  /** Objects whose local copy was found current and not copied. */
+  keptObjects: number;
+}
+
+export interface ThrottleData {
+  maxObjects: number;
+  intervalMs: number;
+}
+
+export interface LocationData {
+  oid: string;
+  copies: number;
+  nodeCount: number;
+  placement: string[];
+  holders: string[];
+}
+
+// ---- the table -----------------------------------------------------------------------------
+
+/** Where an op's bulk data travels: nowhere, as the request's payload, or as the reply's. */
+export type PayloadKind = 'none' | 'request' | 'reply';
+
+export interface OpSpec<F extends Fields = Fields, R = unknown, P extends PayloadKind = PayloadKind> {
+  readonly fields: F;
+  readonly payload: P;
+  /** Type only: what the op answers (for `reply` ops, the payload itself). */
+  readonly result?: R;
+}
+
+/** An op answering `R` in the reply header. */
+const answers =
+  <R>() =>
+  <const F extends Fields>(fields: F): OpSpec<F, R, 'none'> => ({ fields, payload: 'none' });
+/** An op whose request carries object data of at most `objectSizeBytesMax`. */
+const takesData =
+  <R>() =>
+  <const F extends Fields>(fields: F): OpSpec<F, R, 'request'> => ({ fields, payload: 'request' });
+/** An op whose answer is bulk data, sent as the reply's payload. */
+const answersData = <const F extends Fields>(fields: F): OpSpec<F, Buffer, 'reply'> => ({ fields, payload: 'reply' });
+
+const name = string(vdiNameBytesMax * 4);
+const snapshot = optionalString(snapshotTagBytesMax * 4);
+const vdiCopies = optionalInt(0, 1000);
+const offset = int(0, objectSizeBytesMax);
+const length = int(1, objectSizeBytesMax);
+/** What every sheep-to-sheep request carries, for epoch fencing. */
+const peer = { epoch: int(0, epochMax), from: string(nodeIdBytesMax) } as const;
+
+export const protocol = {
+  ping: answers<'pong'>()({}),
+
+  'cluster.info': answers<ClusterInfoData>()({}),
+  'cluster.format': answers<null>()({
+    copies: int(1, copiesMax),
+    blockSizeShift: optionalInt(blockSizeShiftMin, blockSizeShiftMax),
+  }),
+  'cluster.shutdown': answers<null>()({}),
+  'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
+
+  'node.list': answers<NodeInfo[]>()({}),
+  'node.info': answers<{ nodes: NodeStatData[]; virtualBytes: number }>()({}),
+  'node.kill': answers<null>()({ node: string(nodeIdBytesMax) }),
+  'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
+  'recovery.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
+  'recovery.get-throttle': answers<ThrottleData>()({}),
+
+  'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, hyper: bool }),
+  'vdi.snapshot': answers<VdiEntry>()({ name, tag: optionalString(snapshotTagBytesMax * 4) }),
+  'vdi.clone': answers<VdiEntry>()({ source: name, snapshot, target: name, copies: vdiCopies }),
+  'vdi.delete': answers<null>()({ name, snapshot }),
+  'vdi.rollback': answers<VdiEntry>()({ name, snapshot }),
+  'vdi.resize': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax) }),
+  'vdi.lookup': answers<VdiEntry>()({ name, snapshot }),
+  'vdi.list': answers<VdiUsageData[]>()({}),
+  'vdi.all': answers<VdiEntry[]>()({}),
+  'vdi.location': answers<LocationData>()({ oid }),
+
+  'gw.read': answersData({ oid, offset, length }),
+  'gw.write': takesData<null>()({ oid, offset, create: bool }),
+  'gw.remove': answers<null>()({ oid }),
+
+  /** `recovery`: recovery's own traffic, which does not count as client I/O. */
+  'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),
+  'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool }),
+  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, size: length, recovery: bool }),
+  'peer.remove': answers<boolean>()({ ...peer, oid }),
+  'peer.exists': answers<boolean>()({ ...peer, oid }),
+  /** The payload is the object ids, 8 bytes each (oid-list.ts). */
+  'peer.list': answersData({ ...peer, inodesOnly: bool }),
+  'peer.recovery': answers<RecoveryState>()({ ...peer }),
+  'peer.stat': answers<DiskUsageData>()({ ...peer }),
+  'peer.kill': answers<null>()({ ...peer }),
+} as const satisfies Record<string, OpSpec>;
+
+// ---- types derived from the table ----------------------------------------------------------
+
+type Table = typeof protocol;
+export type Op = keyof Table;
+/** The sheep-to-sheep ops: epoch-fenced. */
+export type PeerOp = Extract<Op, `peer.${string}`>;
+
+/** What a sender writes: optional fields and booleans may be left out. */
+export type RequestFields<K extends Op> = Sent<Table[K]['fields']>;
+/** What a handler receives: every field checked, booleans and optionals filled in. */
+export type Request<K extends Op> = { readonly op: K } & Received<Table[K]['fields']>;
+export type ResultOf<K extends Op> = Table[K] extends OpSpec<Fields, infer R> ? R : never;
+export type AnyRequest = { [K in Op]: Request<K> }[Op];
+
+export type RequestPayloadOp = { [K in Op]: Table[K]['payload'] extends 'request' ? K : never }[Op];
+/** The payload argument of a call: one Buffer for data-carrying ops, nothing for the others. */
+export type PayloadArgs<K extends Op> = K extends RequestPayloadOp ? [payload: Buffer] : [];
+export type RequestPayload<K extends Op> = K extends RequestPayloadOp ? Buffer : undefined;
+
+/** Peer fields a caller leaves to the peer client, which stamps its own epoch and id. */
+export type PeerRequestFields<K extends PeerOp> = Omit<RequestFields<K>, 'epoch' | 'from'>;
+
+export function isOp(value: unknown): value is Op {
+  return typeof value === 'string' && Object.hasOwn(protocol, value);
+}
+
+export function payloadKind(op: Op): PayloadKind {
+  return protocol[op].payload;
+}
+
+export function isPeerOp(op: Op): op is PeerOp {
+  return op.startsWith('peer.');
+}
