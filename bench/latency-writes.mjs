@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { repo } from './lib.mjs';
 
-const { SheepClient } = await import(pathToFileURL(path.join(repo, 'dist', 'cli', 'client.js')).href);
+const { SheepClient } = await import(pathToFileURL(path.join(repo, 'dist', 'rpc', 'sheep-client.js')).href);
 const { VolumeIo } = await import(pathToFileURL(path.join(repo, 'dist', 'volume', 'volume-io.js')).href);
 
 const blockBytes = 4096;

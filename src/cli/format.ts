@@ -2,26 +2,9 @@
 import type { NodeInfo } from '../cluster/driver.js';
 import { formatSize } from '../engine/size.js';
 import { vdiKind, type VdiEntry } from '../engine/vdi.js';
-import type { ClusterConfig, EpochRecord } from '../store/meta.js';
+import type { ClusterInfoData, NodeStatData, VdiUsageData } from '../rpc/protocol.js';
 
-export interface ClusterInfoData {
-  status: 'unformatted' | 'running' | 'waiting' | 'shutdown';
-  recoveryEnabled: boolean;
-  config: ClusterConfig | null;
-  epochs: EpochRecord[]; // newest first
-}
-
-export interface VdiUsageData {
-  entry: VdiEntry;
-  usedBytes: number;
-  sharedBytes: number;
-}
-
-export interface NodeStatData {
-  node: NodeInfo;
-  usedBytes: number;
-  availableBytes: number;
-}
+export type { ClusterInfoData, NodeStatData, VdiUsageData };
 
 const pad2 = (n: number) => String(n).padStart(2, '0');
 

@@ -70,6 +70,21 @@ export interface RecoveryState {
   keptObjects: number;
 }
 
+/** Whether a node has stored a registry version: the answer to `peer.registry-durable`. */
+export interface RegistryDurabilityData {
+  durable: boolean;
+  /** The newest registry version on this node's disk. */
+  durableVersion: number;
+  /** Why the newest write failed, while it keeps failing. */
+  fault?: string;
+}
+
+/** A replica's answer while the copies of a suspect object are made to agree. */
+export type ReconcileAnswer =
+  | { state: 'verified'; sum: string } // this copy is current: take it
+  | { state: 'pending' } // this node may yet decide its copy wins: ask again
+  | { state: 'none' }; // no copy that counts here: ask the next replica
+
 export interface ThrottleData {
   maxObjects: number;
   intervalMs: number;
@@ -86,7 +101,8 @@ export interface LocationData {
 // ---- the table -----------------------------------------------------------------------------
 
 /** Where an op's bulk data travels: nowhere, as the request's payload, or as the reply's. */
-export type PayloadKind = 'none' | 'request' | 'reply';
+/** `valueAndData`: a small answer in the header and bulk data beside it (`{ value, data }`). */
+export type PayloadKind = 'none' | 'request' | 'reply' | 'valueAndData';
 
 export interface OpSpec<F extends Fields = Fields, R = unknown, P extends PayloadKind = PayloadKind> {
   readonly fields: F;
@@ -105,9 +121,18 @@ const takesData =
   <const F extends Fields>(fields: F): OpSpec<F, R, 'request'> => ({ fields, payload: 'request' });
 /** An op whose answer is bulk data, sent as the reply's payload. */
 const answersData = <const F extends Fields>(fields: F): OpSpec<F, Buffer, 'reply'> => ({ fields, payload: 'reply' });
+/** An op answering a small value and bulk data. */
+const answersValueAndData =
+  <V>() =>
+  <const F extends Fields>(fields: F): OpSpec<F, ValueAndData<V>, 'valueAndData'> => ({ fields, payload: 'valueAndData' });
+
+export interface ValueAndData<V> {
+  value: V;
+  data: Buffer;
+}
 
 const name = string(vdiNameBytesMax * 4);
-const snapshot = optionalString(snapshotTagBytesMax * 4);
+const snapshot = optionalString(snapshotTagBytesMax);
 const vdiCopies = optionalInt(0, 1000);
 const offset = int(0, objectSizeBytesMax);
 const length = int(1, objectSizeBytesMax);
@@ -157,7 +182,13 @@ export const protocol = {
   'peer.list': answersData({ ...peer, inodesOnly: bool }),
   'peer.recovery': answers<RecoveryState>()({ ...peer }),
   'peer.stat': answers<DiskUsageData>()({ ...peer }),
+  /** The objects gateways that left wrote recently, for the sender's epoch: 'all', or the data. */
+  'peer.suspects': answersValueAndData<'all' | null>()({ ...peer, recovery: bool }),
+  /** Whether the receiver's copy of `oid` is settled, under the sender's epoch. */
+  'peer.reconcile': answers<ReconcileAnswer>()({ ...peer, oid, recovery: bool }),
   'peer.kill': answers<null>()({ ...peer }),
+  /** Waits (bounded) until the receiver has stored VDI registry `version`. */
+  'peer.registry-durable': answers<RegistryDurabilityData>()({ ...peer, version: int(0, Number.MAX_SAFE_INTEGER) }),
 } as const satisfies Record<string, OpSpec>;
 
 // ---- types derived from the table ----------------------------------------------------------

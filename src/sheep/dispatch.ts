@@ -1,161 +1,97 @@
-// One entry per operation (as the original's ops.c): argument checks, then the work.
-import { SdError } from '../engine/errors.js';
-import {
-  blockSizeShiftMax,
-  blockSizeShiftMin,
-  copiesMax,
-  hyperObjectsMax,
-  objectSizeBytesMax,
-  snapshotTagBytesMax,
-  vdiNameBytesMax,
-} from '../engine/limits.js';
-import { parseSnapshotRef } from '../engine/vdi.js';
-import {
-  argBool,
-  argInt,
-  argOid,
-  argOptionalInt,
-  argOptionalString,
-  argPayload,
-  argSize,
-  argString,
-} from '../rpc/args.js';
-import type { Reply } from '../rpc/connection.js';
-import { encodeOids } from '../rpc/oid-list.js';
+// One entry per operation (as the original's ops.c), typed against the protocol: the request a
+// handler gets is already checked (rpc/decode.ts). Handlers reach the daemon through the narrow
+// services below, never the Sheep class, so this file and sheep.ts do not import each other.
 import { registryDurableWaitMs } from '../engine/limits.js';
-import { checksumOf, throttleIntervalMsLimit, throttleMaxObjectsLimit } from './recovery.js';
-import type { Sheep } from './sheep.js';
+import { SdError } from '../engine/errors.js';
+import type { Clock } from '../io/clock.js';
+import { encodeOids } from '../rpc/oid-list.js';
+import type { Handlers } from '../rpc/server.js';
+import { parseSnapshotRef } from '../engine/vdi.js';
+import type { AdminService } from './admin.js';
+import type { Gateway } from './gateway.js';
+import type { Group } from './group.js';
+import { checksumOf, type Recovery } from './recovery.js';
+import type { VdiService } from './vdi-service.js';
+import type { ObjectStore } from '../store/object-store.js';
 
-type Header = Record<string, unknown>;
-type Op = (sheep: Sheep, header: Header, payload: Buffer | undefined) => Promise<Reply>;
-
-const sizeMax = hyperObjectsMax * 2 ** blockSizeShiftMax;
-
-function value(v: unknown): Reply {
-  return { value: v, payload: undefined };
+export interface Services {
+  admin: AdminService;
+  vdi: VdiService;
+  gateway: Gateway;
+  group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable'>;
+  recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
+  store: Pick<ObjectStore, 'remove' | 'exists'>;
+  clock: Clock;
 }
 
-function snapshotArg(header: Header) {
-  return parseSnapshotRef(argOptionalString(header, 'snapshot', snapshotTagBytesMax));
-}
+export function makeHandlers(s: Services): Handlers {
+  /** A replica request on behalf of a client (not recovery's own traffic): recovery yields to it. */
+  const markClientIo = (request: { recovery: boolean }) => {
+    if (!request.recovery) s.gateway.lastClientIoMs = s.clock.nowMs();
+  };
+  return {
+    ping: async () => 'pong',
 
-/** A replica request on behalf of a client (not recovery's own traffic): recovery yields to it. */
-function markClientIo(sheep: Sheep, header: Header): null {
-  if (!argBool(header, 'recovery')) sheep.gateway.lastClientIoMs = Date.now();
-  return null;
-}
+    'cluster.info': async () => s.admin.clusterInfo(),
+    'cluster.format': async (r) => s.admin.format(r.copies, r.blockSizeShift),
+    'cluster.shutdown': async () => s.admin.shutdownCluster(),
+    'cluster.recover': async (r) => s.admin.recover(r.action),
 
-export const ops: Record<string, Op> = {
-  ping: async () => value('pong'),
+    'node.list': async () => s.admin.nodeList(),
+    'node.info': async () => s.admin.nodeInfo(),
+    'node.kill': async (r) => s.admin.killNode(r.node),
+    'node.recovery': async () => s.admin.recoveryStates(),
+    'recovery.throttle': async (r) => s.admin.setThrottle(r.max, r.interval),
+    'recovery.get-throttle': async () => s.group.throttle,
 
-  'cluster.info': async (sheep) => value(sheep.clusterInfo()),
-  'cluster.format': async (sheep, h) =>
-    value(await sheep.format(argInt(h, 'copies', 1, copiesMax), argOptionalInt(h, 'blockSizeShift', blockSizeShiftMin, blockSizeShiftMax))),
-  'cluster.shutdown': async (sheep) => value(await sheep.shutdownCluster()),
-  'cluster.recover': async (sheep, h) => {
-    const action = argString(h, 'action', 16);
-    if (action !== 'force' && action !== 'enable' && action !== 'disable') {
-      throw new SdError('INVALID_ARGUMENT', `unknown recover action '${action}'`);
-    }
-    return value(await sheep.recover(action));
-  },
+    'vdi.create': async (r) => s.vdi.create({ name: r.name, sizeBytes: r.size, copies: r.copies, hyper: r.hyper }),
+    'vdi.snapshot': async (r) => s.vdi.snapshot(r.name, r.tag ?? ''),
+    'vdi.clone': async (r) => s.vdi.clone(r.source, parseSnapshotRef(r.snapshot), r.target, r.copies),
+    'vdi.delete': async (r) => {
+      await s.vdi.remove(r.name, parseSnapshotRef(r.snapshot));
+      return null;
+    },
+    'vdi.rollback': async (r) => s.vdi.rollback(r.name, parseSnapshotRef(r.snapshot)),
+    'vdi.resize': async (r) => s.vdi.resize(r.name, r.size),
+    'vdi.lookup': async (r) => s.vdi.lookup(r.name, parseSnapshotRef(r.snapshot)),
+    'vdi.list': async () => s.vdi.usage(),
+    'vdi.all': async () => s.group.registry.all(),
+    'vdi.location': async (r) => s.admin.location(r.oid),
 
-  'node.list': async (sheep) => value(sheep.nodeList()),
-  'node.info': async (sheep) => value(await sheep.nodeInfo()),
-  'node.kill': async (sheep, h) => value(await sheep.killNode(argString(h, 'node', 64))),
+    'gw.read': async (r) => s.gateway.read(r.oid, r.offset, r.length),
+    'gw.write': async (r, data) => {
+      await s.gateway.write(r.oid, r.offset, data, r.create);
+      return null;
+    },
+    'gw.remove': async (r) => {
+      await s.gateway.remove(r.oid);
+      return null;
+    },
 
-  'vdi.create': async (sheep, h) =>
-    value(
-      await sheep.vdi.create({
-        name: argString(h, 'name', vdiNameBytesMax * 4),
-        sizeBytes: argSize(h, 'size', sizeMax),
-        copies: argOptionalInt(h, 'copies', 0, 1000),
-        hyper: argBool(h, 'hyper'),
-      }),
-    ),
-  'vdi.snapshot': async (sheep, h) =>
-    value(await sheep.vdi.snapshot(argString(h, 'name', vdiNameBytesMax * 4), argOptionalString(h, 'tag', snapshotTagBytesMax * 4) ?? '')),
-  'vdi.clone': async (sheep, h) =>
-    value(
-      await sheep.vdi.clone(
-        argString(h, 'source', vdiNameBytesMax * 4),
-        snapshotArg(h),
-        argString(h, 'target', vdiNameBytesMax * 4),
-        argOptionalInt(h, 'copies', 0, 1000),
-      ),
-    ),
-  'vdi.delete': async (sheep, h) => value(await sheep.vdi.remove(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
-  'vdi.rollback': async (sheep, h) =>
-    value(await sheep.vdi.rollback(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
-  'vdi.resize': async (sheep, h) =>
-    value(await sheep.vdi.resize(argString(h, 'name', vdiNameBytesMax * 4), argSize(h, 'size', sizeMax))),
-  'vdi.lookup': async (sheep, h) => value(await sheep.vdi.lookup(argString(h, 'name', vdiNameBytesMax * 4), snapshotArg(h))),
-  'vdi.list': async (sheep) => value(await sheep.vdi.usage()),
-  'vdi.all': async (sheep) => value(sheep.group.registry.all()),
-  'vdi.location': async (sheep, h) => value(await sheep.location(argOid(h))),
-
-  'gw.read': async (sheep, h) => ({
-    value: null,
-    payload: await sheep.gateway.read(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argInt(h, 'length', 1, objectSizeBytesMax)),
-  }),
-  'gw.write': async (sheep, h, p) =>
-    value(await sheep.gateway.write(argOid(h), argInt(h, 'offset', 0, objectSizeBytesMax), argPayload(p, objectSizeBytesMax), argBool(h, 'create'))),
-  'gw.remove': async (sheep, h) => value(await sheep.gateway.remove(argOid(h))),
-
-  'peer.read': async (sheep, h) => ({
-    value: markClientIo(sheep, h),
-    payload: await sheep.gateway.localRead(
-      argOid(h),
-      argInt(h, 'offset', 0, objectSizeBytesMax),
-      argInt(h, 'length', 1, objectSizeBytesMax),
-      argBool(h, 'force'),
-    ),
-  }),
-  'peer.checksum': async (sheep, h) => {
-    const oid = argOid(h);
-    const data = await sheep.gateway.localRead(oid, 0, sheep.gateway.objectSizeBytes(oid), argBool(h, 'force'));
-    return value(checksumOf(data));
-  },
-  'peer.list': async (sheep, h) => ({
-    value: null,
-    payload: encodeOids(await sheep.gateway.listObjects(sheep.config.self, argBool(h, 'inodesOnly'))),
-  }),
-  'peer.recovery': async (sheep) => value(sheep.recovery.state),
-  'peer.suspects': async (sheep, h) => {
-    const suspects = sheep.recovery.suspectsOf(argInt(h, 'epoch', 0, 2 ** 32));
-    if (suspects === undefined) throw new SdError('BUSY', 'this node has not reached that epoch yet');
-    return suspects === 'all' ? value('all') : { value: null, payload: encodeOids([...suspects]) };
-  },
-  'peer.reconcile': async (sheep, h) => value(await sheep.recovery.reconcileState(argOid(h), argInt(h, 'epoch', 0, 2 ** 32))),
-  'node.recovery': async (sheep) => value(await sheep.recoveryStates()),
-  'recovery.throttle': async (sheep, h) =>
-    value(await sheep.setThrottle(argInt(h, 'max', 1, throttleMaxObjectsLimit), argInt(h, 'interval', 1, throttleIntervalMsLimit))),
-  'recovery.get-throttle': async (sheep) => value(sheep.group.throttle),
-  'peer.write': async (sheep, h, p) => {
-    markClientIo(sheep, h);
-    const gateway = argOptionalString(h, 'from', 64);
-    if (gateway !== undefined) sheep.recovery.noteWrite(gateway, argOid(h));
-    return value(
-      await sheep.gateway.localWrite(
-        argOid(h),
-        argInt(h, 'offset', 0, objectSizeBytesMax),
-        argPayload(p, objectSizeBytesMax),
-        argBool(h, 'create'),
-        argInt(h, 'size', 1, objectSizeBytesMax),
-      ),
-    );
-  },
-  'peer.remove': async (sheep, h) => value(await sheep.store.remove(argOid(h))),
-  'peer.exists': async (sheep, h) => value(await sheep.store.exists(argOid(h))),
-  'peer.stat': async (sheep) => value(await sheep.localStat()),
-  'peer.registry-durable': async (sheep, h) =>
-    value(await sheep.group.registryDurable(argInt(h, 'version', 0, Number.MAX_SAFE_INTEGER), registryDurableWaitMs)),
-};
-
-export async function dispatch(sheep: Sheep, header: Header, payload: Buffer | undefined): Promise<Reply> {
-  const name = header['op'];
-  if (typeof name !== 'string' || !Object.hasOwn(ops, name)) {
-    throw new SdError('PROTOCOL', `unknown operation ${String(name).slice(0, 40)}`);
-  }
-  return ops[name]!(sheep, header, payload);
+    'peer.read': async (r) => {
+      markClientIo(r);
+      return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
+    },
+    'peer.checksum': async (r) =>
+      checksumOf(await s.gateway.localRead(r.oid, 0, s.gateway.objectSizeBytes(r.oid), r.force)),
+    'peer.write': async (r, data) => {
+      markClientIo(r);
+      s.recovery.noteWrite(r.from, r.oid);
+      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.size);
+      return null;
+    },
+    'peer.remove': async (r) => s.store.remove(r.oid),
+    'peer.exists': async (r) => s.store.exists(r.oid),
+    'peer.list': async (r) => encodeOids(await s.gateway.listObjects(s.group.self, r.inodesOnly)),
+    'peer.recovery': async () => s.recovery.state,
+    'peer.stat': async () => s.admin.localStat(),
+    'peer.suspects': async (r) => {
+      const suspects = s.recovery.suspectsOf(r.epoch);
+      if (suspects === undefined) throw new SdError('BUSY', 'this node has not reached that epoch yet');
+      return suspects === 'all' ? { value: 'all', data: Buffer.alloc(0) } : { value: null, data: encodeOids([...suspects]) };
+    },
+    'peer.reconcile': async (r) => s.recovery.reconcileState(r.oid, r.epoch),
+    'peer.kill': async () => s.admin.killNode(s.group.self.id),
+    'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
+  };
 }

@@ -6,6 +6,7 @@ import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
 import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
+import type { Clock } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
@@ -32,7 +33,7 @@ export class Gateway {
     private readonly group: Group,
     private readonly store: ObjectStore,
     private readonly peers: Peers,
-    private readonly sleep: (ms: number) => Promise<void>,
+    private readonly clock: Clock,
   ) {}
 
   objectSizeBytes(oid: Oid): number {
@@ -63,10 +64,10 @@ export class Gateway {
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.requireRunning();
-    this.lastClientIoMs = Date.now();
+    this.lastClientIoMs = this.clock.nowMs();
     let outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     for (let waitedMs = 0; outcome.busy && waitedMs < recoveringReadWaitMs; waitedMs += recoveringReadPollMs) {
-      await this.sleep(recoveringReadPollMs);
+      await this.clock.sleep(recoveringReadPollMs);
       outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     }
     if (outcome.busy) outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
@@ -105,7 +106,7 @@ export class Gateway {
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     this.requireRunning();
-    this.lastClientIoMs = Date.now();
+    this.lastClientIoMs = this.clock.nowMs();
     const sizeBytes = this.objectSizeBytes(oid);
     if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
     for (let attempt = 1; ; attempt++) {
@@ -163,7 +164,7 @@ export class Gateway {
 
   private async waitForEpochAfter(epoch: number): Promise<void> {
     for (let waitedMs = 0; waitedMs < epochWaitMs && this.group.epoch === epoch; waitedMs += 100) {
-      await this.sleep(100);
+      await this.clock.sleep(100);
     }
   }
 
@@ -205,8 +206,7 @@ export class Gateway {
 
   private async peerRead(node: NodeInfo, oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     if (this.isSelf(node)) return this.localRead(oid, offsetBytes, lengthBytes, force);
-    const reply = await this.peers.get(node).call('peer.read', { oid, offset: offsetBytes, length: lengthBytes, force });
-    return reply.payload ?? Buffer.alloc(0);
+    return this.peers.call(node, 'peer.read', { oid, offset: offsetBytes, length: lengthBytes, force });
   }
 
   private async peerWrite(
@@ -218,15 +218,15 @@ export class Gateway {
     sizeBytes: number,
   ): Promise<void> {
     if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sizeBytes);
-    // `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
-    await this.peers.get(node).call('peer.write', { oid, offset: offsetBytes, create, size: sizeBytes, from: this.group.self.id }, data);
+    // Peers stamps `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
+    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
   async listObjects(node: NodeInfo, inodesOnly: boolean): Promise<Oid[]> {
     const oids = this.isSelf(node)
       ? await this.store.list()
-      : decodeOids((await this.peers.get(node).call('peer.list', { inodesOnly })).payload);
+      : decodeOids(await this.peers.call(node, 'peer.list', { inodesOnly }));
     return inodesOnly ? oids.filter(isInodeOid) : oids;
   }
 
@@ -261,11 +261,11 @@ export class Gateway {
       await this.store.remove(oid);
       return;
     }
-    await this.peers.get(node).call('peer.remove', { oid });
+    await this.peers.call(node, 'peer.remove', { oid });
   }
 
   private async peerExists(node: NodeInfo, oid: Oid): Promise<boolean> {
     if (this.isSelf(node)) return this.store.exists(oid);
-    return (await this.peers.get(node).call('peer.exists', { oid })).value === true;
+    return this.peers.call(node, 'peer.exists', { oid });
   }
 }

@@ -4,9 +4,10 @@
 import type { ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
 import { Ring } from '../engine/ring.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
+import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
 
-export type ClusterStatus = 'unformatted' | 'running' | 'waiting' | 'shutdown';
+export type { ClusterStatus };
 
 /** What a joiner brings and what the master hands back: the state of one store. */
 export interface StoreState {
@@ -40,13 +41,7 @@ export interface GroupEvents {
 export const registryRetryMs = 1000;
 
 /** Whether this node has stored a registry version: the answer to `peer.registry-durable`. */
-export interface RegistryDurability {
-  durable: boolean;
-  /** The newest registry version on this node's disk. */
-  durableVersion: number;
-  /** Why the newest write failed, while it keeps failing. */
-  fault?: string;
-}
+export type RegistryDurability = RegistryDurabilityData;
 
 export class Group implements ClusterHandlers {
   members: NodeInfo[] = [];

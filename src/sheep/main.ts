@@ -7,6 +7,10 @@ import { CommanderError } from 'commander';
 import { pino } from 'pino';
 import { createLocalDriver, defaultLocalDir } from '../cluster/local.js';
 import { SdError } from '../engine/errors.js';
+import { systemClock } from '../io/clock.js';
+import { nodeDisk } from '../io/disk.js';
+import { systemRandom } from '../io/random.js';
+import { tcpTransport } from '../io/transport.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
 
@@ -81,7 +85,8 @@ async function run(options: SheepOptions): Promise<void> {
     fs.rmSync(path.join(storeDir, 'sheep.pid'), { force: true });
     setTimeout(() => process.exit(code), 50);
   };
-  const sheep = new Sheep({ storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, driver, log, exit);
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
   try {
     await sheep.start();
   } catch (error) {

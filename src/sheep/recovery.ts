@@ -10,6 +10,8 @@ import { SdError, asSdError } from '../engine/errors.js';
 import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import { decodeOids } from '../rpc/oid-list.js';
+import type { Clock } from '../io/clock.js';
+import type { ReconcileAnswer, RecoveryState } from '../rpc/protocol.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
@@ -22,25 +24,7 @@ export const foregroundQuietMs = 200;
 export const automaticThrottle = { maxObjects: 1, intervalMs: 100 };
 /** Objects waiting readers asked for, recovered first; more requests than this are dropped. */
 export const urgentObjectsMax = 1024;
-export const throttleMaxObjectsLimit = 1000;
-export const throttleIntervalMsLimit = 1000;
-
-export interface RecoveryState {
-  epoch: number;
-  running: boolean;
-  total: number;
-  done: number;
-  /** Object bytes this node received from others for the current epoch. */
-  receivedBytes: number;
-  /** Objects whose local copy was found current and not copied. */
-  keptObjects: number;
-}
-
-/** A replica's answer while the copies of a suspect object are made to agree. */
-export type ReconcileAnswer =
-  | { state: 'verified'; sum: string } // this copy is current: take it
-  | { state: 'pending' } // this node may yet decide its copy wins: ask again
-  | { state: 'none' }; // no copy that counts here: ask the next replica
+export type { ReconcileAnswer, RecoveryState };
 
 /** Epochs whose suspects are kept for peers that ask late. */
 const suspectEpochsKept = 4;
@@ -75,7 +59,7 @@ export class Recovery {
     private readonly store: ObjectStore,
     private readonly gateway: Gateway,
     private readonly peers: Peers,
-    private readonly sleep: (ms: number) => Promise<void>,
+    private readonly clock: Clock,
     private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
   ) {}
 
@@ -102,7 +86,7 @@ export class Recovery {
 
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
   noteWrite(gateway: string, oid: Oid): void {
-    this.recentWrites.note(gateway, oid, Date.now());
+    this.recentWrites.note(gateway, oid, this.clock.nowMs());
   }
 
   /** This node's suspects of `epoch` for a peer's recovery; undefined if we have not reached it. */
@@ -140,7 +124,7 @@ export class Recovery {
     const suspects = new Set<Oid>();
     for (const node of before) {
       if (after.has(node.id)) continue;
-      const written = this.recentWrites.take(node.id, Date.now());
+      const written = this.recentWrites.take(node.id, this.clock.nowMs());
       if (written === 'all') return 'all';
       for (const oid of written) suspects.add(oid);
     }
@@ -159,16 +143,17 @@ export class Recovery {
     const ask = async (node: NodeInfo) => {
       for (let waitedMs = 0; waitedMs <= reconcileWaitMs && generation === this.generation; waitedMs += reconcilePollMs) {
         try {
-          const reply = await this.peers.get(node).call('peer.suspects', { epoch, recovery: true });
+          // The receiver answers for our epoch, which is `epoch` while this run is current.
+          const reply = await this.peers.call(node, 'peer.suspects', { recovery: true });
           if (reply.value === 'all') all = true;
-          for (const oid of decodeOids(reply.payload)) union.add(oid);
+          for (const oid of decodeOids(reply.data)) union.add(oid);
           return;
         } catch (error) {
           // BUSY: it has not reached this epoch yet. Anything else: it is leaving, and the epoch
           // that follows starts over.
           if (asSdError(error).code !== 'BUSY') return;
         }
-        await this.sleep(reconcilePollMs);
+        await this.clock.sleep(reconcilePollMs);
       }
     };
     await Promise.all(this.group.members.filter((n) => n.id !== this.group.self.id).map(ask));
@@ -243,7 +228,7 @@ export class Recovery {
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
     }
     undecided.clear();
-    while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
+    while (!this.group.recoveryEnabled && generation === this.generation) await this.clock.sleep(200);
     if (generation !== this.generation) return;
     const lists = await this.objectLists();
     const wanted: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
@@ -296,7 +281,7 @@ export class Recovery {
    */
   private pace(): { maxObjects: number; intervalMs: number } {
     if (this.group.throttle.maxObjects > 0) return this.group.throttle;
-    if (Date.now() - this.gateway.lastClientIoMs < foregroundQuietMs) return automaticThrottle;
+    if (this.clock.nowMs() - this.gateway.lastClientIoMs < foregroundQuietMs) return automaticThrottle;
     return { maxObjects: 0, intervalMs: 0 };
   }
 
@@ -307,11 +292,11 @@ export class Recovery {
    * counter where only the worker crossing the limit slept let the other workers run on.)
    */
   private async waitForPermit(generation: number): Promise<void> {
-    while (!this.group.recoveryEnabled && generation === this.generation) await this.sleep(200);
+    while (!this.group.recoveryEnabled && generation === this.generation) await this.clock.sleep(200);
     for (;;) {
       const { maxObjects, intervalMs } = this.pace();
       if (maxObjects <= 0 || generation !== this.generation) return;
-      const now = Date.now();
+      const now = this.clock.nowMs();
       if (now - this.windowStartMs >= intervalMs) {
         this.windowStartMs = now;
         this.windowUsed = 0;
@@ -320,7 +305,7 @@ export class Recovery {
         this.windowUsed += 1;
         return;
       }
-      await this.sleep(Math.max(1, this.windowStartMs + intervalMs - now));
+      await this.clock.sleep(Math.max(1, this.windowStartMs + intervalMs - now));
     }
   }
 
@@ -398,7 +383,7 @@ export class Recovery {
     for (let waitedMs = 0; generation === this.generation && !this.verified.has(oid); waitedMs += reconcilePollMs) {
       let answer: ReconcileAnswer;
       try {
-        answer = (await this.peers.get(node).call('peer.reconcile', { oid, epoch, recovery: true })).value as ReconcileAnswer;
+        answer = await this.peers.call(node, 'peer.reconcile', { oid, recovery: true });
       } catch {
         return undefined;
       }
@@ -408,7 +393,7 @@ export class Recovery {
         this.log.warn({ oid: oidHex(oid), node: node.id }, 'replica did not settle its copy in time');
         return undefined;
       }
-      await this.sleep(reconcilePollMs);
+      await this.clock.sleep(reconcilePollMs);
     }
     return undefined;
   }
@@ -423,7 +408,7 @@ export class Recovery {
       this.state.keptObjects += 1;
       return;
     }
-    const data = (await this.peers.get(source).call('peer.read', { oid, offset: 0, length: size, force, recovery: true })).payload!;
+    const data = await this.peers.call(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
     if (this.verified.has(oid)) return;
     await this.store.writeWhole(oid, data, size);
     this.verified.add(oid);
@@ -454,7 +439,7 @@ export class Recovery {
     for (const force of [false, true]) {
       for (const source of this.sources(oid, holders, epoch)) {
         try {
-          const remoteSum = (await this.peers.get(source).call('peer.checksum', { oid, force, recovery: true })).value as string;
+          const remoteSum = await this.peers.call(source, 'peer.checksum', { oid, force, recovery: true });
           await this.takeCopy(source, oid, remoteSum, force);
           return;
         } catch (error) {

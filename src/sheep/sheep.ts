@@ -1,23 +1,37 @@
-// One sheep daemon: its store, its place in the group, the gateway and the services, wired.
-import * as net from 'node:net';
+// One sheep daemon, wired from the world it is given (clock, transport, disk, cluster driver,
+// randomness, log) and its config: the store, its place in the group, the gateway and the
+// services, and the rpc server whose handler table (dispatch.ts) reaches them.
 import * as path from 'node:path';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
-import { oidHex, type Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
-import { nodeDisk } from '../io/disk.js';
-import { serveConnection } from '../rpc/connection.js';
+import { nowSec, type Clock } from '../io/clock.js';
+import type { Disk } from '../io/disk.js';
+import type { Log } from '../io/log.js';
+import type { Random } from '../io/random.js';
+import type { Listener, Transport } from '../io/transport.js';
+import { protocolHandler, serveConnection } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
-import { dispatch } from './dispatch.js';
+import { AdminService } from './admin.js';
+import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
-import { Group, compareNodes } from './group.js';
+import { Group } from './group.js';
 import { Peers } from './peers.js';
+import { Recovery } from './recovery.js';
 import { VdiService } from './vdi-service.js';
-import { Recovery, type RecoveryState } from './recovery.js';
-import type { Logger } from 'pino';
+
+/** Everything a sheep touches outside its own memory. */
+export interface SheepWorld {
+  clock: Clock;
+  transport: Transport;
+  disk: Disk;
+  driver: ClusterDriver & { close?(): void };
+  random: Random;
+  log: Log;
+}
 
 export interface SheepConfig {
   storeDir: string;
@@ -33,30 +47,43 @@ export class Sheep {
   readonly gateway: Gateway;
   readonly vdi: VdiService;
   readonly recovery: Recovery;
-  readonly peers = new Peers();
-  private server: net.Server | undefined;
+  readonly admin: AdminService;
+  readonly peers: Peers;
+  private listener: Listener | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
 
+  /** `onStopped` runs once the sheep has left the cluster and closed everything (code 0: clean). */
   constructor(
+    readonly world: SheepWorld,
     readonly config: SheepConfig,
-    readonly driver: ClusterDriver & { close?(): void },
-    readonly log: Logger,
-    private readonly exit: (code: number) => void,
+    private readonly onStopped: (code: number) => void = () => undefined,
   ) {
-    const nowSec = () => Math.floor(Date.now() / 1000);
-    const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk: nodeDisk });
-    this.meta = new MetaStore(config.storeDir, nodeDisk);
-    this.group = new Group(config.self, this.meta, nowSec, log, sleep);
-    this.gateway = new Gateway(this.group, this.store, this.peers, sleep);
-    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, nowSec, log);
-    this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, sleep, log);
+    const { clock, disk, driver, log } = world;
+    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk });
+    this.meta = new MetaStore(config.storeDir, disk);
+    this.group = new Group(config.self, this.meta, () => nowSec(clock), log, (ms) => clock.sleep(ms));
+    this.peers = new Peers(world, () => ({ epoch: this.group.epoch, from: config.self.id }));
+    this.gateway = new Gateway(this.group, this.store, this.peers, clock);
+    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log);
+    this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, clock, log);
+    this.admin = new AdminService({
+      group: this.group,
+      driver,
+      gateway: this.gateway,
+      peers: this.peers,
+      recovery: this.recovery,
+      clock,
+      disk,
+      storeDir: config.storeDir,
+      // After the reply that asked for it has gone out.
+      stopSelf: () => void clock.after(0, () => void this.stop(0)),
+    });
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.group.announce = (message) => {
-      void this.driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
+      void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
     this.group.events = {
       epochChanged: (epoch) => {
@@ -75,36 +102,46 @@ export class Sheep {
   }
 
   async start(): Promise<void> {
+    const { log, driver } = this.world;
     await this.meta.open();
     const journal = await this.store.open();
-    if (journal.replayed + journal.dropped > 0) this.log.info(journal, 'replayed object journal');
+    if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
     this.recovery.rememberStoreEpoch(this.group.epoch);
     await this.listen();
-    const verdict = await this.driver.join(this.config.self, this.group.storeState() as never, this.group);
+    const verdict = await driver.join(this.config.self, this.group.storeState() as never, this.group);
     if (!verdict.accept) {
       throw new SdError('REFUSED', `the cluster refused this node: ${verdict.reason}`);
     }
     if (this.config.nbd) await this.startNbd(this.config.nbd);
-    this.log.info({ node: this.config.self.id, epoch: this.group.epoch, status: this.group.status }, 'sheep started');
+    log.info({ node: this.config.self.id, epoch: this.group.epoch, status: this.group.status }, 'sheep started');
   }
 
-  private listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer((socket) =>
-        serveConnection(socket, (header, payload) => dispatch(this, header, payload), (bug) =>
-          this.log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request'),
-        ),
+  private async listen(): Promise<void> {
+    const { transport, clock, log } = this.world;
+    const handle = protocolHandler(
+      makeHandlers({
+        admin: this.admin,
+        vdi: this.vdi,
+        gateway: this.gateway,
+        group: this.group,
+        recovery: this.recovery,
+        store: this.store,
+        clock,
+      }),
+      clock,
+      log,
+    );
+    const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
+    const where = `${this.config.bindAddr}:${this.config.self.port}`;
+    try {
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) =>
+        serveConnection(stream, handle, onBug),
       );
-      server.once('error', (error: NodeJS.ErrnoException) => {
-        const where = `${this.config.bindAddr}:${this.config.self.port}`;
-        reject(new SdError('INVALID_ARGUMENT', error.code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${error.message}`));
-      });
-      server.listen(this.config.self.port, this.config.bindAddr, () => {
-        this.server = server;
-        resolve();
-      });
-    });
+    } catch (error) {
+      const { code, message } = error as NodeJS.ErrnoException;
+      throw new SdError('INVALID_ARGUMENT', code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${message}`);
+    }
   }
 
   private async startNbd(where: { host: string; port: number }): Promise<void> {
@@ -113,7 +150,7 @@ export class Sheep {
       host: where.host,
       port: where.port,
       provider: this.volumeProvider(),
-      logger: this.log,
+      logger: this.world.log,
       gatherWrites: true,
     });
   }
@@ -135,122 +172,21 @@ export class Sheep {
     };
   }
 
-  // ---- admin operations ----------------------------------------------------------------
-
-  clusterInfo() {
-    return {
-      status: this.group.status,
-      recoveryEnabled: this.group.recoveryEnabled,
-      config: this.group.config,
-      epochs: [...this.group.epochs].reverse(),
-    };
-  }
-
-  async format(copies: number, blockSizeShift: number | undefined): Promise<null> {
-    await this.driver.sync();
-    if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
-    const config = { createdMs: Date.now(), copies, blockSizeShift: blockSizeShift ?? 22 };
-    await this.driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000) });
-    await this.driver.sync();
-    await this.group.flushed();
-    return null;
-  }
-
-  async shutdownCluster(): Promise<null> {
-    await this.driver.notify({ type: 'shutdown' });
-    return null;
-  }
-
-  async recover(action: 'force' | 'enable' | 'disable'): Promise<null> {
-    if (action === 'force' && this.group.status !== 'waiting') {
-      throw new SdError('INVALID_ARGUMENT', 'Cluster is not waiting for nodes: nothing to force');
-    }
-    await this.driver.notify({ type: 'recover', action, timeSec: Math.floor(Date.now() / 1000) });
-    await this.driver.sync();
-    return null;
-  }
-
-  nodeList(): NodeInfo[] {
-    return [...this.group.members].sort(compareNodes);
-  }
-
-  async localStat(): Promise<{ usedBytes: number; availableBytes: number }> {
-    const stats = await nodeDisk.stats(this.config.storeDir);
-    return { usedBytes: await nodeDisk.usedBytes(path.join(this.config.storeDir, 'obj')), availableBytes: stats.availableBytes };
-  }
-
-  async nodeInfo() {
-    const nodes = await Promise.all(
-      this.nodeList().map(async (node) => {
-        const stat = node.id === this.config.self.id
-          ? await this.localStat()
-          : ((await this.peers.get(node).call('peer.stat')).value as { usedBytes: number; availableBytes: number });
-        return { node, ...stat };
-      }),
-    );
-    const virtualBytes = this.group.registry.live().filter((e) => e.snapshotSec === 0).reduce((sum, e) => sum + e.sizeBytes, 0);
-    return { nodes, virtualBytes };
-  }
-
-  async killNode(nodeId: string): Promise<null> {
-    if (nodeId === this.config.self.id) {
-      setImmediate(() => void this.stop(0));
-      return null;
-    }
-    const node = this.group.members.find((m) => m.id === nodeId);
-    if (!node) throw new SdError('NODE_NOT_FOUND', `no node ${nodeId} in the cluster`);
-    await this.peers.get(node).call('node.kill', { node: nodeId });
-    return null;
-  }
-
-  async setThrottle(maxObjects: number, intervalMs: number): Promise<null> {
-    await this.driver.notify({ type: 'throttle', maxObjects, intervalMs });
-    await this.driver.sync();
-    return null;
-  }
-
-  /** Every member's recovery progress, for `dog node recovery`. */
-  async recoveryStates(): Promise<Array<{ node: NodeInfo; state: RecoveryState | null }>> {
-    return Promise.all(
-      this.nodeList().map(async (node) => {
-        try {
-          const state = node.id === this.config.self.id
-            ? this.recovery.state
-            : ((await this.peers.get(node).call('peer.recovery')).value as RecoveryState);
-          return { node, state };
-        } catch {
-          return { node, state: null };
-        }
-      }),
-    );
-  }
-
-  async location(oid: Oid) {
-    const placement = this.gateway.placement(oid);
-    const holders = await this.gateway.holders(oid);
-    return {
-      oid: oidHex(oid),
-      copies: this.gateway.copies(oid),
-      nodeCount: this.group.members.length,
-      placement: placement.map((n) => n.id),
-      holders: holders.sort(compareNodes).map((n) => n.id),
-    };
-  }
-
   async stop(code: number): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.log.info({ code }, 'sheep stopping');
+    const { log, driver } = this.world;
+    log.info({ code }, 'sheep stopping');
     try {
       await this.group.flushed();
-      await this.driver.leave();
+      await driver.leave();
     } catch (error) {
-      this.log.warn({ err: String(error) }, 'leaving the cluster failed');
+      log.warn({ err: String(error) }, 'leaving the cluster failed');
     }
-    this.driver.close?.();
-    this.server?.close();
+    driver.close?.();
+    void this.listener?.close();
     await this.nbdServer?.close().catch(() => undefined);
     this.peers.closeAll();
-    this.exit(code);
+    this.onStopped(code);
   }
 }

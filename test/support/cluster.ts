@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SheepClient } from '../../src/cli/client.js';
+import { SheepClient } from '../../src/rpc/sheep-client.js';
 import { maskDates } from './mask.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,12 +1,26 @@
-// dog's and sheepfs's view of a sheep: typed calls over one rpc connection.
+// dog's, sheepfs's and the tests' view of a sheep: one method per client op over the one rpc
+// client, plus direct object I/O to each object's primary node.
 import type { NodeInfo } from '../cluster/driver.js';
-import type { Oid } from '../engine/oid.js';
-import type { ObjectIo } from '../engine/object-io.js';
-import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
 import { SdError } from '../engine/errors.js';
+import type { ObjectIo } from '../engine/object-io.js';
+import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
-import { RpcClient } from '../rpc/connection.js';
-import type { ClusterInfoData, NodeStatData, VdiUsageData } from './format.js';
+import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
+import { systemClock, type Clock } from '../io/clock.js';
+import { tcpTransport, type Transport } from '../io/transport.js';
+import { RpcClient } from './client.js';
+import type {
+  ClusterInfoData,
+  LocationData,
+  NodeStatData,
+  Op,
+  PayloadArgs,
+  RecoveryState,
+  RequestFields,
+  ResultOf,
+  ThrottleData,
+  VdiUsageData,
+} from './protocol.js';
 
 function refArg(ref: SnapshotRef): string | undefined {
   if (ref === undefined) return undefined;
@@ -14,13 +28,24 @@ function refArg(ref: SnapshotRef): string | undefined {
   return tag !== '' ? tag : String(id);
 }
 
+export interface SheepClientWorld {
+  transport: Transport;
+  clock: Clock;
+}
+
+const realWorld: SheepClientWorld = { transport: tcpTransport, clock: systemClock };
+
 export class SheepClient implements ObjectIo {
   readonly rpc: RpcClient;
   /** When set, object requests go straight to the object's primary node (one hop less). */
   private direct: { ring: Ring<NodeInfo>; clients: Map<string, RpcClient> } | undefined;
 
-  constructor(host: string, port: number) {
-    this.rpc = new RpcClient(host, port);
+  constructor(
+    host: string,
+    port: number,
+    private readonly world: SheepClientWorld = realWorld,
+  ) {
+    this.rpc = new RpcClient({ ...world, host, port });
   }
 
   /**
@@ -40,101 +65,106 @@ export class SheepClient implements ObjectIo {
     if (!primary) return this.rpc;
     let client = this.direct.clients.get(primary.id);
     if (!client) {
-      client = new RpcClient(primary.addr, primary.port);
+      client = new RpcClient({ ...this.world, host: primary.addr, port: primary.port });
       this.direct.clients.set(primary.id, client);
     }
     return client;
   }
 
   /** An object call through the primary, falling back to our own sheep if it cannot be reached. */
-  private async objectCall(oid: Oid, op: string, args: object, payload?: Buffer) {
+  private async objectCall<K extends 'gw.read' | 'gw.write'>(
+    oid: Oid,
+    op: K,
+    fields: RequestFields<K>,
+    ...payload: PayloadArgs<K>
+  ): Promise<ResultOf<K>> {
     const client = this.objectRpc(oid);
-    if (client === this.rpc) return this.rpc.call(op, args, payload);
+    if (client === this.rpc) return this.rpc.call(op, fields, ...payload);
     try {
-      return await client.call(op, args, payload);
+      return await client.call(op, fields, ...payload);
     } catch (error) {
       if (!(error instanceof SdError) || error.code !== 'NETWORK') throw error;
-      return this.rpc.call(op, args, payload);
+      return this.rpc.call(op, fields, ...payload);
     }
   }
 
-  private async value<T>(op: string, args: object = {}): Promise<T> {
-    return (await this.rpc.call(op, args)).value as T;
+  private call<K extends Op>(op: K, fields: RequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
+    return this.rpc.call(op, fields, ...payload);
   }
 
   ping(): Promise<string> {
-    return this.value('ping');
+    return this.call('ping', {});
   }
   clusterInfo(): Promise<ClusterInfoData> {
-    return this.value('cluster.info');
+    return this.call('cluster.info', {});
   }
   format(copies: number, blockSizeShift: number | undefined): Promise<null> {
-    return this.value('cluster.format', { copies, blockSizeShift });
+    return this.call('cluster.format', { copies, blockSizeShift });
   }
   shutdown(): Promise<null> {
-    return this.value('cluster.shutdown');
+    return this.call('cluster.shutdown', {});
   }
   recover(action: 'force' | 'enable' | 'disable'): Promise<null> {
-    return this.value('cluster.recover', { action });
+    return this.call('cluster.recover', { action });
   }
   nodeList(): Promise<NodeInfo[]> {
-    return this.value('node.list');
+    return this.call('node.list', {});
   }
   nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
-    return this.value('node.info');
+    return this.call('node.info', {});
   }
   killNode(nodeId: string): Promise<null> {
-    return this.value('node.kill', { node: nodeId });
+    return this.call('node.kill', { node: nodeId });
   }
-  recoveryStates(): Promise<Array<{ node: NodeInfo; state: { running: boolean; total: number; done: number } | null }>> {
-    return this.value('node.recovery');
+  recoveryStates(): Promise<Array<{ node: NodeInfo; state: RecoveryState | null }>> {
+    return this.call('node.recovery', {});
   }
   setThrottle(max: number, interval: number): Promise<null> {
-    return this.value('recovery.throttle', { max, interval });
+    return this.call('recovery.throttle', { max, interval });
   }
-  getThrottle(): Promise<{ maxObjects: number; intervalMs: number }> {
-    return this.value('recovery.get-throttle');
+  getThrottle(): Promise<ThrottleData> {
+    return this.call('recovery.get-throttle', {});
   }
   vdiCreate(name: string, sizeBytes: number, copies: number | undefined, hyper: boolean): Promise<VdiEntry> {
-    return this.value('vdi.create', { name, size: sizeBytes, copies, hyper });
+    return this.call('vdi.create', { name, size: sizeBytes, copies, hyper });
   }
   vdiSnapshot(name: string, tag: string): Promise<VdiEntry> {
-    return this.value('vdi.snapshot', { name, tag });
+    return this.call('vdi.snapshot', { name, tag });
   }
   vdiClone(source: string, ref: SnapshotRef, target: string, copies: number | undefined): Promise<VdiEntry> {
-    return this.value('vdi.clone', { source, snapshot: refArg(ref), target, copies });
+    return this.call('vdi.clone', { source, snapshot: refArg(ref), target, copies });
   }
   vdiDelete(name: string, ref: SnapshotRef): Promise<null> {
-    return this.value('vdi.delete', { name, snapshot: refArg(ref) });
+    return this.call('vdi.delete', { name, snapshot: refArg(ref) });
   }
   vdiRollback(name: string, ref: SnapshotRef): Promise<VdiEntry> {
-    return this.value('vdi.rollback', { name, snapshot: refArg(ref) });
+    return this.call('vdi.rollback', { name, snapshot: refArg(ref) });
   }
   vdiResize(name: string, sizeBytes: number): Promise<VdiEntry> {
-    return this.value('vdi.resize', { name, size: sizeBytes });
+    return this.call('vdi.resize', { name, size: sizeBytes });
   }
   lookup(name: string, ref: SnapshotRef): Promise<VdiEntry> {
-    return this.value('vdi.lookup', { name, snapshot: refArg(ref) });
+    return this.call('vdi.lookup', { name, snapshot: refArg(ref) });
   }
   vdiList(): Promise<VdiUsageData[]> {
-    return this.value('vdi.list');
+    return this.call('vdi.list', {});
   }
   vdiAll(): Promise<VdiEntry[]> {
-    return this.value('vdi.all');
+    return this.call('vdi.all', {});
   }
-  location(oid: Oid): Promise<{ oid: string; copies: number; nodeCount: number; placement: string[]; holders: string[] }> {
-    return this.value('vdi.location', { oid });
+  location(oid: Oid): Promise<LocationData> {
+    return this.call('vdi.location', { oid });
   }
 
   // ObjectIo, through the sheep's gateway
-  async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return (await this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes })).payload ?? Buffer.alloc(0);
+  read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes });
   }
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create }, data);
   }
   async remove(oid: Oid): Promise<void> {
-    await this.rpc.call('gw.remove', { oid });
+    await this.call('gw.remove', { oid });
   }
 
   close(): void {

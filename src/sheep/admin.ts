@@ -1,0 +1,137 @@
+// The admin service: cluster format/shutdown/recover, node listing and statistics, recovery
+// throttle and progress, object location. Everything `dog cluster|node` asks, apart from VDIs.
+import * as path from 'node:path';
+import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
+import { SdError } from '../engine/errors.js';
+import { blockSizeShiftDefault } from '../engine/limits.js';
+import { oidHex, type Oid } from '../engine/oid.js';
+import { nowSec, type Clock } from '../io/clock.js';
+import type { Disk } from '../io/disk.js';
+import type { ClusterInfoData, DiskUsageData, LocationData, NodeStatData, RecoveryState } from '../rpc/protocol.js';
+import type { Gateway } from './gateway.js';
+import { compareNodes, type Group } from './group.js';
+import type { Peers } from './peers.js';
+
+export interface AdminDeps {
+  group: Group;
+  driver: ClusterDriver;
+  gateway: Pick<Gateway, 'placement' | 'holders' | 'copies'>;
+  peers: Pick<Peers, 'call'>;
+  recovery: { readonly state: RecoveryState };
+  clock: Clock;
+  disk: Disk;
+  storeDir: string;
+  /** Stops this sheep (after the reply that asked for it is sent). */
+  stopSelf(): void;
+}
+
+export class AdminService {
+  constructor(private readonly deps: AdminDeps) {}
+
+  private get group(): Group {
+    return this.deps.group;
+  }
+
+  clusterInfo(): ClusterInfoData {
+    return {
+      status: this.group.status,
+      recoveryEnabled: this.group.recoveryEnabled,
+      config: this.group.config,
+      epochs: [...this.group.epochs].reverse(),
+    };
+  }
+
+  async format(copies: number, blockSizeShift: number | undefined): Promise<null> {
+    const { driver, clock } = this.deps;
+    await driver.sync();
+    if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
+    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault };
+    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000) });
+    await driver.sync();
+    await this.group.flushed();
+    return null;
+  }
+
+  async shutdownCluster(): Promise<null> {
+    await this.deps.driver.notify({ type: 'shutdown' });
+    return null;
+  }
+
+  async recover(action: 'force' | 'enable' | 'disable'): Promise<null> {
+    if (action === 'force' && this.group.status !== 'waiting') {
+      throw new SdError('INVALID_ARGUMENT', 'Cluster is not waiting for nodes: nothing to force');
+    }
+    await this.deps.driver.notify({ type: 'recover', action, timeSec: nowSec(this.deps.clock) });
+    await this.deps.driver.sync();
+    return null;
+  }
+
+  nodeList(): NodeInfo[] {
+    return [...this.group.members].sort(compareNodes);
+  }
+
+  async localStat(): Promise<DiskUsageData> {
+    const { disk, storeDir } = this.deps;
+    const stats = await disk.stats(storeDir);
+    return { usedBytes: await disk.usedBytes(path.join(storeDir, 'obj')), availableBytes: stats.availableBytes };
+  }
+
+  async nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
+    const nodes = await Promise.all(
+      this.nodeList().map(async (node) => {
+        const stat = this.isSelf(node) ? await this.localStat() : await this.deps.peers.call(node, 'peer.stat', {});
+        return { node, ...stat };
+      }),
+    );
+    const virtualBytes = this.group.registry.live().filter((e) => e.snapshotSec === 0).reduce((sum, e) => sum + e.sizeBytes, 0);
+    return { nodes, virtualBytes };
+  }
+
+  async killNode(nodeId: string): Promise<null> {
+    if (nodeId === this.group.self.id) {
+      this.deps.stopSelf();
+      return null;
+    }
+    const node = this.group.members.find((m) => m.id === nodeId);
+    if (!node) throw new SdError('NODE_NOT_FOUND', `no node ${nodeId} in the cluster`);
+    await this.deps.peers.call(node, 'peer.kill', {});
+    return null;
+  }
+
+  async setThrottle(maxObjects: number, intervalMs: number): Promise<null> {
+    await this.deps.driver.notify({ type: 'throttle', maxObjects, intervalMs });
+    await this.deps.driver.sync();
+    return null;
+  }
+
+  /** Every member's recovery progress, for `dog node recovery`. */
+  async recoveryStates(): Promise<Array<{ node: NodeInfo; state: RecoveryState | null }>> {
+    return Promise.all(
+      this.nodeList().map(async (node) => {
+        try {
+          const state = this.isSelf(node) ? this.deps.recovery.state : await this.deps.peers.call(node, 'peer.recovery', {});
+          return { node, state };
+        } catch {
+          return { node, state: null };
+        }
+      }),
+    );
+  }
+
+  async location(oid: Oid): Promise<LocationData> {
+    const { gateway } = this.deps;
+    const placement = gateway.placement(oid);
+    const holders = await gateway.holders(oid);
+    return {
+      oid: oidHex(oid),
+      copies: gateway.copies(oid),
+      nodeCount: this.group.members.length,
+      placement: placement.map((n) => n.id),
+      holders: holders.sort(compareNodes).map((n) => n.id),
+    };
+  }
+
+  private isSelf(node: NodeInfo): boolean {
+    return node.id === this.group.self.id;
+  }
+}
