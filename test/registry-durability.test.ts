@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../src/cluster/driver.js';
 import { VdiRegistry } from '../src/engine/vdi.js';
+import { systemClock } from '../src/io/clock.js';
 import { Group, type StoreState } from '../src/sheep/group.js';
 import type { MetaStore } from '../src/store/meta.js';
 import { Cluster, md5, pattern, poll } from './support/cluster.js';
@@ -63,7 +64,7 @@ describe('the join verdict while a cluster waits after a restart', () => {
   }
 
   function waitingMaster(names: string[]): Group {
-    const group = new Group(node(1), meta, () => 1, log, async () => undefined);
+    const group = new Group(node(1), meta, { ...systemClock, nowMs: () => 1000 }, log);
     group.config = config;
     group.epochs = epochs;
     group.registry = registry(names);

@@ -16,7 +16,7 @@ export interface AdminDeps {
   group: Group;
   driver: ClusterDriver;
   gateway: Pick<Gateway, 'placement' | 'holders' | 'copies'>;
-  peers: Pick<Peers, 'call'>;
+  peers: Pick<Peers, 'ask'>;
   recovery: { readonly state: RecoveryState };
   clock: Clock;
   disk: Disk;
@@ -79,7 +79,7 @@ export class AdminService {
   async nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
     const nodes = await Promise.all(
       this.nodeList().map(async (node) => {
-        const stat = this.isSelf(node) ? await this.localStat() : await this.deps.peers.call(node, 'peer.stat', {});
+        const stat = this.isSelf(node) ? await this.localStat() : await this.deps.peers.ask(node, 'peer.stat', {});
         return { node, ...stat };
       }),
     );
@@ -94,7 +94,7 @@ export class AdminService {
     }
     const node = this.group.members.find((m) => m.id === nodeId);
     if (!node) throw new SdError('NODE_NOT_FOUND', `no node ${nodeId} in the cluster`);
-    await this.deps.peers.call(node, 'peer.kill', {});
+    await this.deps.peers.ask(node, 'peer.kill', {});
     return null;
   }
 
@@ -109,7 +109,7 @@ export class AdminService {
     return Promise.all(
       this.nodeList().map(async (node) => {
         try {
-          const state = this.isSelf(node) ? this.deps.recovery.state : await this.deps.peers.call(node, 'peer.recovery', {});
+          const state = this.isSelf(node) ? this.deps.recovery.state : await this.deps.peers.ask(node, 'peer.recovery', {});
           return { node, state };
         } catch {
           return { node, state: null };

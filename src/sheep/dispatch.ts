@@ -1,13 +1,15 @@
 // One entry per operation (as the original's ops.c), typed against the protocol: the request a
 // handler gets is already checked (rpc/decode.ts). Handlers reach the daemon through the narrow
 // services below, never the Sheep class, so this file and sheep.ts do not import each other.
-import { registryDurableWaitMs } from '../engine/limits.js';
+import { epochHoldMs, registryDurableWaitMs } from '../engine/limits.js';
 import { SdError } from '../engine/errors.js';
 import type { Clock } from '../io/clock.js';
 import { encodeOids } from '../rpc/oid-list.js';
-import type { Handlers } from '../rpc/server.js';
+import type { PeerOp } from '../rpc/protocol.js';
+import type { Handler, Handlers } from '../rpc/server.js';
 import { parseSnapshotRef } from '../engine/vdi.js';
 import type { AdminService } from './admin.js';
+import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import { checksumOf, type Recovery } from './recovery.js';
@@ -18,10 +20,24 @@ export interface Services {
   admin: AdminService;
   vdi: VdiService;
   gateway: Gateway;
-  group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable'>;
+  group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
   recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
   store: Pick<ObjectStore, 'remove' | 'exists'>;
   clock: Clock;
+}
+
+/** The peer ops' handlers, each behind the epoch fence. */
+type PeerHandlers = { readonly [K in PeerOp]: Handler<K> };
+
+function fenced(group: Services['group'], handlers: PeerHandlers): PeerHandlers {
+  const wrap = <K extends PeerOp>(handler: Handler<K>): Handler<K> =>
+    async (request, payload) => {
+      await admitPeerRequest(group, request, epochHoldMs);
+      return handler(request, payload);
+    };
+  const entries = (Object.keys(handlers) as PeerOp[]).map((op) => [op, wrap(handlers[op] as Handler<PeerOp>)]);
+  // Same keys, each handler wrapped with its own type.
+  return Object.fromEntries(entries) as unknown as PeerHandlers;
 }
 
 export function makeHandlers(s: Services): Handlers {
@@ -68,6 +84,12 @@ export function makeHandlers(s: Services): Handlers {
       return null;
     },
 
+    ...peerHandlers(s, markClientIo),
+  };
+}
+
+function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }) => void): PeerHandlers {
+  return fenced(s.group, {
     'peer.read': async (r) => {
       markClientIo(r);
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
@@ -93,5 +115,5 @@ export function makeHandlers(s: Services): Handlers {
     'peer.reconcile': async (r) => s.recovery.reconcileState(r.oid, r.epoch),
     'peer.kill': async () => s.admin.killNode(s.group.self.id),
     'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
-  };
+  });
 }

@@ -4,7 +4,7 @@
 // loses a replica waits for the next epoch and is retried on the new placement.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { tableEntriesPerChunk } from '../engine/limits.js';
+import { epochCatchUpMs, tableEntriesPerChunk } from '../engine/limits.js';
 import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
@@ -13,10 +13,11 @@ import type { Peers } from './peers.js';
 import { decodeOids } from '../rpc/oid-list.js';
 
 const writeAttemptsMax = 5;
+/** A read or removal re-planned after a peer reported a newer epoch, at most this often. */
+const replanAttemptsMax = 3;
 /** How long a read waits for recovery to verify the only copies of an object. */
 const recoveringReadWaitMs = 10_000;
 const recoveringReadPollMs = 100;
-const epochWaitMs = 5000;
 
 export const tableChunkBytes = tableEntriesPerChunk * 4;
 
@@ -65,6 +66,17 @@ export class Gateway {
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.readPlanned(oid, offsetBytes, lengthBytes);
+      } catch (error) {
+        // A peer is on a newer epoch, which we have now reached (peers.ts): plan again.
+        if (!isEpochRefusal(error) || attempt >= replanAttemptsMax) throw error;
+      }
+    }
+  }
+
+  private async readPlanned(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     let outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     for (let waitedMs = 0; outcome.busy && waitedMs < recoveringReadWaitMs; waitedMs += recoveringReadPollMs) {
       await this.clock.sleep(recoveringReadPollMs);
@@ -96,6 +108,7 @@ export class Gateway {
           return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false, error };
         } catch (caught) {
           const sd = asSdError(caught);
+          if (isEpochRefusal(sd)) throw sd;
           if (sd.code === 'BUSY') busy = true;
           else error = sd;
         }
@@ -119,8 +132,10 @@ export class Gateway {
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failure) return;
       const error = asSdError(failure.reason);
-      if (error.code !== 'NETWORK' || attempt >= writeAttemptsMax) throw error;
-      await this.waitForEpochAfter(epoch);
+      if ((error.code !== 'NETWORK' && !isEpochRefusal(error)) || attempt >= writeAttemptsMax) throw error;
+      // A lost replica: the next epoch, which reports it gone. A replica on a newer epoch: that
+      // epoch, which peers.ts already waited for. Either way the write is planned again.
+      if (error.code === 'NETWORK') await this.group.waitForEpoch(epoch + 1, epochCatchUpMs);
     }
   }
 
@@ -162,15 +177,19 @@ export class Gateway {
     return this.read(oid, 0, sizeBytes);
   }
 
-  private async waitForEpochAfter(epoch: number): Promise<void> {
-    for (let waitedMs = 0; waitedMs < epochWaitMs && this.group.epoch === epoch; waitedMs += 100) {
-      await this.clock.sleep(100);
-    }
-  }
-
   /** Removes the object everywhere, stale copies of earlier epochs included. */
   async remove(oid: Oid): Promise<void> {
     this.requireRunning();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.removeEverywhere(oid);
+      } catch (error) {
+        if (!isEpochRefusal(error) || attempt >= replanAttemptsMax) throw error;
+      }
+    }
+  }
+
+  private async removeEverywhere(oid: Oid): Promise<void> {
     await Promise.all(
       this.group.members
         .filter((node) => node.vnodes > 0)
@@ -226,7 +245,7 @@ export class Gateway {
   async listObjects(node: NodeInfo, inodesOnly: boolean): Promise<Oid[]> {
     const oids = this.isSelf(node)
       ? await this.store.list()
-      : decodeOids(await this.peers.call(node, 'peer.list', { inodesOnly }));
+      : decodeOids(await this.peers.ask(node, 'peer.list', { inodesOnly }));
     return inodesOnly ? oids.filter(isInodeOid) : oids;
   }
 
@@ -266,6 +285,12 @@ export class Gateway {
 
   private async peerExists(node: NodeInfo, oid: Oid): Promise<boolean> {
     if (this.isSelf(node)) return this.store.exists(oid);
-    return this.peers.call(node, 'peer.exists', { oid });
+    return this.peers.ask(node, 'peer.exists', { oid });
   }
+}
+
+/** A peer refused a request for its epoch: re-plan (after catching up) and try again. */
+function isEpochRefusal(error: unknown): boolean {
+  const code = asSdError(error).code;
+  return code === 'OLD_EPOCH' || code === 'NEW_EPOCH';
 }

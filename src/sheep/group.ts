@@ -3,6 +3,7 @@
 // that sees the same events reaches the same state. Durable copies are written behind, in order.
 import type { ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
 import { Ring } from '../engine/ring.js';
+import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
@@ -65,16 +66,16 @@ export class Group implements ClusterHandlers {
   private registryWriting: Promise<void> | undefined;
   private registryAttempt: Promise<void> = Promise.resolve();
   private registryWaiters = new Set<() => void>();
-  private epochWaiters = new Set<() => void>();
+  /** Callers waiting for this node to reach an epoch (epoch fencing), resolved on epoch change. */
+  private readonly epochWaiters = new Set<{ epoch: number; settle(reached: boolean): void }>();
   /** Set by the owner once wired; events before that are impossible (join comes after). */
   events: GroupEvents | undefined;
 
   constructor(
     readonly self: NodeInfo,
     private readonly meta: MetaStore,
-    private readonly nowSec: () => number,
+    private readonly clock: Clock,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void; error(o: object, m?: string): void },
-    private readonly sleep: (ms: number) => Promise<void>,
   ) {}
 
   async load(): Promise<void> {
@@ -111,13 +112,34 @@ export class Group implements ClusterHandlers {
     return ring;
   }
 
+  /**
+   * Resolves true as soon as this node's epoch is `epoch` or later, false after `timeoutMs`.
+   * Settled by the epoch change itself, never by polling.
+   */
+  waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> {
+    if (this.epoch >= epoch) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      let timer: Timer | undefined;
+      const waiter = {
+        epoch,
+        settle: (reached: boolean) => {
+          timer?.cancel();
+          this.epochWaiters.delete(waiter);
+          resolve(reached);
+        },
+      };
+      this.epochWaiters.add(waiter);
+      timer = this.clock.after(timeoutMs, () => waiter.settle(false));
+    });
+  }
+
+  private epochMoved(): void {
+    for (const waiter of [...this.epochWaiters]) if (this.epoch >= waiter.epoch) waiter.settle(true);
+  }
+
   /** Resolves with the epoch once it is past `epoch`, or with `epoch` after `timeoutMs`. */
   async epochAfter(epoch: number, timeoutMs: number): Promise<number> {
-    let timedOut = false;
-    const deadline = this.sleep(timeoutMs).then(() => void (timedOut = true));
-    while (this.epoch === epoch && !timedOut) {
-      await Promise.race([new Promise<void>((resolve) => this.epochWaiters.add(resolve)), deadline]);
-    }
+    await this.waitForEpoch(epoch + 1, timeoutMs);
     return this.epoch;
   }
 
@@ -142,7 +164,7 @@ export class Group implements ClusterHandlers {
       ...(this.registryFault !== undefined ? { fault: this.registryFault } : {}),
     });
     let timedOut = false;
-    const deadline = this.sleep(timeoutMs).then(() => void (timedOut = true));
+    const deadline = this.clock.sleep(timeoutMs).then(() => void (timedOut = true));
     // A fault is the answer at once: the caller reports it rather than waiting out the retries.
     while (this.registryDurableVersion < version && this.registryFault === undefined && !timedOut) {
       await Promise.race([new Promise<void>((resolve) => this.registryWaiters.add(resolve)), deadline]);
@@ -155,7 +177,7 @@ export class Group implements ClusterHandlers {
   checkJoin(joiner: NodeInfo, request: Json): JoinVerdict {
     const theirs = request as unknown as StoreState;
     if (joiner.id === this.self.id && this.members.length === 0) {
-      return { accept: true, payload: { state: this.storeState(), timeSec: this.nowSec() } as unknown as Json };
+      return { accept: true, payload: { state: this.storeState(), timeSec: nowSec(this.clock) } as unknown as Json };
     }
     const mine = this.storeState();
     // While waiting after a restart, a joiner that saw more epochs than we did brings the history
@@ -171,7 +193,7 @@ export class Group implements ClusterHandlers {
     // newest wins, whichever node started first: one node that failed to store a change must not
     // bring an older registry back (a running cluster's registry is current by construction).
     const adopt = this.status === 'running' ? base : { ...base, registry: newerRegistry(mine.registry, theirs.registry) };
-    return { accept: true, payload: { state: adopt, timeSec: this.nowSec() } as unknown as Json };
+    return { accept: true, payload: { state: adopt, timeSec: nowSec(this.clock) } as unknown as Json };
   }
 
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
@@ -186,7 +208,7 @@ export class Group implements ClusterHandlers {
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
     this.members = [...members];
     if (this.status === 'running') {
-      this.newEpoch(this.nowSec());
+      this.newEpoch(nowSec(this.clock));
       // Epoch times must be identical everywhere: the oldest member announces its clock.
       if (this.members[0]?.id === this.self.id) {
         this.announce({ type: 'epoch_time', epoch: this.epoch, timeSec: this.epochs.at(-1)!.timeSec });
@@ -249,11 +271,11 @@ export class Group implements ClusterHandlers {
     if (last > this.epoch || (last === this.epoch && JSON.stringify(state.epochs) !== JSON.stringify(this.epochs))) {
       this.epochs = state.epochs.map((e) => ({ ...e, nodes: [...e.nodes] }));
       this.rings.clear();
-      this.wakeEpochWaiters();
       const epochs = this.epochs.map((e) => ({ ...e }));
       this.persist(async () => {
         for (const record of epochs) await this.meta.writeEpoch(record);
       });
+      this.epochMoved();
     }
     const registry = VdiRegistry.fromJson(state.registry);
     if (registry.version !== this.registry.version || JSON.stringify(registry.toJson()) !== JSON.stringify(this.registry.toJson())) {
@@ -306,13 +328,8 @@ export class Group implements ClusterHandlers {
     this.recoveredBy = new Set();
     this.persist(() => this.meta.writeEpoch(record));
     this.events?.epochChanged(record.epoch);
-    this.wakeEpochWaiters();
-  }
-
-  private wakeEpochWaiters(): void {
-    const waiters = [...this.epochWaiters];
-    this.epochWaiters.clear();
-    for (const wake of waiters) wake();
+    // After the owner reacted (recovery reset), so a request held for this epoch sees it whole.
+    this.epochMoved();
   }
 
   /**
@@ -347,7 +364,7 @@ export class Group implements ClusterHandlers {
         const waiters = [...this.registryWaiters];
         this.registryWaiters.clear();
         for (const wake of waiters) wake();
-        if (this.registryFault !== undefined) await this.sleep(registryRetryMs);
+        if (this.registryFault !== undefined) await this.clock.sleep(registryRetryMs);
       }
     })().finally(() => {
       this.registryWriting = undefined;

@@ -1,28 +1,53 @@
 // One multiplexed rpc connection per peer sheep, made on first use. Every request is stamped with
-// this sheep's current epoch and node id, which the receiver fences on (epoch-fence.ts).
+// this sheep's current epoch and node id, which the receiver fences on (epoch-fence.ts). A peer
+// that answers OLD_EPOCH makes us wait (bounded) until our own group reaches its epoch.
 import type { NodeInfo } from '../cluster/driver.js';
+import { asSdError } from '../engine/errors.js';
+import { epochCatchUpMs } from '../engine/limits.js';
 import type { Clock } from '../io/clock.js';
 import type { Transport } from '../io/transport.js';
 import { RpcClient } from '../rpc/client.js';
 import type { PayloadArgs, PeerOp, PeerRequestFields, RequestFields, ResultOf } from '../rpc/protocol.js';
 
-export interface PeerStamp {
-  epoch: number;
-  from: string;
-}
+/** What the peers need of the group: our epoch, our id, and a way to wait for a newer epoch. */
+export type PeerGroup = { readonly epoch: number; readonly self: NodeInfo; waitForEpoch(epoch: number, timeoutMs: number): Promise<boolean> };
+
+/** Requests to one peer whose answer does not depend on placement are retried this often. */
+export const peerEpochRetriesMax = 3;
 
 export class Peers {
   private readonly clients = new Map<string, RpcClient>();
 
   constructor(
     private readonly world: { transport: Transport; clock: Clock },
-    private readonly stamp: () => PeerStamp,
+    private readonly group: PeerGroup,
   ) {}
 
-  call<K extends PeerOp>(node: NodeInfo, op: K, fields: PeerRequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
+  /**
+   * A request whose target came from placement. On OLD_EPOCH it waits until our group reaches
+   * the peer's epoch, then rethrows: the caller re-plans under the new epoch and retries.
+   */
+  async call<K extends PeerOp>(node: NodeInfo, op: K, fields: PeerRequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
     // The peer fields are exactly what Omit took away from RequestFields<K>.
-    const stamped = { ...fields, ...this.stamp() } as unknown as RequestFields<K>;
-    return this.client(node).call(op, stamped, ...payload);
+    const stamped = { ...fields, epoch: this.group.epoch, from: this.group.self.id } as unknown as RequestFields<K>;
+    try {
+      return await this.client(node).call(op, stamped, ...payload);
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'OLD_EPOCH' && sd.epoch !== undefined) await this.group.waitForEpoch(sd.epoch, epochCatchUpMs);
+      throw sd;
+    }
+  }
+
+  /** A request to this very peer whatever the epoch (stat, listing, a copy's checksum): retried. */
+  async ask<K extends PeerOp>(node: NodeInfo, op: K, fields: PeerRequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call(node, op, fields, ...payload);
+      } catch (error) {
+        if (asSdError(error).code !== 'OLD_EPOCH' || attempt >= peerEpochRetriesMax) throw error;
+      }
+    }
   }
 
   private client(node: NodeInfo): RpcClient {

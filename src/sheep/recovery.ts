@@ -408,7 +408,7 @@ export class Recovery {
       this.state.keptObjects += 1;
       return;
     }
-    const data = await this.peers.call(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
+    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
     if (this.verified.has(oid)) return;
     await this.store.writeWhole(oid, data, size);
     this.verified.add(oid);
@@ -439,7 +439,7 @@ export class Recovery {
     for (const force of [false, true]) {
       for (const source of this.sources(oid, holders, epoch)) {
         try {
-          const remoteSum = await this.peers.call(source, 'peer.checksum', { oid, force, recovery: true });
+          const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force, recovery: true });
           await this.takeCopy(source, oid, remoteSum, force);
           return;
         } catch (error) {

@@ -62,8 +62,8 @@ export class Sheep {
     const { clock, disk, driver, log } = world;
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk });
     this.meta = new MetaStore(config.storeDir, disk);
-    this.group = new Group(config.self, this.meta, () => nowSec(clock), log, (ms) => clock.sleep(ms));
-    this.peers = new Peers(world, () => ({ epoch: this.group.epoch, from: config.self.id }));
+    this.group = new Group(config.self, this.meta, clock, log);
+    this.peers = new Peers(world, this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock);
     this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log);
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, clock, log);

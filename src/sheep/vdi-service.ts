@@ -78,7 +78,7 @@ export class VdiService {
           try {
             answer = node.id === this.group.self.id
               ? await this.group.registryDurable(version, registryDurableWaitMs)
-              : await this.peers.call(node, 'peer.registry-durable', { version });
+              : await this.peers.ask(node, 'peer.registry-durable', { version });
           } catch (error) {
             if (asSdError(error).code !== 'NETWORK') throw error;
             unreachable.push(node.id);
