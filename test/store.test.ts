@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, test } from 'vitest';
 import { asVid, dataOid, oidHex } from '../src/engine/oid.js';
+import { systemClock } from '../src/io/clock.js';
 import { nodeDisk } from '../src/io/disk.js';
 import { ObjectStore } from '../src/store/object-store.js';
 
@@ -22,7 +23,7 @@ const oid = dataOid(asVid(0x7c2b25), 1);
 
 describe('object store', () => {
   test('whole and range writes read back; a missing object is NO_OBJECT', async () => {
-    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk });
+    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk, clock: systemClock });
     await store.open();
     await expect(store.read(oid, 0, 10)).rejects.toMatchObject({ code: 'NO_OBJECT' });
     const data = Buffer.alloc(objectBytes, 7);
@@ -35,7 +36,7 @@ describe('object store', () => {
 
   test('thin: an object of zeros takes no blocks', async () => {
     const dir = tempDir();
-    const store = new ObjectStore({ dir, disk: nodeDisk });
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await store.open();
     await store.writeWhole(oid, Buffer.alloc(objectBytes), objectBytes);
     expect(fs.statSync(path.join(dir, oidHex(oid))).blocks).toBe(0);
@@ -43,7 +44,7 @@ describe('object store', () => {
 
   test('a record of the earlier one-file journal that survived a crash is replayed; a torn one is dropped', async () => {
     const dir = tempDir();
-    const store = new ObjectStore({ dir, disk: nodeDisk });
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await store.open();
     await store.writeWhole(oid, Buffer.alloc(objectBytes, 1), objectBytes);
     // Simulate a crash after the journal record was synced but before it was applied.
@@ -62,7 +63,7 @@ describe('object store', () => {
     torn.writeUInt32BE(200, 12);
     torn.writeUInt32BE(crc32(torn.subarray(0, 28)), 28);
     fs.writeFileSync(path.join(dir, '.journal', '000000000000002-1-1'), torn);
-    const reopened = new ObjectStore({ dir, disk: nodeDisk });
+    const reopened = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     expect(await reopened.open()).toEqual({ replayed: 1, dropped: 1 });
     expect((await reopened.read(oid, 100, 9)).toString()).toBe('replayed!');
     expect(await reopened.read(oid, 200, 9)).toEqual(Buffer.alloc(9, 1));
@@ -78,7 +79,7 @@ describe('write-ahead log', () => {
   test('logged ranges that never reached the object are replayed; superseded ones are not', async () => {
     const { encodeRecord } = await import('../src/store/journal.js');
     const dir = tempDir();
-    const store = new ObjectStore({ dir, disk: nodeDisk });
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await store.open();
     await store.writeWhole(oidA, Buffer.alloc(objectBytes, 1), objectBytes);
     await store.writeWhole(oidB, Buffer.alloc(objectBytes, 1), objectBytes);
@@ -91,7 +92,7 @@ describe('write-ahead log', () => {
     ]);
     const torn = encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 20, sizeBytes: objectBytes, data: Buffer.from('torn') }, 99);
     fs.writeFileSync(path.join(dir, '.journal', 'log.0000000099'), Buffer.concat([log, torn.subarray(0, torn.length - 2)]));
-    const reopened = new ObjectStore({ dir, disk: nodeDisk });
+    const reopened = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     expect(await reopened.open()).toEqual({ replayed: 2, dropped: 1 });
     expect((await reopened.read(oidA, 10, 4)).toString()).toBe('onew');
     expect(await reopened.read(oidA, 20, 4)).toEqual(Buffer.alloc(4, 1));
@@ -102,7 +103,7 @@ describe('write-ahead log', () => {
   test('a range write is in the log before it is acknowledged; a whole write supersedes it', async () => {
     const { decodeRecords, recordsToReplay } = await import('../src/store/journal.js');
     const dir = tempDir();
-    const store = new ObjectStore({ dir, disk: nodeDisk });
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await store.open();
     await store.writeRange(oidA, 100, Buffer.from('logged'), objectBytes);
     const current = () => {
@@ -130,14 +131,14 @@ describe('write-ahead log', () => {
 
   test('past the log size a checkpoint reuses the log; everything reads back after a restart', async () => {
     const dir = tempDir();
-    const store = new ObjectStore({ dir, disk: nodeDisk });
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await store.open();
     const pieces = Array.from({ length: 24 }, (_, i) => Buffer.alloc(2 ** 20, i + 1));
     for (const [i, piece] of pieces.entries()) await store.writeRange(dataOid(asVid(0x30), i % 8), (i >> 3) * 2 ** 20, piece, objectBytes);
     await store.close();
     expect(logFiles(dir)).toHaveLength(1);
     expect(Number(logFiles(dir)[0]!.slice(4))).toBeGreaterThan(1); // a later generation
-    const reopened = new ObjectStore({ dir, disk: nodeDisk });
+    const reopened = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
     await reopened.open();
     for (const [i, piece] of pieces.entries()) {
       expect((await reopened.read(dataOid(asVid(0x30), i % 8), (i >> 3) * 2 ** 20, 2 ** 20)).equals(piece)).toBe(true);
@@ -146,7 +147,7 @@ describe('write-ahead log', () => {
   });
 
   test('many concurrent range writes share group commits and all read back', async () => {
-    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk });
+    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk, clock: systemClock });
     await store.open();
     await Promise.all(
       Array.from({ length: 64 }, (_, i) => store.writeRange(dataOid(asVid(0x20), i % 8), (i >> 3) * 4096, Buffer.alloc(4096, i), objectBytes)),

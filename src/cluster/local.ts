@@ -5,12 +5,13 @@
 // feeds each line to the pure state machine of local-state.ts; this file only does the I/O and
 // acts on the outputs that concern its own node. See docs/local-driver.md.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { localLivenessPollMs } from '../engine/limits.js';
 import { SdError } from '../engine/errors.js';
+import { systemClock, type Clock, type Timer } from '../io/clock.js';
+import { nodeLocalDriverIo, type LocalDriverIo, type LocalLogFile, type Watch } from '../io/local-driver-io.js';
+import { systemRandom, type Random } from '../io/random.js';
 import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from './driver.js';
 import {
   applyEvent,
@@ -30,12 +31,6 @@ export const localLogPollMs = 50;
 export const localEventBytesMax = 1024 * 1024;
 const readChunkBytes = 64 * 1024;
 
-/** Timers, passed in so a test can drive them; the default is the Node event loop. */
-export interface LocalClock {
-  /** Calls `tick` every `intervalMs` until the returned function is called. */
-  every(intervalMs: number, tick: () => void): () => void;
-}
-
 /** The subset of a pino logger this driver uses. */
 export interface LocalLogger {
   debug(obj: object, msg?: string): void;
@@ -46,7 +41,10 @@ export interface LocalLogger {
 
 export interface LocalDriverOptions {
   dir: string;
-  clock?: LocalClock;
+  /** The defaults are the operating system's. */
+  clock?: Clock;
+  io?: LocalDriverIo;
+  random?: Random;
   logger?: LocalLogger;
   /** How often every process checks that the other members' pids are alive. */
   livenessPollMs?: number;
@@ -57,13 +55,6 @@ export interface LocalClusterDriver extends ClusterDriver {
   /** Stops at once: appends a leave if still in the cluster, then releases timers and files. */
   close(): void;
 }
-
-const nodeClock: LocalClock = {
-  every(intervalMs, tick) {
-    const timer = setInterval(tick, intervalMs);
-    return () => clearInterval(timer);
-  },
-};
 
 const silentLogger: LocalLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -79,55 +70,10 @@ export function defaultLocalDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(os.tmpdir(), `sheepdog-local-${uid}`);
 }
 
+export { isProcessAlive, processStartToken } from '../io/local-driver-io.js';
+
 export function createLocalDriver(options: LocalDriverOptions): LocalClusterDriver {
   return new LocalDriver(options);
-}
-
-/** Creates DIR mode 0700 and refuses one that someone else could write to. */
-function prepareDir(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const stat = fs.statSync(dir);
-  if (!stat.isDirectory()) throw new SdError('INVALID_ARGUMENT', `${dir} is not a directory`);
-  const uid = process.getuid?.();
-  if (uid !== undefined && uid !== 0 && stat.uid !== uid) {
-    throw new SdError('INVALID_ARGUMENT', `${dir} belongs to uid ${stat.uid}, not to us (uid ${uid})`);
-  }
-  if ((stat.mode & 0o022) !== 0) {
-    throw new SdError('INVALID_ARGUMENT', `${dir} is writable by group or others (mode ${(stat.mode & 0o777).toString(8)})`);
-  }
-}
-
-/**
- * The start time of a process (field 22 of /proc/PID/stat), or null when it is gone or a zombie.
- * Together with the pid it names one process: a pid reused later has another start time.
- */
-export function processStartToken(pid: number): string | null {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // The command name (field 2) may hold spaces and parentheses: fields are counted after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  if (state === 'Z' || state === 'X') return null; // killed, not yet reaped: dead for us
-  return fields[19] ?? null;
-}
-
-function procAvailable(): boolean {
-  return fs.existsSync('/proc/self/stat');
-}
-
-export function isProcessAlive(pid: number, start: string | null): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // EPERM: it exists but belongs to another user.
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-  }
-  if (start === null) return true;
-  return processStartToken(pid) === start;
 }
 
 type Phase = 'idle' | 'joining' | 'member' | 'leaving' | 'closed';
@@ -140,7 +86,9 @@ interface Waiter {
 class LocalDriver implements LocalClusterDriver {
   private readonly dir: string;
   private readonly logPath: string;
-  private readonly clock: LocalClock;
+  private readonly clock: Clock;
+  private readonly io: LocalDriverIo;
+  private readonly random: Random;
   private readonly logger: LocalLogger;
   private readonly livenessPollMs: number;
   private readonly logPollMs: number;
@@ -150,16 +98,15 @@ class LocalDriver implements LocalClusterDriver {
   private handlers: ClusterHandlers | undefined;
   private state: LocalState = initialState();
 
-  private appendFd: number | undefined;
-  private readFd: number | undefined;
+  private log: LocalLogFile | undefined;
   /** Bytes of the log read so far; `carry` holds the tail of them that is not a full line yet. */
   private readOffsetBytes = 0;
   private carry: Buffer = Buffer.alloc(0);
   private pumping = false;
   private pumpScheduled = false;
 
-  private readonly stoppers: Array<() => void> = [];
-  private watcher: fs.FSWatcher | undefined;
+  private readonly timers: Timer[] = [];
+  private watcher: Watch | undefined;
   /** Incarnations this process already reported dead: report each once. */
   private readonly reportedDead = new Set<string>();
 
@@ -177,7 +124,9 @@ class LocalDriver implements LocalClusterDriver {
   constructor(options: LocalDriverOptions) {
     this.dir = options.dir;
     this.logPath = path.join(options.dir, 'events');
-    this.clock = options.clock ?? nodeClock;
+    this.clock = options.clock ?? systemClock;
+    this.io = options.io ?? nodeLocalDriverIo;
+    this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? silentLogger;
     this.livenessPollMs = options.livenessPollMs ?? localLivenessPollMs;
     this.logPollMs = options.logPollMs ?? localLogPollMs;
@@ -189,8 +138,8 @@ class LocalDriver implements LocalClusterDriver {
     if (this.phase !== 'idle') throw new SdError('INVALID_ARGUMENT', 'join called twice on one driver');
     this.phase = 'joining';
     this.handlers = handlers;
-    const start = procAvailable() ? processStartToken(process.pid) : null;
-    this.self = { inc: randomUUID(), info: self, pid: process.pid, start };
+    const { pid, start } = this.io.self();
+    this.self = { inc: this.random.bytes(16).toString('hex'), info: self, pid, start };
     try {
       return this.startJoining(this.self, request);
     } catch (error) {
@@ -275,8 +224,8 @@ class LocalDriver implements LocalClusterDriver {
   }
 
   sync(): Promise<void> {
-    if (this.appendFd === undefined) return Promise.resolve();
-    const offsetBytes = fs.fstatSync(this.appendFd).size;
+    if (this.log === undefined) return Promise.resolve();
+    const offsetBytes = this.log.sizeBytes();
     return new Promise<void>((resolve, reject) => {
       this.syncWaiters.push({ offsetBytes, resolve, reject });
       this.schedulePump();
@@ -286,37 +235,39 @@ class LocalDriver implements LocalClusterDriver {
   // ---- the log ----
 
   private openLog(): void {
-    prepareDir(this.dir);
-    this.appendFd = fs.openSync(this.logPath, 'a', 0o600);
-    this.readFd = fs.openSync(this.logPath, 'r');
+    this.io.prepareDir(this.dir);
+    this.log = this.io.openLog(this.logPath);
   }
 
   private append(event: LogEvent): void {
-    assert.ok(this.appendFd !== undefined, 'append before the log is open');
+    assert.ok(this.log !== undefined, 'append before the log is open');
     const line = Buffer.from(formatEventLine(event), 'utf8');
     if (line.length > localEventBytesMax) {
       throw new SdError('TOO_LARGE', `cluster event of ${line.length} bytes exceeds ${localEventBytesMax}`);
     }
     // One write() per event: O_APPEND makes it land whole after every earlier line.
-    const written = fs.writeSync(this.appendFd, line);
+    const written = this.log.append(line);
     assert.equal(written, line.length, 'short write to the cluster log');
   }
 
   private startTailing(): void {
     try {
-      this.watcher = fs.watch(this.dir, () => this.schedulePump());
-      this.watcher.on('error', (error) => this.logger.warn({ err: error }, 'local driver: watch failed, polling only'));
+      this.watcher = this.io.watch(
+        this.dir,
+        () => this.schedulePump(),
+        (error) => this.logger.warn({ err: error }, 'local driver: watch failed, polling only'),
+      );
     } catch (error) {
       this.logger.warn({ err: error }, 'local driver: fs.watch unavailable, polling only');
     }
-    this.stoppers.push(this.clock.every(this.logPollMs, () => this.schedulePump()));
-    this.stoppers.push(this.clock.every(this.livenessPollMs, () => this.reportDeadProcesses()));
+    this.timers.push(this.clock.every(this.logPollMs, () => this.schedulePump()));
+    this.timers.push(this.clock.every(this.livenessPollMs, () => this.reportDeadProcesses()));
   }
 
   private schedulePump(): void {
     if (this.pumpScheduled || this.phase === 'closed') return;
     this.pumpScheduled = true;
-    setImmediate(() => {
+    this.clock.after(0, () => {
       this.pumpScheduled = false;
       this.pumpNow();
     });
@@ -324,12 +275,12 @@ class LocalDriver implements LocalClusterDriver {
 
   /** Reads the log to its end and applies every complete line, in order. */
   private pumpNow(): void {
-    if (this.pumping || this.readFd === undefined) return;
+    if (this.pumping || this.log === undefined) return;
     this.pumping = true;
     try {
       const chunk = Buffer.allocUnsafe(readChunkBytes);
-      while (this.readFd !== undefined) {
-        const bytesRead = fs.readSync(this.readFd, chunk, 0, chunk.length, this.readOffsetBytes);
+      while (this.log !== undefined) {
+        const bytesRead = this.log.read(chunk, this.readOffsetBytes);
         if (bytesRead === 0) break;
         this.readOffsetBytes += bytesRead;
         this.carry = Buffer.concat([this.carry, chunk.subarray(0, bytesRead)]);
@@ -480,7 +431,7 @@ class LocalDriver implements LocalClusterDriver {
     const selfInc = this.selfInc();
     for (const other of [...this.state.members, ...this.state.pending]) {
       if (other.inc === selfInc || this.reportedDead.has(other.inc)) continue;
-      if (isProcessAlive(other.pid, other.start)) continue;
+      if (this.io.isAlive(other.pid, other.start)) continue;
       this.logger.info({ node: other.info.id, pid: other.pid }, 'local driver: member process is gone, reporting it left');
       try {
         this.append({ t: 'leave', inc: other.inc, node: other.info.id });
@@ -495,7 +446,7 @@ class LocalDriver implements LocalClusterDriver {
 
   private liveHolderOf(nodeId: string): Incarnation | undefined {
     const claims = [...this.state.members, ...this.state.pending].filter((other) => other.info.id === nodeId);
-    return claims.find((other) => isProcessAlive(other.pid, other.start));
+    return claims.find((other) => this.io.isAlive(other.pid, other.start));
   }
 
   // ---- waiters and shutdown ----
@@ -547,12 +498,11 @@ class LocalDriver implements LocalClusterDriver {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.holding = false;
-    for (const stop of this.stoppers.splice(0)) stop();
+    for (const timer of this.timers.splice(0)) timer.cancel();
     this.watcher?.close();
     this.watcher = undefined;
-    for (const fd of [this.appendFd, this.readFd]) if (fd !== undefined) fs.closeSync(fd);
-    this.appendFd = undefined;
-    this.readFd = undefined;
+    this.log?.close();
+    this.log = undefined;
     const gone = new SdError('SHUTDOWN', 'the local cluster driver has stopped');
     for (const waiters of [this.notifyWaiters, this.unblockWaiters, this.blockWaiters]) {
       for (const waiter of waiters.values()) waiter.reject(gone);

@@ -1,6 +1,4 @@
 // The sheep launcher: options, pid file, log, daemonizing, and mapping failures to one line.
-import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
@@ -8,7 +6,9 @@ import { pino } from 'pino';
 import { createLocalDriver, defaultLocalDir } from '../cluster/local.js';
 import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
+import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
+import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { tcpTransport } from '../io/transport.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
@@ -21,57 +21,33 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** Claims the store: one sheep per store. The pid file is rewritten whole (truncated). */
-function claimStore(storeDir: string): void {
-  fs.mkdirSync(storeDir, { recursive: true });
-  const pidFile = path.join(storeDir, 'sheep.pid');
-  try {
-    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-    if (pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0);
-        fail(`store ${storeDir} is in use by sheep pid ${pid}`);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EPERM') fail(`store ${storeDir} is in use by pid ${pid}`);
-      }
-    }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  fs.writeFileSync(pidFile, `${process.pid}\n`, { flag: 'w' });
+/** Claims the store: one sheep per store. */
+function claim(storeDir: string): void {
+  const holder = claimStore(storeDir);
+  if (!holder) return;
+  fail(holder.sameUser ? `store ${storeDir} is in use by sheep pid ${holder.heldBy}` : `store ${storeDir} is in use by pid ${holder.heldBy}`);
 }
 
 /** Re-runs this program in the foreground, detached, and waits for it to say it is up. */
-function daemonize(argv: readonly string[]): Promise<never> {
-  const script = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [script, ...argv, '--foreground'], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    env: { ...process.env, SHEEP_DAEMON_CHILD: '1' },
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise<never>(() => {
-    const timer = setTimeout(() => fail('the daemon did not start in time'), readyTimeoutMs);
-    child.on('message', (message) => {
-      if (message === 'ready') {
-        clearTimeout(timer);
-        process.exit(0);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      process.stderr.write(stderr || `sheep: the daemon exited with code ${code}\n`);
-      process.exit(code || 1);
-    });
-  });
+async function daemonize(argv: readonly string[]): Promise<never> {
+  const outcome = await spawnDaemon(fileURLToPath(import.meta.url), [...argv, '--foreground'], readyTimeoutMs);
+  if (outcome.kind === 'timeout') fail('the daemon did not start in time');
+  if (outcome.kind === 'ready') process.exit(0);
+  process.stderr.write(outcome.stderr || `sheep: the daemon exited with code ${outcome.code}\n`);
+  process.exit(outcome.code || 1);
 }
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
-  claimStore(storeDir);
+  claim(storeDir);
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
-  const driver = createLocalDriver({ dir: options.cluster.dir ?? defaultLocalDir(), logger: log });
+  const driver = createLocalDriver({
+    dir: options.cluster.dir ?? defaultLocalDir(),
+    clock: systemClock,
+    io: nodeLocalDriverIo,
+    random: systemRandom,
+    logger: log,
+  });
   const self = {
     id: `${options.myAddr}:${options.port}`,
     addr: options.myAddr,
@@ -82,8 +58,8 @@ async function run(options: SheepOptions): Promise<void> {
   };
   const exit = (code: number) => {
     log.flush();
-    fs.rmSync(path.join(storeDir, 'sheep.pid'), { force: true });
-    setTimeout(() => process.exit(code), 50);
+    releaseStore(storeDir);
+    systemClock.after(50, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
   const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
@@ -93,7 +69,7 @@ async function run(options: SheepOptions): Promise<void> {
     log.error({ err: String(error) }, 'start failed');
     log.flush();
     driver.close();
-    fs.rmSync(path.join(storeDir, 'sheep.pid'), { force: true });
+    releaseStore(storeDir);
     throw error;
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sheep.stop(0));

@@ -1,8 +1,7 @@
 // `sheep [options] STORE_DIR`: every value checked, one line naming the option on a bad one.
 import { Command, CommanderError, Option } from 'commander';
-import * as net from 'node:net';
-import * as os from 'node:os';
 import { SdError } from '../engine/errors.js';
+import { externalIpv4, isIpAddress } from '../io/net-address.js';
 import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
 
 export type ClusterChoice = { kind: 'local'; dir: string | undefined };
@@ -30,7 +29,7 @@ function integer(option: string, text: string, min: number, max: number): number
 }
 
 function address(option: string, text: string): string {
-  if (net.isIP(text) === 0) throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': not an IP address`);
+  if (!isIpAddress(text)) throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': not an IP address`);
   return text;
 }
 
@@ -57,10 +56,7 @@ function parseNbd(text: string | undefined, sheepPort: number, bindAddr: string)
 /** The address others reach us at when none is given: a non-loopback IPv4 address, if any. */
 function defaultMyAddr(bindAddr: string): string {
   if (bindAddr !== '0.0.0.0' && bindAddr !== '::') return bindAddr;
-  for (const list of Object.values(os.networkInterfaces())) {
-    for (const entry of list ?? []) if (entry.family === 'IPv4' && !entry.internal) return entry.address;
-  }
-  return '127.0.0.1';
+  return externalIpv4() ?? '127.0.0.1';
 }
 
 /**

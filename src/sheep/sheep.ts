@@ -60,7 +60,7 @@ export class Sheep {
     private readonly onStopped: (code: number) => void = () => undefined,
   ) {
     const { clock, disk, driver, log } = world;
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk });
+    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log);
     this.peers = new Peers(world, this.group);

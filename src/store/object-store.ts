@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
+import type { Clock } from '../io/clock.js';
 import { GroupSync, type Disk } from '../io/disk.js';
 import { Journal } from './journal.js';
 import { ReadHandles } from './read-handles.js';
@@ -23,6 +24,8 @@ const journalHeaderBytes = 32;
 export interface ObjectStoreOptions {
   dir: string; // STORE/obj
   disk: Disk;
+  /** When a replaced file may be reused (see recycleDelayMs). */
+  clock: Clock;
 }
 
 export class ObjectStore {
@@ -30,6 +33,7 @@ export class ObjectStore {
   private readonly temporaryDir: string;
   private readonly journalDir: string;
   private readonly disk: Disk;
+  private readonly clock: Clock;
   private readonly locks = new Map<Oid, Promise<unknown>>();
   private sequence = 0;
   private readonly recycled: Array<{ file: string; sinceMs: number }> = [];
@@ -42,6 +46,7 @@ export class ObjectStore {
     this.temporaryDir = path.join(options.dir, '.tmp');
     this.journalDir = path.join(options.dir, '.journal');
     this.disk = options.disk;
+    this.clock = options.clock;
     this.objectDirSync = new GroupSync(() => this.disk.syncDir(this.dir));
     this.readHandles = new ReadHandles((oid) => this.disk.open(this.objectPath(oid), 'read'));
     this.journal = new Journal(this.journalDir, this.disk, {
@@ -121,7 +126,7 @@ export class ObjectStore {
       const target = this.objectPath(oid);
       const dense = data.length === sizeBytes && !hasZeroBlock(data);
       const oldest = this.recycled[0];
-      const reuse = dense && oldest && Date.now() - oldest.sinceMs >= recycleDelayMs ? this.recycled.shift()!.file : undefined;
+      const reuse = dense && oldest && this.clock.nowMs() - oldest.sinceMs >= recycleDelayMs ? this.recycled.shift()!.file : undefined;
       const temporary = reuse ?? path.join(this.temporaryDir, `${oidHex(oid)}.${process.pid}.${this.sequence++}`);
       const file = await this.disk.open(temporary, 'create');
       try {
@@ -136,7 +141,7 @@ export class ObjectStore {
         const keep = path.join(this.temporaryDir, `recycled.${process.pid}.${this.sequence++}`);
         try {
           await this.disk.link(target, keep);
-          this.recycled.push({ file: keep, sinceMs: Date.now() });
+          this.recycled.push({ file: keep, sinceMs: this.clock.nowMs() });
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         }
