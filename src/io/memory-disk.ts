@@ -1,0 +1,353 @@
+// An in-memory Disk with a volatile write cache, for tests and the simulator. Every file has the
+// bytes readers see and the bytes on the platter: `datasync` copies the first to the second.
+// Every directory has the names readers see and the durable names: `syncDir` copies them.
+// `crash()` keeps only what is durable, as a power loss would, and fences off whoever used the
+// disk before (their handles and calls fail with EIO and change nothing). Directories themselves
+// are durable once made (mkdir is modelled as mkdir + sync of the parent). Space is counted in
+// 4 KiB blocks that were written, so holes are free and thin provisioning shows.
+import * as path from 'node:path';
+import type { Disk, DiskFile, DiskStats } from './disk.js';
+
+export const memoryBlockBytes = 4096;
+/** The default capacity: large enough never to fill unless a test asks for less. */
+export const memoryDiskBytesDefault = 2 ** 40;
+
+/** Blocks are never mutated once stored, so one zero block can stand for every zero block. */
+const zeroBlock: Buffer = Buffer.alloc(memoryBlockBytes);
+
+function errnoError(code: string, message: string): NodeJS.ErrnoException {
+  const error = new Error(`${code}: ${message}`) as NodeJS.ErrnoException;
+  error.code = code;
+  return error;
+}
+
+/** The content of a file: allocated blocks by index, and the length. */
+interface Content {
+  blocks: Map<number, Buffer>;
+  sizeBytes: number;
+}
+
+class Inode {
+  live: Content = { blocks: new Map(), sizeBytes: 0 };
+  durable: Content = { blocks: new Map(), sizeBytes: 0 };
+  /** Blocks changed in `live` since the last datasync (sizes are always copied). */
+  dirty = new Set<number>();
+  /** A datasync is needed for `durable` to catch up. */
+  unsynced = false;
+
+  constructor(readonly id: number) {}
+
+  sync(): void {
+    if (!this.unsynced) return;
+    const blocks = this.durable.blocks;
+    for (const index of this.dirty) {
+      const block = this.live.blocks.get(index);
+      if (block === undefined) blocks.delete(index);
+      else blocks.set(index, block);
+    }
+    this.durable.sizeBytes = this.live.sizeBytes;
+    this.dirty.clear();
+    this.unsynced = false;
+  }
+
+  /** After a crash: what readers see is what was durable. */
+  revert(): void {
+    this.live = { blocks: new Map(this.durable.blocks), sizeBytes: this.durable.sizeBytes };
+    this.dirty.clear();
+    this.unsynced = false;
+  }
+}
+
+type Directory = Map<string, Inode>;
+
+export interface MemoryDiskOptions {
+  capacityBytes?: number;
+}
+
+export class MemoryDisk implements Disk {
+  readonly capacityBytes: number;
+  /** Names per directory as readers see them, and as they would survive a crash. */
+  private liveDirs = new Map<string, Directory>();
+  private durableDirs = new Map<string, Directory>();
+  private nextInode = 1;
+  /** Bumped by every crash: a handle or view of an older generation is dead. */
+  private generation = 0;
+  private allocatedBlocks = 0;
+  private readonly openInodes = new Map<Inode, number>();
+
+  constructor(options: MemoryDiskOptions = {}) {
+    this.capacityBytes = options.capacityBytes ?? memoryDiskBytesDefault;
+    this.liveDirs.set('/', new Map());
+    this.durableDirs.set('/', new Map());
+  }
+
+  /** Power loss: unsynced bytes and names are gone; every earlier handle and view is fenced. */
+  crash(): void {
+    this.generation += 1;
+    this.openInodes.clear();
+    this.liveDirs = new Map([...this.durableDirs].map(([dir, names]) => [dir, new Map(names)]));
+    for (const inode of this.reachableInodes()) inode.revert();
+    this.recount();
+  }
+
+  /**
+   * A Disk for one incarnation of a process: it fails with EIO after the next crash, so code of
+   * a crashed process that is still running cannot reach the disk of its successor.
+   */
+  incarnation(): Disk {
+    const generation = this.generation;
+    const guard = <T>(call: () => Promise<T>): Promise<T> =>
+      this.generation === generation ? call() : Promise.reject(errnoError('EIO', 'the disk was lost (crash)'));
+    return {
+      open: (file, mode) => guard(() => this.open(file, mode)),
+      rename: (source, target) => guard(() => this.rename(source, target)),
+      link: (existing, alias) => guard(() => this.link(existing, alias)),
+      remove: (file) => guard(() => this.remove(file)),
+      list: (dir) => guard(() => this.list(dir)),
+      mkdirs: (dir) => guard(() => this.mkdirs(dir)),
+      exists: (file) => guard(() => this.exists(file)),
+      syncDir: (dir) => guard(() => this.syncDir(dir)),
+      stats: (dir) => guard(() => this.stats(dir)),
+      usedBytes: (dir) => guard(() => this.usedBytes(dir)),
+    };
+  }
+
+  // ---- Disk ----
+
+  async open(file: string, mode: 'read' | 'write' | 'create'): Promise<DiskFile> {
+    const { dir, name } = this.split(file);
+    const names = this.liveDirs.get(dir);
+    if (names === undefined) throw errnoError('ENOENT', `no directory ${dir}`);
+    if (this.liveDirs.has(path.join(dir, name))) throw errnoError('EISDIR', `${file} is a directory`);
+    let inode = names.get(name);
+    if (inode === undefined) {
+      if (mode !== 'create') throw errnoError('ENOENT', `no file ${file}`);
+      inode = new Inode(this.nextInode++);
+      names.set(name, inode);
+    }
+    this.openInodes.set(inode, (this.openInodes.get(inode) ?? 0) + 1);
+    return new MemoryFile(this, inode, mode !== 'read', this.generation);
+  }
+
+  async rename(source: string, target: string): Promise<void> {
+    const from = this.split(source);
+    const to = this.split(target);
+    const inode = this.liveDirs.get(from.dir)?.get(from.name);
+    if (inode === undefined) throw errnoError('ENOENT', `no file ${source}`);
+    const targetNames = this.liveDirs.get(to.dir);
+    if (targetNames === undefined) throw errnoError('ENOENT', `no directory ${to.dir}`);
+    if (this.liveDirs.has(path.join(to.dir, to.name))) throw errnoError('EISDIR', `${target} is a directory`);
+    this.liveDirs.get(from.dir)?.delete(from.name);
+    targetNames.set(to.name, inode);
+    this.recount();
+  }
+
+  async link(existing: string, alias: string): Promise<void> {
+    const from = this.split(existing);
+    const to = this.split(alias);
+    const inode = this.liveDirs.get(from.dir)?.get(from.name);
+    if (inode === undefined) throw errnoError('ENOENT', `no file ${existing}`);
+    const targetNames = this.liveDirs.get(to.dir);
+    if (targetNames === undefined) throw errnoError('ENOENT', `no directory ${to.dir}`);
+    if (targetNames.has(to.name) || this.liveDirs.has(path.join(to.dir, to.name))) {
+      throw errnoError('EEXIST', `${alias} exists`);
+    }
+    targetNames.set(to.name, inode);
+  }
+
+  async remove(file: string): Promise<void> {
+    const { dir, name } = this.split(file);
+    if (this.liveDirs.has(path.join(dir, name))) throw errnoError('EISDIR', `${file} is a directory`);
+    this.liveDirs.get(dir)?.delete(name);
+    this.recount();
+  }
+
+  async list(dir: string): Promise<string[]> {
+    const normal = path.resolve(dir);
+    const names = this.liveDirs.get(normal);
+    if (names === undefined) return [];
+    const subdirs = [...this.liveDirs.keys()].filter((d) => d !== normal && path.dirname(d) === normal);
+    return [...names.keys(), ...subdirs.map((d) => path.basename(d))].sort();
+  }
+
+  async mkdirs(dir: string): Promise<void> {
+    const normal = path.resolve(dir);
+    for (let at = normal; !this.liveDirs.has(at); at = path.dirname(at)) {
+      const parent = path.dirname(at);
+      if (this.liveDirs.get(parent)?.has(path.basename(at))) throw errnoError('EEXIST', `${at} is a file`);
+      this.liveDirs.set(at, new Map());
+      this.durableDirs.set(at, new Map());
+    }
+  }
+
+  async exists(file: string): Promise<boolean> {
+    const normal = path.resolve(file);
+    if (this.liveDirs.has(normal)) return true;
+    return this.liveDirs.get(path.dirname(normal))?.has(path.basename(normal)) ?? false;
+  }
+
+  async syncDir(dir: string): Promise<void> {
+    const normal = path.resolve(dir);
+    const names = this.liveDirs.get(normal);
+    if (names === undefined) throw errnoError('ENOENT', `no directory ${dir}`);
+    this.durableDirs.set(normal, new Map(names));
+  }
+
+  async stats(dir: string): Promise<DiskStats> {
+    if (!this.liveDirs.has(path.resolve(dir))) throw errnoError('ENOENT', `no directory ${dir}`);
+    const usedBytes = this.allocatedBlocks * memoryBlockBytes;
+    return { totalBytes: this.capacityBytes, availableBytes: Math.max(0, this.capacityBytes - usedBytes) };
+  }
+
+  async usedBytes(dir: string): Promise<number> {
+    const names = this.liveDirs.get(path.resolve(dir));
+    if (names === undefined) return 0;
+    let blocks = 0;
+    for (const inode of names.values()) blocks += inode.live.blocks.size;
+    return blocks * memoryBlockBytes;
+  }
+
+  // ---- for MemoryFile ----
+
+  /** Throws EIO when a crash happened since the handle was opened. */
+  checkGeneration(generation: number): void {
+    if (generation !== this.generation) throw errnoError('EIO', 'the disk was lost (crash)');
+  }
+
+  /** Reserves `blocks` new blocks or throws ENOSPC. */
+  allocate(blocks: number): void {
+    if ((this.allocatedBlocks + blocks) * memoryBlockBytes > this.capacityBytes) {
+      throw errnoError('ENOSPC', 'no space left on the memory disk');
+    }
+    this.allocatedBlocks += blocks;
+  }
+
+  release(blocks: number): void {
+    this.allocatedBlocks -= blocks;
+  }
+
+  closed(inode: Inode): void {
+    const count = (this.openInodes.get(inode) ?? 1) - 1;
+    if (count > 0) this.openInodes.set(inode, count);
+    else {
+      this.openInodes.delete(inode);
+      this.recount();
+    }
+  }
+
+  // ---- internals ----
+
+  private split(file: string): { dir: string; name: string } {
+    const normal = path.resolve(file);
+    return { dir: path.dirname(normal), name: path.basename(normal) };
+  }
+
+  private reachableInodes(): Set<Inode> {
+    const inodes = new Set<Inode>(this.openInodes.keys());
+    for (const names of this.liveDirs.values()) for (const inode of names.values()) inodes.add(inode);
+    return inodes;
+  }
+
+  /** Space of files with no name and no open handle is free again. */
+  private recount(): void {
+    let blocks = 0;
+    for (const inode of this.reachableInodes()) blocks += inode.live.blocks.size;
+    this.allocatedBlocks = blocks;
+  }
+}
+
+class MemoryFile implements DiskFile {
+  private open = true;
+
+  constructor(
+    private readonly disk: MemoryDisk,
+    private readonly inode: Inode,
+    private readonly writable: boolean,
+    private readonly generation: number,
+  ) {}
+
+  private check(write: boolean): void {
+    if (!this.open) throw errnoError('EBADF', 'file is closed');
+    this.disk.checkGeneration(this.generation);
+    if (write && !this.writable) throw errnoError('EBADF', 'file is open for reading only');
+  }
+
+  async read(buffer: Buffer, offsetBytes: number): Promise<number> {
+    this.check(false);
+    const content = this.inode.live;
+    const end = Math.min(content.sizeBytes, offsetBytes + buffer.length);
+    for (let at = offsetBytes; at < end; ) {
+      const index = Math.floor(at / memoryBlockBytes);
+      const within = at - index * memoryBlockBytes;
+      const take = Math.min(memoryBlockBytes - within, end - at);
+      const block = content.blocks.get(index);
+      if (block) block.copy(buffer, at - offsetBytes, within, within + take);
+      else buffer.fill(0, at - offsetBytes, at - offsetBytes + take);
+      at += take;
+    }
+    return Math.max(0, end - offsetBytes);
+  }
+
+  async write(data: Buffer, offsetBytes: number): Promise<void> {
+    this.check(true);
+    const content = this.inode.live;
+    const end = offsetBytes + data.length;
+    const first = Math.floor(offsetBytes / memoryBlockBytes);
+    const last = Math.ceil(end / memoryBlockBytes);
+    let fresh = 0;
+    for (let index = first; index < last; index++) if (!content.blocks.has(index)) fresh += 1;
+    this.disk.allocate(fresh);
+    for (let index = first; index < last; index++) {
+      const blockStart = index * memoryBlockBytes;
+      const from = Math.max(offsetBytes, blockStart);
+      const to = Math.min(end, blockStart + memoryBlockBytes);
+      const block = Buffer.from(content.blocks.get(index) ?? zeroBlock);
+      data.copy(block, from - blockStart, from - offsetBytes, to - offsetBytes);
+      content.blocks.set(index, block.equals(zeroBlock) ? zeroBlock : block);
+      this.inode.dirty.add(index);
+    }
+    content.sizeBytes = Math.max(content.sizeBytes, end);
+    this.inode.unsynced = true;
+  }
+
+  async truncate(lengthBytes: number): Promise<void> {
+    this.check(true);
+    const content = this.inode.live;
+    const keep = Math.ceil(lengthBytes / memoryBlockBytes);
+    let released = 0;
+    for (const index of [...content.blocks.keys()]) {
+      if (index < keep) continue;
+      content.blocks.delete(index);
+      this.inode.dirty.add(index);
+      released += 1;
+    }
+    this.disk.release(released);
+    // The bytes of the last kept block past the new end read as zeros if the file grows again.
+    const tail = lengthBytes % memoryBlockBytes;
+    const lastBlock = content.blocks.get(keep - 1);
+    if (tail !== 0 && lastBlock) {
+      const block = Buffer.from(lastBlock);
+      block.fill(0, tail);
+      content.blocks.set(keep - 1, block.equals(zeroBlock) ? zeroBlock : block);
+      this.inode.dirty.add(keep - 1);
+    }
+    content.sizeBytes = lengthBytes;
+    this.inode.unsynced = true;
+  }
+
+  async datasync(): Promise<void> {
+    this.check(false);
+    this.inode.sync();
+  }
+
+  async sizeBytes(): Promise<number> {
+    this.check(false);
+    return this.inode.live.sizeBytes;
+  }
+
+  async close(): Promise<void> {
+    if (!this.open) return;
+    this.open = false;
+    this.disk.closed(this.inode);
+  }
+}
