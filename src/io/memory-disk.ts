@@ -91,6 +91,16 @@ export class MemoryDisk implements Disk {
   }
 
   /**
+   * The process using the disk died but the machine did not (kill -9): the cache survives, the
+   * process's handles and views are fenced.
+   */
+  fence(): void {
+    this.generation += 1;
+    this.openInodes.clear();
+    this.recount();
+  }
+
+  /**
    * A Disk for one incarnation of a process: it fails with EIO after the next crash, so code of
    * a crashed process that is still running cannot reach the disk of its successor.
    */

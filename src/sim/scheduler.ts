@@ -71,6 +71,11 @@ class EventHeap {
 const realSetImmediate = globalThis.setImmediate;
 const drainQueues = (): Promise<void> => new Promise<void>((resolve) => realSetImmediate(resolve));
 
+export interface FencedClock extends Clock {
+  kill(): void;
+  readonly alive: boolean;
+}
+
 export interface RunGoal {
   /** Stop before the first event later than this simulated time (the clock is left there). */
   untilMs?: number;
@@ -127,6 +132,30 @@ export class Scheduler implements Clock {
       cancel: () => {
         stopped = true;
         current.cancelled = true;
+      },
+    };
+  }
+
+  /**
+   * A Clock for one incarnation of a process: after `kill()` its sleeps never resolve and its
+   * timers never fire, so the code of a crashed process stops running, as it would.
+   */
+  incarnation(): FencedClock {
+    let alive = true;
+    const guard = (fn: () => void) => () => {
+      if (alive) fn();
+    };
+    return {
+      nowMs: () => this.nowMs(),
+      sleep: (ms) => new Promise<void>((resolve) => void this.schedule(ms, guard(resolve))),
+      after: (ms, fn) => this.after(ms, guard(fn)),
+      every: (ms, fn) => {
+        const timer = this.every(ms, () => (alive ? fn() : timer.cancel()));
+        return timer;
+      },
+      kill: () => void (alive = false),
+      get alive() {
+        return alive;
       },
     };
   }

@@ -1,0 +1,182 @@
+// The invariants of DESIGN.md, checked against the model and the nodes' own state:
+// - every acknowledged write reads back through every live node, and no read returns data older
+//   than an acknowledged write (read checks, safety: always; a read may fail only while faults
+//   are active);
+// - a snapshot never changes (snapshots are read and checked like VDIs, their model is frozen);
+// - once faults heal, the cluster converges: one epoch history everywhere, every object on every
+//   node of its placement and nowhere else, all copies equal, no object of a VDI nobody can reach.
+import { asSdError } from '../engine/errors.js';
+import { oidHex, oidVid, type Oid } from '../engine/oid.js';
+import type { VdiEntry } from '../engine/vdi.js';
+import type { Volume } from '../engine/volume.js';
+import type { SimHost } from './hosts.js';
+import { unitBytes, type Model, type VdiModel } from './model.js';
+
+export class InvariantViolation extends Error {
+  constructor(
+    readonly invariant: string,
+    detail: string,
+  ) {
+    super(`${invariant}: ${detail}`);
+    this.name = 'InvariantViolation';
+  }
+}
+
+/**
+ * Open volumes per (host incarnation, spec). A volume caches its owner table, so it is reopened
+ * when the VDI's table may have changed since (the model bumps `tableVersion`).
+ */
+export class Volumes {
+  private readonly open = new Map<string, { volume: Volume; version: number; incarnation: number }>();
+  private readonly versions = new Map<string, number>();
+
+  version(name: string): number {
+    return this.versions.get(name) ?? 0;
+  }
+
+  /** The table of VDI `name` (or which VDI the name means) may have changed. */
+  bump(name: string): void {
+    this.versions.set(name, this.version(name) + 1);
+  }
+
+  async get(host: SimHost, name: string, tag: string | undefined): Promise<Volume> {
+    const sheep = host.sheep();
+    if (!sheep) throw new Error(`${host.id} is down`);
+    const spec = tag === undefined ? name : `${name}:${tag}`;
+    const key = `${host.id}|${spec}`;
+    const version = tag === undefined ? this.version(name) : 0;
+    const cached = this.open.get(key);
+    if (cached && cached.version === version && cached.incarnation === host.incarnations) return cached.volume;
+    const volume = await sheep.open(spec);
+    this.open.set(key, { volume, version, incarnation: host.incarnations });
+    return volume;
+  }
+
+  /** Every volume of `name` and its snapshots: a VDI operation changed what they mean. */
+  forget(name: string): void {
+    this.bump(name);
+    for (const key of [...this.open.keys()]) {
+      const spec = key.slice(key.indexOf('|') + 1);
+      if (spec === name || spec.startsWith(`${name}:`)) this.open.delete(key);
+    }
+  }
+}
+
+export interface ReadContext {
+  model: Model;
+  volumes: Volumes;
+  /** Runs an operation on simulated time with a bound; rejects if it does not settle. */
+  settle<T>(host: SimHost, work: () => Promise<T>): Promise<T>;
+  /** Faults are active: a read may fail (but never return wrong data). */
+  degraded(): boolean;
+  trace(line: string): void;
+}
+
+/** Reads one unit through one host and checks it; a failed read is tolerated only when degraded. */
+export async function checkUnitOn(
+  context: ReadContext,
+  host: SimHost,
+  vdi: VdiModel,
+  index: number,
+  tag: string | undefined,
+): Promise<void> {
+  let data: Buffer;
+  try {
+    data = await context.settle(host, async () => (await context.volumes.get(host, vdi.name, tag)).read(index * unitBytes, unitBytes));
+  } catch (error) {
+    if (!host.up) return; // died meanwhile: nothing to say about it
+    const code = errorCode(error);
+    context.trace(`read ${vdi.name}${tag ? `:${tag}` : ''}#${index} @${host.name} failed ${code}`);
+    if (context.degraded() || !vdi.certain) return;
+    throw new InvariantViolation('acknowledged write readable through every live node', `${vdi.name}${tag ? `:${tag}` : ''} unit ${index} through ${host.id}: ${code}`);
+  }
+  if (!vdi.certain) return;
+  const verdict = context.model.checkRead(vdi, index, tag, data);
+  if (!verdict.ok) {
+    const invariant = tag === undefined ? 'no read older than an acknowledged write' : 'a snapshot never changes';
+    throw new InvariantViolation(invariant, `${verdict.why} (through ${host.id})`);
+  }
+}
+
+export function errorCode(error: unknown): string {
+  if (error instanceof InvariantViolation) throw error;
+  try {
+    return asSdError(error).code;
+  } catch {
+    throw error; // a TypeError or RangeError: a bug, not an operating error
+  }
+}
+
+// ---- convergence ----
+
+export interface ConvergenceInput {
+  hosts: SimHost[];
+  copies: number;
+}
+
+/** Whether the live nodes agree and have finished recovering (the convergence wait's goal). */
+export function settled(hosts: readonly SimHost[]): boolean {
+  const states = hosts.map((host) => host.sheep()?.state());
+  if (states.some((state) => state === undefined)) return false;
+  const first = JSON.stringify(states[0]!.epochs);
+  const ids = hosts.map((host) => host.id).sort();
+  return states.every(
+    (state) =>
+      state!.status === 'running' &&
+      !state!.recovering &&
+      JSON.stringify(state!.epochs) === first &&
+      JSON.stringify([...state!.members].sort()) === JSON.stringify(ids),
+  );
+}
+
+/** Checks the converged state; throws an InvariantViolation naming the first thing that is off. */
+export async function checkConverged(input: ConvergenceInput): Promise<void> {
+  const { hosts } = input;
+  const sheep = hosts.map((host) => host.sheep()!);
+  const states = sheep.map((s) => s.state());
+  const history = JSON.stringify(states[0]!.epochs);
+  states.forEach((state, i) => {
+    if (JSON.stringify(state.epochs) !== history) {
+      throw new InvariantViolation('one epoch history everywhere', `${hosts[i]!.id} has ${JSON.stringify(state.epochs.map((e) => e.epoch))}`);
+    }
+  });
+  const last = states[0]!.epochs.at(-1);
+  const memberIds = hosts.map((host) => host.id).sort();
+  if (!last || JSON.stringify([...last.nodes].sort()) !== JSON.stringify(memberIds)) {
+    throw new InvariantViolation('one epoch history everywhere', `last epoch ${JSON.stringify(last)} is not the live members ${memberIds.join(',')}`);
+  }
+  const holders = new Map<Oid, string[]>();
+  for (let i = 0; i < hosts.length; i++) {
+    for (const oid of await sheep[i]!.objects()) {
+      const list = holders.get(oid) ?? [];
+      list.push(hosts[i]!.id);
+      holders.set(oid, list);
+    }
+  }
+  const registry = states[0]!.registry;
+  for (const [oid, ids] of holders) {
+    const placed = sheep[0]!.placement(oid).sort();
+    const held = [...ids].sort();
+    if (JSON.stringify(placed) !== JSON.stringify(held)) {
+      throw new InvariantViolation('full replica count, no stale copies', `${oidHex(oid)} placed on ${placed.join(',')} but held by ${held.join(',')}`);
+    }
+    if (!reachable(registry, oidVid(oid))) {
+      throw new InvariantViolation('no orphan objects', `${oidHex(oid)} belongs to VID ${oidVid(oid).toString(16)} that no live VDI reaches`);
+    }
+    const digests = new Set<string>();
+    for (const id of held) digests.add(await sheep[hosts.findIndex((host) => host.id === id)]!.objectDigest(oid));
+    if (digests.size > 1) throw new InvariantViolation('copies converge', `${oidHex(oid)} has ${digests.size} different copies`);
+  }
+}
+
+/** A VID is reachable if it is live, or an ancestor of a live VDI (its objects are shared). */
+function reachable(registry: readonly VdiEntry[], vid: number): boolean {
+  const byVid = new Map(registry.map((entry) => [entry.vid, entry]));
+  for (const entry of registry) {
+    if (entry.deleted) continue;
+    for (let at: VdiEntry | undefined = entry; at; at = at.parentVid ? byVid.get(at.parentVid) : undefined) {
+      if (at.vid === vid) return true;
+    }
+  }
+  return false;
+}

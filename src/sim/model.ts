@@ -1,0 +1,154 @@
+// The reference model: what every VDI and snapshot must read as, given the operations that were
+// acknowledged. Data is written in aligned 4 KiB units, each carrying the id of the write that
+// made it (a pattern derived from the id), so a read tells exactly which write it returned.
+// An operation that failed may or may not have happened: a failed write leaves its unit with
+// more than one allowed content until a read settles which one the cluster kept (from then on
+// it must keep it: copies converge before they are served); a failed VDI operation makes the VDI
+// uncertain, and the workload stops using and checking it.
+
+export const unitBytes = 4096;
+
+/** The 4 KiB a write puts in its unit: its id, then bytes derived from it. 0 is "never written". */
+export function unitPattern(writeId: number): Buffer {
+  const data = Buffer.alloc(unitBytes);
+  if (writeId === 0) return data;
+  let x = writeId >>> 0;
+  for (let at = 0; at < unitBytes; at += 4) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    data.writeUInt32LE(x, at);
+  }
+  data.writeUInt32LE(writeId >>> 0, 0);
+  return data;
+}
+
+/** The write id a unit holds: 0 for zeros, -1 for bytes that no write of this run produced. */
+export function decodeUnit(data: Buffer): number {
+  if (data.every((byte) => byte === 0)) return 0;
+  const id = data.readUInt32LE(0);
+  return data.equals(unitPattern(id)) ? id : -1;
+}
+
+/** What one unit may read as. */
+export interface UnitState {
+  /** The last acknowledged write (0: none). */
+  acked: number;
+  /** Writes that failed after `acked`: each may have landed. */
+  maybe: number[];
+}
+
+const unwritten: UnitState = { acked: 0, maybe: [] };
+
+export function allowed(unit: UnitState): number[] {
+  return [unit.acked, ...unit.maybe];
+}
+
+export type Units = Map<number, UnitState>;
+
+function copyUnits(units: Units): Units {
+  return new Map([...units].map(([index, unit]) => [index, { acked: unit.acked, maybe: [...unit.maybe] }]));
+}
+
+export interface SnapshotModel {
+  tag: string;
+  units: Units;
+}
+
+export interface VdiModel {
+  name: string;
+  sizeBytes: number;
+  units: Units;
+  snapshots: Map<string, SnapshotModel>;
+  /** A failed operation may have changed it in ways the model cannot know: not checked. */
+  certain: boolean;
+  /** The working VDI was deleted (its snapshots may live on). */
+  deleted: boolean;
+}
+
+export type Verdict = { ok: true } | { ok: false; why: string };
+
+export class Model {
+  readonly vdis = new Map<string, VdiModel>();
+  private nextWriteId = 1;
+  /** Which unit each write went to, to tell a stale read from foreign bytes. */
+  private readonly writes = new Map<number, { vdi: string; unit: number }>();
+
+  newWriteId(vdi: string, unit: number): number {
+    const id = this.nextWriteId++;
+    this.writes.set(id, { vdi, unit });
+    return id;
+  }
+
+  createVdi(name: string, sizeBytes: number): void {
+    this.vdis.set(name, { name, sizeBytes, units: new Map(), snapshots: new Map(), certain: true, deleted: false });
+  }
+
+  /** A VDI operation failed: whatever it did or did not do, stop relying on this VDI. */
+  uncertain(name: string): void {
+    const vdi = this.vdis.get(name);
+    if (vdi) vdi.certain = false;
+  }
+
+  unit(vdi: VdiModel, index: number, tag?: string): UnitState {
+    const units = tag === undefined ? vdi.units : vdi.snapshots.get(tag)?.units;
+    return units?.get(index) ?? unwritten;
+  }
+
+  writeAcked(vdi: VdiModel, index: number, writeId: number): void {
+    vdi.units.set(index, { acked: writeId, maybe: [] });
+  }
+
+  writeFailed(vdi: VdiModel, index: number, writeId: number): void {
+    const unit = this.unit(vdi, index);
+    vdi.units.set(index, { acked: unit.acked, maybe: [...unit.maybe, writeId] });
+  }
+
+  snapshot(vdi: VdiModel, tag: string): void {
+    vdi.snapshots.set(tag, { tag, units: copyUnits(vdi.units) });
+  }
+
+  clone(source: VdiModel, tag: string, target: string): void {
+    const snapshot = source.snapshots.get(tag);
+    if (!snapshot) throw new Error(`model: no snapshot ${source.name}:${tag}`);
+    this.createVdi(target, source.sizeBytes);
+    this.vdis.get(target)!.units = copyUnits(snapshot.units);
+  }
+
+  rollback(vdi: VdiModel, tag: string): void {
+    const snapshot = vdi.snapshots.get(tag);
+    if (!snapshot) throw new Error(`model: no snapshot ${vdi.name}:${tag}`);
+    vdi.units = copyUnits(snapshot.units);
+  }
+
+  /**
+   * Checks what a read of one unit returned. A read that returns one of several allowed
+   * contents settles the unit: later reads must agree (replicas never disagree once served).
+   */
+  checkRead(vdi: VdiModel, index: number, tag: string | undefined, data: Buffer): Verdict {
+    const unit = this.unit(vdi, index, tag);
+    const got = decodeUnit(data);
+    const where = `${vdi.name}${tag === undefined ? '' : `:${tag}`} unit ${index}`;
+    if (allowed(unit).includes(got)) {
+      if (unit.maybe.length > 0) {
+        const units = tag === undefined ? vdi.units : vdi.snapshots.get(tag)!.units;
+        units.set(index, { acked: got, maybe: [] });
+      }
+      return { ok: true };
+    }
+    if (got === -1) return { ok: false, why: `${where}: bytes no write produced (torn or corrupt)` };
+    const origin = this.writes.get(got);
+    const expected = allowed(unit).join(' or ');
+    if (origin && origin.vdi === vdi.name && origin.unit === index && got < unit.acked) {
+      return { ok: false, why: `${where}: stale read of write #${got}, acknowledged #${expected}` };
+    }
+    if (got === 0) return { ok: false, why: `${where}: zeros, acknowledged write #${expected}` };
+    return {
+      ok: false,
+      why: `${where}: write #${got} (made for ${origin ? `${origin.vdi} unit ${origin.unit}` : 'nothing'}), expected #${expected}`,
+    };
+  }
+
+  /** VDIs (and their snapshots) the checker can hold to account. */
+  certainVdis(): VdiModel[] {
+    return [...this.vdis.values()].filter((vdi) => vdi.certain);
+  }
+}

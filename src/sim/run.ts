@@ -1,0 +1,247 @@
+// One simulated run: K sheep in this process over the simulated network, memory disks and the
+// simulated cluster driver, all on one scheduler and one seed; a workload of N steps with the
+// invariants checked after each, and a full convergence check every `convergeEvery` steps and
+// at the end. The result carries the trace hash: the same seed gives the same hash.
+import { SdError } from '../engine/errors.js';
+import { seededRandom } from '../io/random.js';
+import { checkConverged, checkUnitOn, InvariantViolation, settled, Volumes } from './check.js';
+import { SimCluster } from './driver.js';
+import { Hosts } from './hosts.js';
+import { Model } from './model.js';
+import { SimNetwork, type NetworkFaults } from './network.js';
+import type { SheepFactory, SimLog } from './node.js';
+import { Scheduler } from './scheduler.js';
+import { Trace } from './trace.js';
+import { objectSizeShift, Workload, type WorkloadContext } from './workload.js';
+
+/** An operation that has not settled after this long (simulated) is a hang: a failure. */
+export const simOperationLimitMs = 10 * 60_000;
+/** After faults heal, the cluster must settle within this (simulated). */
+export const simConvergeLimitMs = 5 * 60_000;
+/** Idle time between steps, drawn up to this: background work (recovery, detection) runs. */
+export const simThinkMsMax = 200;
+
+export const simNetworkFaults: NetworkFaults = {
+  delayMs: { minMs: 0.05, maxMs: 3 },
+  resetAfterChunk: 0.002,
+  connectFailure: 0.005,
+  connectHangMsMax: 3000,
+};
+
+export interface SimOptions {
+  seed: number;
+  steps: number;
+  nodes: number;
+  copies?: number;
+  convergeEvery?: number;
+  factory: SheepFactory;
+  log?: SimLog;
+  /** Called with each trace line as it is recorded (for --verbose). */
+  onTrace?: (line: string) => void;
+}
+
+export interface SimFailure {
+  step: number;
+  invariant: string;
+  message: string;
+  trace: string[];
+}
+
+export interface SimResult {
+  seed: number;
+  steps: number;
+  ok: boolean;
+  failure?: SimFailure;
+  traceHash: string;
+  simulatedMs: number;
+  events: number;
+  wallMs: number;
+  convergences: number;
+}
+
+const silentLog: SimLog = { debug() {}, info() {}, warn() {}, error() {} };
+
+export async function simulate(options: SimOptions): Promise<SimResult> {
+  const wallStartMs = performance.now();
+  const run = new SimRun(options);
+  let failure: SimFailure | undefined;
+  try {
+    await run.execute();
+  } catch (error) {
+    const invariant = error instanceof InvariantViolation ? error.invariant : 'no crash of the simulation';
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    failure = { step: run.stepNumber, invariant, message, trace: run.trace.last() };
+  }
+  return {
+    seed: options.seed,
+    steps: run.stepNumber,
+    ok: failure === undefined,
+    ...(failure ? { failure } : {}),
+    traceHash: run.trace.hash,
+    simulatedMs: run.scheduler.nowMs() - run.startMs,
+    events: run.scheduler.firedEvents,
+    wallMs: performance.now() - wallStartMs,
+    convergences: run.convergences,
+  };
+}
+
+class SimRun {
+  readonly scheduler = new Scheduler();
+  readonly startMs = this.scheduler.nowMs();
+  readonly trace: Trace;
+  readonly model = new Model();
+  readonly volumes = new Volumes();
+  readonly network: SimNetwork;
+  readonly cluster: SimCluster;
+  readonly hosts: Hosts;
+  readonly workload: Workload;
+  readonly copies: number;
+  stepNumber = 0;
+  convergences = 0;
+  private readonly random;
+
+  constructor(private readonly options: SimOptions) {
+    const seed = options.seed >>> 0;
+    this.random = seededRandom(seed);
+    this.trace = new Trace(() => this.scheduler.nowMs() - this.startMs);
+    this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), simNetworkFaults);
+    this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
+    this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, options.log ?? silentLog);
+    this.copies = options.copies ?? Math.min(3, options.nodes);
+    const context = this.context();
+    this.workload = new Workload({
+      random: seededRandom(seed ^ 0x776f726b),
+      hosts: this.hosts,
+      network: this.network,
+      model: this.model,
+      context,
+      hostsMax: options.nodes + 1,
+      copies: this.copies,
+      downMax: Math.max(0, this.copies - 1),
+    });
+  }
+
+  record(line: string): void {
+    this.trace.record(line);
+    this.options.onTrace?.(line);
+  }
+
+  async execute(): Promise<void> {
+    await this.boot();
+    const convergeEvery = this.options.convergeEvery ?? 100;
+    for (this.stepNumber = 1; this.stepNumber <= this.options.steps; this.stepNumber++) {
+      const action = this.workload.drawAction();
+      const line = await this.workload.step(action);
+      this.record(`#${this.stepNumber} ${line}`);
+      this.failOnSchedulerErrors();
+      await this.checkSample();
+      if (this.stepNumber % convergeEvery === 0) await this.converge();
+      await this.scheduler.runFor(this.random.float() * simThinkMsMax);
+    }
+    this.stepNumber = this.options.steps;
+    await this.converge();
+  }
+
+  private async boot(): Promise<void> {
+    const first = Array.from({ length: this.options.nodes }, () => this.hosts.add());
+    const joined = await this.waitAll(first.map((host) => this.hosts.start(host)));
+    if (!joined.every(Boolean)) throw new SdError('INTERNAL', 'a node did not join at boot');
+    const sheep = first[0]!.sheep()!;
+    await this.bounded(sheep.format(this.copies, objectSizeShift), 'format');
+    await this.settleCluster();
+    this.record(`boot ${this.options.nodes} nodes, copies ${this.copies}`);
+  }
+
+  /** Runs the scheduler until every promise settles (bounded). */
+  private async waitAll<T>(promises: Array<Promise<T>>): Promise<T[]> {
+    return this.bounded(Promise.all(promises), 'boot');
+  }
+
+  private async bounded<T>(promise: Promise<T>, what: string): Promise<T> {
+    const outcome = await this.scheduler.settle(promise, simOperationLimitMs);
+    if (outcome.done) return outcome.value;
+    if ('error' in outcome) throw outcome.error;
+    throw new InvariantViolation('every wait is bounded', `${what} did not finish in ${simOperationLimitMs} ms`);
+  }
+
+  private context(): WorkloadContext {
+    return {
+      model: this.model,
+      volumes: this.volumes,
+      trace: (line) => this.record(line),
+      degraded: () =>
+        this.network.partitioned ||
+        this.workload.faultyDisks.size > 0 ||
+        this.hosts.all.some((host) => !host.up) ||
+        !settled(this.hosts.up()),
+      settle: async (host, work) => {
+        const incarnation = host.current;
+        if (!incarnation || !host.up) throw new SdError('NETWORK', `${host.id} is down`);
+        const died = incarnation.death.then(() => Promise.reject(new SdError('NETWORK', `${host.id} died`)));
+        return this.bounded(Promise.race([work(), died]), `an operation through ${host.id}`);
+      },
+      scheduleFault: (delayMs, fault) => void this.scheduler.after(delayMs, fault),
+      settleStart: (host) => this.bounded(this.hosts.start(host), `start of ${host.id}`),
+      settleLeave: (host) => this.bounded(this.hosts.leave(host), `leave of ${host.id}`),
+    };
+  }
+
+  private failOnSchedulerErrors(): void {
+    const error = this.scheduler.errors[0];
+    if (error !== undefined) throw error;
+  }
+
+  /** After each step: one written unit of a random VDI or snapshot through one random live node. */
+  private async checkSample(): Promise<void> {
+    const vdi = this.workload.pick(this.model.certainVdis());
+    const host = this.workload.pick(this.hosts.up());
+    if (!vdi || !host) return;
+    const tags = [...vdi.snapshots.keys()];
+    const tag = vdi.deleted ? this.workload.pick(tags) : this.random.int(3) === 0 ? this.workload.pick(tags) : undefined;
+    if (vdi.deleted && tag === undefined) return;
+    const units = [...(tag === undefined ? vdi.units : vdi.snapshots.get(tag)!.units).keys()];
+    const index = this.workload.pick(units);
+    if (index === undefined) return;
+    await checkUnitOn(this.context(), host, vdi, index, tag);
+  }
+
+  /**
+   * Heals every fault, brings every host back, waits for the cluster to settle, and checks the
+   * converged state and every unit of every VDI and snapshot through every node.
+   */
+  private async converge(): Promise<void> {
+    this.convergences += 1;
+    this.record(await this.workload.heal());
+    for (const host of this.hosts.down()) {
+      const joined = await this.bounded(this.hosts.start(host), `restart of ${host.id}`);
+      this.record(`converge: restart ${host.name}: ${joined ? 'joined' : 'failed'}`);
+      if (!joined) throw new InvariantViolation('the cluster converges', `${host.id} could not rejoin after faults healed`);
+    }
+    await this.settleCluster();
+    await checkConverged({ hosts: this.hosts.up(), copies: this.copies });
+    const context = this.context();
+    for (const vdi of this.model.certainVdis()) {
+      for (const tag of [undefined, ...vdi.snapshots.keys()]) {
+        if (tag === undefined && vdi.deleted) continue;
+        const units = tag === undefined ? vdi.units : vdi.snapshots.get(tag)!.units;
+        for (const index of units.keys()) {
+          for (const host of this.hosts.up()) await checkUnitOn(context, host, vdi, index, tag);
+        }
+      }
+    }
+    this.record(`converge: ok (${this.hosts.up().length} nodes, ${this.model.certainVdis().length} VDIs)`);
+  }
+
+  private async settleCluster(): Promise<void> {
+    const hosts = this.hosts.up();
+    await this.scheduler.run({ until: () => settled(hosts), untilMs: this.scheduler.nowMs() + simConvergeLimitMs });
+    this.failOnSchedulerErrors();
+    if (!settled(hosts)) {
+      const states = hosts.map((host) => {
+        const state = host.sheep()!.state();
+        return `${host.name}: ${state.status} epoch ${state.epochs.at(-1)?.epoch ?? 0}${state.recovering ? ' recovering' : ''} members ${state.members.length}`;
+      });
+      throw new InvariantViolation('the cluster converges', `not settled in ${simConvergeLimitMs} ms: ${states.join('; ')}`);
+    }
+  }
+}

@@ -1,0 +1,333 @@
+// The seeded workload: each step draws one action (client I/O, a VDI operation, or a fault) and
+// runs it on simulated time. Operations run one at a time; faults also strike in the middle of
+// one (a crash or a partition scheduled a few milliseconds into the step), which is where the
+// interesting interleavings are. After every step the checks of check.ts run.
+import type { Random } from '../io/random.js';
+import { checkUnitOn, errorCode, type ReadContext } from './check.js';
+import type { Hosts, SimHost } from './hosts.js';
+import { unitBytes, unitPattern, type Model, type VdiModel } from './model.js';
+import type { SimNetwork } from './network.js';
+
+export const vdiSizeBytes = 8 * 2 ** 20;
+export const objectSizeShift = 20; // 1 MiB objects: several objects per VDI, cheap to copy
+export const vdisMax = 6;
+export const snapshotsPerVdiMax = 3;
+/** Units the workload writes in: a few per object, so reads often hit written data. */
+export const hotUnitsPerObject = 4;
+
+export type Action =
+  | 'write'
+  | 'read'
+  | 'create'
+  | 'snapshot'
+  | 'clone'
+  | 'rollback'
+  | 'delete'
+  | 'crash'
+  | 'restart'
+  | 'leave'
+  | 'join'
+  | 'partition'
+  | 'heal'
+  | 'diskFault';
+
+/** Relative weights of the actions. */
+export const actionWeights: ReadonlyArray<readonly [Action, number]> = [
+  ['write', 40],
+  ['read', 22],
+  ['create', 5],
+  ['snapshot', 5],
+  ['clone', 3],
+  ['rollback', 3],
+  ['delete', 2],
+  ['crash', 4],
+  ['restart', 6],
+  ['leave', 1],
+  ['join', 1],
+  ['partition', 2],
+  ['heal', 5],
+  ['diskFault', 2],
+];
+
+/** What the workload needs of the run beyond reads: faults at a time, starts and exits. */
+export interface WorkloadContext extends ReadContext {
+  scheduleFault(delayMs: number, fault: () => void): void;
+  /** Starts a down host; resolves whether it joined. */
+  settleStart(host: SimHost): Promise<boolean>;
+  settleLeave(host: SimHost): Promise<void>;
+}
+
+export interface WorkloadDeps {
+  random: Random;
+  hosts: Hosts;
+  network: SimNetwork;
+  model: Model;
+  context: WorkloadContext;
+  /** Hosts the cluster may grow to with joins of new machines. */
+  hostsMax: number;
+  copies: number;
+  /** Hosts allowed to be down (or cut off) at once: copies − 1, so acknowledged data survives. */
+  downMax: number;
+}
+
+export class Workload {
+  private nextVdi = 1;
+  private nextTag = 1;
+  /** Hosts whose disk currently injects faults. */
+  readonly faultyDisks = new Set<SimHost>();
+
+  constructor(private readonly deps: WorkloadDeps) {}
+
+  pick<T>(items: readonly T[]): T | undefined {
+    return items.length === 0 ? undefined : items[this.deps.random.int(items.length)];
+  }
+
+  drawAction(): Action {
+    const total = actionWeights.reduce((sum, [, weight]) => sum + weight, 0);
+    let at = this.deps.random.int(total);
+    for (const [action, weight] of actionWeights) {
+      if (at < weight) return action;
+      at -= weight;
+    }
+    return 'write';
+  }
+
+  /** Runs one step; returns a line for the trace. */
+  async step(action: Action): Promise<string> {
+    switch (action) {
+      case 'write':
+        return this.write();
+      case 'read':
+        return this.read();
+      case 'create':
+        return this.create();
+      case 'snapshot':
+        return this.snapshot();
+      case 'clone':
+        return this.clone();
+      case 'rollback':
+        return this.rollback();
+      case 'delete':
+        return this.remove();
+      case 'crash':
+        return this.crash();
+      case 'restart':
+        return this.restart();
+      case 'leave':
+        return this.leave();
+      case 'join':
+        return this.join();
+      case 'partition':
+        return this.partition();
+      case 'heal':
+        return this.heal();
+      case 'diskFault':
+        return this.diskFault();
+    }
+  }
+
+  // ---- client I/O ----
+
+  private liveVdis(): VdiModel[] {
+    return this.deps.model.certainVdis().filter((vdi) => !vdi.deleted);
+  }
+
+  private drawUnit(vdi: VdiModel): number {
+    const objects = vdi.sizeBytes / 2 ** objectSizeShift;
+    const unitsPerObject = 2 ** objectSizeShift / unitBytes;
+    return this.deps.random.int(objects) * unitsPerObject + this.deps.random.int(hotUnitsPerObject);
+  }
+
+  private gateway(): SimHost | undefined {
+    return this.pick(this.deps.hosts.up());
+  }
+
+  private async write(): Promise<string> {
+    const vdi = this.pick(this.liveVdis());
+    const host = this.gateway();
+    if (!vdi || !host) return 'write: nothing to write to';
+    const { model, context } = this.deps;
+    const index = this.drawUnit(vdi);
+    const writeId = model.newWriteId(vdi.name, index);
+    this.maybeStrikeDuring();
+    // The owner table may change with this write (a first write to an object, or copy-on-write).
+    context.volumes.bump(vdi.name);
+    try {
+      await context.settle(host, async () => {
+        const volume = await context.volumes.get(host, vdi.name, undefined);
+        await volume.write(index * unitBytes, unitPattern(writeId));
+      });
+    } catch (error) {
+      model.writeFailed(vdi, index, writeId);
+      return `write ${vdi.name}#${index}=${writeId} @${host.name}: ${errorCode(error)}`;
+    }
+    model.writeAcked(vdi, index, writeId);
+    // Acknowledged: every live node must read it back now.
+    for (const reader of this.deps.hosts.up()) await checkUnitOn(context, reader, vdi, index, undefined);
+    return `write ${vdi.name}#${index}=${writeId} @${host.name}: ok`;
+  }
+
+  private async read(): Promise<string> {
+    const vdi = this.pick(this.deps.model.certainVdis());
+    const host = this.gateway();
+    if (!vdi || !host) return 'read: nothing to read';
+    const tags = [...vdi.snapshots.keys()];
+    const tag = vdi.deleted || (tags.length > 0 && this.deps.random.int(3) === 0) ? this.pick(tags) : undefined;
+    if (vdi.deleted && tag === undefined) return 'read: deleted VDI without snapshots';
+    const written = [...(tag === undefined ? vdi.units : vdi.snapshots.get(tag)!.units).keys()];
+    const index = this.deps.random.int(4) === 0 || written.length === 0 ? this.drawUnit(vdi) : this.pick(written)!;
+    await checkUnitOn(this.deps.context, host, vdi, index, tag);
+    return `read ${vdi.name}${tag ? `:${tag}` : ''}#${index} @${host.name}: checked`;
+  }
+
+  // ---- VDI operations ----
+
+  private async vdiOperation(line: string, names: string[], work: (host: SimHost) => Promise<void>, onAcked: () => void): Promise<string> {
+    const host = this.gateway();
+    if (!host) return `${line}: no live node`;
+    const { context, model } = this.deps;
+    this.maybeStrikeDuring();
+    for (const name of names) context.volumes.forget(name);
+    try {
+      await context.settle(host, () => work(host));
+    } catch (error) {
+      for (const name of names) model.uncertain(name);
+      return `${line} @${host.name}: ${errorCode(error)}`;
+    }
+    onAcked();
+    return `${line} @${host.name}: ok`;
+  }
+
+  private create(): Promise<string> | string {
+    if (this.liveVdis().length >= vdisMax) return 'create: enough VDIs';
+    const name = `v${this.nextVdi++}`;
+    return this.vdiOperation(`create ${name}`, [name], (host) => host.sheep()!.createVdi(name, vdiSizeBytes), () =>
+      this.deps.model.createVdi(name, vdiSizeBytes),
+    );
+  }
+
+  private snapshot(): Promise<string> | string {
+    const vdi = this.pick(this.liveVdis().filter((v) => v.snapshots.size < snapshotsPerVdiMax));
+    if (!vdi) return 'snapshot: nothing to snapshot';
+    const tag = `s${this.nextTag++}`;
+    return this.vdiOperation(`snapshot ${vdi.name}:${tag}`, [vdi.name], (host) => host.sheep()!.snapshot(vdi.name, tag), () =>
+      this.deps.model.snapshot(vdi, tag),
+    );
+  }
+
+  private clone(): Promise<string> | string {
+    const vdi = this.pick(this.deps.model.certainVdis().filter((v) => v.snapshots.size > 0));
+    if (!vdi || this.liveVdis().length >= vdisMax) return 'clone: nothing to clone';
+    const tag = this.pick([...vdi.snapshots.keys()])!;
+    const target = `v${this.nextVdi++}`;
+    return this.vdiOperation(`clone ${vdi.name}:${tag} ${target}`, [target], (host) => host.sheep()!.clone(vdi.name, tag, target), () =>
+      this.deps.model.clone(vdi, tag, target),
+    );
+  }
+
+  private rollback(): Promise<string> | string {
+    const vdi = this.pick(this.liveVdis().filter((v) => v.snapshots.size > 0));
+    if (!vdi) return 'rollback: nothing to roll back';
+    const tag = this.pick([...vdi.snapshots.keys()])!;
+    return this.vdiOperation(`rollback ${vdi.name}:${tag}`, [vdi.name], (host) => host.sheep()!.rollback(vdi.name, tag), () =>
+      this.deps.model.rollback(vdi, tag),
+    );
+  }
+
+  private remove(): Promise<string> | string {
+    const vdi = this.pick(this.liveVdis());
+    if (!vdi) return 'delete: nothing to delete';
+    return this.vdiOperation(`delete ${vdi.name}`, [vdi.name], (host) => host.sheep()!.deleteVdi(vdi.name, undefined), () => {
+      vdi.deleted = true;
+    });
+  }
+
+  // ---- faults ----
+
+  /** Hosts that are down or cut off: at most `downMax` at once. */
+  private impaired(): number {
+    return this.deps.hosts.all.filter((host) => !host.up).length + (this.deps.network.partitioned ? 1 : 0);
+  }
+
+  /** Sometimes a crash strikes in the middle of the coming operation. */
+  private maybeStrikeDuring(): void {
+    const { random, hosts, context } = this.deps;
+    if (random.int(20) !== 0 || this.impaired() >= this.deps.downMax) return;
+    const victim = this.pick(hosts.up());
+    if (!victim) return;
+    const delayMs = random.float() * 20;
+    const powerLoss = random.int(2) === 0;
+    context.scheduleFault(delayMs, () => {
+      if (!victim.up || this.impaired() >= this.deps.downMax) return;
+      context.trace(`  crash ${victim.name} mid-step${powerLoss ? ' (power loss)' : ''}`);
+      hosts.crash(victim, powerLoss);
+    });
+  }
+
+  private crash(): string {
+    if (this.impaired() >= this.deps.downMax) return 'crash: enough is down';
+    const victim = this.pick(this.deps.hosts.up());
+    if (!victim) return 'crash: nobody up';
+    const powerLoss = this.deps.random.int(2) === 0;
+    this.deps.hosts.crash(victim, powerLoss);
+    return `crash ${victim.name}${powerLoss ? ' (power loss)' : ''}`;
+  }
+
+  private async restart(): Promise<string> {
+    const host = this.pick(this.deps.hosts.down());
+    if (!host) return 'restart: nobody down';
+    const joined = await this.deps.context.settleStart(host);
+    return `restart ${host.name}: ${joined ? 'joined' : 'failed'}`;
+  }
+
+  private async leave(): Promise<string> {
+    if (this.impaired() >= this.deps.downMax) return 'leave: enough is down';
+    const host = this.pick(this.deps.hosts.up());
+    if (!host) return 'leave: nobody up';
+    await this.deps.context.settleLeave(host);
+    return `leave ${host.name}`;
+  }
+
+  private async join(): Promise<string> {
+    const { hosts } = this.deps;
+    if (hosts.all.length >= this.deps.hostsMax) return 'join: enough hosts';
+    const host = hosts.add();
+    const joined = await this.deps.context.settleStart(host);
+    return `join new host ${host.name}: ${joined ? 'joined' : 'failed'}`;
+  }
+
+  private partition(): string {
+    const { network, hosts, random } = this.deps;
+    if (network.partitioned || this.impaired() >= this.deps.downMax) return 'partition: enough is impaired';
+    const names = hosts.all.map((host) => host.name);
+    const island = names[random.int(names.length)]!;
+    network.isolate(island);
+    return `partition ${island} | rest`;
+  }
+
+  /**
+   * The network heals; a sheep whose disk failed is restarted (its journal refuses writes after
+   * a failed append until then, by design), as an operator would.
+   */
+  async heal(): Promise<string> {
+    this.deps.network.heal();
+    const restarted: string[] = [];
+    for (const host of [...this.faultyDisks]) {
+      this.faultyDisks.delete(host);
+      if (!host.up) continue;
+      this.deps.hosts.crash(host, false);
+      await this.deps.context.settleStart(host);
+      restarted.push(host.name);
+    }
+    return `heal network${restarted.length > 0 ? `, restart ${restarted.join(',')} (disk faults)` : ''}`;
+  }
+
+  private diskFault(): string {
+    const host = this.pick(this.deps.hosts.up().filter((h) => !this.faultyDisks.has(h)));
+    if (!host || this.faultyDisks.size >= this.deps.downMax || this.impaired() >= this.deps.downMax) return 'diskFault: none';
+    const code = this.deps.random.int(2) === 0 ? 'EIO' : 'ENOSPC';
+    host.current?.disk.addRule({ operations: ['write', 'datasync', 'rename'], pathIncludes: '/obj/', probability: 0.2, code });
+    this.faultyDisks.add(host);
+    return `diskFault ${host.name} ${code}`;
+  }
+}
