@@ -12,7 +12,9 @@ import { localLeaveDetectMsMax } from '../engine/limits.js';
 import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
 import {
   applyEvent,
+  formatEventLine,
   initialState,
+  parseEventLine,
   isJoinVerdict,
   type Incarnation,
   type LocalState,
@@ -40,9 +42,14 @@ export interface SimClusterDriver extends ClusterDriver {
   close(): void;
 }
 
-/** The shared log and the liveness oracle of one simulated cluster. */
+/**
+ * The shared log and the liveness oracle of one simulated cluster. The log holds lines, as the
+ * local driver's file does: every member parses its own copy of each event, so no member can
+ * see another's objects (a payload shared by reference would let one member's later changes
+ * leak into what another receives).
+ */
 export class SimCluster {
-  readonly log: LogEvent[] = [];
+  readonly log: string[] = [];
   private readonly drivers = new Map<string, SimDriver>();
   private readonly dead = new Set<string>();
   private nextInc = 1;
@@ -82,7 +89,7 @@ export class SimCluster {
 
   /** One append: the log's order is the total order; every live member reads it soon. */
   append(event: LogEvent): void {
-    this.log.push(event);
+    this.log.push(formatEventLine(event));
     for (const driver of this.drivers.values()) driver.wake();
   }
 
@@ -101,7 +108,10 @@ export class SimCluster {
   /** The state every member reaches once it has read the whole log. */
   replayedState(): LocalState {
     let state = initialState();
-    for (const event of this.log) state = applyEvent(state, event).state;
+    for (const line of this.log) {
+      const event = parseEventLine(line);
+      if (event !== null) state = applyEvent(state, event).state;
+    }
     return state;
   }
 }
@@ -229,7 +239,8 @@ class SimDriver implements SimClusterDriver {
 
   private applyAvailable(): void {
     while (this.cursor < this.cluster.log.length && !this.stopped()) {
-      const event = this.cluster.log[this.cursor++]!;
+      const event = parseEventLine(this.cluster.log[this.cursor++]!);
+      assert.ok(event !== null, 'the simulated log holds only well-formed events');
       const applied = applyEvent(this.state, event);
       this.state = applied.state;
       for (const output of applied.outputs) {

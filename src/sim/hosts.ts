@@ -33,6 +33,8 @@ export class SimHost {
   current: Incarnation | undefined;
   /** Incarnations started so far: part of each one's random seed. */
   incarnations = 0;
+  /** Why the last start failed, for the trace. */
+  startError = '';
 
   constructor(
     readonly name: string,
@@ -101,7 +103,8 @@ export class Hosts {
     host.current = incarnation;
     try {
       await Promise.race([sheep.start(), death.then(() => Promise.reject(new Error('died while starting')))]);
-    } catch {
+    } catch (error) {
+      host.startError = error instanceof Error ? error.message : String(error);
       if (host.current === incarnation) this.kill(host, false);
       return false;
     }
@@ -114,6 +117,11 @@ export class Hosts {
   crash(host: SimHost, powerLoss: boolean): void {
     if (host.current === undefined) return;
     this.kill(host, powerLoss);
+  }
+
+  /** The host loses the cluster coordinator: it is reported left at once, though still running. */
+  expel(host: SimHost): void {
+    if (host.current) this.cluster.expel(host.current.driver);
   }
 
   /** A clean exit: the sheep leaves the cluster, then the process ends. */

@@ -2,9 +2,8 @@
 // acknowledged. Data is written in aligned 4 KiB units, each carrying the id of the write that
 // made it (a pattern derived from the id), so a read tells exactly which write it returned.
 // An operation that failed may or may not have happened: a failed write leaves its unit with
-// more than one allowed content until a read settles which one the cluster kept (from then on
-// it must keep it: copies converge before they are served); a failed VDI operation makes the VDI
-// uncertain, and the workload stops using and checking it.
+// more than one allowed content until the next acknowledged write; a failed VDI operation makes
+// the VDI uncertain, and the workload stops using and checking it.
 
 export const unitBytes = 4096;
 
@@ -60,6 +59,11 @@ export interface VdiModel {
   snapshots: Map<string, SnapshotModel>;
   /** A failed operation may have changed it in ways the model cannot know: not checked. */
   certain: boolean;
+  /**
+   * Some operation on it failed: objects it wrote may be left unreferenced (data is written
+   * before the table entry that points at it, by design), so they are not called orphans.
+   */
+  hadFailure: boolean;
   /** The working VDI was deleted (its snapshots may live on). */
   deleted: boolean;
 }
@@ -79,13 +83,16 @@ export class Model {
   }
 
   createVdi(name: string, sizeBytes: number): void {
-    this.vdis.set(name, { name, sizeBytes, units: new Map(), snapshots: new Map(), certain: true, deleted: false });
+    this.vdis.set(name, { name, sizeBytes, units: new Map(), snapshots: new Map(), certain: true, hadFailure: false, deleted: false });
   }
 
   /** A VDI operation failed: whatever it did or did not do, stop relying on this VDI. */
   uncertain(name: string): void {
     const vdi = this.vdis.get(name);
-    if (vdi) vdi.certain = false;
+    if (vdi) {
+      vdi.certain = false;
+      vdi.hadFailure = true;
+    }
   }
 
   unit(vdi: VdiModel, index: number, tag?: string): UnitState {
@@ -98,6 +105,7 @@ export class Model {
   }
 
   writeFailed(vdi: VdiModel, index: number, writeId: number): void {
+    vdi.hadFailure = true;
     const unit = this.unit(vdi, index);
     vdi.units.set(index, { acked: unit.acked, maybe: [...unit.maybe, writeId] });
   }
@@ -110,7 +118,10 @@ export class Model {
     const snapshot = source.snapshots.get(tag);
     if (!snapshot) throw new Error(`model: no snapshot ${source.name}:${tag}`);
     this.createVdi(target, source.sizeBytes);
-    this.vdis.get(target)!.units = copyUnits(snapshot.units);
+    const clone = this.vdis.get(target)!;
+    clone.units = copyUnits(snapshot.units);
+    // The clone shares the source's objects: what the source leaked is reachable through it.
+    clone.hadFailure = source.hadFailure;
   }
 
   rollback(vdi: VdiModel, tag: string): void {
@@ -120,20 +131,15 @@ export class Model {
   }
 
   /**
-   * Checks what a read of one unit returned. A read that returns one of several allowed
-   * contents settles the unit: later reads must agree (replicas never disagree once served).
+   * Checks what a read of one unit returned. After a failed write, reads may return either
+   * content until the next acknowledged write (the replicas it reached and those it did not may
+   * differ until recovery compares them); the convergence check then demands equal copies.
    */
   checkRead(vdi: VdiModel, index: number, tag: string | undefined, data: Buffer): Verdict {
     const unit = this.unit(vdi, index, tag);
     const got = decodeUnit(data);
     const where = `${vdi.name}${tag === undefined ? '' : `:${tag}`} unit ${index}`;
-    if (allowed(unit).includes(got)) {
-      if (unit.maybe.length > 0) {
-        const units = tag === undefined ? vdi.units : vdi.snapshots.get(tag)!.units;
-        units.set(index, { acked: got, maybe: [] });
-      }
-      return { ok: true };
-    }
+    if (allowed(unit).includes(got)) return { ok: true };
     if (got === -1) return { ok: false, why: `${where}: bytes no write produced (torn or corrupt)` };
     const origin = this.writes.get(got);
     const expected = allowed(unit).join(' or ');

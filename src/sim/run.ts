@@ -3,6 +3,7 @@
 // invariants checked after each, and a full convergence check every `convergeEvery` steps and
 // at the end. The result carries the trace hash: the same seed gives the same hash.
 import { SdError } from '../engine/errors.js';
+import type { Oid } from '../engine/oid.js';
 import { seededRandom } from '../io/random.js';
 import { checkConverged, checkUnitOn, InvariantViolation, settled, Volumes } from './check.js';
 import { SimCluster } from './driver.js';
@@ -15,11 +16,13 @@ import { Trace } from './trace.js';
 import { objectSizeShift, Workload, type WorkloadContext } from './workload.js';
 
 /** An operation that has not settled after this long (simulated) is a hang: a failure. */
-export const simOperationLimitMs = 10 * 60_000;
+export const simOperationLimitMs = 30 * 60_000;
 /** After faults heal, the cluster must settle within this (simulated). */
 export const simConvergeLimitMs = 5 * 60_000;
 /** Idle time between steps, drawn up to this: background work (recovery, detection) runs. */
 export const simThinkMsMax = 200;
+/** VDIs made at boot, so that I/O starts at once. */
+export const bootVdis = 2;
 
 export const simNetworkFaults: NetworkFaults = {
   delayMs: { minMs: 0.05, maxMs: 3 },
@@ -57,6 +60,8 @@ export interface SimResult {
   events: number;
   wallMs: number;
   convergences: number;
+  leakedObjects: number;
+  wallMsByAction: Record<string, number>;
 }
 
 const silentLog: SimLog = { debug() {}, info() {}, warn() {}, error() {} };
@@ -82,6 +87,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     events: run.scheduler.firedEvents,
     wallMs: performance.now() - wallStartMs,
     convergences: run.convergences,
+    leakedObjects: run.leakedObjects,
+    wallMsByAction: Object.fromEntries([...run.wallMsByAction].map(([k, v]) => [k, Math.round(v)])),
   };
 }
 
@@ -98,6 +105,20 @@ class SimRun {
   readonly copies: number;
   stepNumber = 0;
   convergences = 0;
+  /** Where the wall time went, by action (and 'converge', 'think', 'sample'). */
+  readonly wallMsByAction = new Map<string, number>();
+
+  private async timed<T>(what: string, work: () => Promise<T>): Promise<T> {
+    const startedMs = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.wallMsByAction.set(what, (this.wallMsByAction.get(what) ?? 0) + performance.now() - startedMs);
+    }
+  }
+
+  /** Objects of VDIs whose delete or rollback failed, left behind at the last convergence. */
+  leakedObjects = 0;
   private readonly random;
 
   constructor(private readonly options: SimOptions) {
@@ -131,12 +152,14 @@ class SimRun {
     const convergeEvery = this.options.convergeEvery ?? 100;
     for (this.stepNumber = 1; this.stepNumber <= this.options.steps; this.stepNumber++) {
       const action = this.workload.drawAction();
+      const startedMs = performance.now();
       const line = await this.workload.step(action);
+      this.wallMsByAction.set(action, (this.wallMsByAction.get(action) ?? 0) + performance.now() - startedMs);
       this.record(`#${this.stepNumber} ${line}`);
       this.failOnSchedulerErrors();
-      await this.checkSample();
-      if (this.stepNumber % convergeEvery === 0) await this.converge();
-      await this.scheduler.runFor(this.random.float() * simThinkMsMax);
+      await this.timed('sample', () => this.checkSample());
+      if (this.stepNumber % convergeEvery === 0) await this.timed('converge', () => this.converge());
+      await this.timed('think', () => this.scheduler.runFor(this.random.float() * simThinkMsMax));
     }
     this.stepNumber = this.options.steps;
     await this.converge();
@@ -150,6 +173,7 @@ class SimRun {
     await this.bounded(sheep.format(this.copies, objectSizeShift), 'format');
     await this.settleCluster();
     this.record(`boot ${this.options.nodes} nodes, copies ${this.copies}`);
+    for (let i = 0; i < bootVdis; i++) this.record(`#0 ${await this.workload.step('create')}`);
   }
 
   /** Runs the scheduler until every promise settles (bounded). */
@@ -214,11 +238,14 @@ class SimRun {
     this.record(await this.workload.heal());
     for (const host of this.hosts.down()) {
       const joined = await this.bounded(this.hosts.start(host), `restart of ${host.id}`);
-      this.record(`converge: restart ${host.name}: ${joined ? 'joined' : 'failed'}`);
+      this.record(`converge: restart ${host.name}: ${joined ? 'joined' : `failed: ${host.startError}`}`);
       if (!joined) throw new InvariantViolation('the cluster converges', `${host.id} could not rejoin after faults healed`);
     }
     await this.settleCluster();
-    await checkConverged({ hosts: this.hosts.up(), copies: this.copies });
+    const uncertainNames = new Set([...this.model.vdis.values()].filter((vdi) => vdi.hadFailure).map((vdi) => vdi.name));
+    const leaked = new Set<Oid>();
+    await checkConverged({ hosts: this.hosts.up(), copies: this.copies, uncertainNames, onLeak: (oid) => leaked.add(oid) });
+    this.leakedObjects = leaked.size;
     const context = this.context();
     for (const vdi of this.model.certainVdis()) {
       for (const tag of [undefined, ...vdi.snapshots.keys()]) {

@@ -10,8 +10,8 @@ import type { SimNetwork } from './network.js';
 
 export const vdiSizeBytes = 8 * 2 ** 20;
 export const objectSizeShift = 20; // 1 MiB objects: several objects per VDI, cheap to copy
-export const vdisMax = 6;
-export const snapshotsPerVdiMax = 3;
+export const vdisMax = 4;
+export const snapshotsPerVdiMax = 2;
 /** Units the workload writes in: a few per object, so reads often hit written data. */
 export const hotUnitsPerObject = 4;
 
@@ -75,6 +75,8 @@ export class Workload {
   private nextTag = 1;
   /** Hosts whose disk currently injects faults. */
   readonly faultyDisks = new Set<SimHost>();
+  /** Hosts cut off by a partition: from the network and from the cluster coordinator. */
+  readonly cutOff = new Set<SimHost>();
 
   constructor(private readonly deps: WorkloadDeps) {}
 
@@ -150,8 +152,6 @@ export class Workload {
     const index = this.drawUnit(vdi);
     const writeId = model.newWriteId(vdi.name, index);
     this.maybeStrikeDuring();
-    // The owner table may change with this write (a first write to an object, or copy-on-write).
-    context.volumes.bump(vdi.name);
     try {
       await context.settle(host, async () => {
         const volume = await context.volumes.get(host, vdi.name, undefined);
@@ -162,8 +162,10 @@ export class Workload {
       return `write ${vdi.name}#${index}=${writeId} @${host.name}: ${errorCode(error)}`;
     }
     model.writeAcked(vdi, index, writeId);
-    // Acknowledged: every live node must read it back now.
-    for (const reader of this.deps.hosts.up()) await checkUnitOn(context, reader, vdi, index, undefined);
+    // Acknowledged: it must read back at once, through the writer and through another node (every
+    // node reads every unit at each convergence check).
+    const other = this.pick(this.deps.hosts.up().filter((h) => h !== host));
+    for (const reader of other ? [host, other] : [host]) await checkUnitOn(context, reader, vdi, index, undefined);
     return `write ${vdi.name}#${index}=${writeId} @${host.name}: ok`;
   }
 
@@ -187,7 +189,6 @@ export class Workload {
     if (!host) return `${line}: no live node`;
     const { context, model } = this.deps;
     this.maybeStrikeDuring();
-    for (const name of names) context.volumes.forget(name);
     try {
       await context.settle(host, () => work(host));
     } catch (error) {
@@ -277,7 +278,7 @@ export class Workload {
     const host = this.pick(this.deps.hosts.down());
     if (!host) return 'restart: nobody down';
     const joined = await this.deps.context.settleStart(host);
-    return `restart ${host.name}: ${joined ? 'joined' : 'failed'}`;
+    return `restart ${host.name}: ${joined ? 'joined' : `failed: ${host.startError}`}`;
   }
 
   private async leave(): Promise<string> {
@@ -293,16 +294,20 @@ export class Workload {
     if (hosts.all.length >= this.deps.hostsMax) return 'join: enough hosts';
     const host = hosts.add();
     const joined = await this.deps.context.settleStart(host);
-    return `join new host ${host.name}: ${joined ? 'joined' : 'failed'}`;
+    return `join new host ${host.name}: ${joined ? 'joined' : `failed: ${host.startError}`}`;
   }
 
   private partition(): string {
-    const { network, hosts, random } = this.deps;
+    const { network, hosts } = this.deps;
     if (network.partitioned || this.impaired() >= this.deps.downMax) return 'partition: enough is impaired';
-    const names = hosts.all.map((host) => host.name);
-    const island = names[random.int(names.length)]!;
-    network.isolate(island);
-    return `partition ${island} | rest`;
+    const island = this.pick(hosts.up());
+    if (!island) return 'partition: nobody up';
+    // Cut off from the others, it also loses its coordinator session (ZooKeeper's view; the
+    // local driver's shared directory cannot be partitioned), so the others see it leave.
+    network.isolate(island.name);
+    hosts.expel(island);
+    this.cutOff.add(island);
+    return `partition ${island.name} | rest`;
   }
 
   /**
@@ -312,14 +317,16 @@ export class Workload {
   async heal(): Promise<string> {
     this.deps.network.heal();
     const restarted: string[] = [];
-    for (const host of [...this.faultyDisks]) {
+    // A sheep that lost its session or its disk is restarted by its supervisor.
+    for (const host of new Set([...this.faultyDisks, ...this.cutOff])) {
       this.faultyDisks.delete(host);
+      this.cutOff.delete(host);
       if (!host.up) continue;
       this.deps.hosts.crash(host, false);
       await this.deps.context.settleStart(host);
       restarted.push(host.name);
     }
-    return `heal network${restarted.length > 0 ? `, restart ${restarted.join(',')} (disk faults)` : ''}`;
+    return `heal network${restarted.length > 0 ? `, restart ${restarted.join(',')}` : ''}`;
   }
 
   private diskFault(): string {

@@ -64,7 +64,18 @@ export function decodeRecords(log: Buffer, generation = 0): { records: JournalRe
     at += headerBytes + lengthBytes;
   }
   const rest = log.subarray(at);
-  return { records, tornBytes: rest.every((byte) => byte === 0) ? 0 : rest.length };
+  return { records, tornBytes: isAllZero(rest) ? 0 : rest.length };
+}
+
+const zeroChunk = Buffer.alloc(64 * 1024);
+
+/** A byte-at-a-time callback over the 16 MiB preallocated log took a second per start. */
+function isAllZero(bytes: Buffer): boolean {
+  for (let at = 0; at < bytes.length; at += zeroChunk.length) {
+    const piece = bytes.subarray(at, Math.min(at + zeroChunk.length, bytes.length));
+    if (!piece.equals(zeroChunk.subarray(0, piece.length))) return false;
+  }
+  return true;
 }
 
 /** The range records replay must apply: those after the last supersede of their object. */

@@ -1,0 +1,82 @@
+// npm run sim -- --seed S --steps N [--nodes K] [--minutes M] [--verbose]
+// Runs one seed (or, with --minutes, successive seeds from S until the time is up) and prints one
+// line per seed; a failure prints the seed, the broken invariant and the last trace lines, and
+// exits 1. The same seed replays exactly: run it again to see the same trace hash.
+import { Command, InvalidArgumentError } from 'commander';
+import { simulate, type SimResult } from './run.js';
+import { realSheep } from './sheep-node.js';
+
+function integer(min: number, max: number) {
+  return (text: string): number => {
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`expected an integer in [${min}, ${max}]`);
+    }
+    return value;
+  };
+}
+
+export function formatResult(result: SimResult): string {
+  const rate = result.steps / (result.wallMs / 1000);
+  return (
+    `seed ${result.seed}: ${result.ok ? 'ok' : 'FAILED'} ${result.steps} steps, ` +
+    `${(result.simulatedMs / 1000).toFixed(1)} s simulated, ${result.events} events, ` +
+    `${(result.wallMs / 1000).toFixed(2)} s wall (${rate.toFixed(0)} steps/s), trace ${result.traceHash}`
+  );
+}
+
+export function formatFailure(result: SimResult): string {
+  const failure = result.failure;
+  if (!failure) return '';
+  return [
+    `seed ${result.seed} broke "${failure.invariant}" at step ${failure.step}:`,
+    `  ${failure.message.split('\n').join('\n  ')}`,
+    'last events:',
+    ...failure.trace.map((line) => `  ${line}`),
+    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps}`,
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('sim')
+    .description('seeded simulation of a whole sheep cluster in one process')
+    .option('--seed <n>', 'first seed', integer(0, 2 ** 32 - 1), 1)
+    .option('--steps <n>', 'workload steps per seed', integer(1, 10_000_000), 1000)
+    .option('--nodes <k>', 'sheep at the start', integer(1, 32), 4)
+    .option('--minutes <m>', 'soak: successive seeds until this many minutes passed', integer(0, 100_000), 0)
+    .option('--verbose', 'print every trace line', false)
+    .exitOverride();
+  program.parse(argv, { from: 'user' });
+  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; verbose: boolean }>();
+  const deadlineMs = performance.now() + options.minutes * 60_000;
+  let totalSteps = 0;
+  let totalWallMs = 0;
+  for (let seed = options.seed; ; seed = (seed + 1) >>> 0) {
+    const result = await simulate({
+      seed,
+      steps: options.steps,
+      nodes: options.nodes,
+      factory: realSheep,
+      ...(options.verbose ? { onTrace: (line: string) => process.stdout.write(`  ${line}\n`) } : {}),
+    });
+    totalSteps += result.steps;
+    totalWallMs += result.wallMs;
+    process.stdout.write(`${formatResult(result)}\n`);
+    if (options.verbose) process.stdout.write(`  wall ms by action: ${JSON.stringify(result.wallMsByAction)}\n`);
+    if (!result.ok) {
+      process.stdout.write(`${formatFailure(result)}\n`);
+      return 1;
+    }
+    if (performance.now() >= deadlineMs) break;
+  }
+  process.stdout.write(`all seeds ok: ${totalSteps} steps at ${(totalSteps / (totalWallMs / 1000)).toFixed(0)} steps/s\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`sim: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(2);
+  },
+);

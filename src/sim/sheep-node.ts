@@ -1,0 +1,39 @@
+// The real Sheep as the simulator's SimSheep: built from the simulated world, driven through its
+// own services (the same ones the rpc handlers call), inspected through its own state.
+import { createHash } from 'node:crypto';
+import type { Oid } from '../engine/oid.js';
+import { Sheep } from '../sheep/sheep.js';
+import type { SheepFactory, SimNodeState, SimSheep } from './node.js';
+
+export const realSheep: SheepFactory = (world, config): SimSheep => {
+  const sheep = new Sheep(world, { ...config, nbd: null });
+  const volumes = sheep.volumeProvider();
+  return {
+    start: () => sheep.start(),
+    leave: () => sheep.stop(0),
+    format: async (copies, blockSizeShift) => void (await sheep.admin.format(copies, blockSizeShift)),
+    createVdi: async (name, sizeBytes) => void (await sheep.vdi.create({ name, sizeBytes, copies: undefined, hyper: false })),
+    snapshot: async (name, tag) => void (await sheep.vdi.snapshot(name, tag)),
+    clone: async (source, tag, target) => void (await sheep.vdi.clone(source, { tag }, target, undefined)),
+    rollback: async (name, tag) => void (await sheep.vdi.rollback(name, { tag })),
+    deleteVdi: (name, tag) => sheep.vdi.remove(name, tag === undefined ? undefined : { tag }),
+    open: (spec) => volumes.open(spec),
+    state: (): SimNodeState => {
+      const { group, recovery } = sheep;
+      const finished = group.members.every((member) => group.recoveredBy.has(member.id));
+      return {
+        status: group.status,
+        epochs: group.epochs.map((record) => ({ epoch: record.epoch, nodes: record.nodes.map((node) => node.id) })),
+        members: group.members.map((member) => member.id),
+        recovering: recovery.state.running || recovery.state.epoch !== group.epoch || !finished,
+        registry: group.registry.all(),
+      };
+    },
+    objects: () => sheep.store.list(),
+    objectDigest: async (oid: Oid) => {
+      const data = await sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid));
+      return createHash('sha1').update(data).digest('hex');
+    },
+    placement: (oid) => sheep.gateway.placement(oid).map((node) => node.id),
+  };
+};
