@@ -4,6 +4,7 @@
 // exits 1. The same seed replays exactly: run it again to see the same trace hash.
 import { Command, InvalidArgumentError } from 'commander';
 import { simulate, type SimResult } from './run.js';
+import { faultProfiles } from './workload.js';
 import { realSheep } from './sheep-node.js';
 
 function integer(min: number, max: number) {
@@ -33,7 +34,7 @@ export function formatFailure(result: SimResult): string {
     `  ${failure.message.split('\n').join('\n  ')}`,
     'last events:',
     ...failure.trace.map((line) => `  ${line}`),
-    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps}`,
+    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps} --faults ${result.profile}`,
   ].join('\n');
 }
 
@@ -44,10 +45,13 @@ async function main(argv: string[]): Promise<number> {
     .option('--steps <n>', 'workload steps per seed', integer(1, 10_000_000), 1000)
     .option('--nodes <k>', 'sheep at the start', integer(1, 32), 4)
     .option('--minutes <m>', 'soak: successive seeds until this many minutes passed', integer(0, 100_000), 0)
+    .option('--faults <profile>', `fault profile: ${Object.keys(faultProfiles).join(', ')}`, 'full')
     .option('--verbose', 'print every trace line', false)
     .exitOverride();
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; verbose: boolean }>();
+  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; verbose: boolean }>();
+  const profile = faultProfiles[options.faults];
+  if (!profile) throw new Error(`unknown fault profile ${options.faults}`);
   const deadlineMs = performance.now() + options.minutes * 60_000;
   let totalSteps = 0;
   let totalWallMs = 0;
@@ -56,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       seed,
       steps: options.steps,
       nodes: options.nodes,
+      profile,
       factory: realSheep,
       ...(options.verbose ? { onTrace: (line: string) => process.stdout.write(`  ${line}\n`) } : {}),
     });

@@ -13,7 +13,7 @@ import { SimNetwork, type NetworkFaults } from './network.js';
 import type { SheepFactory, SimLog } from './node.js';
 import { Scheduler } from './scheduler.js';
 import { Trace } from './trace.js';
-import { objectSizeShift, Workload, type WorkloadContext } from './workload.js';
+import { faultProfiles, objectSizeShift, Workload, type FaultProfile, type WorkloadContext } from './workload.js';
 
 /** An operation that has not settled after this long (simulated) is a hang: a failure. */
 export const simOperationLimitMs = 30 * 60_000;
@@ -37,6 +37,8 @@ export interface SimOptions {
   nodes: number;
   copies?: number;
   convergeEvery?: number;
+  /** Which faults to inject; `full` when absent. */
+  profile?: FaultProfile;
   factory: SheepFactory;
   log?: SimLog;
   /** Called with each trace line as it is recorded (for --verbose). */
@@ -52,6 +54,7 @@ export interface SimFailure {
 
 export interface SimResult {
   seed: number;
+  profile: string;
   steps: number;
   ok: boolean;
   failure?: SimFailure;
@@ -79,6 +82,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   }
   return {
     seed: options.seed,
+    profile: (options.profile ?? faultProfiles.full!).name,
     steps: run.stepNumber,
     ok: failure === undefined,
     ...(failure ? { failure } : {}),
@@ -131,6 +135,7 @@ class SimRun {
     this.copies = options.copies ?? Math.min(3, options.nodes);
     const context = this.context();
     this.workload = new Workload({
+      profile: options.profile ?? faultProfiles.full!,
       random: seededRandom(seed ^ 0x776f726b),
       hosts: this.hosts,
       network: this.network,
