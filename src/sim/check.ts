@@ -92,6 +92,11 @@ export interface ConvergenceInput {
    * What they leave behind is counted as leaked space, not failed on.
    */
   uncertainNames: ReadonlySet<string>;
+  /**
+   * Some VDI operation failed: a snapshot, clone or rollback that copied a table and then failed
+   * never published its VID, so objects of VIDs missing from the registry are leaks too.
+   */
+  unregisteredMayLeak: boolean;
   /** Called with each object left behind by such a VDI. */
   onLeak(oid: Oid): void;
 }
@@ -144,7 +149,7 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
     }
     if (!reachable(registry, oidVid(oid))) {
       const entry = registry.find((e) => e.vid === oidVid(oid));
-      if (entry && input.uncertainNames.has(entry.name)) {
+      if ((entry && input.uncertainNames.has(entry.name)) || (!entry && input.unregisteredMayLeak)) {
         input.onLeak(oid);
         continue;
       }

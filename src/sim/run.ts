@@ -21,6 +21,8 @@ export const simOperationLimitMs = 30 * 60_000;
 export const simConvergeLimitMs = 5 * 60_000;
 /** Idle time between steps, drawn up to this: background work (recovery, detection) runs. */
 export const simThinkMsMax = 200;
+/** After recovery ends everywhere, time for the removal of copies nodes no longer own. */
+export const simStaleRemovalMs = 2000;
 /** VDIs made at boot, so that I/O starts at once. */
 export const bootVdis = 2;
 
@@ -248,8 +250,15 @@ class SimRun {
     }
     await this.settleCluster();
     const uncertainNames = new Set([...this.model.vdis.values()].filter((vdi) => vdi.hadFailure).map((vdi) => vdi.name));
+    const vdiOperationFailed = [...this.model.vdis.values()].some((vdi) => !vdi.certain);
     const leaked = new Set<Oid>();
-    await checkConverged({ hosts: this.hosts.up(), copies: this.copies, uncertainNames, onLeak: (oid) => leaked.add(oid) });
+    await checkConverged({
+      hosts: this.hosts.up(),
+      copies: this.copies,
+      uncertainNames,
+      unregisteredMayLeak: vdiOperationFailed,
+      onLeak: (oid) => leaked.add(oid),
+    });
     this.leakedObjects = leaked.size;
     const context = this.context();
     for (const vdi of this.model.certainVdis()) {
@@ -267,6 +276,9 @@ class SimRun {
   private async settleCluster(): Promise<void> {
     const hosts = this.hosts.up();
     await this.scheduler.run({ until: () => settled(hosts), untilMs: this.scheduler.nowMs() + simConvergeLimitMs });
+    this.failOnSchedulerErrors();
+    // Stale copies go once every member announced the end of its recovery: give that its time.
+    if (settled(hosts)) await this.scheduler.runFor(simStaleRemovalMs);
     this.failOnSchedulerErrors();
     if (!settled(hosts)) {
       const states = hosts.map((host) => {
