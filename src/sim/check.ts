@@ -97,6 +97,8 @@ export interface ConvergenceInput {
    * never published its VID, so objects of VIDs missing from the registry are leaks too.
    */
   unregisteredMayLeak: boolean;
+  /** Every orphan is counted as leaked, none fails (the ci profile, see workload.ts). */
+  orphansFail: boolean;
   /** Called with each object left behind by such a VDI. */
   onLeak(oid: Oid): void;
 }
@@ -149,7 +151,8 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
     }
     if (!reachable(registry, oidVid(oid))) {
       const entry = registry.find((e) => e.vid === oidVid(oid));
-      if ((entry && input.uncertainNames.has(entry.name)) || (!entry && input.unregisteredMayLeak)) {
+      const explained = (entry && input.uncertainNames.has(entry.name)) || (!entry && input.unregisteredMayLeak);
+      if (explained || !input.orphansFail) {
         input.onLeak(oid);
         continue;
       }

@@ -3,7 +3,8 @@
 // line per seed; a failure prints the seed, the broken invariant and the last trace lines, and
 // exits 1. The same seed replays exactly: run it again to see the same trace hash.
 import { Command, InvalidArgumentError } from 'commander';
-import { simulate, type SimResult } from './run.js';
+import { formatFailure, formatResult } from './report.js';
+import { simulate } from './run.js';
 import { faultProfiles } from './workload.js';
 import { realSheep } from './sheep-node.js';
 
@@ -15,27 +16,6 @@ function integer(min: number, max: number) {
     }
     return value;
   };
-}
-
-export function formatResult(result: SimResult): string {
-  const rate = result.steps / (result.wallMs / 1000);
-  return (
-    `seed ${result.seed}: ${result.ok ? 'ok' : 'FAILED'} ${result.steps} steps, ` +
-    `${(result.simulatedMs / 1000).toFixed(1)} s simulated, ${result.events} events, ` +
-    `${(result.wallMs / 1000).toFixed(2)} s wall (${rate.toFixed(0)} steps/s), trace ${result.traceHash}`
-  );
-}
-
-export function formatFailure(result: SimResult): string {
-  const failure = result.failure;
-  if (!failure) return '';
-  return [
-    `seed ${result.seed} broke "${failure.invariant}" at step ${failure.step}:`,
-    `  ${failure.message.split('\n').join('\n  ')}`,
-    'last events:',
-    ...failure.trace.map((line) => `  ${line}`),
-    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps} --faults ${result.profile}`,
-  ].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {

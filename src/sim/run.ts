@@ -109,6 +109,7 @@ class SimRun {
   readonly hosts: Hosts;
   readonly workload: Workload;
   readonly copies: number;
+  readonly profile: FaultProfile;
   stepNumber = 0;
   convergences = 0;
   /** Where the wall time went, by action (and 'converge', 'think', 'sample'). */
@@ -135,9 +136,10 @@ class SimRun {
     this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
     this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, options.log ?? silentLog);
     this.copies = options.copies ?? Math.min(3, options.nodes);
+    this.profile = options.profile ?? faultProfiles.full!;
     const context = this.context();
     this.workload = new Workload({
-      profile: options.profile ?? faultProfiles.full!,
+      profile: this.profile,
       random: seededRandom(seed ^ 0x776f726b),
       hosts: this.hosts,
       network: this.network,
@@ -257,6 +259,7 @@ class SimRun {
       copies: this.copies,
       uncertainNames,
       unregisteredMayLeak: vdiOperationFailed,
+      orphansFail: this.profile.orphansFail,
       onLeak: (oid) => leaked.add(oid),
     });
     this.leakedObjects = leaked.size;
