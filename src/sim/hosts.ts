@@ -24,7 +24,7 @@ interface Incarnation {
   die(): void;
 }
 
-export type HostStatus = 'down' | 'starting' | 'up';
+export type HostStatus = 'down' | 'starting' | 'up' | 'leaving';
 
 export class SimHost {
   readonly disk = new MemoryDisk();
@@ -128,6 +128,7 @@ export class Hosts {
   async leave(host: SimHost): Promise<void> {
     const incarnation = host.current;
     if (incarnation === undefined || host.status !== 'up') return;
+    host.status = 'leaving'; // no longer a node to read through
     try {
       await Promise.race([incarnation.sheep.leave(), incarnation.death]);
     } finally {

@@ -67,33 +67,38 @@ export interface FaultProfile {
   without: readonly Action[];
   /** A crash may strike in the middle of an operation. */
   midStepCrashes: boolean;
+  /**
+   * A clean leave or a restart may happen in the middle of an operation: the epoch changes
+   * while replica requests are in flight, which is what epoch fencing is for.
+   */
+  midStepMembership: boolean;
   /** Crashes may lose what the disk had not synced. */
   powerLoss: boolean;
   /** An orphan object fails the run; when false it is counted as leaked space instead. */
   orphansFail: boolean;
 }
 
+function profile(name: string, without: Action[], options: Partial<FaultProfile> = {}): FaultProfile {
+  return { name, without, midStepCrashes: true, midStepMembership: true, powerLoss: true, orphansFail: true, ...options };
+}
+
+const quiet = { midStepCrashes: false, midStepMembership: false, powerLoss: false };
+
 export const faultProfiles: Record<string, FaultProfile> = {
-  full: { name: 'full', without: [], midStepCrashes: true, powerLoss: true, orphansFail: true },
-  'no-disk-faults': { name: 'no-disk-faults', without: ['diskFault'], midStepCrashes: true, powerLoss: true, orphansFail: true },
-  'no-partitions': { name: 'no-partitions', without: ['partition'], midStepCrashes: true, powerLoss: true, orphansFail: true },
-  'no-power-loss': { name: 'no-power-loss', without: [], midStepCrashes: true, powerLoss: false, orphansFail: true },
-  'no-mid-step': { name: 'no-mid-step', without: [], midStepCrashes: false, powerLoss: true, orphansFail: true },
-  crashes: { name: 'crashes', without: ['diskFault', 'partition'], midStepCrashes: false, powerLoss: false, orphansFail: true },
+  full: profile('full', []),
+  'no-disk-faults': profile('no-disk-faults', ['diskFault']),
+  'no-partitions': profile('no-partitions', ['partition']),
+  'no-power-loss': profile('no-power-loss', [], { powerLoss: false }),
+  'no-mid-step': profile('no-mid-step', [], { midStepCrashes: false, midStepMembership: false }),
+  crashes: profile('crashes', ['diskFault', 'partition'], { midStepCrashes: false, powerLoss: false }),
   /**
-   * What today's daemon survives on every seed tried: membership changes by clean leaves,
-   * joins and restarts, VDI operations, client I/O, network delays and resets, with orphan
-   * objects counted rather than failed on. What is left out fails today (docs/simulator.md
-   * lists the failures and their seeds).
+   * What today's daemon survives on every CI seed: membership changes by clean leaves, joins
+   * and restarts between operations, VDI operations, client I/O, network delays and resets,
+   * with orphan objects counted rather than failed on. What is left out fails today
+   * (docs/simulator.md lists the failures and their seeds).
    */
-  ci: { name: 'ci', without: ['diskFault', 'partition', 'crash'], midStepCrashes: false, powerLoss: false, orphansFail: false },
-  none: {
-    name: 'none',
-    without: ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join'],
-    midStepCrashes: false,
-    powerLoss: false,
-    orphansFail: true,
-  },
+  ci: profile('ci', ['diskFault', 'partition', 'crash'], { ...quiet, orphansFail: false }),
+  none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join'], quiet),
 };
 
 export interface WorkloadDeps {
@@ -295,18 +300,33 @@ export class Workload {
     return this.deps.hosts.all.filter((host) => !host.up).length + (this.deps.network.partitioned ? 1 : 0);
   }
 
-  /** Sometimes a crash strikes in the middle of the coming operation. */
+  /** Sometimes a crash, a clean leave or a restart strikes in the middle of the operation. */
   private maybeStrikeDuring(): void {
-    const { random, hosts, context } = this.deps;
-    if (!this.deps.profile.midStepCrashes || random.int(20) !== 0 || this.impaired() >= this.deps.downMax) return;
+    const { random, hosts, context, profile } = this.deps;
+    if (random.int(20) !== 0) return;
+    const kind = random.int(3);
+    const delayMs = random.float() * 20;
+    if (kind === 2 && profile.midStepMembership) {
+      const host = this.pick(hosts.down());
+      if (!host) return;
+      context.scheduleFault(delayMs, () => {
+        if (host.status !== 'down') return;
+        context.trace(`  restart ${host.name} mid-step`);
+        void hosts.start(host);
+      });
+      return;
+    }
+    const leave = kind === 1;
+    if (leave ? !profile.midStepMembership : !profile.midStepCrashes) return;
+    if (this.impaired() >= this.deps.downMax) return;
     const victim = this.pick(hosts.up());
     if (!victim) return;
-    const delayMs = random.float() * 20;
-    const powerLoss = this.deps.profile.powerLoss && random.int(2) === 0;
+    const powerLoss = !leave && profile.powerLoss && random.int(2) === 0;
     context.scheduleFault(delayMs, () => {
       if (!victim.up || this.impaired() >= this.deps.downMax) return;
-      context.trace(`  crash ${victim.name} mid-step${powerLoss ? ' (power loss)' : ''}`);
-      hosts.crash(victim, powerLoss);
+      context.trace(`  ${leave ? 'leave' : 'crash'} ${victim.name} mid-step${powerLoss ? ' (power loss)' : ''}`);
+      if (leave) void hosts.leave(victim);
+      else hosts.crash(victim, powerLoss);
     });
   }
 
