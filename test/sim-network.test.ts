@@ -67,12 +67,17 @@ describe('simulated network', () => {
   test('a crash resets the host connections and fences its old transport', async () => {
     const { clock, network } = world();
     const oldB = network.host('b');
-    await oldB.listen('b', 7000, (s) => s.on('error', () => undefined));
+    const serverEvents: string[] = [];
+    await oldB.listen('b', 7000, (s) => {
+      s.on('error', () => serverEvents.push('error'));
+      s.on('close', () => serverEvents.push('close'));
+    });
     const stream = ((await clock.settle(network.host('a').connect('b', 7000), 1000)) as { value: Duplex }).value;
     const got = collect(stream);
     network.crashHost('b');
     await clock.runFor(10);
     expect(got.events).toEqual(['error ECONNRESET', 'close']);
+    expect(serverEvents).toEqual(['close']); // the crashed side hears no error
     await expect(oldB.listen('b', 7000, () => undefined)).rejects.toMatchObject({ code: 'ENETDOWN' });
     const refused = await clock.settle(network.host('a').connect('b', 7000), 1000);
     expect(refused).toMatchObject({ done: false, error: { code: 'ECONNREFUSED' } });

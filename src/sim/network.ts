@@ -88,13 +88,22 @@ class Connection {
     this.network.enqueue(this, pipe, item);
   }
 
-  /** Both ends fail with ECONNRESET; nothing more is delivered. */
-  reset(reason: string): void {
+  /**
+   * Both ends fail with ECONNRESET; nothing more is delivered. The end on a host that crashed
+   * just closes: its process is gone and hears nothing.
+   */
+  reset(reason: string, crashedHost?: string): void {
     if (this.closed) return;
     this.closed = true;
     this.network.forget(this);
-    for (const side of [this.client, this.server]) {
-      if (!side.destroyed) side.destroy(errnoError('ECONNRESET', reason));
+    const ends: Array<[SimSocket, string]> = [
+      [this.client, this.clientHost],
+      [this.server, this.serverHost],
+    ];
+    for (const [side, host] of ends) {
+      if (side.destroyed) continue;
+      if (host === crashedHost) side.destroy();
+      else side.destroy(errnoError('ECONNRESET', reason));
     }
   }
 
@@ -235,7 +244,7 @@ export class SimNetwork {
     state.generation += 1;
     state.listeners.clear();
     for (const connection of [...this.connections]) {
-      if (connection.clientHost === host || connection.serverHost === host) connection.reset(`${host} crashed`);
+      if (connection.clientHost === host || connection.serverHost === host) connection.reset(`${host} crashed`, host);
     }
   }
 
@@ -302,9 +311,14 @@ export class SimNetwork {
     }
     const connection = new Connection(this, this.nextConnectionId++, from, to);
     this.connections.add(connection);
+    // Until the caller has the stream, a reset is reported by the rejection below, not as an
+    // 'error' event nobody listens to yet.
+    const untilHandedOver = (): void => undefined;
+    connection.client.on('error', untilHandedOver);
     onConnection(connection.server, `${from}:${this.nextPort++}`);
     // The accept travels back to the client.
     await this.clock.sleep(this.delayMs());
+    connection.client.off('error', untilHandedOver);
     if (connection.closed) throw errnoError('ECONNRESET', `connect ${from} → ${to}:${port}: reset`);
     return connection.client;
   }
