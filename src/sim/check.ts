@@ -36,7 +36,13 @@ export class Volumes {
   }
 }
 
+/** Reads a client tries before a failure counts, and its pause between them (simulated). */
+export const readAttemptsMax = 3;
+export const readRetryMs = 1000;
+
 export interface ReadContext {
+  /** Lets simulated time pass (a client's pause between retries). */
+  pause(ms: number): Promise<void>;
   model: Model;
   volumes: Volumes;
   /** Runs an operation on simulated time with a bound; rejects if it does not settle. */
@@ -54,15 +60,23 @@ export async function checkUnitOn(
   index: number,
   tag: string | undefined,
 ): Promise<void> {
-  let data: Buffer;
-  try {
-    data = await context.settle(host, async () => (await context.volumes.get(host, vdi.name, tag)).read(index * unitBytes, unitBytes));
-  } catch (error) {
-    if (!host.up) return; // died meanwhile: nothing to say about it
-    const code = errorCode(error);
-    context.trace(`read ${vdi.name}${tag ? `:${tag}` : ''}#${index} @${host.name} failed ${code}`);
-    if (context.degraded() || !vdi.certain) return;
-    throw new InvariantViolation('acknowledged write readable through every live node', `${vdi.name}${tag ? `:${tag}` : ''} unit ${index} through ${host.id}: ${code}`);
+  const spec = `${vdi.name}${tag ? `:${tag}` : ''}`;
+  let data: Buffer | undefined;
+  // A client retries a failed read, as a VM's block layer does; only one that keeps failing
+  // while nothing is faulty breaks the invariant.
+  for (let attempt = 1; data === undefined; attempt++) {
+    try {
+      data = await context.settle(host, async () => (await context.volumes.get(host, vdi.name, tag)).read(index * unitBytes, unitBytes));
+    } catch (error) {
+      if (!host.up) return; // died meanwhile: nothing to say about it
+      const code = errorCode(error);
+      context.trace(`read ${spec}#${index} @${host.name} failed ${code}`);
+      if (context.degraded() || !vdi.certain) return;
+      if (attempt >= readAttemptsMax) {
+        throw new InvariantViolation('acknowledged write readable through every live node', `${spec} unit ${index} through ${host.id}: ${code}`);
+      }
+      await context.pause(readRetryMs);
+    }
   }
   if (!vdi.certain) return;
   const verdict = context.model.checkRead(vdi, index, tag, data);

@@ -132,11 +132,13 @@ class SimRun {
     const seed = options.seed >>> 0;
     this.random = seededRandom(seed);
     this.trace = new Trace(() => this.scheduler.nowMs() - this.startMs);
-    this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), simNetworkFaults);
+    const profile = options.profile ?? faultProfiles.full!;
+    const faults = profile.networkResets ? simNetworkFaults : { ...simNetworkFaults, resetAfterChunk: 0, connectFailure: 0 };
+    this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), faults);
     this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
     this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, options.log ?? silentLog);
     this.copies = options.copies ?? Math.min(3, options.nodes);
-    this.profile = options.profile ?? faultProfiles.full!;
+    this.profile = profile;
     const context = this.context();
     this.workload = new Workload({
       profile: this.profile,
@@ -202,6 +204,7 @@ class SimRun {
       model: this.model,
       volumes: this.volumes,
       trace: (line) => this.record(line),
+      pause: async (ms) => void (await this.scheduler.runFor(ms)),
       degraded: () =>
         this.network.partitioned ||
         this.workload.faultyDisks.size > 0 ||

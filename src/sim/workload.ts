@@ -76,13 +76,16 @@ export interface FaultProfile {
   powerLoss: boolean;
   /** An orphan object fails the run; when false it is counted as leaked space instead. */
   orphansFail: boolean;
+  /** Connections are reset and connects refused at random (delays are always on). */
+  networkResets: boolean;
 }
 
 function profile(name: string, without: Action[], options: Partial<FaultProfile> = {}): FaultProfile {
-  return { name, without, midStepCrashes: true, midStepMembership: true, powerLoss: true, orphansFail: true, ...options };
+  const all = { midStepCrashes: true, midStepMembership: true, powerLoss: true, orphansFail: true, networkResets: true };
+  return { name, without, ...all, ...options };
 }
 
-const quiet = { midStepCrashes: false, midStepMembership: false, powerLoss: false };
+const quiet = { midStepCrashes: false, midStepMembership: false, powerLoss: false, networkResets: false };
 
 export const faultProfiles: Record<string, FaultProfile> = {
   full: profile('full', []),
@@ -93,8 +96,8 @@ export const faultProfiles: Record<string, FaultProfile> = {
   crashes: profile('crashes', ['diskFault', 'partition'], { midStepCrashes: false, powerLoss: false }),
   /**
    * What today's daemon survives on every CI seed: membership changes by clean leaves, joins
-   * and restarts between operations, VDI operations, client I/O, network delays and resets,
-   * with orphan objects counted rather than failed on. What is left out fails today
+   * and restarts between operations, VDI operations, client I/O, network delays, with orphan
+   * objects counted rather than failed on. What is left out fails today
    * (docs/simulator.md lists the failures and their seeds).
    */
   ci: profile('ci', ['diskFault', 'partition', 'crash'], { ...quiet, orphansFail: false }),
