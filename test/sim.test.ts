@@ -21,17 +21,19 @@ describe('simulator', () => {
     let totalSteps = 0;
     let totalWallMs = 0;
     let leaked = 0;
+    let stale = 0;
     const failures: string[] = [];
     for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
       const result = await run(seed, steps);
       totalSteps += result.steps;
       totalWallMs += result.wallMs;
       leaked += result.leakedObjects;
+      stale += result.staleCopies;
       if (!result.ok) failures.push(`${formatResult(result)}\n${formatFailure(result)}`);
     }
     console.log(
       `simulator: seeds ${firstSeed}..${firstSeed + seeds - 1}, ${totalSteps} steps in ${(totalWallMs / 1000).toFixed(1)} s ` +
-        `(${(totalSteps / (totalWallMs / 1000)).toFixed(1)} steps/s), ${leaked} leaked objects counted`,
+        `(${(totalSteps / (totalWallMs / 1000)).toFixed(1)} steps/s), ${leaked} leaked objects and ${stale} stale copies counted`,
     );
     expect(failures, failures.join('\n\n')).toEqual([]);
   }, 30 * 60_000);

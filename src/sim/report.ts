@@ -6,7 +6,7 @@ export function formatResult(result: SimResult): string {
   return (
     `seed ${result.seed}: ${result.ok ? 'ok' : 'FAILED'} ${result.steps} steps, ` +
     `${(result.simulatedMs / 1000).toFixed(1)} s simulated, ${result.events} events, ` +
-    `${(result.wallMs / 1000).toFixed(2)} s wall (${rate.toFixed(0)} steps/s), ${result.leakedObjects} leaked objects, trace ${result.traceHash}`
+    `${(result.wallMs / 1000).toFixed(2)} s wall (${rate.toFixed(0)} steps/s), ${result.leakedObjects} leaked objects, ${result.staleCopies} stale copies, trace ${result.traceHash}`
   );
 }
 

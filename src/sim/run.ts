@@ -66,6 +66,7 @@ export interface SimResult {
   wallMs: number;
   convergences: number;
   leakedObjects: number;
+  staleCopies: number;
   wallMsByAction: Record<string, number>;
 }
 
@@ -94,6 +95,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     wallMs: performance.now() - wallStartMs,
     convergences: run.convergences,
     leakedObjects: run.leakedObjects,
+    staleCopies: run.staleCopies,
     wallMsByAction: Object.fromEntries([...run.wallMsByAction].map(([k, v]) => [k, Math.round(v)])),
   };
 }
@@ -126,6 +128,8 @@ class SimRun {
 
   /** Objects of VDIs whose delete or rollback failed, left behind at the last convergence. */
   leakedObjects = 0;
+  /** Copies outside their placement at the last convergence (counted under the ci profile). */
+  staleCopies = 0;
   private readonly random;
 
   constructor(private readonly options: SimOptions) {
@@ -257,6 +261,7 @@ class SimRun {
     const uncertainNames = new Set([...this.model.vdis.values()].filter((vdi) => vdi.hadFailure).map((vdi) => vdi.name));
     const vdiOperationFailed = [...this.model.vdis.values()].some((vdi) => !vdi.certain);
     const leaked = new Set<Oid>();
+    const stale = new Set<string>();
     await checkConverged({
       hosts: this.hosts.up(),
       copies: this.copies,
@@ -264,7 +269,10 @@ class SimRun {
       unregisteredMayLeak: vdiOperationFailed,
       orphansFail: this.profile.orphansFail,
       onLeak: (oid) => leaked.add(oid),
+      staleCopiesFail: this.profile.staleCopiesFail,
+      onStale: (oid, nodeId) => stale.add(`${oid}@${nodeId}`),
     });
+    this.staleCopies = stale.size;
     this.leakedObjects = leaked.size;
     const context = this.context();
     for (const vdi of this.model.certainVdis()) {
