@@ -26,10 +26,11 @@ async function main(argv: string[]): Promise<number> {
     .option('--nodes <k>', 'sheep at the start', integer(1, 32), 4)
     .option('--minutes <m>', 'soak: successive seeds until this many minutes passed', integer(0, 100_000), 0)
     .option('--faults <profile>', `fault profile: ${Object.keys(faultProfiles).join(', ')}`, 'full')
+    .option('--converge-every <n>', 'steps between convergence checks', integer(1, 10_000_000), 100)
     .option('--verbose', 'print every trace line', false)
     .exitOverride();
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; verbose: boolean }>();
+  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; convergeEvery: number; verbose: boolean }>();
   const profile = faultProfiles[options.faults];
   if (!profile) throw new Error(`unknown fault profile ${options.faults}`);
   const deadlineMs = performance.now() + options.minutes * 60_000;
@@ -41,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       steps: options.steps,
       nodes: options.nodes,
       profile,
+      convergeEvery: options.convergeEvery,
       factory: realSheep,
       ...(options.verbose ? { onTrace: (line: string) => process.stdout.write(`  ${line}\n`) } : {}),
     });

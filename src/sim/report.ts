@@ -18,6 +18,6 @@ export function formatFailure(result: SimResult): string {
     `  ${failure.message.split('\n').join('\n  ')}`,
     'last events:',
     ...failure.trace.map((line) => `  ${line}`),
-    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps} --faults ${result.profile}`,
+    `replay: npm run sim -- --seed ${result.seed} --steps ${result.steps} --faults ${result.profile} --converge-every ${result.convergeEvery}`,
   ].join('\n');
 }

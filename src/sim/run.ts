@@ -21,6 +21,8 @@ export const simOperationLimitMs = 30 * 60_000;
 export const simConvergeLimitMs = 5 * 60_000;
 /** Idle time between steps, drawn up to this: background work (recovery, detection) runs. */
 export const simThinkMsMax = 200;
+/** Steps between two convergence checks (and one at the end). */
+export const simConvergeEveryDefault = 100;
 /** After recovery ends everywhere, time for the removal of copies nodes no longer own. */
 export const simStaleRemovalMs = 2000;
 /** VDIs made at boot, so that I/O starts at once. */
@@ -57,6 +59,7 @@ export interface SimFailure {
 export interface SimResult {
   seed: number;
   profile: string;
+  convergeEvery: number;
   steps: number;
   ok: boolean;
   failure?: SimFailure;
@@ -86,6 +89,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   return {
     seed: options.seed,
     profile: (options.profile ?? faultProfiles.full!).name,
+    convergeEvery: options.convergeEvery ?? simConvergeEveryDefault,
     steps: run.stepNumber,
     ok: failure === undefined,
     ...(failure ? { failure } : {}),
@@ -164,7 +168,7 @@ class SimRun {
 
   async execute(): Promise<void> {
     await this.boot();
-    const convergeEvery = this.options.convergeEvery ?? 100;
+    const convergeEvery = this.options.convergeEvery ?? simConvergeEveryDefault;
     for (this.stepNumber = 1; this.stepNumber <= this.options.steps; this.stepNumber++) {
       const action = this.workload.drawAction();
       const startedMs = performance.now();

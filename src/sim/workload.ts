@@ -113,6 +113,8 @@ export const faultProfiles: Record<string, FaultProfile> = {
    * (docs/simulator.md lists the failures and their seeds).
    */
   ci: profile('ci', ['diskFault', 'partition', 'crash'], { ...quiet, orphansFail: false, staleCopiesFail: false }),
+  /** The ci mix, failing on orphans and stale copies: to replay those findings. */
+  'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash'], quiet),
   none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join'], quiet),
 };
 
