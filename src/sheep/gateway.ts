@@ -47,12 +47,6 @@ export class Gateway {
     return this.group.registry.get(oidVid(oid))?.copies ?? this.group.config?.copies ?? 1;
   }
 
-  private requireRunning(): void {
-    if (this.group.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
-    if (this.group.status === 'waiting') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
-    if (this.group.status === 'shutdown') throw new SdError('SHUTDOWN', 'Cluster is shutting down');
-  }
-
   placement(oid: Oid, epoch = this.group.epoch): NodeInfo[] {
     return this.group.ring(epoch).placement(oid, this.copies(oid));
   }
@@ -64,7 +58,7 @@ export class Gateway {
    * there is, and one is read as it stands.
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    this.requireRunning();
+    this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -118,7 +112,7 @@ export class Gateway {
   }
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
-    this.requireRunning();
+    this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
     const sizeBytes = this.objectSizeBytes(oid);
     if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
@@ -179,7 +173,7 @@ export class Gateway {
 
   /** Removes the object everywhere, stale copies of earlier epochs included. */
   async remove(oid: Oid): Promise<void> {
-    this.requireRunning();
+    this.group.requireRunning();
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.removeEverywhere(oid);

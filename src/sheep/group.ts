@@ -2,6 +2,7 @@
 // membership, the VDI registry). Every handler is synchronous and deterministic, so every sheep
 // that sees the same events reaches the same state. Durable copies are written behind, in order.
 import type { ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
+import { SdError } from '../engine/errors.js';
 import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
@@ -95,6 +96,13 @@ export class Group implements ClusterHandlers {
       recoveryEnabled: this.recoveryEnabled,
       throttle: this.throttle,
     };
+  }
+
+  /** The one answer to "may a client request run now?": throws the status's error otherwise. */
+  requireRunning(): void {
+    if (this.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
+    if (this.status === 'waiting') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
+    if (this.status === 'shutdown') throw new SdError('SHUTDOWN', 'Cluster is shutting down');
   }
 
   get epoch(): number {

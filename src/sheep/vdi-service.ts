@@ -39,14 +39,9 @@ export class VdiService {
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
   ) {}
 
-  private requireRunning(): void {
-    if (this.group.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
-    if (this.group.status !== 'running') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
-  }
-
   /** Runs `plan` holding the cluster lock; its entries are published as the lock is released. */
   private async critical(plan: () => Promise<VdiEntry[]>): Promise<VdiEntry[]> {
-    this.requireRunning();
+    this.group.requireRunning();
     await this.driver.block();
     let entries: VdiEntry[] = [];
     let failure: unknown;
