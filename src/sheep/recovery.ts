@@ -39,6 +39,11 @@ export class Recovery {
   private verified = new Set<Oid>();
   private epoch = 0;
   private generation = 0;
+  /**
+   * The latest run, settled once it and every run before it have stopped. A run of an old epoch
+   * stops between objects, so the object it is copying may still land after a newer epoch began.
+   */
+  private lastRun: Promise<void> = Promise.resolve();
   private urgent: Oid[] = [];
   state: RecoveryState = { epoch: 0, running: false, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
   /** Epoch whose membership this store was last current in (from our own epoch log at start). */
@@ -112,7 +117,8 @@ export class Recovery {
     this.undecided = undefined;
     this.epoch = epoch;
     this.generation += 1;
-    void this.run(previous, epoch, this.generation).catch((error: unknown) =>
+    const earlier = this.lastRun;
+    this.lastRun = this.run(previous, epoch, this.generation, earlier).catch((error: unknown) =>
       this.log.warn({ err: String(error), epoch }, 'recovery failed'),
     );
   }
@@ -195,7 +201,7 @@ export class Recovery {
     return carried;
   }
 
-  private async run(previous: number, epoch: number, generation: number): Promise<void> {
+  private async run(previous: number, epoch: number, generation: number, earlier: Promise<void>): Promise<void> {
     const previousFinished = this.state.epoch === previous && !this.state.running;
     const previousVerified = this.verified;
     // Whole writes that land while the carry-over is computed go into the new set, not the old;
@@ -261,7 +267,7 @@ export class Recovery {
         // A reader waits for an urgent object: no throttle holds it back.
         if (!item.urgent) await this.waitForPermit(generation);
         try {
-          await this.recoverObject(item.oid, item.holders, epoch);
+          await this.recoverObject(item.oid, item.holders, epoch, generation);
         } catch (error) {
           this.log.warn({ oid: oidHex(item.oid), err: asSdError(error).message }, 'object not recovered');
         }
@@ -269,6 +275,9 @@ export class Recovery {
       }
     };
     await Promise.all(Array.from({ length: recoveryParallelism }, worker));
+    // Announced only once the runs of older epochs have stopped: the stale-copy removal that
+    // follows the last announcement must see every copy they made, or one made after it stays.
+    await earlier;
     if (generation !== this.generation) return;
     this.state.running = false;
     this.log.info({ epoch, received: this.state.receivedBytes, kept: this.state.keptObjects }, 'recovery finished');
@@ -372,7 +381,7 @@ export class Recovery {
       if (!holderIds.has(node.id)) continue;
       const answer = await this.askSettled(node, oid, epoch, generation);
       if (answer === undefined || this.verified.has(oid)) continue;
-      await this.takeCopy(node, oid, answer.sum, false);
+      await this.takeCopy(node, oid, answer.sum, false, generation);
       return true;
     }
     return false;
@@ -399,17 +408,18 @@ export class Recovery {
   }
 
   /** Makes our copy equal to `source`'s (whose checksum is `sum`), unless it already is. */
-  private async takeCopy(source: NodeInfo, oid: Oid, sum: string, force: boolean): Promise<void> {
+  private async takeCopy(source: NodeInfo, oid: Oid, sum: string, force: boolean, generation: number): Promise<void> {
     const size = this.gateway.objectSizeBytes(oid);
     const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
-    if (this.verified.has(oid)) return; // a whole write made it current meanwhile
+    if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (localSum === sum) {
       this.verified.add(oid);
       this.state.keptObjects += 1;
       return;
     }
     const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
-    if (this.verified.has(oid)) return;
+    // A newer epoch's run decides this object now (this node may not even own it there).
+    if (this.verified.has(oid) || generation !== this.generation) return;
     await this.store.writeWhole(oid, data, size);
     this.verified.add(oid);
     this.state.receivedBytes += data.length;
@@ -432,7 +442,7 @@ export class Recovery {
     return ordered;
   }
 
-  private async recoverObject(oid: Oid, holders: NodeInfo[], epoch: number): Promise<void> {
+  private async recoverObject(oid: Oid, holders: NodeInfo[], epoch: number, generation: number): Promise<void> {
     if (this.verified.has(oid)) return; // settled as a suspect, or written whole meanwhile
     const localExists = await this.store.exists(oid);
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
@@ -440,7 +450,7 @@ export class Recovery {
       for (const source of this.sources(oid, holders, epoch)) {
         try {
           const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force, recovery: true });
-          await this.takeCopy(source, oid, remoteSum, force);
+          await this.takeCopy(source, oid, remoteSum, force, generation);
           return;
         } catch (error) {
           lastError = error;
@@ -448,7 +458,7 @@ export class Recovery {
       }
     }
     // No other holder: our own copy, if any, is the best there is.
-    if (localExists) {
+    if (localExists && generation === this.generation) {
       this.verified.add(oid);
       return;
     }
