@@ -95,6 +95,10 @@ export class Sheep {
       },
       allRecovered: (epoch) => {
         void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
+        // One member (the first of the epoch) reclaims what a returning member brought back of
+        // deleted VDIs; a failure waits for the next epoch's try.
+        if (this.group.epochs.at(-1)?.nodes[0]?.id !== this.group.self.id) return;
+        void this.vdi.reclaimReturned().catch((error: unknown) => log.warn({ err: String(error), epoch }, 'reclaim after recovery failed'));
       },
 
       shutdown: () => void this.stop(0),

@@ -4,7 +4,7 @@
 import type { ClusterDriver } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
-import { asVid, dataOid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
+import { asVid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import {
   planClone,
   planCreate,
@@ -202,16 +202,26 @@ export class VdiService {
 
   /**
    * Frees what no live VDI can reach: objects of deleted VDIs that no live owner table points
-   * at, and the tables of deleted VDIs once nothing of theirs is referenced.
+   * at, and the tables of deleted VDIs once nothing of theirs is referenced. The objects are found
+   * by listing every member, not through the deleted VDI's table: a replica that was down at the
+   * delete brings back data objects whose table was freed meanwhile. A live table that is listed
+   * but cannot be read stops the reclaim (its references are unknown).
    */
   async reclaim(): Promise<number> {
     const registry = this.group.registry;
+    const deleted = new Set(registry.all().filter((e) => e.deleted).map((e) => e.vid));
+    const existing = await this.existingObjects();
+    const candidates = [...existing].filter((oid) => deleted.has(oidVid(oid)));
+    if (candidates.length === 0) return 0;
+    const tableChunks = new Map<number, number[]>();
+    for (const oid of existing) {
+      if (isInodeOid(oid)) tableChunks.set(oidVid(oid), [...(tableChunks.get(oidVid(oid)) ?? []), oidIndex(oid)]);
+    }
     const referenced = new Map<number, Set<number>>(); // owner vid → indices some live VDI uses
-    const existing = await this.existingTableChunks();
     for (const entry of registry.live()) {
-      for (const chunk of existing.get(entry.vid) ?? []) {
+      for (const chunk of tableChunks.get(entry.vid) ?? []) {
         const table = await this.readTableChunk(entry.vid, chunk);
-        if (!table) continue;
+        if (!table) throw new SdError('NO_OBJECT', `owner table ${chunk} of live VID ${entry.vid.toString(16)} is listed but unreadable`);
         table.forEach((owner, slot) => {
           if (owner === 0 || owner === entry.vid) return;
           const owned = referenced.get(owner) ?? new Set<number>();
@@ -221,22 +231,44 @@ export class VdiService {
       }
     }
     let removed = 0;
-    for (const entry of registry.all().filter((e) => e.deleted)) {
-      const keep = referenced.get(entry.vid) ?? new Set<number>();
-      for (const chunk of existing.get(entry.vid) ?? []) {
-        const table = await this.readTableChunk(entry.vid, chunk);
-        if (!table) continue;
-        for (let slot = 0; slot < table.length; slot++) {
-          const index = chunk * tableEntriesPerChunk + slot;
-          if (table[slot] !== entry.vid || keep.has(index)) continue;
-          await this.gateway.remove(dataOid(asVid(entry.vid), index));
-          removed += 1;
-        }
-        if (keep.size === 0) await this.gateway.remove(inodeOid(asVid(entry.vid), chunk));
+    const tables: Oid[] = [];
+    for (const oid of candidates) {
+      if (isInodeOid(oid)) tables.push(oid);
+      else if (!referenced.get(oidVid(oid))?.has(oidIndex(oid))) {
+        await this.gateway.remove(oid);
+        removed += 1;
       }
     }
+    // A deleted VDI's table goes last, and only once no live VDI shares anything of it.
+    for (const oid of tables) if (!referenced.has(oidVid(oid))) await this.gateway.remove(oid);
     if (removed > 0) this.log.info({ removed }, 'reclaimed objects of deleted VDIs');
     return removed;
+  }
+
+  /**
+   * After every member finished recovering an epoch: a member that was away at a delete has
+   * brought its copies back. Held in the cluster's critical section, so no snapshot, clone or
+   * delete changes which tables reference what while the references are read.
+   */
+  async reclaimReturned(): Promise<number> {
+    if (!this.group.registry.all().some((e) => e.deleted)) return 0;
+    let removed = 0;
+    await this.critical(async () => {
+      removed = await this.reclaim();
+      return [];
+    });
+    return removed;
+  }
+
+  /** Every object some member holds (one listing per member). */
+  private async existingObjects(): Promise<Set<Oid>> {
+    const found = new Set<Oid>();
+    await Promise.all(
+      this.group.members
+        .filter((n) => n.vnodes > 0)
+        .map(async (node) => (await this.gateway.listObjects(node, false)).forEach((oid) => found.add(oid))),
+    );
+    return found;
   }
 
   async usage(): Promise<VdiUsage[]> {
