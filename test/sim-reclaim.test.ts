@@ -9,6 +9,7 @@ import { SimCluster } from '../src/sim/driver.js';
 import { Hosts } from '../src/sim/hosts.js';
 import { SimNetwork } from '../src/sim/network.js';
 import type { SimLog } from '../src/sim/node.js';
+import type { SimHost } from '../src/sim/hosts.js';
 import { simNetworkFaults, simStaleRemovalMs } from '../src/sim/run.js';
 import { Scheduler } from '../src/sim/scheduler.js';
 import { realSheep } from '../src/sim/sheep-node.js';
@@ -19,7 +20,7 @@ const limitMs = 10 * 60_000;
 const objectBytes = 2 ** objectSizeShift;
 const objectsWritten = 8;
 
-test('objects of a VDI deleted while a replica was away are reclaimed once it is back', async () => {
+async function cluster() {
   const scheduler = new Scheduler();
   const network = new SimNetwork(scheduler, seededRandom(1), { ...simNetworkFaults, resetAfterChunk: 0, connectFailure: 0 });
   const hosts = new Hosts(scheduler, network, new SimCluster(scheduler, seededRandom(2)), 3, realSheep, quietLog);
@@ -35,22 +36,52 @@ test('objects of a VDI deleted while a replica was away are reclaimed once it is
   };
   const all = [hosts.add(), hosts.add(), hosts.add(), hosts.add()];
   expect(await wait(Promise.all(all.map((host) => hosts.start(host))))).toEqual([true, true, true, true]);
-  const [gateway, , , away] = all as [typeof all[0], typeof all[0], typeof all[0], typeof all[0]];
-  await wait(gateway.sheep()!.format(3, objectSizeShift));
+  const gateway = all[0]!.sheep()!;
+  await wait(gateway.format(3, objectSizeShift));
   await settle();
-  await wait(gateway.sheep()!.createVdi('doomed', objectsWritten * objectBytes));
-  const volume = await wait(gateway.sheep()!.open('doomed'));
+  await wait(gateway.createVdi('doomed', objectsWritten * objectBytes));
+  const volume = await wait(gateway.open('doomed'));
   for (let i = 0; i < objectsWritten; i++) await wait(volume.write(i * objectBytes, Buffer.alloc(4096, i + 1)));
-  const vid = gateway.sheep()!.state().registry.find((e) => e.name === 'doomed')!.vid;
-  const held = async (host: typeof gateway) => (await wait(host.sheep()!.objects())).filter((oid) => oidVid(oid) === vid);
-  expect((await held(away)).length).toBeGreaterThan(0);
+  const vid = gateway.state().registry.find((e) => e.name === 'doomed')!.vid;
+  const held = async (host: SimHost) => (await wait(host.sheep()!.objects())).filter((oid) => oidVid(oid) === vid);
+  return { hosts, all, gateway, wait, settle, held };
+}
 
+test('objects of a VDI deleted while a replica was away are reclaimed once it is back', async () => {
+  const { hosts, all, gateway, wait, settle, held } = await cluster();
+  const away = all[3]!;
+  expect((await held(away)).length).toBeGreaterThan(0);
   await wait(hosts.leave(away));
   await settle();
-  await wait(gateway.sheep()!.deleteVdi('doomed', undefined));
+  await wait(gateway.deleteVdi('doomed', undefined));
   for (const host of hosts.up()) expect(await held(host)).toEqual([]);
 
   expect(await wait(hosts.start(away))).toBe(true);
   await settle();
   for (const host of hosts.up()) expect(await held(host), host.id).toEqual([]);
+}, 5 * 60_000);
+
+test('what a live clone shares of a deleted snapshot survives the reclaim after a return', async () => {
+  const { hosts, all, gateway, wait, settle, held } = await cluster();
+  await wait(gateway.snapshot('doomed', 's'));
+  await wait(gateway.clone('doomed', 's', 'kept'));
+  const away = all[3]!;
+  await wait(hosts.leave(away));
+  await settle();
+  await wait(gateway.deleteVdi('doomed', undefined));
+  await wait(gateway.deleteVdi('doomed', 's'));
+  expect(await wait(hosts.start(away))).toBe(true);
+  await settle();
+  // The snapshot's data objects stay (the clone points at them) on exactly their replicas.
+  for (const host of hosts.up()) {
+    const node = host.sheep()!;
+    const own = (await held(host)).filter((oid) => node.placement(oid).includes(host.id));
+    expect(own.length, host.id).toBeGreaterThan(0);
+  }
+  for (const host of hosts.up()) {
+    const clone = await wait(host.sheep()!.open('kept'));
+    for (let i = 0; i < objectsWritten; i++) {
+      expect(await wait(clone.read(i * objectBytes, 4096)), `${host.id} object ${i}`).toEqual(Buffer.alloc(4096, i + 1));
+    }
+  }
 }, 5 * 60_000);
