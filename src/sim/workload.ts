@@ -108,12 +108,12 @@ export const faultProfiles: Record<string, FaultProfile> = {
   crashes: profile('crashes', ['diskFault', 'partition'], { midStepCrashes: false, powerLoss: false }),
   /**
    * What today's daemon survives on every CI seed: membership changes by clean leaves, joins
-   * and restarts between operations, VDI operations, client I/O, network delays, with orphan
-   * objects and stale copies counted rather than failed on. What is left out fails today
-   * (docs/simulator.md lists the failures and their seeds).
+   * and restarts between operations, VDI operations, client I/O, network delays; orphan objects
+   * and stale copies fail the run. What is left out fails today (docs/simulator.md lists the
+   * failures and their seeds).
    */
-  ci: profile('ci', ['diskFault', 'partition', 'crash'], { ...quiet, orphansFail: false, staleCopiesFail: false }),
-  /** The ci mix, failing on orphans and stale copies: to replay those findings. */
+  ci: profile('ci', ['diskFault', 'partition', 'crash'], quiet),
+  /** The ci mix (strict since the stale-copy and reclaim fixes); kept so replay lines still work. */
   'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash'], quiet),
   none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join'], quiet),
 };
