@@ -3,7 +3,7 @@
 // are addressed by index, as in test/support/cluster.ts; every wait is for a condition on
 // simulated time with a bound, so a scenario is exact and fast and the same seed replays it.
 import { SdError } from '../../src/engine/errors.js';
-import { oidHex } from '../../src/engine/oid.js';
+import { oidHex, parseOid } from '../../src/engine/oid.js';
 import { splitSpec } from '../../src/engine/vdi.js';
 import type { RecoveryState } from '../../src/rpc/protocol.js';
 import { Sheep } from '../../src/sheep/sheep.js';
@@ -196,6 +196,10 @@ export class SimTestCluster {
     await this.settle(this.sheep(via).admin.recover(action), `recover ${action}`);
   }
 
+  async setThrottle(via: number, maxObjects: number, intervalMs: number): Promise<void> {
+    await this.settle(this.sheep(via).admin.setThrottle(maxObjects, intervalMs), 'set throttle');
+  }
+
   async create(via: number, name: string, sizeBytes: number, copies?: number): Promise<void> {
     await this.settle(this.sheep(via).vdi.create({ name, sizeBytes, copies, hyper: false }), `create ${name}`);
   }
@@ -243,6 +247,14 @@ export class SimTestCluster {
   /** The copies per object among `among` that are not `copies` (empty: every object has full copies). */
   async badCopies(copies: number, among: readonly number[] = this.live()): Promise<Array<{ oid: string; holders: number[] }>> {
     return [...(await this.holders(among))].filter(([, h]) => h.length !== copies).map(([oid, holders]) => ({ oid, holders }));
+  }
+
+  /** md5 of host i's stored copy of `oid` (16 hex digits), the whole object. */
+  async objectMd5(i: number, oid: string): Promise<string> {
+    const parsed = parseOid(oid);
+    if (parsed === undefined) throw new Error(`not an oid: ${oid}`);
+    const sheep = this.sheep(i);
+    return md5(await this.settle(sheep.store.read(parsed, 0, sheep.gateway.objectSizeBytes(parsed)), `read ${oid} on ${i}`));
   }
 
   /** Host i's epoch history as host indexes per epoch (epochs 1, 2, … in order). */
