@@ -1,8 +1,10 @@
 // Membership changes, recovery and rebalancing on real sheep daemons (needs `npx tsc` first: the
 // daemons run from dist/). Ports 7400-7499, a distinct range per test; every daemon is SIGKILLed
 // in afterEach. Copies are checked by counting object files per store directory.
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
+// Scenarios that test logic only (epoch histories through kills and restarts, a node down during
+// a write, nodes replaced one at a time, differential recovery, rebalancing onto a fourth node, an
+// inode written while it is recovered) run exactly and in-process in test/membership-sim.test.ts;
+// what stays here needs real processes or checks what `dog` prints.
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, md5, parseEpochHistory, pattern, poll, sleep } from './support/cluster.js';
@@ -46,30 +48,6 @@ async function expectHistory(c: Cluster, expected: number[][]) {
 }
 
 describe('membership', () => {
-  it('epoch history is the same on every node through kills and restarts in several orders', async () => {
-    const c = cluster(7400);
-    await c.startAll([0, 1, 2, 3], 'at once');
-    await format(c, 2);
-    const history = [[0, 1, 2, 3]];
-    await expectHistory(c, history);
-    const step = async (action: 'kill' | 'start', i: number) => {
-      if (action === 'kill') await c.kill(i);
-      else await c.start(i);
-      await c.waitForMembers();
-      history.push(c.live());
-      await expectHistory(c, history);
-    };
-    await step('kill', 3); // the newest member
-    await step('kill', 1); // one in the middle
-    await step('start', 3); // back in another order than they left
-    await step('start', 1);
-    await step('kill', 0); // the oldest member (the master)
-    await step('kill', 2);
-    await step('start', 0);
-    await step('start', 2);
-    expect(history.length).toBe(9);
-  });
-
   it('nine nodes started at once all join, and epoch 1 has all nine', async () => {
     const c = cluster(7410);
     const all = [0, 1, 2, 3, 4, 5, 6, 7, 8];
@@ -81,24 +59,6 @@ describe('membership', () => {
     await format(c, 3);
     await expectHistory(c, [all]);
   });
-
-  it('seven nodes, copies 3: a node down during an 80 MiB write recovers it; all ports read the same data', async () => {
-    const c = cluster(7420);
-    const all = [0, 1, 2, 3, 4, 5, 6];
-    await c.startAll(all, 'at once');
-    await format(c, 3);
-    const data = randomBytes(80 * MiB);
-    await c.dogOk(['vdi', 'create', 'big', '80M'], { port: c.port(0) });
-    await c.kill(6);
-    await c.waitForMembers();
-    await c.dogOk(['vdi', 'write', 'big'], { port: c.port(0), input: data });
-    await c.start(6);
-    const holders = await c.waitForFullCopies(all, 3, 180_000, 21);
-    expect(holders.size).toBe(21); // 20 data objects and the inode
-    expect(c.objectFiles(6).length).toBeGreaterThan(0);
-    const sums = await Promise.all(all.map((i) => c.readMd5(i, 'big')));
-    expect(sums).toEqual(all.map(() => md5(data)));
-  }, 300_000);
 
   it('sixteen nodes, copies 6: five leave one by one, data is rewritten, they return: never the old data', async () => {
     const c = cluster(7430);
@@ -125,27 +85,6 @@ describe('membership', () => {
     const after = await Promise.all(all.map((i) => c.readMd5(i, 'v')));
     expect(after).toEqual(all.map(() => md5(second)));
   }, 300_000);
-
-  it('two nodes, copies 2: both replaced one at a time, the data reads back unchanged', async () => {
-    const c = cluster(7450);
-    await c.startAll([0, 1], 'at once');
-    await format(c, 2);
-    const data = pattern(24 * MiB, 3);
-    await createAndWrite(c, 0, 'v', data);
-    await c.waitForFullCopies([0, 1], 2, 30_000, 7);
-    for (const [added, removed] of [[2, 0], [3, 1]] as const) {
-      await c.start(added);
-      await c.waitForMembers();
-      await c.waitForFullCopies(c.live(), 2, 60_000, 7);
-      await c.kill(removed);
-      await c.waitForMembers();
-      await c.waitForFullCopies(c.live(), 2, 60_000, 7);
-    }
-    expect(c.objectFiles(2).length).toBe(7);
-    expect(c.objectFiles(3).length).toBe(7);
-    expect(await c.readMd5(2, 'v')).toBe(md5(data));
-    expect(await c.readMd5(3, 'v')).toBe(md5(data));
-  }, 180_000);
 
   it('recovery disabled: two of eight nodes die, I/O still works, copies come back only after enable', async () => {
     const c = cluster(7460);
@@ -269,38 +208,6 @@ describe('membership', () => {
     expect(await c.nodeIds(0)).toEqual([0, 1, 2, 3].map((i) => c.nodeId(i)));
   });
 
-  it('differential recovery: a node down for one small write receives only that object on return', async () => {
-    const c = cluster(7486);
-    const all = [0, 1, 2, 3];
-    await c.startAll(all, 'at once');
-    await format(c, 3);
-    const data = pattern(40 * MiB, 9);
-    await createAndWrite(c, 0, 'v', data);
-    await c.waitForFullCopies(all, 3, 30_000, 11);
-    // A data object node 3 holds: the small write lands in it.
-    const held = c.objectFiles(3).filter((oid) => oid.startsWith('00'));
-    expect(held.length).toBeGreaterThan(0);
-    const index = parseInt(held[0]!.slice(8), 16);
-    await c.kill(3);
-    await c.waitForMembers();
-    await c.waitForFullCopies([0, 1, 2], 3, 30_000, 11);
-    const small = pattern(4096, 10);
-    await c.dogOk(['vdi', 'write', 'v', String(index * 4 * MiB + 8192), '4096'], { port: c.port(0), input: small });
-    const logBefore = c.recoveryFinished(3).length;
-    await c.start(3);
-    await c.waitForFullCopies(all, 3, 30_000, 11);
-    const lines = await poll('recovery finished in node 3 log', () => {
-      const found = c.recoveryFinished(3).slice(logBefore);
-      return found.length > 0 ? found : undefined;
-    }, 10_000);
-    const received = lines.reduce((sum, l) => sum + l.received, 0);
-    expect(received).toBe(4 * MiB); // exactly the one changed object
-    expect(lines.at(-1)!.kept).toBe(c.objectFiles(3).length - 1); // every other copy checked, kept
-    const expected = Buffer.from(data);
-    small.copy(expected, index * 4 * MiB + 8192);
-    expect(await c.readMd5(3, 'v')).toBe(md5(expected));
-  });
-
   it('dog node kill ID stops that node and it leaves the node list', async () => {
     const c = cluster(7490);
     await c.startAll([0, 1, 2], 'at once');
@@ -314,48 +221,6 @@ describe('membership', () => {
     const bad = await c.dog(['node', 'kill', '5']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('Invalid node id');
-  });
-
-  it('a fourth node added to three takes about a quarter of the objects, and they leave the others', async () => {
-    const c = cluster(7493);
-    await c.startAll([0, 1, 2], 'at once');
-    await format(c, 1, ['-z', '20']); // 1 MiB objects: enough objects for a share to mean something
-    const data = pattern(128 * MiB, 11);
-    await createAndWrite(c, 0, 'v', data);
-    const before = await c.waitForFullCopies([0, 1, 2], 1, 30_000, 129);
-    await c.start(3);
-    await c.waitForMembers();
-    const after = await c.waitForFullCopies([0, 1, 2, 3], 1, 60_000, 129);
-    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
-    const share = c.objectFiles(3).length / after.size;
-    expect(share).toBeGreaterThan(0.12);
-    expect(share).toBeLessThan(0.4);
-    // Only objects that moved to the new node changed place.
-    for (const [oid, [holder]] of after) if (holder !== 3) expect(before.get(oid)).toEqual([holder]);
-    expect(await c.readMd5(3, 'v')).toBe(md5(data));
-  });
-
-  it('a write that updates the inode on a node still recovering it does not leave a partial inode there', async () => {
-    const c = cluster(7497);
-    await c.startAll([0, 1], 'at once');
-    await format(c, 3); // two zones: two copies now, three once the third node is in
-    const first = pattern(8 * MiB, 12);
-    await c.dogOk(['vdi', 'create', 'v', '40M'], { port: c.port(0) });
-    await c.dogOk(['vdi', 'write', 'v'], { port: c.port(0), input: first });
-    await c.waitForFullCopies([0, 1], 2, 30_000, 3);
-    await c.dogOk(['cluster', 'recover', 'disable'], { port: c.port(0) });
-    await c.start(2); // owns every object now, has none, and cannot recover yet
-    await c.waitForMembers();
-    const later = pattern(4 * MiB, 13);
-    await c.dogOk(['vdi', 'write', 'v', String(20 * MiB)], { port: c.port(0), input: later }); // a new object: the inode changes
-    await c.dogOk(['cluster', 'recover', 'enable'], { port: c.port(0) });
-    await c.waitForFullCopies([0, 1, 2], 3, 30_000, 4);
-    const expected = Buffer.alloc(40 * MiB);
-    first.copy(expected, 0);
-    later.copy(expected, 20 * MiB);
-    for (const i of [2, 1, 0]) expect(await c.readMd5(i, 'v')).toBe(md5(expected));
-    const inode = c.objectFiles(0).find((oid) => oid.startsWith('80'))!;
-    expect(md5(fs.readFileSync(path.join(c.storeDir(2), 'obj', inode)))).toBe(md5(fs.readFileSync(path.join(c.storeDir(0), 'obj', inode))));
   });
 
   it('the recovery throttle limits objects per interval for the whole node', async () => {
