@@ -84,7 +84,7 @@ describe('membership on the simulator', () => {
     await expectFullCopies(c, 3, 21); // 20 data objects and the inode
     expect((await c.objects(6)).length).toBeGreaterThan(0);
     for (const i of all) expect(await c.readMd5(i, 'big', data.length), `via ${i}`).toBe(md5(data));
-  });
+  }, 300_000); // wall time: many MiB through in-memory streams on a shared machine
 
   it('sixteen nodes, copies 6: five leave one by one, data is rewritten, they return one by one: never the old data', async () => {
     const c = new SimTestCluster({ hosts: 16 });
@@ -116,7 +116,7 @@ describe('membership on the simulator', () => {
     for (const i of all) expect(await c.readMd5(i, 'v', second.length), `via ${i} during recovery`).toBe(md5(second));
     await expectFullCopies(c, 6, 7);
     for (const i of all) expect(await c.readMd5(i, 'v', second.length), `via ${i} after recovery`).toBe(md5(second));
-  });
+  }, 300_000); // wall time: many MiB through in-memory streams on a shared machine
 
   it('two nodes, copies 2: both replaced one at a time, the data reads back unchanged', async () => {
     const c = new SimTestCluster({ hosts: 4 });
