@@ -151,6 +151,8 @@ describe('membership on the simulator', () => {
     await c.write(0, 'v', 0, data);
     await expectFullCopies(c, 3, 13);
     await c.recover(0, 'disable');
+    // Each node applies the change when it reads it from the cluster log (a seeded delay).
+    await c.until('recovery disabled everywhere', () => c.live().every((i) => !c.sheep(i).group.recoveryEnabled));
     expect(c.status(5)).toBe('running, auto-recovery disabled');
     c.kill(6);
     c.kill(7);
@@ -252,7 +254,9 @@ describe('membership on the simulator', () => {
     await c.write(0, 'v', 0, data);
     await expectFullCopies(c, 2, 11);
     await c.setThrottle(1, 2, 1000);
-    for (const i of [0, 1]) expect(c.sheep(i).group.throttle).toEqual({ maxObjects: 2, intervalMs: 1000 });
+    expect(c.sheep(1).group.throttle).toEqual({ maxObjects: 2, intervalMs: 1000 });
+    await c.until('the throttle on node 0', () => c.sheep(0).group.throttle.maxObjects === 2);
+    expect(c.sheep(0).group.throttle).toEqual({ maxObjects: 2, intervalMs: 1000 });
     const startedMs = c.nowMs();
     await c.start(2); // needs all 11 objects: at 2 per second, at least 5 s
     await expectFullCopies(c, 3, 11);
