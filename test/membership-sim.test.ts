@@ -264,4 +264,52 @@ describe('membership on the simulator', () => {
     expect(c.recoveryState(2).receivedBytes).toBe(10 * 4 * MiB + 4 * MiB); // every object, the inode's 4 MiB too
     expect(await c.readMd5(2, 'v', data.length)).toBe(md5(data));
   });
+
+  it('shutdown and restart: waiting until every member of the last epoch is back, then the same history', async () => {
+    const c = new SimTestCluster({ hosts: 3 });
+    const all = [0, 1, 2];
+    await c.start(...all);
+    await c.format(0, 3);
+    const data = pattern(12 * MiB, 6);
+    await c.create(1, 'v', data.length);
+    await c.write(1, 'v', 0, data);
+    await c.waitSettled();
+    const before = c.history(0);
+    await c.settle(c.sheep(0).admin.shutdownCluster(), 'shutdown');
+    await c.until('every sheep stopped', () => c.live().length === 0);
+    await c.start(2);
+    expect(c.status(2)).toBe('waiting');
+    await expect(c.read(2, 'v', 0, 4096)).rejects.toThrow();
+    await c.start(0);
+    expect(c.status(0)).toBe('waiting');
+    await c.start(1);
+    await c.until('running everywhere', () => all.every((i) => c.status(i) === 'running, auto-recovery enabled'));
+    for (const i of all) expect(c.history(i), `history of ${i}`).toEqual(before);
+    for (const i of all) expect(await c.readMd5(i, 'v', data.length), `via ${i}`).toBe(md5(data));
+  });
+
+  it('forced recovery after a partial restart: a new epoch of the present nodes, data readable, copies back', async () => {
+    const c = new SimTestCluster({ hosts: 3 });
+    const all = [0, 1, 2];
+    await c.start(...all);
+    await c.format(0, 3);
+    const data = pattern(12 * MiB, 7);
+    await c.create(0, 'v', data.length);
+    await c.write(0, 'v', 0, data);
+    await c.waitSettled();
+    await c.settle(c.sheep(0).admin.shutdownCluster(), 'shutdown');
+    await c.until('every sheep stopped', () => c.live().length === 0);
+    await c.start(0, 1);
+    expect(c.status(1)).toBe('waiting');
+    await c.recover(0, 'force');
+    await c.until('running after force', () => [0, 1].every((i) => c.status(i) === 'running, auto-recovery enabled'));
+    await expectHistory(c, [all, [0, 1]]);
+    for (const i of [0, 1]) expect(await c.readMd5(i, 'v', data.length), `via ${i}`).toBe(md5(data));
+    await expectFullCopies(c, 2, 4);
+    // The missing node comes back later and gets its copies again.
+    await c.start(2);
+    await expectHistory(c, [all, [0, 1], all]);
+    await expectFullCopies(c, 3, 4);
+    expect(await c.readMd5(2, 'v', data.length)).toBe(md5(data));
+  });
 });

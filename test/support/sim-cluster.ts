@@ -188,8 +188,10 @@ export class SimTestCluster {
 
   // ---- cluster and VDIs, through node `via` (the services the rpc handlers call) ----
 
+  /** Formats through node `via`, then waits until every live node has applied it. */
   async format(via: number, copies: number, blockSizeShift?: number): Promise<void> {
     await this.settle(this.sheep(via).admin.format(copies, blockSizeShift), 'format');
+    await this.until('formatted everywhere', () => this.live().every((i) => this.sheep(i).group.status === 'running'));
   }
 
   async recover(via: number, action: 'enable' | 'disable' | 'force'): Promise<void> {
