@@ -2,9 +2,8 @@
 // process over the simulated network, memory disks and cluster driver, on simulated time. Nodes
 // are addressed by index, as in test/support/cluster.ts; every wait is for a condition on
 // simulated time with a bound, so a scenario is exact and fast and the same seed replays it.
-import { SdError } from '../../src/engine/errors.js';
 import { oidHex, parseOid } from '../../src/engine/oid.js';
-import { splitSpec } from '../../src/engine/vdi.js';
+import type { Volume } from '../../src/engine/volume.js';
 import type { RecoveryState } from '../../src/rpc/protocol.js';
 import { Sheep } from '../../src/sheep/sheep.js';
 import { settled } from '../../src/sim/check.js';
@@ -14,7 +13,6 @@ import { quietNetwork, SimNetwork } from '../../src/sim/network.js';
 import type { SheepFactory, SimLog, SimNodeState, SimSheep } from '../../src/sim/node.js';
 import { Scheduler } from '../../src/sim/scheduler.js';
 import { seededRandom } from '../../src/io/random.js';
-import { VolumeIo } from '../../src/volume/volume-io.js';
 import { md5, pattern } from './cluster.js';
 
 /** No scenario step may take longer than this (simulated): past it the step is a hang. */
@@ -63,22 +61,20 @@ export class SimTestCluster {
         registry: group.registry.all(),
       };
     };
-    const unused = (): never => {
-      throw new SdError('INTERNAL', 'scenarios drive the Sheep directly');
-    };
+    const volumes = sheep.volumeProvider();
     return {
       start: () => sheep.start(),
       leave: () => sheep.stop(0),
-      format: unused,
-      createVdi: unused,
-      snapshot: unused,
-      clone: unused,
-      rollback: unused,
-      deleteVdi: unused,
-      open: unused,
-      objects: () => sheep.store.list(),
-      objectDigest: unused,
+      format: async (copies, blockSizeShift) => void (await sheep.admin.format(copies, blockSizeShift)),
+      createVdi: async (name, sizeBytes) => void (await sheep.vdi.create({ name, sizeBytes, copies: undefined, hyper: false })),
+      snapshot: async (name, tag) => void (await sheep.vdi.snapshot(name, tag)),
+      clone: async (source, tag, target) => void (await sheep.vdi.clone(source, { tag }, target, undefined)),
+      rollback: async (name, tag) => void (await sheep.vdi.rollback(name, { tag })),
+      deleteVdi: (name, tag) => sheep.vdi.remove(name, tag === undefined ? undefined : { tag }),
+      open: (spec) => volumes.open(spec),
       state,
+      objects: () => sheep.store.list(),
+      objectDigest: async (oid) => md5(await sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid))),
       placement: (oid) => sheep.gateway.placement(oid).map((node) => node.id),
     };
   };
@@ -207,15 +203,8 @@ export class SimTestCluster {
   }
 
   /** A volume of `spec` on node `via`, opened afresh (a cached owner table goes stale elsewhere). */
-  private async open(via: number, spec: string): Promise<VolumeIo> {
-    const sheep = this.sheep(via);
-    const { name, ref } = splitSpec(spec);
-    const entry = await sheep.vdi.lookup(name, ref);
-    const { gateway } = sheep;
-    return new VolumeIo(
-      { read: gateway.read.bind(gateway), write: gateway.write.bind(gateway), remove: gateway.remove.bind(gateway), lookup: sheep.vdi.lookup.bind(sheep.vdi) },
-      entry,
-    );
+  private open(via: number, spec: string): Promise<Volume> {
+    return this.sheep(via).volumeProvider().open(spec);
   }
 
   async write(via: number, spec: string, offsetBytes: number, data: Buffer): Promise<void> {
