@@ -25,6 +25,22 @@ async function expectFullCopies(c: SimTestCluster, copies: number, count: number
 }
 
 describe('membership on the simulator', () => {
+  it('nodes that join a running cluster at once all end with one epoch history', async () => {
+    // Verdicts for all three used to be decided from one state, before any of them was applied:
+    // each joiner then counted epochs from there (node 3: [[0],[0,1,2,3]] beside node 0's four).
+    const c = new SimTestCluster({ hosts: 4 });
+    await c.start(0);
+    await c.format(0, 1);
+    await c.start(1, 2, 3);
+    await c.waitForMembers();
+    await c.until('epoch 4 on every node', () => c.live().every((i) => c.history(i).length >= 4));
+    const histories = c.live().map((i) => c.history(i));
+    for (const [i, history] of histories.entries()) expect(history, `history of node ${i}`).toEqual(histories[0]);
+    expect(histories[0]).toHaveLength(4); // one epoch per join
+    expect(histories[0]![0]).toEqual([0]);
+    expect(histories[0]!.at(-1)).toEqual([0, 1, 2, 3]);
+  });
+
   it('epoch history is the same on every node through kills and restarts in several orders', async () => {
     const c = new SimTestCluster({ hosts: 4 });
     await c.start(0, 1, 2, 3);

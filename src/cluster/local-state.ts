@@ -192,15 +192,19 @@ function pushGrantIfHolderChanged(before: LockRequest | undefined, next: LocalSt
 }
 
 /**
- * Decides who answers each pending join: the master (oldest member); when there is no member, only
+ * Decides who answers the oldest pending join: the master (oldest member); when there is no member,
  * the first pending joiner, for itself, so that simultaneous first joiners do not each found their
- * own cluster. A request whose responder changed (master left, first member arrived) is asked again.
+ * own cluster. Later joins wait their turn. A request whose responder changed (master left, first
+ * member arrived) is asked again.
  */
 function assignPending(state: LocalState, outputs: Output[]): Applied {
   const master = state.members[0];
   let changed = false;
   const pending = state.pending.map((request, index): PendingJoin => {
-    const responder = master !== undefined ? master.inc : index === 0 ? request.inc : null;
+    // One join at a time: the next verdict is asked for only once this one is applied, so it is
+    // decided from a state that includes every earlier join (two verdicts from one state would
+    // give the joiners different epoch histories).
+    const responder = index !== 0 ? null : (master?.inc ?? request.inc);
     if (responder === request.assignedTo) return request;
     changed = true;
     if (responder !== null) {
