@@ -51,6 +51,25 @@ describe('memory disk', () => {
     expect(stats.totalBytes - stats.availableBytes).toBe(memoryBlockBytes);
   });
 
+  test('a read across holes and written blocks zeroes every hole and copies every block', async () => {
+    const disk = new MemoryDisk();
+    await disk.mkdirs('/d');
+    const file = await disk.open('/d/f', 'create');
+    const sizeBytes = 8 * memoryBlockBytes;
+    await file.truncate(sizeBytes);
+    await file.write(Buffer.alloc(memoryBlockBytes, 1), 2 * memoryBlockBytes); // block 2
+    await file.write(Buffer.alloc(memoryBlockBytes, 0), 4 * memoryBlockBytes); // block 4: written zeros
+    await file.write(Buffer.alloc(3, 5), 6 * memoryBlockBytes + 7); // part of block 6
+    const expected = Buffer.alloc(sizeBytes - 3);
+    expected.fill(1, 2 * memoryBlockBytes - 3, 3 * memoryBlockBytes - 3);
+    expected.fill(5, 6 * memoryBlockBytes + 4, 6 * memoryBlockBytes + 7);
+    const back = Buffer.alloc(sizeBytes - 3 + 16, 0xff); // longer than the file: the tail is untouched
+    expect(await file.read(back, 3)).toBe(sizeBytes - 3);
+    expect(back.subarray(0, sizeBytes - 3).equals(expected)).toBe(true);
+    expect(back.subarray(sizeBytes - 3).every((byte) => byte === 0xff)).toBe(true);
+    await file.close();
+  });
+
   test('rename replaces, link aliases, remove frees, list is sorted, exists sees files and dirs', async () => {
     const disk = new MemoryDisk();
     await disk.mkdirs('/s/obj/.tmp');

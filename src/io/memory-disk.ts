@@ -286,15 +286,21 @@ class MemoryFile implements DiskFile {
     this.check(false);
     const content = this.inode.live;
     const end = Math.min(content.sizeBytes, offsetBytes + buffer.length);
+    // Holes are zeroed a run at a time: a mostly empty 4 MiB owner table is one fill, not 1024.
+    let holeFrom = -1;
     for (let at = offsetBytes; at < end; ) {
       const index = Math.floor(at / memoryBlockBytes);
       const within = at - index * memoryBlockBytes;
       const take = Math.min(memoryBlockBytes - within, end - at);
       const block = content.blocks.get(index);
-      if (block) block.copy(buffer, at - offsetBytes, within, within + take);
-      else buffer.fill(0, at - offsetBytes, at - offsetBytes + take);
+      if (block && block !== zeroBlock) {
+        if (holeFrom >= 0) buffer.fill(0, holeFrom - offsetBytes, at - offsetBytes);
+        holeFrom = -1;
+        block.copy(buffer, at - offsetBytes, within, within + take);
+      } else if (holeFrom < 0) holeFrom = at;
       at += take;
     }
+    if (holeFrom >= 0) buffer.fill(0, holeFrom - offsetBytes, end - offsetBytes);
     return Math.max(0, end - offsetBytes);
   }
 

@@ -64,8 +64,8 @@ export interface SimSheep {
   state(): SimNodeState;
   /** The objects in this node's store. */
   objects(): Promise<Oid[]>;
-  /** A digest of this node's copy of an object, read from its store. */
-  objectDigest(oid: Oid): Promise<string>;
+  /** This node's copy of an object, read from its store. */
+  objectBytes(oid: Oid): Promise<Buffer>;
   /** Node ids that hold `oid` in the current epoch, by this node's placement. */
   placement(oid: Oid): string[];
 }

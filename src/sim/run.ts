@@ -5,7 +5,7 @@
 import { SdError } from '../engine/errors.js';
 import type { Oid } from '../engine/oid.js';
 import { seededRandom } from '../io/random.js';
-import { checkConverged, checkUnitOn, InvariantViolation, settled, Volumes } from './check.js';
+import { checkConverged, checkUnitOn, InvariantViolation, settled } from './check.js';
 import { SimCluster } from './driver.js';
 import { Hosts } from './hosts.js';
 import { Model } from './model.js';
@@ -14,6 +14,7 @@ import type { SheepFactory, SimLog } from './node.js';
 import { Scheduler } from './scheduler.js';
 import { Trace } from './trace.js';
 import { faultProfiles, objectSizeShift, Workload, type FaultProfile, type WorkloadContext } from './workload.js';
+import { Volumes } from './volumes.js';
 
 /** An operation that has not settled after this long (simulated) is a hang: a failure. */
 export const simOperationLimitMs = 30 * 60_000;
@@ -109,7 +110,7 @@ class SimRun {
   readonly startMs = this.scheduler.nowMs();
   readonly trace: Trace;
   readonly model = new Model();
-  readonly volumes = new Volumes();
+  readonly volumes = new Volumes(2 ** objectSizeShift);
   readonly network: SimNetwork;
   readonly cluster: SimCluster;
   readonly hosts: Hosts;
@@ -278,6 +279,8 @@ class SimRun {
     });
     this.staleCopies = stale.size;
     this.leakedObjects = leaked.size;
+    // Every node opens every VDI afresh: the owner tables are read again through every node.
+    this.volumes.forgetAll();
     const context = this.context();
     for (const vdi of this.model.certainVdis()) {
       for (const tag of [undefined, ...vdi.snapshots.keys()]) {

@@ -1,6 +1,5 @@
 // The real Sheep as the simulator's SimSheep: built from the simulated world, driven through its
 // own services (the same ones the rpc handlers call), inspected through its own state.
-import { createHash } from 'node:crypto';
 import type { Oid } from '../engine/oid.js';
 import { Sheep } from '../sheep/sheep.js';
 import type { SheepFactory, SimNodeState, SimSheep } from './node.js';
@@ -30,10 +29,7 @@ export const realSheep: SheepFactory = (world, config): SimSheep => {
       };
     },
     objects: () => sheep.store.list(),
-    objectDigest: async (oid: Oid) => {
-      const data = await sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid));
-      return createHash('sha1').update(data).digest('hex');
-    },
+    objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid)),
     placement: (oid) => sheep.gateway.placement(oid).map((node) => node.id),
   };
 };

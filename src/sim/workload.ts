@@ -217,8 +217,7 @@ export class Workload {
     this.maybeStrikeDuring();
     try {
       await context.settle(host, async () => {
-        const volume = await context.volumes.get(host, vdi.name, undefined);
-        await volume.write(index * unitBytes, unitPattern(writeId));
+        await context.volumes.write(host, vdi.name, index * unitBytes, unitPattern(writeId));
       });
     } catch (error) {
       model.writeFailed(vdi, index, writeId);
@@ -255,9 +254,11 @@ export class Workload {
     try {
       await context.settle(host, () => work(host));
     } catch (error) {
+      for (const name of names) context.volumes.tableChanged(name);
       for (const name of names) model.uncertain(name);
       return `${line} @${host.name}: ${errorCode(error)}`;
     }
+    for (const name of names) context.volumes.tableChanged(name);
     onAcked();
     return `${line} @${host.name}: ok`;
   }
