@@ -4,6 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { SdError } from '../src/engine/errors.js';
 import { tableEntriesPerChunk } from '../src/engine/limits.js';
 import { asVid, dataOid, inodeOid, type Oid } from '../src/engine/oid.js';
+import { tableEntriesInChunk } from '../src/engine/vdi.js';
 import { OwnerTable } from '../src/volume/owner-table.js';
 import { VolumeIo } from '../src/volume/volume-io.js';
 import { MemoryObjects } from './support/memory-objects.js';
@@ -115,10 +116,12 @@ async function turns(): Promise<void> {
 describe('owner-table cache', () => {
   const sizeOf = (oid: Oid) => (isTable(oid) ? tableBytes : 2 ** 20);
   const entryIn = (chunk: number, slot = 3) => chunk * tableEntriesPerChunk + slot;
+  /** A VDI of 8 whole table chunks. */
+  const size = { sizeBytes: 8 * tableEntriesPerChunk * 2 ** 20, blockSizeShift: 20 };
 
   test('keeps at most chunksMax chunks, evicting the least recently used', async () => {
     const objects = new WatchedObjects(sizeOf);
-    const table = new OwnerTable(objects, asVid(1), 2);
+    const table = new OwnerTable(objects, asVid(1), 2, size);
     const cached: number[] = [];
     for (const chunk of [0, 1, 0, 2, 0, 1]) {
       expect(await table.owner(entryIn(chunk))).toBe(0);
@@ -131,20 +134,20 @@ describe('owner-table cache', () => {
 
   test('holds the bound under concurrent use of more chunks than it may keep', async () => {
     const objects = new WatchedObjects(sizeOf);
-    const table = new OwnerTable(objects, asVid(1), 3);
+    const table = new OwnerTable(objects, asVid(1), 3, size);
     let mostCached = 0;
     objects.onTableIo = () => (mostCached = Math.max(mostCached, table.cachedChunks));
     const chunks = Array.from({ length: 12 }, (_, k) => k % 8);
     await Promise.all(chunks.map((chunk, k) => table.setOwner(entryIn(chunk, k), 1)));
     expect(mostCached).toBe(3);
     expect(table.cachedChunks).toBe(3);
-    const fresh = new OwnerTable(objects, asVid(1), 1);
+    const fresh = new OwnerTable(objects, asVid(1), 1, size);
     for (const [k, chunk] of chunks.entries()) expect(await fresh.owner(entryIn(chunk, k))).toBe(1);
   });
 
   test('an entry update on its way keeps its chunk cached: the eviction waits and loses nothing', async () => {
     const objects = new WatchedObjects(sizeOf);
-    const table = new OwnerTable(objects, asVid(1), 1);
+    const table = new OwnerTable(objects, asVid(1), 1, size);
     await table.owner(0);
     objects.hold();
     const first = table.setOwner(5, 1);
@@ -170,7 +173,7 @@ describe('owner-table cache', () => {
 
   test('a chunk that fails to load takes no place and is loaded again by the next use', async () => {
     const objects = new WatchedObjects(sizeOf);
-    const table = new OwnerTable(objects, asVid(1), 1);
+    const table = new OwnerTable(objects, asVid(1), 1, size);
     objects.failTableLoads = 1;
     await expect(table.owner(entryIn(0))).rejects.toMatchObject({ code: 'IO' });
     expect(table.cachedChunks).toBe(0);
@@ -178,6 +181,27 @@ describe('owner-table cache', () => {
     await table.setOwner(entryIn(0), 1);
     expect([await table.owner(entryIn(0)), await table.owner(entryIn(1))]).toEqual([1, 1]);
     expect(objects.events).toEqual(['load 0', 'load 1', 'save 1 entries 3..3', 'load 0', 'save 0 entries 3..3', 'load 1']);
+  });
+
+  test('a small VDI reads only the entries its size reaches, and entries past them stay 0', async () => {
+    const objects = new WatchedObjects(sizeOf);
+    const lengths: number[] = [];
+    const read = objects.read.bind(objects);
+    objects.read = (oid, offset, length) => {
+      if (isTable(oid)) lengths.push(length);
+      return read(oid, offset, length);
+    };
+    const small = { sizeBytes: 10 * 2 ** 20 + 1, blockSizeShift: 20 }; // 11 objects
+    const table = new OwnerTable(objects, asVid(1), 1, small);
+    await table.setOwner(10, 1);
+    const whole = new OwnerTable(objects, asVid(1), 1, size);
+    expect([await whole.owner(10), await whole.owner(11), await whole.owner(9)]).toEqual([1, 0, 0]);
+    const again = new OwnerTable(objects, asVid(1), 1, small);
+    expect([await again.owner(10), await again.owner(9)]).toEqual([1, 0]);
+    expect(lengths).toEqual([11 * 4, tableBytes, 11 * 4]);
+    expect(tableEntriesInChunk(small, 0)).toBe(11);
+    expect(tableEntriesInChunk(small, 1)).toBe(0);
+    expect(tableEntriesInChunk({ sizeBytes: (tableEntriesPerChunk + 2) * 2 ** 20, blockSizeShift: 20 }, 1)).toBe(2);
   });
 
   test('a hyper VDI with one cached chunk: concurrent writes over three chunks all read back', async () => {

@@ -10,6 +10,7 @@ import {
   hyperObjectsMax,
   normalObjectsMax,
   snapshotTagBytesMax,
+  tableEntriesPerChunk,
   vdiNameBytesMax,
   vidCount,
 } from './limits.js';
@@ -44,6 +45,15 @@ export function vdiKind(entry: VdiEntry): VdiKind {
 
 export function objectCount(entry: VdiEntry): number {
   return Math.ceil(entry.sizeBytes / 2 ** entry.blockSizeShift);
+}
+
+/**
+ * Entries of owner-table chunk `chunk` that the VDI's size reaches; the rest are 0 for good (a
+ * VDI never shrinks), so a reader need not fetch them: a small VDI's 4 MiB chunk is mostly these.
+ */
+export function tableEntriesInChunk(entry: Pick<VdiEntry, 'sizeBytes' | 'blockSizeShift'>, chunk: number): number {
+  const objects = Math.ceil(entry.sizeBytes / 2 ** entry.blockSizeShift);
+  return Math.max(0, Math.min(tableEntriesPerChunk, objects - chunk * tableEntriesPerChunk));
 }
 
 export function maxSizeBytes(hyper: boolean, blockSizeShift: number): number {

@@ -11,11 +11,11 @@ import {
   planResize,
   planRollback,
   planSnapshot,
+  tableEntriesInChunk,
   type SnapshotRef,
   type VdiEntry,
 } from '../engine/vdi.js';
 import type { Gateway } from './gateway.js';
-import { tableChunkBytes } from './gateway.js';
 import type { Group, GroupMessage, RegistryDurability } from './group.js';
 import type { Peers } from './peers.js';
 
@@ -179,11 +179,13 @@ export class VdiService {
     return new Map([...chunks].map(([vid, set]) => [vid, [...set].sort((a, b) => a - b)]));
   }
 
-  private async readTableChunk(vid: number, chunk: number): Promise<Uint32Array | undefined> {
+  /** The entries of one chunk that the VDI's size reaches (the rest are 0 for good). */
+  private async readTableChunk(entry: VdiEntry, chunk: number): Promise<Uint32Array | undefined> {
+    const entries = new Uint32Array(tableEntriesInChunk(entry, chunk));
+    if (entries.length === 0) return entries;
     try {
-      const bytes = await this.gateway.read(inodeOid(asVid(vid), chunk), 0, tableChunkBytes);
-      const entries = new Uint32Array(tableEntriesPerChunk);
-      Buffer.from(entries.buffer).set(bytes);
+      const bytes = await this.gateway.read(inodeOid(asVid(entry.vid), chunk), 0, entries.byteLength);
+      Buffer.from(entries.buffer).set(bytes.subarray(0, entries.byteLength));
       return entries;
     } catch (error) {
       if (asSdError(error).code === 'NO_OBJECT') return undefined;
@@ -194,8 +196,9 @@ export class VdiService {
   /** The new VDI starts with the source's owner table: every object shared until written. */
   private async copyTable(source: VdiEntry, target: VdiEntry): Promise<void> {
     for (const chunk of (await this.existingTableChunks()).get(source.vid) ?? []) {
-      const table = await this.readTableChunk(source.vid, chunk);
-      if (!table) continue;
+      const table = await this.readTableChunk(source, chunk);
+      if (!table || table.length === 0) continue;
+      // The target is new: creating it makes a whole chunk, zeros past the entries written.
       await this.gateway.write(inodeOid(asVid(target.vid), chunk), 0, Buffer.from(table.buffer), true);
     }
   }
@@ -220,7 +223,7 @@ export class VdiService {
     const referenced = new Map<number, Set<number>>(); // owner vid → indices some live VDI uses
     for (const entry of registry.live()) {
       for (const chunk of tableChunks.get(entry.vid) ?? []) {
-        const table = await this.readTableChunk(entry.vid, chunk);
+        const table = await this.readTableChunk(entry, chunk);
         if (!table) throw new SdError('NO_OBJECT', `owner table ${chunk} of live VID ${entry.vid.toString(16)} is listed but unreadable`);
         // A plain loop: a chunk has 2^20 entries, nearly all 0, and a callback each cost more.
         for (let slot = 0; slot < table.length; slot++) {
@@ -281,7 +284,7 @@ export class VdiService {
       let own = 0;
       let shared = 0;
       for (const chunk of existing.get(entry.vid) ?? []) {
-        const table = await this.readTableChunk(entry.vid, chunk);
+        const table = await this.readTableChunk(entry, chunk);
         if (!table) continue;
         for (const owner of table) {
           if (owner === entry.vid) own += 1;

@@ -9,8 +9,7 @@ import { asSdError } from '../engine/errors.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
 import { inodeOid, type Vid } from '../engine/oid.js';
 import type { ObjectIo } from '../engine/object-io.js';
-
-const chunkBytes = tableEntriesPerChunk * 4;
+import { tableEntriesInChunk, type VdiEntry } from '../engine/vdi.js';
 
 /** One loaded table object; entry updates of concurrent writes are coalesced into one write. */
 class TableChunk {
@@ -29,11 +28,12 @@ class TableChunk {
   }
 
   entry(slot: number): number {
-    return this.entries[slot]!;
+    return this.entries[slot] ?? 0;
   }
 
   /** Sets entry `slot`; resolves once its value is durable. */
   update(slot: number, owner: number): Promise<void> {
+    assert.ok(slot < this.entries.length, 'an entry inside the VDI');
     this.entries[slot] = owner;
     this.dirty.add(slot);
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
@@ -80,6 +80,8 @@ export class OwnerTable {
     private readonly io: ObjectIo,
     private readonly vid: Vid,
     readonly chunksMax: number,
+    /** The VDI's size: entries past it are 0 for good, never fetched nor held. */
+    private readonly size: Pick<VdiEntry, 'sizeBytes' | 'blockSizeShift'>,
   ) {
     assert.ok(Number.isSafeInteger(chunksMax) && chunksMax >= 1, 'the cache holds a chunk or more');
   }
@@ -164,17 +166,16 @@ export class OwnerTable {
 
   private async load(number: number): Promise<TableChunk> {
     const oid = inodeOid(this.vid, number);
-    let bytes: Buffer;
+    const entries = new Uint32Array(tableEntriesInChunk(this.size, number));
     let exists = true;
     try {
-      bytes = await this.io.read(oid, 0, chunkBytes);
+      // The entries the VDI's size reaches: reads past its end never get this far.
+      const bytes = await this.io.read(oid, 0, entries.byteLength);
+      Buffer.from(entries.buffer).set(bytes.subarray(0, entries.byteLength));
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
-      bytes = Buffer.alloc(chunkBytes);
       exists = false;
     }
-    const entries = new Uint32Array(tableEntriesPerChunk);
-    Buffer.from(entries.buffer).set(bytes.subarray(0, chunkBytes));
     // Only the first write of a table may create it: a replica that lacks an existing table
     // must be sent all of it, never make a sparse one of zeros around the new entries.
     return new TableChunk(entries, async (offsetBytes, data) => {

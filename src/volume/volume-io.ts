@@ -25,7 +25,7 @@ export class VolumeIo implements Volume {
     ownerTableChunksMax = ownerTableCachedChunksMax,
   ) {
     this.vid = asVid(entry.vid);
-    this.table = new OwnerTable(io, this.vid, ownerTableChunksMax);
+    this.table = new OwnerTable(io, this.vid, ownerTableChunksMax, entry);
     this.objectBytes = 2 ** entry.blockSizeShift;
     this.info = {
       name: entry.name,
