@@ -1,19 +1,21 @@
 // The whole-cluster simulator in CI: real sheep in one process on simulated time, network,
 // disks and driver, a seeded workload, the invariants after every step (src/sim/, see
-// docs/simulator.md). SIM_SEEDS and SIM_STEPS scale it (the defaults fit the CI budget).
+// docs/simulator.md). SIM_SEEDS, SIM_STEPS and SIM_CONVERGE_EVERY scale it (the defaults fit
+// the CI budget).
 import { describe, expect, test } from 'vitest';
 import { formatFailure, formatResult } from '../src/sim/report.js';
 import { simulate, type SimResult } from '../src/sim/run.js';
 import { realSheep } from '../src/sim/sheep-node.js';
 import { faultProfiles } from '../src/sim/workload.js';
 
-const seeds = Number(process.env.SIM_SEEDS ?? 20);
-const steps = Number(process.env.SIM_STEPS ?? 50);
+const seeds = Number(process.env.SIM_SEEDS ?? 100);
+const steps = Number(process.env.SIM_STEPS ?? 100);
+const convergeEvery = Number(process.env.SIM_CONVERGE_EVERY ?? 50);
 const firstSeed = Number(process.env.SIM_FIRST_SEED ?? 1);
 const profile = faultProfiles[process.env.SIM_FAULTS ?? 'ci']!;
 
 function run(seed: number, stepCount: number, nodes = 4): Promise<SimResult> {
-  return simulate({ seed, steps: stepCount, nodes, profile, convergeEvery: 25, factory: realSheep });
+  return simulate({ seed, steps: stepCount, nodes, profile, convergeEvery, factory: realSheep });
 }
 
 describe('simulator', () => {
