@@ -152,7 +152,7 @@ describe('sheep in one process, one member behind', () => {
     const c = await start(3);
     const oid = dataOid(asVid(6), 0);
     // B still plans on epoch 1 (A and B); A, on epoch 2, refuses.
-    expect(b.gateway.placement(oid).map((n) => n.port).sort()).toEqual([1, 2]);
+    expect(b.placement.nodes(oid).map((n) => n.port).sort()).toEqual([1, 2]);
     let acknowledged = false;
     const write = b.gateway.write(oid, 0, object(9), true).then(() => (acknowledged = true));
     await until('the refusal', () => refusals.includes('OLD_EPOCH'));

@@ -9,13 +9,15 @@ import { nowSec, type Clock } from '../io/clock.js';
 import type { Disk } from '../io/disk.js';
 import type { ClusterInfoData, DiskUsageData, LocationData, NodeStatData, RecoveryState } from '../rpc/protocol.js';
 import type { Gateway } from './gateway.js';
+import type { Placement } from './placement.js';
 import { compareNodes, type Group } from './group.js';
 import type { Peers } from './peers.js';
 
 export interface AdminDeps {
   group: Group;
   driver: ClusterDriver;
-  gateway: Pick<Gateway, 'placement' | 'holders' | 'copies'>;
+  gateway: Pick<Gateway, 'holders'>;
+  placement: Pick<Placement, 'nodes' | 'copies'>;
   peers: Pick<Peers, 'ask'>;
   recovery: { readonly state: RecoveryState };
   clock: Clock;
@@ -119,12 +121,12 @@ export class AdminService {
   }
 
   async location(oid: Oid): Promise<LocationData> {
-    const { gateway } = this.deps;
-    const placement = gateway.placement(oid);
+    const { gateway, placement: where } = this.deps;
+    const placement = where.nodes(oid);
     const holders = await gateway.holders(oid);
     return {
       oid: oidHex(oid),
-      copies: gateway.copies(oid),
+      copies: where.copies(oid),
       nodeCount: this.group.members.length,
       placement: placement.map((n) => n.id),
       holders: holders.sort(compareNodes).map((n) => n.id),

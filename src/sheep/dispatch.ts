@@ -14,12 +14,14 @@ import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import { checksumOf, type Recovery } from './recovery.js';
 import type { VdiService } from './vdi-service.js';
+import type { Placement } from './placement.js';
 import type { ObjectStore } from '../store/object-store.js';
 
 export interface Services {
   admin: AdminService;
   vdi: VdiService;
   gateway: Gateway;
+  placement: Pick<Placement, 'objectSizeBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
   recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
   store: Pick<ObjectStore, 'remove' | 'exists'>;
@@ -95,7 +97,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
     },
     'peer.checksum': async (r) =>
-      checksumOf(await s.gateway.localRead(r.oid, 0, s.gateway.objectSizeBytes(r.oid), r.force)),
+      checksumOf(await s.gateway.localRead(r.oid, 0, s.placement.objectSizeBytes(r.oid), r.force)),
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);

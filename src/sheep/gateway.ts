@@ -1,15 +1,16 @@
-// Object requests → every replica. Placement comes from the current epoch's ring; reads fall back
-// to earlier epochs' placements (an object not yet recovered is read from where it still is);
+// Object requests → every replica. Placement (placement.ts) comes from the current epoch's ring;
+// reads fall back to earlier epochs' placements (an object not yet recovered is read from where it still is);
 // a write is acknowledged only when every replica has it on stable storage, and a write that
 // loses a replica waits for the next epoch and is retried on the new placement.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { epochCatchUpMs, tableEntriesPerChunk } from '../engine/limits.js';
-import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
+import { epochCatchUpMs } from '../engine/limits.js';
+import { isInodeOid, oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
+import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
 
 const writeAttemptsMax = 5;
@@ -19,7 +20,6 @@ const replanAttemptsMax = 3;
 const recoveringReadWaitMs = 10_000;
 const recoveringReadPollMs = 100;
 
-export const tableChunkBytes = tableEntriesPerChunk * 4;
 
 export class Gateway {
   /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
@@ -35,21 +35,8 @@ export class Gateway {
     private readonly store: ObjectStore,
     private readonly peers: Peers,
     private readonly clock: Clock,
+    private readonly placement: Placement,
   ) {}
-
-  objectSizeBytes(oid: Oid): number {
-    if (isInodeOid(oid)) return tableChunkBytes;
-    const entry = this.group.registry.get(oidVid(oid));
-    return 2 ** (entry?.blockSizeShift ?? this.group.config?.blockSizeShift ?? 22);
-  }
-
-  copies(oid: Oid): number {
-    return this.group.registry.get(oidVid(oid))?.copies ?? this.group.config?.copies ?? 1;
-  }
-
-  placement(oid: Oid, epoch = this.group.epoch): NodeInfo[] {
-    return this.group.ring(epoch).placement(oid, this.copies(oid));
-  }
 
   /**
    * Reads a verified copy: current placement first, then earlier epochs'. When the only copies
@@ -92,7 +79,7 @@ export class Gateway {
     let busy = false;
     const tried = new Set<string>();
     for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
-      const nodes = this.placement(oid, epoch).filter((n) => !tried.has(n.id));
+      const nodes = this.placement.nodes(oid, epoch).filter((n) => !tried.has(n.id));
       // Prefer our own copy: no network hop.
       nodes.sort((a, b) => Number(b.id === this.group.self.id) - Number(a.id === this.group.self.id));
       for (const node of nodes) {
@@ -114,11 +101,11 @@ export class Gateway {
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
-    const sizeBytes = this.objectSizeBytes(oid);
+    const sizeBytes = this.placement.objectSizeBytes(oid);
     if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
     for (let attempt = 1; ; attempt++) {
       const epoch = this.group.epoch;
-      const nodes = this.placement(oid, epoch);
+      const nodes = this.placement.nodes(oid, epoch);
       if (nodes.length === 0) throw new SdError('NO_SPACE', 'no node stores data');
       const results = await Promise.allSettled(
         nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes)),

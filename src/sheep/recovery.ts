@@ -16,6 +16,7 @@ import type { ObjectStore } from '../store/object-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
+import type { Placement } from './placement.js';
 import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
@@ -63,6 +64,7 @@ export class Recovery {
     private readonly group: Group,
     private readonly store: ObjectStore,
     private readonly gateway: Gateway,
+    private readonly placement: Placement,
     private readonly peers: Peers,
     private readonly clock: Clock,
     private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
@@ -106,7 +108,7 @@ export class Recovery {
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
     if ((this.state.running && !this.verified.has(oid)) || !(await this.store.exists(oid))) return { state: 'none' };
-    return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.gateway.objectSizeBytes(oid))) };
+    return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.placement.objectSizeBytes(oid))) };
   }
 
   onEpoch(epoch: number): void {
@@ -188,13 +190,13 @@ export class Recovery {
       const newer = this.group.epochs.filter((e) => e.epoch > through && e.epoch < this.epoch);
       if (through === 0 || newer.some((e) => !e.nodes.some((n) => n.id === this.group.self.id))) return carried;
       for (const oid of local) {
-        if (this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) carried.add(oid);
+        if (this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) carried.add(oid);
       }
       return carried;
     }
     if (!this.selfWasMember(through)) return carried;
     for (const oid of local) {
-      if ((previousFinished || previousVerified.has(oid)) && this.gateway.placement(oid, through).some((n) => n.id === this.group.self.id)) {
+      if ((previousFinished || previousVerified.has(oid)) && this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) {
         carried.add(oid);
       }
     }
@@ -211,7 +213,7 @@ export class Recovery {
     this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
     const carried = await this.carryOver(previous, previousVerified, previousFinished);
     const selfId = this.group.self.id;
-    const owned = (oid: Oid) => this.gateway.placement(oid, epoch).some((n) => n.id === selfId);
+    const owned = (oid: Oid) => this.placement.nodes(oid, epoch).some((n) => n.id === selfId);
     // Our own suspects are known at once; the other members' come over the network. Until they
     // have, the rest is served (holding every read until then would hold them all), so a copy
     // only another replica suspects is readable for that round trip.
@@ -372,7 +374,7 @@ export class Recovery {
   /** True once this node's copy of `oid` is the agreed one. */
   private async settle(oid: Oid, holders: NodeInfo[], selfTrusted: boolean, epoch: number, generation: number): Promise<boolean> {
     const holderIds = new Set(holders.map((h) => h.id));
-    for (const node of this.gateway.placement(oid, epoch)) {
+    for (const node of this.placement.nodes(oid, epoch)) {
       if (node.id === this.group.self.id) {
         if (!selfTrusted) continue;
         this.verified.add(oid);
@@ -409,7 +411,7 @@ export class Recovery {
 
   /** Makes our copy equal to `source`'s (whose checksum is `sum`), unless it already is. */
   private async takeCopy(source: NodeInfo, oid: Oid, sum: string, force: boolean, generation: number): Promise<void> {
-    const size = this.gateway.objectSizeBytes(oid);
+    const size = this.placement.objectSizeBytes(oid);
     const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (localSum === sum) {
@@ -432,7 +434,7 @@ export class Recovery {
     const ordered: NodeInfo[] = [];
     const seen = new Set<string>();
     for (let e = epoch; e >= 1; e--) {
-      for (const node of this.gateway.placement(oid, e)) {
+      for (const node of this.placement.nodes(oid, e)) {
         if (node.id === selfId || seen.has(node.id) || !holderIds.has(node.id)) continue;
         seen.add(node.id);
         ordered.push(holders.find((h) => h.id === node.id)!);
@@ -472,7 +474,7 @@ export class Recovery {
     let removed = 0;
     for (const oid of await this.store.list()) {
       if (this.epoch !== epoch) return removed;
-      if (this.gateway.placement(oid, epoch).some((n) => n.id === selfId)) continue;
+      if (this.placement.nodes(oid, epoch).some((n) => n.id === selfId)) continue;
       await this.store.remove(oid);
       removed += 1;
     }

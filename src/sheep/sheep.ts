@@ -20,6 +20,7 @@ import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
 import { Peers } from './peers.js';
+import { Placement } from './placement.js';
 import { Recovery } from './recovery.js';
 import { VdiService } from './vdi-service.js';
 
@@ -45,6 +46,7 @@ export class Sheep {
   readonly meta: MetaStore;
   readonly group: Group;
   readonly gateway: Gateway;
+  readonly placement: Placement;
   readonly vdi: VdiService;
   readonly recovery: Recovery;
   readonly admin: AdminService;
@@ -64,13 +66,15 @@ export class Sheep {
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log);
     this.peers = new Peers(world, this.group);
-    this.gateway = new Gateway(this.group, this.store, this.peers, clock);
+    this.placement = new Placement(this.group);
+    this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
     this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log);
-    this.recovery = new Recovery(this.group, this.store, this.gateway, this.peers, clock, log);
+    this.recovery = new Recovery(this.group, this.store, this.gateway, this.placement, this.peers, clock, log);
     this.admin = new AdminService({
       group: this.group,
       driver,
       gateway: this.gateway,
+      placement: this.placement,
       peers: this.peers,
       recovery: this.recovery,
       clock,
@@ -128,6 +132,7 @@ export class Sheep {
         admin: this.admin,
         vdi: this.vdi,
         gateway: this.gateway,
+        placement: this.placement,
         group: this.group,
         recovery: this.recovery,
         store: this.store,

@@ -29,7 +29,7 @@ export const realSheep: SheepFactory = (world, config): SimSheep => {
       };
     },
     objects: () => sheep.store.list(),
-    objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid)),
-    placement: (oid) => sheep.gateway.placement(oid).map((node) => node.id),
+    objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
+    placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
   };
 };

@@ -74,8 +74,8 @@ export class SimTestCluster {
       open: (spec) => volumes.open(spec),
       state,
       objects: () => sheep.store.list(),
-      objectBytes: (oid) => sheep.store.read(oid, 0, sheep.gateway.objectSizeBytes(oid)),
-      placement: (oid) => sheep.gateway.placement(oid).map((node) => node.id),
+      objectBytes: (oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
+      placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
     };
   };
 
@@ -245,7 +245,7 @@ export class SimTestCluster {
     const parsed = parseOid(oid);
     if (parsed === undefined) throw new Error(`not an oid: ${oid}`);
     const sheep = this.sheep(i);
-    return md5(await this.settle(sheep.store.read(parsed, 0, sheep.gateway.objectSizeBytes(parsed)), `read ${oid} on ${i}`));
+    return md5(await this.settle(sheep.store.read(parsed, 0, sheep.placement.objectSizeBytes(parsed)), `read ${oid} on ${i}`));
   }
 
   /** Host i's epoch history as host indexes per epoch (epochs 1, 2, … in order). */
