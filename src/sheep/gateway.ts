@@ -1,7 +1,7 @@
 // Object requests → every replica. Placement (placement.ts) comes from the current epoch's ring;
-// reads fall back to earlier epochs' placements (an object not yet recovered is read from where it still is);
-// a write is acknowledged only when every replica has it on stable storage, and a write that
-// loses a replica waits for the next epoch and is retried on the new placement.
+// reads fall back to earlier epochs' placements (an object not yet recovered is read from where
+// it still is); a write is acknowledged only when every replica has it on stable storage, and a
+// write that loses a replica waits for the next epoch and is retried on the new placement.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { epochCatchUpMs } from '../engine/limits.js';
