@@ -2,7 +2,7 @@
 // Runs one seed (or, with --minutes, successive seeds from S until the time is up) and prints one
 // line per seed; a failure prints the seed, the broken invariant and the last trace lines, and
 // exits 1. The same seed replays exactly: run it again to see the same trace hash.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { formatFailure, formatResult } from './report.js';
 import { simulate } from './run.js';
 import { faultProfiles } from './workload.js';
@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
   program.parse(argv, { from: 'user' });
   const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; convergeEvery: number; verbose: boolean }>();
   const profile = faultProfiles[options.faults];
-  if (!profile) throw new Error(`unknown fault profile ${options.faults}`);
+  if (!profile) throw new Error(`unknown fault profile '${options.faults}' (one of: ${Object.keys(faultProfiles).join(', ')})`);
   const deadlineMs = performance.now() + options.minutes * 60_000;
   let totalSteps = 0;
   let totalWallMs = 0;
@@ -63,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    // Commander has already printed its own one line (or the help, which exits 0).
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
     process.stderr.write(`sim: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(2);
   },
