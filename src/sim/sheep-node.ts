@@ -4,8 +4,10 @@ import type { Oid } from '../engine/oid.js';
 import { Sheep } from '../sheep/sheep.js';
 import type { SheepFactory, SimNodeState, SimSheep } from './node.js';
 
-export const realSheep: SheepFactory = (world, config): SimSheep => {
-  const sheep = new Sheep(world, { ...config, nbd: null });
+export const realSheep: SheepFactory = (world, config): SimSheep => simSheepOf(new Sheep(world, { ...config, nbd: null }));
+
+/** A running Sheep seen as a SimSheep (the scenario harness builds its own Sheep and uses this too). */
+export function simSheepOf(sheep: Sheep): SimSheep {
   const volumes = sheep.volumeProvider();
   return {
     start: () => sheep.start(),
@@ -32,4 +34,4 @@ export const realSheep: SheepFactory = (world, config): SimSheep => {
     objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
     placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
   };
-};
+}

@@ -10,7 +10,8 @@ import { settled } from '../../src/sim/check.js';
 import { SimCluster } from '../../src/sim/driver.js';
 import { Hosts, type SimHost } from '../../src/sim/hosts.js';
 import { quietNetwork, SimNetwork } from '../../src/sim/network.js';
-import type { SheepFactory, SimLog, SimNodeState, SimSheep } from '../../src/sim/node.js';
+import type { SheepFactory, SimLog, SimSheep } from '../../src/sim/node.js';
+import { simSheepOf } from '../../src/sim/sheep-node.js';
 import { Scheduler } from '../../src/sim/scheduler.js';
 import { seededRandom } from '../../src/io/random.js';
 import { md5, pattern } from './cluster.js';
@@ -46,37 +47,11 @@ export class SimTestCluster {
     for (let i = 0; i < options.hosts; i++) this.hosts.add();
   }
 
-  /** The real Sheep, adapted as src/sim/sheep-node.ts does, and remembered for inspection. */
+  /** The real Sheep, adapted by src/sim/sheep-node.ts, and remembered for inspection. */
   private readonly factory: SheepFactory = (world, config): SimSheep => {
     const sheep = new Sheep(world, { ...config, nbd: null }, () => this.stoppedItself(config.self.id, sheep));
     this.daemons.set(config.self.id, sheep);
-    const state = (): SimNodeState => {
-      const { group, recovery } = sheep;
-      const finished = group.members.every((member) => group.recoveredBy.has(member.id));
-      return {
-        status: group.status,
-        epochs: group.epochs.map((record) => ({ epoch: record.epoch, nodes: record.nodes.map((node) => node.id) })),
-        members: group.members.map((member) => member.id),
-        recovering: recovery.state.running || recovery.state.epoch !== group.epoch || !finished,
-        registry: group.registry.all(),
-      };
-    };
-    const volumes = sheep.volumeProvider();
-    return {
-      start: () => sheep.start(),
-      leave: () => sheep.stop(0),
-      format: async (copies, blockSizeShift) => void (await sheep.admin.format(copies, blockSizeShift)),
-      createVdi: async (name, sizeBytes) => void (await sheep.vdi.create({ name, sizeBytes, copies: undefined, hyper: false })),
-      snapshot: async (name, tag) => void (await sheep.vdi.snapshot(name, tag)),
-      clone: async (source, tag, target) => void (await sheep.vdi.clone(source, { tag }, target, undefined)),
-      rollback: async (name, tag) => void (await sheep.vdi.rollback(name, { tag })),
-      deleteVdi: (name, tag) => sheep.vdi.remove(name, tag === undefined ? undefined : { tag }),
-      open: (spec) => volumes.open(spec),
-      state,
-      objects: () => sheep.store.list(),
-      objectBytes: (oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
-      placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
-    };
+    return simSheepOf(sheep);
   };
 
   /** A sheep that stopped on its own (cluster shutdown, `node kill`): its process ends. */
