@@ -17,6 +17,7 @@ import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
+import { rankCopies } from './copy-rank.js';
 import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
@@ -38,6 +39,16 @@ export function checksumOf(data: Buffer): string {
 export class Recovery {
   /** Objects known current in this epoch. Everything else local is suspect while `running`. */
   private verified = new Set<Oid>();
+  /**
+   * Objects whose copy here holds every acknowledged write: `verified` plus the suspects not yet
+   * settled (a suspect may hold one write too many, never one too few). The next epoch carries
+   * these over, whether or not this epoch's run finished.
+   */
+  private trusted = new Set<Oid>();
+  /** Settled once the latest run has applied its carry-over to `trusted` and `verified`. */
+  private carriedOver: Promise<void> = Promise.resolve();
+  /** Suspects the latest run has yet to settle; an epoch change hands them to the next run. */
+  private unsettled: Set<Oid> | 'all' = new Set();
   private epoch = 0;
   private generation = 0;
   /**
@@ -88,7 +99,12 @@ export class Recovery {
 
   /** A whole-object write makes the local copy current. */
   markWritten(oid: Oid): void {
+    this.markCurrent(oid);
+  }
+
+  private markCurrent(oid: Oid): void {
     this.verified.add(oid);
+    this.trusted.add(oid);
   }
 
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
@@ -114,7 +130,8 @@ export class Recovery {
   onEpoch(epoch: number): void {
     if (epoch === this.epoch) return;
     const previous = this.epoch;
-    this.suspectsByEpoch.set(epoch, this.departedWrites(previous, epoch));
+    // Suspects an interrupted run did not settle stay suspects: the next run settles them.
+    this.suspectsByEpoch.set(epoch, union(this.departedWrites(previous, epoch), this.unsettled));
     for (const kept of this.suspectsByEpoch.keys()) if (kept <= epoch - suspectEpochsKept) this.suspectsByEpoch.delete(kept);
     this.undecided = undefined;
     this.epoch = epoch;
@@ -178,7 +195,7 @@ export class Recovery {
    * the previous epoch's recovery had finished, every copy we held there was current (partial
    * writes of new objects are never marked, so `verified` alone would miss them, e.g. inodes).
    */
-  private async carryOver(previous: number, previousVerified: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
+  private async carryOver(previous: number, previousTrusted: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
     const local = await this.store.list();
     const carried = new Set<Oid>();
     let through = previous;
@@ -196,7 +213,7 @@ export class Recovery {
     }
     if (!this.selfWasMember(through)) return carried;
     for (const oid of local) {
-      if ((previousFinished || previousVerified.has(oid)) && this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) {
+      if ((previousFinished || previousTrusted.has(oid)) && this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) {
         carried.add(oid);
       }
     }
@@ -205,22 +222,41 @@ export class Recovery {
 
   private async run(previous: number, epoch: number, generation: number, earlier: Promise<void>): Promise<void> {
     const previousFinished = this.state.epoch === previous && !this.state.running;
-    const previousVerified = this.verified;
-    // Whole writes that land while the carry-over is computed go into the new set, not the old;
-    // a later epoch may replace this.verified meanwhile, so fill this run's own set.
+    const previousTrusted = this.trusted;
+    const previousCarriedOver = this.carriedOver;
+    // Whole writes that land while the carry-over is computed go into the new sets, not the old;
+    // a later epoch may replace them meanwhile, so fill this run's own.
     const verified = new Set<Oid>();
+    const trusted = new Set<Oid>();
     this.verified = verified;
+    this.trusted = trusted;
     this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
-    const carried = await this.carryOver(previous, previousVerified, previousFinished);
+    const ownSuspects = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
+    this.unsettled = ownSuspects;
+    let carriedDone!: () => void;
+    this.carriedOver = new Promise((resolve) => (carriedDone = resolve));
+    let carried = new Set<Oid>();
+    try {
+      // A run that an epoch change cut short before its carry-over must still hand it on:
+      // otherwise a copy kept current through every epoch is checked as if it missed them, and
+      // with no verified copy left a stale one may win.
+      await previousCarriedOver;
+      carried = await this.carryOver(previous, previousTrusted, previousFinished);
+      // Our own suspects are known at once; the other members' come over the network. Until they
+      // have, the rest is served (holding every read until then would hold them all), so a copy
+      // only another replica suspects is readable for that round trip.
+      for (const oid of carried) {
+        trusted.add(oid);
+        if (ownSuspects !== 'all' && !ownSuspects.has(oid)) verified.add(oid);
+      }
+    } finally {
+      carriedDone();
+    }
     const selfId = this.group.self.id;
     const owned = (oid: Oid) => this.placement.nodes(oid, epoch).some((n) => n.id === selfId);
-    // Our own suspects are known at once; the other members' come over the network. Until they
-    // have, the rest is served (holding every read until then would hold them all), so a copy
-    // only another replica suspects is readable for that round trip.
-    const ownSuspects = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
-    for (const oid of carried) if (ownSuspects !== 'all' && !ownSuspects.has(oid)) verified.add(oid);
     const suspects = await this.gatherSuspects(epoch, generation);
     if (generation !== this.generation) return;
+    this.unsettled = union(this.unsettled, suspects);
     const isSuspect = (oid: Oid) => suspects === 'all' || suspects.has(oid);
     // A trusted copy of a suspect is not served until the replicas agree on one content.
     const undecided = new Set<Oid>();
@@ -236,6 +272,8 @@ export class Recovery {
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
     }
     undecided.clear();
+    if (generation !== this.generation) return;
+    this.unsettled = new Set();
     while (!this.group.recoveryEnabled && generation === this.generation) await this.clock.sleep(200);
     if (generation !== this.generation) return;
     const lists = await this.objectLists();
@@ -377,7 +415,7 @@ export class Recovery {
     for (const node of this.placement.nodes(oid, epoch)) {
       if (node.id === this.group.self.id) {
         if (!selfTrusted) continue;
-        this.verified.add(oid);
+        this.markCurrent(oid);
         return true;
       }
       if (!holderIds.has(node.id)) continue;
@@ -415,7 +453,7 @@ export class Recovery {
     const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (localSum === sum) {
-      this.verified.add(oid);
+      this.markCurrent(oid);
       this.state.keptObjects += 1;
       return;
     }
@@ -423,7 +461,7 @@ export class Recovery {
     // A newer epoch's run decides this object now (this node may not even own it there).
     if (this.verified.has(oid) || generation !== this.generation) return;
     await this.store.writeWhole(oid, data, size);
-    this.verified.add(oid);
+    this.markCurrent(oid);
     this.state.receivedBytes += data.length;
   }
 
@@ -448,20 +486,37 @@ export class Recovery {
     if (this.verified.has(oid)) return; // settled as a suspect, or written whole meanwhile
     const localExists = await this.store.exists(oid);
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
-    for (const force of [false, true]) {
-      for (const source of this.sources(oid, holders, epoch)) {
-        try {
-          const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force, recovery: true });
-          await this.takeCopy(source, oid, remoteSum, force, generation);
-          return;
-        } catch (error) {
-          lastError = error;
-        }
+    for (const source of this.sources(oid, holders, epoch)) {
+      try {
+        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: false, recovery: true });
+        await this.takeCopy(source, oid, remoteSum, false, generation);
+        return;
+      } catch (error) {
+        lastError = error;
       }
     }
-    // No other holder: our own copy, if any, is the best there is.
+    // No holder vouches for its copy (all are recovering): the best-ranked copy wins, ours
+    // included, the same choice on every replica (copy-rank.ts). Asking in placement order
+    // instead let a node that had just come back hand out its stale copy.
+    const selfId = this.group.self.id;
+    const history = this.group.epochs.map((e) => ({ epoch: e.epoch, members: e.nodes.map((n) => n.id) }));
+    const ownersAt = (e: number) => this.placement.nodes(oid, e).map((n) => n.id);
+    const candidates = holders.map((h) => h.id).filter((id) => id !== selfId);
+    if (localExists) candidates.push(selfId);
+    for (const id of rankCopies(history, ownersAt, candidates, epoch)) {
+      if (id === selfId) break;
+      const source = holders.find((h) => h.id === id)!;
+      try {
+        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: true, recovery: true });
+        await this.takeCopy(source, oid, remoteSum, true, generation);
+        return;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    // Our own copy, if any, is the best there is.
     if (localExists && generation === this.generation) {
-      this.verified.add(oid);
+      this.markCurrent(oid);
       return;
     }
     throw lastError;
@@ -481,4 +536,9 @@ export class Recovery {
     if (removed > 0) this.log.info({ epoch, removed }, 'removed copies this node no longer owns');
     return removed;
   }
+}
+
+function union(a: Set<Oid> | 'all', b: Set<Oid> | 'all'): Set<Oid> | 'all' {
+  if (a === 'all' || b === 'all') return 'all';
+  return new Set([...a, ...b]);
 }
