@@ -6,8 +6,8 @@ import { simulate } from '../src/sim/run.js';
 import { realSheep } from '../src/sim/sheep-node.js';
 import { faultProfiles } from '../src/sim/workload.js';
 
-async function replay(seed: number, steps: number, convergeEvery = 25): Promise<void> {
-  const result = await simulate({ seed, steps, nodes: 4, profile: faultProfiles['ci-strict']!, convergeEvery, factory: realSheep });
+async function replay(seed: number, steps: number, convergeEvery = 25, profile = 'ci-strict'): Promise<void> {
+  const result = await simulate({ seed, steps, nodes: 4, profile: faultProfiles[profile]!, convergeEvery, factory: realSheep });
   expect(result.ok, result.ok ? '' : formatFailure(result)).toBe(true);
   expect(result.staleCopies).toBe(0);
   expect(result.leakedObjects).toBe(0);
@@ -27,5 +27,12 @@ describe('simulator findings stay fixed', () => {
   // from two of three copies.
   test('a copy kept current through epochs that changed faster than recovery stays trusted (seed 136)', async () => {
     await replay(136, 50, 50);
+  }, 5 * 60_000);
+
+  // 10.0.0.5 restarts while still cut off from its peers: reading a snapshot's owner table, every
+  // peer timed out and its own store said "no object", and the last answer won, so the table
+  // read as empty and an acknowledged write as zeros.
+  test('a read that could not reach every replica fails; it never passes for a hole (seed 11, full faults)', async () => {
+    await replay(11, 81, 50, 'full');
   }, 5 * 60_000);
 });

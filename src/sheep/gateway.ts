@@ -74,8 +74,10 @@ export class Gateway {
     offsetBytes: number,
     lengthBytes: number,
     force: boolean,
-  ): Promise<{ data?: Buffer; busy: boolean; error: SdError }> {
-    let error = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+  ): Promise<{ data: Buffer; busy: false } | { data?: undefined; busy: boolean; error: SdError }> {
+    // "No object" only when every replica asked said so: one that could not be reached may hold
+    // it, and a read must then fail, never pass for a hole (zeros).
+    let error: SdError | undefined;
     let busy = false;
     const tried = new Set<string>();
     for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
@@ -86,16 +88,16 @@ export class Gateway {
         tried.add(node.id);
         if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
         try {
-          return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false, error };
+          return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false };
         } catch (caught) {
           const sd = asSdError(caught);
           if (isEpochRefusal(sd)) throw sd;
           if (sd.code === 'BUSY') busy = true;
-          else error = sd;
+          else if (sd.code !== 'NO_OBJECT') error ??= sd;
         }
       }
     }
-    return { busy, error };
+    return { busy, error: error ?? new SdError('NO_OBJECT', `no object ${oidHex(oid)}`) };
   }
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
