@@ -45,7 +45,8 @@ export interface SimOptions {
   /** Which faults to inject; `full` when absent. */
   profile?: FaultProfile;
   factory: SheepFactory;
-  log?: SimLog;
+  /** Each sheep's log lines, as `time host level message {fields}` (for --log). */
+  onLog?: (line: string) => void;
   /** Called with each trace line as it is recorded (for --verbose). */
   onTrace?: (line: string) => void;
 }
@@ -75,6 +76,12 @@ export interface SimResult {
 }
 
 const silentLog: SimLog = { debug() {}, info() {}, warn() {}, error() {} };
+
+function lineLog(host: string, nowMs: () => number, write: (line: string) => void): SimLog {
+  const at = (level: string) => (fields: object, message?: string) =>
+    write(`${nowMs().toFixed(3)} ${host} ${level} ${message ?? ''} ${JSON.stringify(fields)}`);
+  return { debug() {}, info: at('info'), warn: at('warn'), error: at('error') };
+}
 
 export async function simulate(options: SimOptions): Promise<SimResult> {
   const wallStartMs = performance.now();
@@ -145,7 +152,9 @@ class SimRun {
     const faults = profile.networkResets ? simNetworkFaults : { ...simNetworkFaults, resetAfterChunk: 0, connectFailure: 0 };
     this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), faults);
     this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
-    this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, options.log ?? silentLog);
+    const onLog = options.onLog;
+    const logFor = onLog ? (host: string) => lineLog(host, () => this.scheduler.nowMs() - this.startMs, onLog) : () => silentLog;
+    this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, logFor);
     this.copies = options.copies ?? Math.min(3, options.nodes);
     this.profile = profile;
     const context = this.context();
