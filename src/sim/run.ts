@@ -5,6 +5,7 @@
 import { SdError } from '../engine/errors.js';
 import type { Oid } from '../engine/oid.js';
 import { seededRandom } from '../io/random.js';
+import type { Timer } from '../io/clock.js';
 import { checkConverged, checkUnitOn, InvariantViolation, settled } from './check.js';
 import { SimCluster } from './driver.js';
 import { Hosts } from './hosts.js';
@@ -114,6 +115,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
 
 class SimRun {
   readonly scheduler = new Scheduler();
+  /** Mid-step faults not yet fired (cancelled when a convergence begins). */
+  private readonly pendingFaults = new Set<Timer>();
   readonly startMs = this.scheduler.nowMs();
   readonly trace: Trace;
   readonly model = new Model();
@@ -234,7 +237,13 @@ class SimRun {
         const died = incarnation.death.then(() => Promise.reject(new SdError('NETWORK', `${host.id} died`)));
         return this.bounded(Promise.race([work(), died]), `an operation through ${host.id}`);
       },
-      scheduleFault: (delayMs, fault) => void this.scheduler.after(delayMs, fault),
+      scheduleFault: (delayMs, fault) => {
+        const timer = this.scheduler.after(delayMs, () => {
+          this.pendingFaults.delete(timer);
+          fault();
+        });
+        this.pendingFaults.add(timer);
+      },
       settleStart: (host) => this.bounded(this.hosts.start(host), `start of ${host.id}`),
       settleLeave: (host) => this.bounded(this.hosts.leave(host), `leave of ${host.id}`),
     };
@@ -265,6 +274,9 @@ class SimRun {
    */
   private async converge(): Promise<void> {
     this.convergences += 1;
+    // A fault aimed at the middle of the last step must not strike the healed cluster.
+    for (const timer of this.pendingFaults) timer.cancel();
+    this.pendingFaults.clear();
     this.record(await this.workload.heal());
     for (const host of this.hosts.down()) {
       const joined = await this.bounded(this.hosts.start(host), `restart of ${host.id}`);
