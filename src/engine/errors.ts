@@ -23,6 +23,7 @@ export const errorCodes = [
   'CORRUPT', // an object failed its integrity check
   'PROTOCOL', // malformed frame or request
   'BUSY',
+  'BEHIND', // this copy missed a write that failed here; it is caught up from another replica
   'REFUSED', // join refused
   'UNSUPPORTED',
   'NODE_NOT_FOUND',

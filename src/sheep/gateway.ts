@@ -24,6 +24,10 @@ const recoveringReadPollMs = 100;
 export class Gateway {
   /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
   localIsCurrent: (oid: Oid) => boolean = () => true;
+  /** Our copy missed a write that failed here (catch-up.ts); never served unless forced. */
+  localIsBehind: (oid: Oid) => boolean = () => false;
+  /** A write of our copy failed: its outcome on the other replicas is unknown. */
+  onFailedWrite: (oid: Oid, cause: string) => void = () => undefined;
   onWholeWrite: (oid: Oid) => void = () => undefined;
   /** When clients last did I/O through this node (recovery yields to them). */
   lastClientIoMs = 0;
@@ -92,7 +96,7 @@ export class Gateway {
         } catch (caught) {
           const sd = asSdError(caught);
           if (isEpochRefusal(sd)) throw sd;
-          if (sd.code === 'BUSY') busy = true;
+          if (sd.code === 'BUSY' || sd.code === 'BEHIND') busy = true;
           else if (sd.code !== 'NO_OBJECT') error ??= sd;
         }
       }
@@ -235,6 +239,7 @@ export class Gateway {
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     if (!force && !this.localIsCurrent(oid)) {
+      if (this.localIsBehind(oid)) throw new SdError('BEHIND', `copy of ${oidHex(oid)} missed a write that failed here`);
       if (await this.store.exists(oid)) {
         this.onBusyRead(oid);
         throw new SdError('BUSY', `copy of ${oidHex(oid)} is being recovered`);
@@ -246,7 +251,7 @@ export class Gateway {
 
   async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {
     if (offsetBytes === 0 && data.length === sizeBytes) {
-      await this.store.writeWhole(oid, data, sizeBytes);
+      await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
       this.onWholeWrite(oid);
       return;
     }
@@ -255,7 +260,21 @@ export class Gateway {
     // (the rest zeros) that then counted as current. The gateway sends the whole object instead.
     if (!this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    return this.store.writeRange(oid, offsetBytes, data, sizeBytes);
+    return this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes));
+  }
+
+  /**
+   * A write our disk failed may have landed on the other replicas: our copy is behind theirs
+   * until it catches up, so two replicas never serve different contents.
+   */
+  private async diskWrite(oid: Oid, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'IO' || sd.code === 'NO_SPACE') this.onFailedWrite(oid, sd.message);
+      throw error;
+    }
   }
 
   private async peerRemove(node: NodeInfo, oid: Oid): Promise<void> {

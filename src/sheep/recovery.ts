@@ -11,12 +11,14 @@ import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } fro
 import { oidHex, type Oid } from '../engine/oid.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import type { Clock } from '../io/clock.js';
+import type { Log } from '../io/log.js';
 import type { ReconcileAnswer, RecoveryState } from '../rpc/protocol.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
+import { CatchUp } from './catch-up.js';
 import { rankCopies } from './copy-rank.js';
 import { RecentWrites } from './recent-writes.js';
 
@@ -31,6 +33,8 @@ export type { ReconcileAnswer, RecoveryState };
 /** Epochs whose suspects are kept for peers that ask late. */
 const suspectEpochsKept = 4;
 const reconcilePollMs = 50;
+const listRetryFirstMs = 200;
+const listRetryLongestMs = 5000;
 
 export function checksumOf(data: Buffer): string {
   return createHash('sha1').update(data).digest('hex');
@@ -78,8 +82,13 @@ export class Recovery {
     private readonly placement: Placement,
     private readonly peers: Peers,
     private readonly clock: Clock,
-    private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
-  ) {}
+    private readonly log: Log,
+  ) {
+    this.catchUp = new CatchUp(group, store, placement, peers, clock, log, (oid) => this.markCurrent(oid));
+  }
+
+  /** Copies a local write failed on, until they catch up (catch-up.ts). */
+  readonly catchUp: CatchUp;
 
   /** Called once at start, before joining: the last epoch our own store recorded. */
   rememberStoreEpoch(epoch: number): void {
@@ -88,6 +97,7 @@ export class Recovery {
 
   /** May this node answer reads and partial writes of `oid` from its local copy? */
   isCurrent(oid: Oid): boolean {
+    if (this.catchUp.isBehind(oid)) return false;
     if (!this.state.running) return true;
     return this.verified.has(oid);
   }
@@ -105,6 +115,14 @@ export class Recovery {
   private markCurrent(oid: Oid): void {
     this.verified.add(oid);
     this.trusted.add(oid);
+    this.catchUp.caughtUp(oid);
+  }
+
+  /** A write of our copy failed: it is neither served nor carried over until it catches up. */
+  markBehind(oid: Oid, cause: string): void {
+    this.verified.delete(oid);
+    this.trusted.delete(oid);
+    this.catchUp.markBehind(oid, cause);
   }
 
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
@@ -123,7 +141,7 @@ export class Recovery {
     if (epoch > this.epoch || (epoch === this.epoch && this.undecided === undefined)) return { state: 'pending' };
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
-    if ((this.state.running && !this.verified.has(oid)) || !(await this.store.exists(oid))) return { state: 'none' };
+    if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
     return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.placement.objectSizeBytes(oid))) };
   }
 
@@ -268,7 +286,7 @@ export class Recovery {
     this.undecided = undecided;
     // Settled even while recovery is disabled: it decides what may be served, it copies little.
     if (suspects === 'all' || suspects.size > 0) {
-      const items = [...(await this.objectLists())].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
+      const items = [...(await this.objectLists(generation))].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
     }
     undecided.clear();
@@ -276,7 +294,8 @@ export class Recovery {
     this.unsettled = new Set();
     while (!this.group.recoveryEnabled && generation === this.generation) await this.clock.sleep(200);
     if (generation !== this.generation) return;
-    const lists = await this.objectLists();
+    const lists = await this.objectLists(generation);
+    if (generation !== this.generation) return;
     const wanted: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
     for (const [oid, holders] of lists) {
       if (this.verified.has(oid) || !owned(oid)) continue;
@@ -359,16 +378,26 @@ export class Recovery {
   }
 
   /** oid → members that hold a copy, from every member's object list. */
-  private async objectLists(): Promise<Map<Oid, NodeInfo[]>> {
+  /**
+   * Every member's list is needed: a member we cannot list may hold the newest copy of anything,
+   * and without it our own copy would look like the only one. So an unreachable member is asked
+   * again until it answers or the epoch changes (which a member that stays away brings).
+   */
+  private async objectLists(generation: number): Promise<Map<Oid, NodeInfo[]>> {
     const result = new Map<Oid, NodeInfo[]>();
     await Promise.all(
       this.group.members.map(async (node) => {
-        let oids: Oid[];
-        try {
-          oids = await this.gateway.listObjects(node, false);
-        } catch {
-          return;
+        let oids: Oid[] | undefined;
+        for (let waitMs = listRetryFirstMs; generation === this.generation; waitMs = Math.min(waitMs * 2, listRetryLongestMs)) {
+          try {
+            oids = await this.gateway.listObjects(node, false);
+            break;
+          } catch (error) {
+            if (waitMs === listRetryFirstMs) this.log.warn({ node: node.id, err: asSdError(error).message }, 'cannot list the objects of a member; asking again');
+            await this.clock.sleep(waitMs);
+          }
         }
+        if (oids === undefined) return;
         for (const oid of oids) {
           const holders = result.get(oid) ?? [];
           holders.push(node);
@@ -503,8 +532,15 @@ export class Recovery {
     const ownersAt = (e: number) => this.placement.nodes(oid, e).map((n) => n.id);
     const candidates = holders.map((h) => h.id).filter((id) => id !== selfId);
     if (localExists) candidates.push(selfId);
+    // A better-ranked copy we could not read may be newer than ours: then ours is not the best
+    // there is, only the nearest, and the object waits for the next epoch.
+    let betterUnread = false;
     for (const id of rankCopies(history, ownersAt, candidates, epoch)) {
-      if (id === selfId) break;
+      if (id === selfId) {
+        if (betterUnread) break;
+        if (generation === this.generation) this.markCurrent(oid);
+        return;
+      }
       const source = holders.find((h) => h.id === id)!;
       try {
         const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: true, recovery: true });
@@ -512,12 +548,8 @@ export class Recovery {
         return;
       } catch (error) {
         lastError = error;
+        if (asSdError(error).code !== 'NO_OBJECT') betterUnread = true;
       }
-    }
-    // Our own copy, if any, is the best there is.
-    if (localExists && generation === this.generation) {
-      this.markCurrent(oid);
-      return;
     }
     throw lastError;
   }

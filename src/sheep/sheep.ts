@@ -86,6 +86,8 @@ export class Sheep {
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
+    this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
+    this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
@@ -193,6 +195,7 @@ export class Sheep {
       log.warn({ err: String(error) }, 'leaving the cluster failed');
     }
     driver.close?.();
+    this.recovery.catchUp.stop();
     void this.listener?.close();
     await this.nbdServer?.close().catch(() => undefined);
     this.peers.closeAll();
