@@ -67,7 +67,10 @@ export class Gateway {
       await this.clock.sleep(recoveringReadPollMs);
       outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     }
-    if (outcome.busy) outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
+    // Copies under recovery are read as they stand only when they are all there is: a replica
+    // we could not reach may hold a newer one (a node cut off from its peers must not serve its
+    // own stale copy).
+    if (outcome.busy && outcome.error.code === 'NO_OBJECT') outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
     if (outcome.data) return outcome.data;
     const error = outcome.error;
     throw error.code === 'NO_OBJECT' || error.code === 'NETWORK' ? error : new SdError('IO', error.message);
