@@ -59,6 +59,9 @@ export const behindObjectsMax = 65_536;
 /** A behind copy tries to catch up after this, then backs off to the longest wait. */
 export const catchUpFirstMs = 1000;
 export const catchUpLongestMs = 30_000;
+/** A reclaim that could not reach every member is tried again after this, backing off. */
+export const reclaimRetryFirstMs = 1000;
+export const reclaimRetryLongestMs = 60_000;
 /** How long a member may take to store a VDI registry change before the change is reported not durable. */
 export const registryDurableWaitMs = 10_000;
 

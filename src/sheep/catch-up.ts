@@ -9,12 +9,13 @@ import type { NodeInfo } from '../cluster/driver.js';
 import { asSdError } from '../engine/errors.js';
 import { behindObjectsMax, catchUpFirstMs, catchUpLongestMs } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
-import type { Clock, Timer } from '../io/clock.js';
+import type { Clock } from '../io/clock.js';
 import type { Log } from '../io/log.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
+import { RetryLoop } from './retry-loop.js';
 
 export class CatchUp {
   private readonly behind = new Set<Oid>();
@@ -22,9 +23,7 @@ export class CatchUp {
   private allBehind = false;
   /** Times the cap was passed: a pass clears `allBehind` only if none happened during it. */
   private overflows = 0;
-  private timer: Timer | undefined;
-  private delayMs = catchUpFirstMs;
-  private running = false;
+  private readonly loop: RetryLoop;
   private stopped = false;
 
   constructor(
@@ -36,7 +35,9 @@ export class CatchUp {
     private readonly log: Log,
     /** Our copy of `oid` is now current (written whole from a good copy, or kept). */
     private readonly onCaughtUp: (oid: Oid) => void,
-  ) {}
+  ) {
+    this.loop = new RetryLoop(clock, catchUpFirstMs, catchUpLongestMs, () => this.pass());
+  }
 
   isBehind(oid: Oid): boolean {
     return this.allBehind || this.behind.has(oid);
@@ -54,8 +55,7 @@ export class CatchUp {
         this.log.warn({ oid: oidHex(oid), err: cause }, 'a write failed here: this copy is behind until it catches up');
       }
     }
-    this.delayMs = catchUpFirstMs;
-    this.schedule();
+    this.loop.request();
   }
 
   /** Our copy became current another way (a whole write, recovery). */
@@ -65,21 +65,12 @@ export class CatchUp {
 
   stop(): void {
     this.stopped = true;
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.loop.stop();
   }
 
-  private schedule(): void {
-    if (this.timer || this.running || this.stopped) return;
-    this.timer = this.clock.after(this.delayMs, () => {
-      this.timer = undefined;
-      void this.pass();
-    });
-  }
-
-  private async pass(): Promise<void> {
-    if (this.group.status !== 'running') return this.again();
-    this.running = true;
+  /** One pass over the behind copies; true when none is left. */
+  private async pass(): Promise<boolean> {
+    if (this.group.status !== 'running') return false;
     try {
       const wasAll = this.allBehind;
       const overflows = this.overflows;
@@ -87,7 +78,7 @@ export class CatchUp {
       const oids = wasAll ? await this.store.list() : [...this.behind];
       let left = 0;
       for (const oid of oids) {
-        if (this.stopped) return;
+        if (this.stopped) return true;
         if (!wasAll && !this.behind.has(oid)) continue; // caught up meanwhile
         if (!(await this.catchUpOne(oid))) {
           left += 1;
@@ -97,21 +88,11 @@ export class CatchUp {
         }
       }
       if (wasAll && !overflowed && this.overflows === overflows) this.allBehind = false;
-      if (left === 0 && !this.allBehind) {
-        this.delayMs = catchUpFirstMs;
-        return;
-      }
+      return left === 0 && !this.allBehind;
     } catch (error) {
       this.log.warn({ err: asSdError(error).message }, 'catching up behind copies failed');
-    } finally {
-      this.running = false;
+      return false;
     }
-    this.again();
-  }
-
-  private again(): void {
-    this.delayMs = Math.min(this.delayMs * 2, catchUpLongestMs);
-    this.schedule();
   }
 
   /** True once our copy of `oid` needs nothing more. */

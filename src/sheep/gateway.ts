@@ -168,7 +168,8 @@ export class Gateway {
   }
 
   /** Removes the object everywhere, stale copies of earlier epochs included. */
-  async remove(oid: Oid): Promise<void> {
+  /** Removes every member's copy; false if a member could not be reached (it keeps its copy). */
+  async remove(oid: Oid): Promise<boolean> {
     this.group.requireRunning();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -179,18 +180,21 @@ export class Gateway {
     }
   }
 
-  private async removeEverywhere(oid: Oid): Promise<void> {
-    await Promise.all(
+  private async removeEverywhere(oid: Oid): Promise<boolean> {
+    const reached = await Promise.all(
       this.group.members
         .filter((node) => node.vnodes > 0)
         .map(async (node) => {
           try {
             await this.peerRemove(node, oid);
+            return true;
           } catch (error) {
             if (asSdError(error).code !== 'NETWORK') throw error;
+            return false;
           }
         }),
     );
+    return reached.every(Boolean);
   }
 
   /** Which members hold a copy right now. */
