@@ -14,6 +14,14 @@ export interface Frame {
   payload: Buffer | undefined;
 }
 
+/** The prefix of every frame: u32 frameBytes (after this word), u32 headerBytes. */
+export const framePrefixBytes = prefixBytes;
+
+/** A frame's msgpack header (for observers of the wire, such as the simulator's epoch oracle). */
+export function unpackHeader(bytes: Buffer): unknown {
+  return packr.unpack(bytes);
+}
+
 export function encodeFrame(header: object, payload?: Buffer): Buffer[] {
   const headerBytes = packr.pack(header);
   if (headerBytes.length > rpcHeaderBytesMax) throw new SdError('PROTOCOL', 'rpc header too large');

@@ -158,6 +158,11 @@ interface HostState {
   listeners: Map<number, (stream: Duplex, remote: string) => void>;
 }
 
+export interface WireObserver {
+  onChunk(connectionId: number, toServer: boolean, toHost: string, chunk: Buffer): void;
+  onClose(connectionId: number): void;
+}
+
 export class SimNetwork {
   faults: NetworkFaults;
   private readonly hosts = new Map<string, HostState>();
@@ -168,6 +173,8 @@ export class SimNetwork {
   private nextPort = 40000;
   /** Counters for the report: chunks delivered, resets injected, connects refused. */
   readonly counts = { chunks: 0, resets: 0, refused: 0, timedOut: 0 };
+  /** Sees every chunk as it lands (the epoch oracle). */
+  observer: WireObserver | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -270,7 +277,7 @@ export class SimNetwork {
   }
 
   forget(connection: Connection): void {
-    this.connections.delete(connection);
+    if (this.connections.delete(connection)) this.observer?.onClose(connection.id);
   }
 
   // ---- internals ----
@@ -349,7 +356,10 @@ export class SimNetwork {
       return;
     }
     this.counts.chunks += 1;
-    if (!target.destroyed) target.push(item.chunk);
+    if (!target.destroyed) {
+      this.observer?.onChunk(connection.id, pipe === connection.toServer, pipe.to, item.chunk);
+      target.push(item.chunk);
+    }
     if (this.faults.resetAfterChunk > 0 && this.random.float() < this.faults.resetAfterChunk) {
       this.counts.resets += 1;
       connection.reset('connection reset (injected)');

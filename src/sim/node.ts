@@ -62,6 +62,8 @@ export interface SimSheep {
   /** `NAME` or `NAME:TAG`, served by this node's gateway. */
   open(spec: string): Promise<Volume>;
   state(): SimNodeState;
+  /** The node's current epoch (cheap: read on every delivered request by the epoch oracle). */
+  epoch(): number;
   /** The objects in this node's store. */
   objects(): Promise<Oid[]>;
   /** This node's copy of an object, read from its store. */

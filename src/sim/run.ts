@@ -8,6 +8,7 @@ import { seededRandom } from '../io/random.js';
 import type { Timer } from '../io/clock.js';
 import { checkConverged, checkUnitOn, InvariantViolation, settled } from './check.js';
 import { SimCluster } from './driver.js';
+import { EpochOracle } from './epoch-oracle.js';
 import { Hosts } from './hosts.js';
 import { Model } from './model.js';
 import { SimNetwork, type NetworkFaults } from './network.js';
@@ -115,6 +116,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
 
 class SimRun {
   readonly scheduler = new Scheduler();
+  /** Checks on the wire that no peer request is served by a receiver on a newer epoch. */
+  private readonly epochOracle = new EpochOracle((name) => this.hosts.all.find((host) => host.name === name)?.sheep()?.epoch());
   /** Mid-step faults not yet fired (cancelled when a convergence begins). */
   private readonly pendingFaults = new Set<Timer>();
   readonly startMs = this.scheduler.nowMs();
@@ -155,6 +158,7 @@ class SimRun {
     const faults = profile.networkResets ? simNetworkFaults : { ...simNetworkFaults, resetAfterChunk: 0, connectFailure: 0 };
     this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), faults);
     this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
+    this.network.observer = this.epochOracle;
     const onLog = options.onLog;
     const logFor = onLog ? (host: string) => lineLog(host, () => this.scheduler.nowMs() - this.startMs, onLog) : () => silentLog;
     this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, options.factory, logFor);
@@ -252,6 +256,8 @@ class SimRun {
   private failOnSchedulerErrors(): void {
     const error = this.scheduler.errors[0];
     if (error !== undefined) throw error;
+    const violation = this.epochOracle.violations[0];
+    if (violation !== undefined) throw new InvariantViolation('no peer request served under an older epoch than the receiver\'s', violation);
   }
 
   /** After each step: one written unit of a random VDI or snapshot through one random live node. */

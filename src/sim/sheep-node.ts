@@ -30,6 +30,7 @@ export function simSheepOf(sheep: Sheep): SimSheep {
         registry: group.registry.all(),
       };
     },
+    epoch: () => sheep.group.epoch,
     objects: () => sheep.store.list(),
     objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
     placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
