@@ -6,6 +6,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { asVid, dataOid, oidHex } from '../src/engine/oid.js';
 import { systemClock } from '../src/io/clock.js';
 import { nodeDisk } from '../src/io/disk.js';
+import { checksumOf } from '../src/store/checksums.js';
 import { ObjectStore } from '../src/store/object-store.js';
 
 const dirs: string[] = [];
@@ -32,6 +33,26 @@ describe('object store', () => {
     const back = await store.read(oid, 3998, 9);
     expect(back).toEqual(Buffer.from([7, 7, ...Buffer.from('hello'), 7, 7]));
     expect(await store.list()).toEqual([oid]);
+  });
+
+  test('a checksum is remembered until the object is written or removed, and never outlives a write it raced', async () => {
+    const store = new ObjectStore({ dir: tempDir(), disk: nodeDisk, clock: systemClock });
+    await store.open();
+    const data = Buffer.alloc(objectBytes, 7);
+    await store.writeWhole(oid, data, objectBytes);
+    const whole = checksumOf(data);
+    expect(await store.checksum(oid, objectBytes)).toBe(whole);
+    await store.writeRange(oid, 10, Buffer.from('x'), objectBytes);
+    const patched = Buffer.from(data);
+    patched.write('x', 10);
+    expect(await store.checksum(oid, objectBytes)).toBe(checksumOf(patched));
+    // A sum computed while a write lands is returned to its caller but not kept.
+    const racing = store.checksum(oid, objectBytes);
+    const writing = store.writeWhole(oid, Buffer.alloc(objectBytes, 9), objectBytes);
+    await Promise.all([racing, writing]);
+    expect(await store.checksum(oid, objectBytes)).toBe(checksumOf(Buffer.alloc(objectBytes, 9)));
+    await store.remove(oid);
+    await expect(store.checksum(oid, objectBytes)).rejects.toMatchObject({ code: 'NO_OBJECT' });
   });
 
   test('thin: an object of zeros takes no blocks', async () => {

@@ -12,7 +12,7 @@ import type { AdminService } from './admin.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
-import { checksumOf, type Recovery } from './recovery.js';
+import type { Recovery } from './recovery.js';
 import type { VdiService } from './vdi-service.js';
 import type { Placement } from './placement.js';
 import type { ObjectStore } from '../store/object-store.js';
@@ -97,7 +97,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
     },
     'peer.checksum': async (r) =>
-      checksumOf(await s.gateway.localRead(r.oid, 0, s.placement.objectSizeBytes(r.oid), r.force)),
+      s.gateway.localChecksum(r.oid, s.placement.objectSizeBytes(r.oid), r.force),
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);

@@ -243,8 +243,19 @@ export class Gateway {
     return inodesOnly ? oids.filter(isInodeOid) : oids;
   }
 
+  /** The checksum of our copy, on the terms of `localRead`. */
+  async localChecksum(oid: Oid, sizeBytes: number, force: boolean): Promise<string> {
+    await this.checkServable(oid, force);
+    return this.store.checksum(oid, sizeBytes);
+  }
+
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
+    await this.checkServable(oid, force);
+    return this.store.read(oid, offsetBytes, lengthBytes);
+  }
+
+  private async checkServable(oid: Oid, force: boolean): Promise<void> {
     if (!force && !this.localIsCurrent(oid)) {
       if (this.localIsBehind(oid)) throw new SdError('BEHIND', `copy of ${oidHex(oid)} missed a write that failed here`);
       if (await this.store.exists(oid)) {
@@ -253,7 +264,6 @@ export class Gateway {
       }
       throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
     }
-    return this.store.read(oid, offsetBytes, lengthBytes);
   }
 
   async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {

@@ -4,7 +4,6 @@
 // this node answers reads and partial writes of it with NO_OBJECT, so the gateway goes to a good
 // copy (a read never returns stale data) or sends the whole object (a write never patches a stale
 // copy). Copies this node no longer owns are removed once every member has finished recovering.
-import { createHash } from 'node:crypto';
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } from '../engine/limits.js';
@@ -36,9 +35,7 @@ const reconcilePollMs = 50;
 const listRetryFirstMs = 200;
 const listRetryLongestMs = 5000;
 
-export function checksumOf(data: Buffer): string {
-  return createHash('sha1').update(data).digest('hex');
-}
+export { checksumOf } from '../store/checksums.js';
 
 export class Recovery {
   /** Objects known current in this epoch. Everything else local is suspect while `running`. */
@@ -142,7 +139,7 @@ export class Recovery {
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
     if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
-    return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.placement.objectSizeBytes(oid))) };
+    return { state: 'verified', sum: await this.store.checksum(oid, this.placement.objectSizeBytes(oid)) };
   }
 
   onEpoch(epoch: number): void {
@@ -476,12 +473,15 @@ export class Recovery {
     return undefined;
   }
 
-  /** Makes our copy equal to `source`'s (whose checksum is `sum`), unless it already is. */
-  private async takeCopy(source: NodeInfo, oid: Oid, sum: string, force: boolean, generation: number): Promise<void> {
+  /**
+   * Makes our copy equal to `source`'s (whose checksum is `sum`), unless it already is; with no
+   * sum (we hold no copy to compare) the source's is read at once.
+   */
+  private async takeCopy(source: NodeInfo, oid: Oid, sum: string | undefined, force: boolean, generation: number): Promise<void> {
     const size = this.placement.objectSizeBytes(oid);
-    const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
+    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, size) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
-    if (localSum === sum) {
+    if (sum !== undefined && localSum === sum) {
       this.markCurrent(oid);
       this.state.keptObjects += 1;
       return;
@@ -517,7 +517,9 @@ export class Recovery {
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
     for (const source of this.sources(oid, holders, epoch)) {
       try {
-        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: false, recovery: true });
+        // Without a copy of our own there is nothing to compare: the read alone asks the source
+        // whether it vouches for its copy (hashing it first cost a read and a sha1 of 4 MiB).
+        const remoteSum = localExists ? await this.peers.ask(source, 'peer.checksum', { oid, force: false, recovery: true }) : undefined;
         await this.takeCopy(source, oid, remoteSum, false, generation);
         return;
       } catch (error) {
@@ -543,7 +545,7 @@ export class Recovery {
       }
       const source = holders.find((h) => h.id === id)!;
       try {
-        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: true, recovery: true });
+        const remoteSum = localExists ? await this.peers.ask(source, 'peer.checksum', { oid, force: true, recovery: true }) : undefined;
         await this.takeCopy(source, oid, remoteSum, true, generation);
         return;
       } catch (error) {

@@ -9,6 +9,7 @@ import { SdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import { GroupSync, type Disk } from '../io/disk.js';
+import { ChecksumCache } from './checksums.js';
 import { Journal } from './journal.js';
 import { ReadHandles } from './read-handles.js';
 
@@ -35,6 +36,7 @@ export class ObjectStore {
   private readonly disk: Disk;
   private readonly clock: Clock;
   private readonly locks = new Map<Oid, Promise<unknown>>();
+  private readonly checksums = new ChecksumCache();
   private sequence = 0;
   private readonly recycled: Array<{ file: string; sinceMs: number }> = [];
   private readonly objectDirSync: GroupSync;
@@ -83,7 +85,16 @@ export class ObjectStore {
   /** Runs `work` with exclusive access to one object, so a rename never races an in-place write. */
   private async exclusive<T>(oid: Oid, work: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(oid) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(work);
+    // Every exclusive section may change the object: its remembered checksum goes, before and after.
+    const changing = async () => {
+      this.checksums.forget(oid);
+      try {
+        return await work();
+      } finally {
+        this.checksums.forget(oid);
+      }
+    };
+    const next = previous.catch(() => undefined).then(changing);
     this.locks.set(oid, next);
     try {
       return await next;
@@ -94,6 +105,11 @@ export class ObjectStore {
 
   async exists(oid: Oid): Promise<boolean> {
     return this.disk.exists(this.objectPath(oid));
+  }
+
+  /** sha1 of the object's first `sizeBytes` (holes and bytes past its end as zeros). */
+  async checksum(oid: Oid, sizeBytes: number): Promise<string> {
+    return this.checksums.get(oid, sizeBytes, () => this.read(oid, 0, sizeBytes));
   }
 
   /** Reads `lengthBytes` at `offsetBytes`; bytes past the file's end read as zeros. */
@@ -191,6 +207,7 @@ export class ObjectStore {
 
   /** In place; `sync` for replay, where no log stands behind the bytes any more. */
   private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, sync: boolean): Promise<void> {
+    this.checksums.forget(oid); // replay runs outside `exclusive`
     let created = false;
     let file;
     try {
