@@ -62,4 +62,13 @@ describe('simulator findings stay fixed', () => {
   test('a reclaim that could not reach every member is tried again (seed 17, full faults)', async () => {
     await replay(17, 100, 50, 'full');
   }, 5 * 60_000);
+
+  // An owner-table update failed on 10.0.0.4's full disk (its copy marked behind) and landed on
+  // the two others; its disk stayed full, so it could not catch up. At the next epoch the
+  // carry-over took every copy of a finished run as current, the behind one too, and as first in
+  // placement order it won the settling of the departed gateway's suspects: an acknowledged
+  // allocation gone, and a later acknowledged write read back as zeros.
+  test('a behind copy is never carried over as current (seed 3, full faults, 494 steps)', async () => {
+    await replay(3, 494, 100, 'full');
+  }, 10 * 60_000);
 });

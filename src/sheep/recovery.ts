@@ -211,7 +211,8 @@ export class Recovery {
    * writes of new objects are never marked, so `verified` alone would miss them, e.g. inodes).
    */
   private async carryOver(previous: number, previousTrusted: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
-    const local = await this.store.list();
+    // A copy a write failed on is behind its peers whatever else is true of it (catch-up.ts).
+    const local = (await this.store.list()).filter((oid) => !this.catchUp.isBehind(oid));
     const carried = new Set<Oid>();
     let through = previous;
     if (this.trustAllLocal) {
