@@ -71,4 +71,11 @@ describe('simulator findings stay fixed', () => {
   test('a behind copy is never carried over as current (seed 3, full faults, 494 steps)', async () => {
     await replay(3, 494, 100, 'full');
   }, 10 * 60_000);
+
+  // 10.0.0.1's journal was broken, so copying a table from a good replica failed on its own disk;
+  // recovery went on to the forced pass, ranked its own (behind) copy first and kept it, then
+  // served it to the others.
+  test('a node whose own disk fails a recovery copy never keeps or serves its behind copy (seed 52, full faults, 400 steps)', async () => {
+    await replay(52, 400, 100, 'full');
+  }, 10 * 60_000);
 });

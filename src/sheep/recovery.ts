@@ -490,7 +490,13 @@ export class Recovery {
     const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
     // A newer epoch's run decides this object now (this node may not even own it there).
     if (this.verified.has(oid) || generation !== this.generation) return;
-    await this.store.writeWhole(oid, data, size);
+    try {
+      await this.store.writeWhole(oid, data, size);
+    } catch (error) {
+      // Our disk failed the copy: what we hold is no good copy either (recoverObject stops).
+      this.markBehind(oid, asSdError(error).message);
+      throw error;
+    }
     this.markCurrent(oid);
     this.state.receivedBytes += data.length;
   }
@@ -525,6 +531,7 @@ export class Recovery {
         return;
       } catch (error) {
         lastError = error;
+        if (this.catchUp.isBehind(oid)) throw error; // our own disk failed: no source helps now
       }
     }
     // No holder vouches for its copy (all are recovering): the best-ranked copy wins, ours
@@ -534,7 +541,8 @@ export class Recovery {
     const history = this.group.epochs.map((e) => ({ epoch: e.epoch, members: e.nodes.map((n) => n.id) }));
     const ownersAt = (e: number) => this.placement.nodes(oid, e).map((n) => n.id);
     const candidates = holders.map((h) => h.id).filter((id) => id !== selfId);
-    if (localExists) candidates.push(selfId);
+    // A copy behind its peers (a write failed on it here) is never the best there is.
+    if (localExists && !this.catchUp.isBehind(oid)) candidates.push(selfId);
     // A better-ranked copy we could not read may be newer than ours: then ours is not the best
     // there is, only the nearest, and the object waits for the next epoch.
     let betterUnread = false;
@@ -551,6 +559,7 @@ export class Recovery {
         return;
       } catch (error) {
         lastError = error;
+        if (this.catchUp.isBehind(oid)) throw error;
         if (asSdError(error).code !== 'NO_OBJECT') betterUnread = true;
       }
     }
