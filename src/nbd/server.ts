@@ -51,6 +51,7 @@ interface ServerState {
   tls: NbdTls;
   /** `reader` is replaced when the connection moves to TLS, so that close() still reaches it. */
   connections: Map<net.Socket, { reader: StreamReader; finished: Promise<void> }>;
+  closing: boolean;
   nextConnectionId: number;
 }
 
@@ -63,6 +64,7 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
     zeroBuffer: Buffer.alloc(nbdZeroBufferBytes),
     tls: options.tls ?? noNbdTls,
     connections: new Map(),
+    closing: false,
     nextConnectionId: 1,
   };
   const server = net.createServer((socket) => acceptConnection(state, socket));
@@ -105,6 +107,8 @@ async function serveConnection(
       : async () => {
           const secure = await upgradeToTls(state.tls, socket, logger, { connectionId, peer });
           entry.reader = new StreamReader(secure, nbdReceiveBufferedBytesMax);
+          // close() may have come while TLS was starting, and reached only the plain reader.
+          if (state.closing) entry.reader.close(new SdError('SHUTDOWN', 'server is shutting down'));
           return { reader: entry.reader, writer: new FrameWriter(secure) };
         };
   socket.setNoDelay(true);
@@ -177,6 +181,7 @@ function logConnectionError(
 }
 
 async function closeServer(state: ServerState, server: net.Server): Promise<void> {
+  state.closing = true;
   const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
   // Stop reading requests; in-flight ones finish and are answered, then the socket closes.
   for (const { reader } of state.connections.values()) {
