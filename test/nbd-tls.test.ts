@@ -15,6 +15,7 @@ import { SdError } from '../src/engine/errors.js';
 import * as c from '../src/nbd/constants.js';
 import { prepareNbdTls, startNbdServer, type NbdServer } from '../src/nbd/index.js';
 import { parsePskFile } from '../src/nbd/tls-credentials.js';
+import { parseSheepOptions } from '../src/sheep/options.js';
 import { MemoryVolumeProvider } from './support/memory-volume.js';
 import { makeTlsFiles, type TlsFiles } from './support/tls-creds.js';
 
@@ -291,6 +292,38 @@ describe('credentials', () => {
   });
 });
 
+describe('sheep options', () => {
+  const nbd = (...args: string[]) => parseSheepOptions([...args, '/store']).nbd;
+
+  test('NBD listens on loopback unless an address is given, whatever -b says; TLS off there', () => {
+    expect(nbd()).toEqual({ host: '127.0.0.1', port: 10809, tls: { mode: 'off' } });
+    expect(nbd('-b', '0.0.0.0', '-p', '7001')).toEqual({ host: '127.0.0.1', port: 10810, tls: { mode: 'off' } });
+    expect(nbd('--nbd', '11000')).toEqual({ host: '127.0.0.1', port: 11000, tls: { mode: 'off' } });
+    expect(nbd('--nbd', 'off')).toBeNull();
+  });
+
+  test('off loopback TLS is on once credentials are given, or off only when asked', () => {
+    expect(nbd('--nbd', '0.0.0.0:11000', '--nbd-tls-psk', 'k.psk')).toEqual({
+      host: '0.0.0.0', port: 11000, tls: { mode: 'on', pskFile: 'k.psk' },
+    });
+    expect(nbd('--nbd', '10.1.2.3:11000', '--nbd-tls', 'require', '--nbd-tls-certificates', 'pki', '--nbd-tls-verify-peer'))
+      .toEqual({ host: '10.1.2.3', port: 11000, tls: { mode: 'require', certificatesDir: 'pki', verifyPeer: true } });
+    expect(nbd('--nbd', '0.0.0.0:11000', '--nbd-tls', 'off')).toEqual({ host: '0.0.0.0', port: 11000, tls: { mode: 'off' } });
+    expect(nbd('--nbd-tls', 'require', '--nbd-tls-psk', 'k.psk')!.tls).toEqual({ mode: 'require', pskFile: 'k.psk' });
+  });
+
+  test.each([
+    [['--nbd', '0.0.0.0:11000'], 'NBD on 0.0.0.0 is open to other hosts: give --nbd-tls-psk FILE or --nbd-tls-certificates DIR, or --nbd-tls off to serve it without TLS'],
+    [['--nbd-tls', 'require'], '--nbd-tls require needs --nbd-tls-psk FILE or --nbd-tls-certificates DIR'],
+    [['--nbd-tls', 'maybe'], "invalid --nbd-tls 'maybe': expected off, on, require"],
+    [['--nbd', 'off', '--nbd-tls-psk', 'k.psk'], '--nbd-tls options need NBD, but --nbd is off'],
+    [['--nbd-tls', 'off', '--nbd-tls-psk', 'k.psk'], '--nbd-tls off conflicts with --nbd-tls-psk and --nbd-tls-certificates'],
+    [['--nbd-tls-psk', 'k.psk', '--nbd-tls-verify-peer'], '--nbd-tls-verify-peer needs --nbd-tls-certificates DIR and no --nbd-tls-psk'],
+  ])('sheep %j: %s', (args, message) => {
+    expect(() => nbd(...args)).toThrow(new SdError('INVALID_ARGUMENT', message));
+  });
+});
+
 // ---- FORCEDTLS ----------------------------------------------------------------------------------
 
 describe('require (FORCEDTLS)', () => {
@@ -480,6 +513,44 @@ describe('qemu-img and nbdinfo', () => {
     expect(other.code).not.toBe(0);
     expect(other.stderr).toContain('certificate');
     await stillServes();
+  });
+
+  test('verify-peer: only clients with a certificate of the CA get in', async () => {
+    const server = await startNbdServer({
+      host: '127.0.0.1', port: 0, provider, logger,
+      tls: prepareNbdTls({ mode: 'require', certificatesDir: files.certificatesDir, verifyPeer: true }),
+    });
+    try {
+      const uri = (dir: string) => nbds(server.port, 'disk', `tls-certificates=${dir}`);
+      expect(await mustRun('nbdinfo', [uri(files.clientWithCertDir)])).toContain('with TLS');
+      const qemu = await mustRun('qemu-img', [
+        'info', '--object', `tls-creds-x509,id=tls0,endpoint=client,dir=${files.clientWithCertDir}`,
+        '--image-opts', `driver=nbd,host=127.0.0.1,port=${server.port},export=disk,tls-creds=tls0`,
+      ]);
+      expect(qemu).toContain('virtual size: 16 MiB');
+      expect(logged.some((l) => l.message === 'nbd: TLS started' && l.fields['clientCertificate'] === 'alice')).toBe(true);
+      for (const dir of [files.clientCertificatesDir, files.strangerCertDir]) {
+        const refused = await runTool('nbdinfo', [uri(dir)]);
+        expect(refused.code, dir).not.toBe(0);
+      }
+      // GnuTLS sends no certificate the server's CA list does not name; Node sends it anyway.
+      const reasons = () => logged.filter((l) => l.message === 'nbd: refused, disconnected').map((l) => String(l.fields['reason']));
+      expect(reasons()).toContain('TLS handshake failed: peer did not return a certificate');
+      const stranger = await greeted(server.port);
+      stranger.write(optionBytes(c.NBD_OPT_STARTTLS));
+      expect(await reply(stranger)).toMatchObject({ type: c.NBD_REP_ACK });
+      const read = (name: string) => fs.readFileSync(path.join(files.strangerCertDir, name));
+      await stranger.startTls({
+        cert: read('client-cert.pem'), key: read('client-key.pem'), ca: read('ca-cert.pem'), checkServerIdentity: () => undefined,
+      }).catch(() => undefined); // TLS 1.3: the client may finish before the server refuses it
+      expect(await stranger.closedWithin()).toBe(true);
+      await poll(() => reasons().includes('TLS handshake failed: client certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE'));
+      expect(await mustRun('nbdinfo', [uri(files.clientWithCertDir)])).toContain('with TLS');
+    } finally {
+      await server.close();
+    }
+    expect(() => prepareNbdTls({ mode: 'on', pskFile: files.pskFile, certificatesDir: files.certificatesDir, verifyPeer: true }))
+      .toThrow('verifying client certificates needs a certificates directory and no PSK file');
   });
 
   test('data written by qemu-img over TLS-PSK reads back byte-identical in the clear', async () => {

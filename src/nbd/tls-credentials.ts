@@ -13,12 +13,15 @@ export interface NbdTlsSettings {
   mode: NbdTlsMode;
   pskFile?: string;
   certificatesDir?: string;
+  /** Clients must present a certificate signed by certificatesDir/ca-cert.pem (nbdkit's --tls-verify-peer). */
+  verifyPeer?: boolean;
 }
 
 export interface NbdTlsCredentials {
   /** Identity → key. */
   psk: ReadonlyMap<string, Buffer> | null;
-  x509: { cert: Buffer; key: Buffer } | null;
+  /** ca: only with verifyPeer, to check client certificates against. */
+  x509: { cert: Buffer; key: Buffer; ca: Buffer | null } | null;
 }
 
 /** `identity:hexkey` per line (psktool's format); blank lines and `#` comments are skipped. */
@@ -69,8 +72,13 @@ export function loadNbdTlsCredentials(settings: NbdTlsSettings): NbdTlsCredentia
     ? {
         cert: readSmallFile(path.join(dir, 'server-cert.pem'), 'TLS certificate'),
         key: readSmallFile(path.join(dir, 'server-key.pem'), 'TLS key'),
+        ca: settings.verifyPeer ? readSmallFile(path.join(dir, 'ca-cert.pem'), 'TLS CA certificate') : null,
       }
     : null;
+  // A PSK session carries no client certificate (TLS 1.3 forbids asking), so it could never pass.
+  if (settings.verifyPeer && (!x509 || psk)) {
+    throw new SdError('INVALID_ARGUMENT', 'verifying client certificates needs a certificates directory and no PSK file');
+  }
   if (!psk && !x509) throw new SdError('INVALID_ARGUMENT', `NBD TLS ${settings.mode} needs a PSK file or a certificates directory`);
   return { psk, x509 };
 }

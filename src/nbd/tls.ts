@@ -1,6 +1,6 @@
-// NBD_OPT_STARTTLS, the TLS side: one secure context per server (X.509 certificate and/or PSK), and
-// per upgrade a server-side TLSSocket over the connection's own socket, started once the plain
-// NBD_REP_ACK has gone out. The handshake phase (handshake.ts) decides when; this file only how.
+// NBD_OPT_STARTTLS, the TLS side: TLS options built once per server (X.509 certificate, PSK keys,
+// client certificate checks), and per upgrade a server-side TLS stream over the connection's own
+// socket, started once the plain NBD_REP_ACK has gone out. handshake.ts decides when; this, how.
 import type net from 'node:net';
 import tls from 'node:tls';
 import { SdError } from '../engine/errors.js';
@@ -13,60 +13,65 @@ import {
 
 export type { NbdTlsMode, NbdTlsSettings } from './tls-credentials.js';
 
-/** What a server offers: the mode and, unless off, the context built from the credentials. */
+/** What a server offers: the mode and, unless off, the TLS options built from the credentials. */
 export interface NbdTls {
   mode: NbdTlsMode;
-  secureContext: tls.SecureContext | null;
+  serverOptions: tls.TlsOptions | null;
   psk: ReadonlyMap<string, Buffer> | null;
 }
 
-export const noNbdTls: NbdTls = { mode: 'off', secureContext: null, psk: null };
+export const noNbdTls: NbdTls = { mode: 'off', serverOptions: null, psk: null };
 
 // TLS 1.3 carries PSK with its default suites; for TLS 1.2 clients (GnuTLS offers ECDHE-PSK and
-// DHE-PSK first, as nbdkit's priority string does) the PSK suites must be named: OpenSSL leaves
-// them out by default. Plain PSK (no forward secrecy) comes last, as in nbdkit.
+// DHE-PSK first, as nbdkit's priority string does) the PSK suites must be allowed: Node's default
+// list bans them (`!PSK`, which no later entry can undo), so that entry is dropped.
 const pskCiphers = 'ECDHEPSK:DHEPSK:PSK:!aNULL:!eNULL:!3DES:!SHA1:!CAMELLIA:!ARIA';
 // OpenSSL ties a PSK from the callback to SHA-256 in TLS 1.3, and only steers towards SHA-256
 // suites when it has no certificate: with both, a client preferring AES-256 (SHA-384) would be
 // pushed to certificates it may not have. So with a PSK, TLS 1.3 uses the SHA-256 suites only.
 // (Node takes TLS 1.3 suites in `ciphers` too, told apart by their TLS_ prefix.)
 const pskTls13Suites = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
-// Node's default list bans PSK (`!PSK`, which no later entry can undo): dropped here.
 const tls12Default = tls.DEFAULT_CIPHERS.split(':').filter(
   (name) => !name.startsWith('TLS_') && name !== '!PSK',
 );
 
 /**
- * Reads the credentials and builds the context, once, before anything listens: a missing or bad
- * file is a one-line SdError at start, never a failure of the first client.
+ * Reads the credentials and checks them, once, before anything listens: a missing or bad file
+ * is a one-line SdError at start, never a failure of the first client.
  */
 export function prepareNbdTls(settings: NbdTlsSettings): NbdTls {
   if (settings.mode === 'off') return noNbdTls;
   const credentials = loadNbdTlsCredentials(settings);
+  const serverOptions: tls.TlsOptions = {
+    minVersion: 'TLSv1.2', // the NBD spec: SHOULD NOT offer older versions by default
+    ...(credentials.psk ? { ciphers: [pskTls13Suites, ...tls12Default, pskCiphers].join(':') } : {}),
+    ...(credentials.x509 ? { cert: credentials.x509.cert, key: credentials.x509.key } : {}),
+    // Client certificates must chain to ca-cert.pem; Node checks the chain and drops the others.
+    ...(credentials.x509?.ca ? { ca: credentials.x509.ca, requestCert: true, rejectUnauthorized: true } : {}),
+  };
   try {
-    const secureContext = tls.createSecureContext({
-      minVersion: 'TLSv1.2', // the NBD spec: SHOULD NOT offer older versions by default
-      ...(credentials.psk
-        ? { ciphers: [pskTls13Suites, ...tls12Default, pskCiphers].join(':') }
-        : {}),
-      ...(credentials.x509 ?? {}),
-    });
-    return { mode: settings.mode, secureContext, psk: credentials.psk };
+    tls.createSecureContext(serverOptions);
   } catch (error) {
     const where = settings.certificatesDir ?? settings.pskFile;
     throw new SdError('INVALID_ARGUMENT', `TLS credentials in ${where}: ${(error as Error).message}`);
   }
+  return { mode: settings.mode, serverOptions, psk: credentials.psk };
 }
 
-/** Wraps a connection's socket in TLS; resolves once the TLS handshake is complete. */
+/**
+ * Wraps a connection's socket in TLS; resolves once the TLS handshake is complete (and, with
+ * client certificates, once the client's is verified). The socket goes through a `tls.Server`
+ * of its own (Node's way to take an existing connection, `emit('connection')`), because only a
+ * server checks the client's certificate chain; it never listens.
+ */
 export function upgradeToTls(
   prepared: NbdTls,
   socket: net.Socket,
   logger: NbdLogger,
   logFields: object,
 ): Promise<tls.TLSSocket> {
-  const { secureContext, psk } = prepared;
-  if (!secureContext) return Promise.reject(new SdError('INTERNAL', 'TLS is off'));
+  const { serverOptions, psk } = prepared;
+  if (!serverOptions) return Promise.reject(new SdError('INTERNAL', 'TLS is off'));
   let identity: string | null = null;
   const pskCallback = (_socket: tls.TLSSocket, clientIdentity: string): Buffer | null => {
     const key = psk?.get(clientIdentity) ?? null;
@@ -74,35 +79,34 @@ export function upgradeToTls(
     else logger.warn({ ...logFields, identity: clientIdentity }, 'nbd: unknown TLS PSK identity');
     return key;
   };
-  const secure = new tls.TLSSocket(socket, {
-    isServer: true,
-    secureContext,
-    ...(psk ? { pskCallback } : {}),
-  });
-  secure.on('error', () => {}); // reported through the promise below, then the reader and writer
-  socket.once('close', () => secure.destroy());
+  const server = tls.createServer({ ...serverOptions, ...(psk ? { pskCallback } : {}) });
   return new Promise<tls.TLSSocket>((resolve, reject) => {
-    const fail = (reason: string): void => {
-      secure.off('secure', succeed);
-      secure.destroy();
-      reject(new SdError('REFUSED', `TLS handshake failed: ${reason}`));
-    };
-    // OpenSSL's message is a multi-line dump; its reason ("binder does not verify") is the news.
-    const onError = (error: Error & { reason?: string }): void =>
-      fail(error.reason ?? error.message.trim());
-    const onClose = (): void => fail('the connection closed');
-    const succeed = (): void => {
-      secure.off('error', onError);
-      secure.off('close', onClose);
-      const cipher = secure.getCipher();
+    server.once('secureConnection', (secure: tls.TLSSocket) => {
+      server.removeAllListeners('tlsClientError');
+      secure.on('error', () => {}); // reported through the reader and writer
+      socket.once('close', () => secure.destroy());
+      const peerCertificate = secure.getPeerCertificate();
       logger.info(
-        { ...logFields, protocol: secure.getProtocol(), cipher: cipher.name, identity },
+        {
+          ...logFields,
+          protocol: secure.getProtocol(),
+          cipher: secure.getCipher().name,
+          identity,
+          ...(peerCertificate?.subject ? { clientCertificate: peerCertificate.subject.CN } : {}),
+        },
         'nbd: TLS started',
       );
       resolve(secure);
-    };
-    secure.once('secure', succeed);
-    secure.once('error', onError);
-    secure.once('close', onClose);
+    });
+    // OpenSSL's message is a multi-line dump; its reason ("binder does not verify") is the news.
+    server.on('tlsClientError', (error: Error & { reason?: string }, secure: tls.TLSSocket) => {
+      secure.destroy();
+      socket.destroy();
+      const reason = secure.authorizationError
+        ? `client certificate refused: ${String(secure.authorizationError)}`
+        : (error.reason ?? error.message.trim());
+      reject(new SdError('REFUSED', `TLS handshake failed: ${reason}`));
+    });
+    server.emit('connection', socket);
   });
 }

@@ -67,6 +67,7 @@ interface NbdTlsFlags {
   mode: string | undefined;
   pskFile: string | undefined;
   certificatesDir: string | undefined;
+  verifyPeer: boolean;
 }
 
 /**
@@ -74,8 +75,8 @@ interface NbdTlsFlags {
  * on purpose); on loopback it is off unless asked for. Credentials alone mean `on`.
  */
 function parseNbdTls(flags: NbdTlsFlags, host: string | null): NbdTlsSettings {
-  const { mode, pskFile, certificatesDir } = flags;
-  const given = mode !== undefined || pskFile !== undefined || certificatesDir !== undefined;
+  const { mode, pskFile, certificatesDir, verifyPeer } = flags;
+  const given = mode !== undefined || pskFile !== undefined || certificatesDir !== undefined || verifyPeer;
   if (host === null) {
     if (given) throw new SdError('INVALID_ARGUMENT', '--nbd-tls options need NBD, but --nbd is off');
     return { mode: 'off' };
@@ -85,11 +86,14 @@ function parseNbdTls(flags: NbdTlsFlags, host: string | null): NbdTlsSettings {
   }
   const credentials = { ...(pskFile !== undefined ? { pskFile } : {}), ...(certificatesDir !== undefined ? { certificatesDir } : {}) };
   const hasCredentials = pskFile !== undefined || certificatesDir !== undefined;
+  if (verifyPeer && (certificatesDir === undefined || pskFile !== undefined)) {
+    throw new SdError('INVALID_ARGUMENT', '--nbd-tls-verify-peer needs --nbd-tls-certificates DIR and no --nbd-tls-psk');
+  }
   if (mode === 'off') {
     if (hasCredentials) throw new SdError('INVALID_ARGUMENT', '--nbd-tls off conflicts with --nbd-tls-psk and --nbd-tls-certificates');
     return { mode: 'off' };
   }
-  if (hasCredentials) return { mode: (mode as NbdTlsMode | undefined) ?? 'on', ...credentials };
+  if (hasCredentials) return { mode: (mode as NbdTlsMode | undefined) ?? 'on', ...credentials, ...(verifyPeer ? { verifyPeer } : {}) };
   if (mode !== undefined) {
     throw new SdError('INVALID_ARGUMENT', `--nbd-tls ${mode} needs --nbd-tls-psk FILE or --nbd-tls-certificates DIR`);
   }
@@ -120,7 +124,7 @@ export function defaultZone(addr: string, port: number): number {
 function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: number): SheepOptions['nbd'] {
   const where = parseNbdAddress(o['nbd'] as string | undefined, sheepPort);
   const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
-  const tls = parseNbdTls({ mode: text('nbdTls'), pskFile: text('nbdTlsPsk'), certificatesDir: text('nbdTlsCertificates') }, where?.host ?? null);
+  const tls = parseNbdTls({ mode: text('nbdTls'), pskFile: text('nbdTlsPsk'), certificatesDir: text('nbdTlsCertificates'), verifyPeer: o['nbdTlsVerifyPeer'] === true }, where?.host ?? null);
   return where && { ...where, tls };
 }
 
@@ -138,9 +142,10 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen address (default ${nbdHostDefault}) and port (default ${nbdPortBase} + port - ${portDefault})`)
-    .option('--nbd-tls <off|on|require>', 'NBD STARTTLS: off, on (offered), require (default: on off loopback, else off)')
+    .option('--nbd-tls <off|on|require>', 'NBD STARTTLS: off, on (offered) or require (default: off on loopback, else on)')
     .option('--nbd-tls-psk <FILE>', 'NBD TLS pre-shared keys, identity:hexkey lines (psktool)')
     .option('--nbd-tls-certificates <DIR>', 'NBD TLS X.509: DIR/server-cert.pem and DIR/server-key.pem')
+    .option('--nbd-tls-verify-peer', 'NBD TLS X.509: clients need a certificate signed by DIR/ca-cert.pem')
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {

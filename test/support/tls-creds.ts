@@ -1,7 +1,7 @@
 // TLS credentials for NBD tests, made the way an admin makes them: a PSK file in psktool's format
 // and, with openssl, a CA and a server certificate for 127.0.0.1, laid out as qemu and nbdkit want
-// them (ca-cert.pem, server-cert.pem, server-key.pem). Client directories for qemu hold only the
-// CA (qemu's tls-creds-x509 endpoint=client) or only the keys file (tls-creds-psk, `keys.psk`).
+// them (ca-cert.pem, server-cert.pem, server-key.pem), plus client certificates of that CA and of
+// another one, for servers that verify their clients.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -20,6 +20,10 @@ export interface TlsFiles {
   clientCertificatesDir: string;
   /** A CA the server's certificate does not chain to. */
   otherCaDir: string;
+  /** Client side with a client certificate the server's CA signed: ca-cert.pem, client-*.pem. */
+  clientWithCertDir: string;
+  /** Client side with a client certificate of the other CA. */
+  strangerCertDir: string;
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -31,6 +35,19 @@ function makeCa(dir: string, name: string): void {
   openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
     '-keyout', 'ca-key.pem', '-out', 'ca-cert.pem', '-days', '2', '-subj', `/CN=${name}`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+}
+
+/** Leaf certificate `role` (server or client) signed by the CA in caDir, written to outDir. */
+function makeLeaf(caDir: string, outDir: string, role: 'server' | 'client', name: string): void {
+  fs.mkdirSync(outDir, { recursive: true });
+  const ext = path.join(outDir, `${role}.ext`);
+  fs.writeFileSync(ext, (role === 'server' ? 'subjectAltName=IP:127.0.0.1\n' : '') +
+    'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' +
+    `extendedKeyUsage=${role === 'server' ? 'serverAuth' : 'clientAuth'}\n`);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', `${role}-key.pem`, '-out', `${role}.csr`, '-subj', `/CN=${name}`], outDir);
+  openssl(['x509', '-req', '-in', `${role}.csr`, '-CA', path.join(caDir, 'ca-cert.pem'), '-CAkey', path.join(caDir, 'ca-key.pem'),
+    '-CAcreateserial', '-out', `${role}-cert.pem`, '-days', '2', '-extfile', ext], outDir);
 }
 
 export function makeTlsFiles(root: string): TlsFiles {
@@ -45,17 +62,17 @@ export function makeTlsFiles(root: string): TlsFiles {
 
   const certificatesDir = path.join(root, 'pki');
   makeCa(certificatesDir, 'sheepdog test CA');
-  fs.writeFileSync(path.join(certificatesDir, 'server.ext'),
-    'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n' +
-    'keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', 'server-key.pem', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'], certificatesDir);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca-cert.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial',
-    '-out', 'server-cert.pem', '-days', '2', '-extfile', 'server.ext'], certificatesDir);
+  makeLeaf(certificatesDir, certificatesDir, 'server', '127.0.0.1');
   const clientCertificatesDir = path.join(root, 'pki-client');
   fs.mkdirSync(clientCertificatesDir);
   fs.copyFileSync(path.join(certificatesDir, 'ca-cert.pem'), path.join(clientCertificatesDir, 'ca-cert.pem'));
   const otherCaDir = path.join(root, 'pki-other');
   makeCa(otherCaDir, 'some other CA');
-  return { pskFile, qemuPskDir, wrongPskFile, certificatesDir, clientCertificatesDir, otherCaDir };
+  const clientWithCertDir = path.join(root, 'pki-alice');
+  makeLeaf(certificatesDir, clientWithCertDir, 'client', 'alice');
+  fs.copyFileSync(path.join(certificatesDir, 'ca-cert.pem'), path.join(clientWithCertDir, 'ca-cert.pem'));
+  const strangerCertDir = path.join(root, 'pki-mallory');
+  makeLeaf(otherCaDir, strangerCertDir, 'client', 'mallory');
+  fs.copyFileSync(path.join(certificatesDir, 'ca-cert.pem'), path.join(strangerCertDir, 'ca-cert.pem'));
+  return { pskFile, qemuPskDir, wrongPskFile, certificatesDir, clientCertificatesDir, otherCaDir, clientWithCertDir, strangerCertDir };
 }
