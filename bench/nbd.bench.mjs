@@ -10,11 +10,15 @@
 //   warm-up (the first write also allocates every object), then BENCH_RUNS timed, median in MB/s.
 // - Random 4 KiB: fio's nbd engine, iodepth 16, BENCH_FIO_SECONDS (10) each, randread then
 //   randwrite, on the same exports (already fully written, so reads hit data).
-// - Ratios are sheep / qemu-nbd; the aims are those of the NBD issue.
+// - TLS: the copies 1 export again over NBD STARTTLS with a PSK (sheep 0 runs `--nbd-tls on`, so
+//   plain clients are served too), same nbdcopy runs; its ratio is against plain copies 1, with
+//   sheep 0's CPU seconds per GiB moved for both (from /proc, so other load does not count).
+// - Ratios are sheep / qemu-nbd (TLS: TLS / plain); the aims are those of the NBD issue.
 //
 // Environment: BENCH_SIZE (bytes or K/M/G, default 1G), BENCH_RUNS (3), BENCH_FIO_SECONDS (10),
 // BENCH_DIR (temp dir parent), BENCH_KEEP=1 keeps the temp dir, BENCH_PROFILE=1 starts sheep 0
 // with --cpu-prof (profile written to the temp dir, which is then kept).
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -37,6 +41,7 @@ if (size % (1 << 20) !== 0) throw new Error('BENCH_SIZE must be a whole number o
 const tmp = makeTmp('nbd-bench-');
 const dataFile = path.join(tmp, 'data');
 const rawFile = path.join(tmp, 'qemu-nbd.raw');
+const pskFile = path.join(tmp, 'keys.psk');
 
 const dog = (args) => run(process.execPath, dogArgv(args, ports[0], addr));
 const { mbps, timed } = throughput(size, runs);
@@ -44,6 +49,7 @@ const { mbps, timed } = throughput(size, runs);
 // ---- daemons: killed at the end whatever happens
 const daemons = [];
 const daemon = (command, args) => spawnDaemon(command, args, daemons);
+let sheep0Pid; // for its CPU time (daemons[0] is qemu-nbd, started first)
 
 async function startCluster() {
   const clusterDir = path.join(tmp, 'cluster');
@@ -51,14 +57,17 @@ async function startCluster() {
   for (const [i, port] of ports.entries()) {
     const store = path.join(tmp, `store${i}`);
     const sheepArgs = sheepArgv({ addr, port, zone: i, clusterDir, store, nbd: `${addr}:${nbdPorts[i]}` });
+    // Sheep 0 offers TLS besides plain NBD (the store directory stays the last argument).
+    if (i === 0) sheepArgs.splice(-1, 0, '--nbd-tls', 'on', '--nbd-tls-psk', pskFile);
     const child = profile && i === 0
       ? daemon(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${tmp}`, sheepMain, ...sheepArgs])
       : daemon(process.execPath, [sheepBin, ...sheepArgs]);
     sheep.push(child);
+    if (i === 0) sheep0Pid = child.pid;
     await waitForPort(port, child, `sheep ${i}`);
   }
   await joinAndFormat(dog, { addr, count: ports.length, children: sheep });
-  for (const [i, port] of nbdPorts.entries()) await waitForPort(port, daemons[i], `sheep ${i} NBD`);
+  for (const [i, port] of nbdPorts.entries()) await waitForPort(port, sheep[i], `sheep ${i} NBD`);
 }
 
 async function startQemuNbd() {
@@ -82,13 +91,28 @@ exitOnSignals(cleanup, (signal) => `nbd bench: ${signal}, stopping the daemons`)
 const copyIn = (uri) => run('nbdcopy', ['--connections=4', dataFile, uri]);
 const copyOut = (uri) => run('nbdcopy', ['--connections=4', uri, 'null:']);
 
-async function sequential(label, uri) {
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat (clock ticks of 1/100 s). */
+function cpuSeconds(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs `once` through `timed`; with `cpu`, also reports sheep 0's CPU seconds per GiB moved. */
+async function timedWithCpu(label, once, cpu) {
+  const before = cpuSeconds(sheep0Pid);
+  const figure = await timed(label, once);
+  const cpuPerGib = (cpuSeconds(sheep0Pid) - before) / ((runs * size) / 2 ** 30);
+  if (cpu) console.log(`  ${label}: sheep 0 CPU ${cpuPerGib.toFixed(2)} s/GiB`);
+  return { figure, cpuPerGib };
+}
+
+async function sequential(label, uri, cpu = true) {
   const fresh = mbps((await copyIn(uri)).seconds); // warm-up; allocates every object
   console.log(`  ${label} write, fresh: ${fresh.toFixed(0)} MB/s`);
-  const write = await timed(`${label} write`, () => copyIn(uri));
+  const write = await timedWithCpu(`${label} write`, () => copyIn(uri), cpu);
   await copyOut(uri); // warm-up
-  const read = await timed(`${label} read`, () => copyOut(uri));
-  return { write, read };
+  const read = await timedWithCpu(`${label} read`, () => copyOut(uri), cpu);
+  return { write: write.figure, read: read.figure, writeCpu: write.cpuPerGib, readCpu: read.cpuPerGib };
 }
 
 async function fio(label, uri, rw) {
@@ -117,6 +141,7 @@ async function main() {
     if (await portOpen(port)) throw new Error(`port ${port} is already in use`);
   }
   writeRandomFile(dataFile, size);
+  fs.writeFileSync(pskFile, `bench:${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   fs.readFileSync(dataFile); // into page cache
 
   await startQemuNbd();
@@ -130,8 +155,9 @@ async function main() {
   const seq = {};
   for (const target of targets) {
     if (target.copies) await dog(['vdi', 'create', '-c', String(target.copies), `bench-c${target.copies}`, String(size)]);
-    seq[target.key] = await sequential(target.label, target.uri);
+    seq[target.key] = await sequential(target.label, target.uri, target.copies !== undefined);
   }
+  seq.c1tls = await sequential('copies 1 TLS-PSK', `nbds://bench@${addr}:${nbdPorts[0]}/bench-c1?tls-psk-file=${pskFile}`);
   const rnd = {};
   for (const target of targets) {
     rnd[target.key] = { read: await fio(target.label, target.uri, 'randread'), write: await fio(target.label, target.uri, 'randwrite') };
@@ -149,7 +175,14 @@ async function main() {
     row(`copies ${c} 4K randread qd16`, rnd[key].read, rnd.qemu.read, 'IOPS', c === 1 ? 0.5 : undefined);
     row(`copies ${c} 4K randwrite qd16`, rnd[key].write, rnd.qemu.write, 'IOPS', c === 1 ? 0.5 : undefined);
   }
-  const header = ['test', 'value', 'baseline (qemu-nbd)', 'ratio', 'aim'];
+  // Baseline: plain copies 1, through the same sheep, in the same run.
+  row('copies 1 TLS-PSK nbdcopy write (vs plain)', seq.c1tls.write, seq.c1.write, 'MB/s');
+  row('copies 1 TLS-PSK nbdcopy read (vs plain)', seq.c1tls.read, seq.c1.read, 'MB/s');
+  const cpuRow = (what, tlsCpu, plainCpu) =>
+    rows.push([`sheep 0 CPU, copies 1 ${what}, TLS-PSK vs plain`, `${tlsCpu.toFixed(2)} s/GiB`, `${plainCpu.toFixed(2)} s/GiB`, (tlsCpu / plainCpu).toFixed(2), '']);
+  cpuRow('write', seq.c1tls.writeCpu, seq.c1.writeCpu);
+  cpuRow('read', seq.c1tls.readCpu, seq.c1.readCpu);
+  const header = ['test', 'value', 'baseline (qemu-nbd unless named)', 'ratio', 'aim'];
   console.log('');
   printTable(header, rows);
 }

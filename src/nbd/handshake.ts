@@ -1,6 +1,7 @@
 // Handshake phase: fixed newstyle greeting, client flags, then option haggling until the client
 // picks an export (NBD_OPT_EXPORT_NAME / NBD_OPT_GO), aborts, or breaks the protocol. Written as a
-// small state machine: each phase is a step that returns the next phase.
+// small state machine: each phase is a step that returns the next phase. NBD_OPT_STARTTLS swaps the
+// context's reader and writer for those of the TLS stream (tls.ts does the wrapping).
 import { asSdError, SdError } from '../engine/errors.js';
 import type { VolumeInfo } from '../engine/volume.js';
 import * as c from './constants.js';
@@ -17,15 +18,21 @@ import {
 } from './limits.js';
 import type { NbdLogger } from './logger.js';
 import type { StreamReader } from './reader.js';
+import type { NbdTlsMode } from './tls.js';
 import { encodeMessage, OptionDataParser } from './wire.js';
 import type { FrameWriter } from './writer.js';
 
 export interface HandshakeContext {
+  /** Replaced by STARTTLS: after the handshake, read the connection's reader and writer here. */
   reader: StreamReader;
   writer: FrameWriter;
   registry: ExportRegistry;
   listNames: () => Promise<string[]>;
   logger: NbdLogger;
+  /** off: STARTTLS refused; require: nothing but STARTTLS and ABORT before TLS (FORCEDTLS). */
+  tlsMode: NbdTlsMode;
+  /** Wraps the connection in TLS (the handshake has already sent the plain ACK); null when off. */
+  startTls: (() => Promise<{ reader: StreamReader; writer: FrameWriter }>) | null;
 }
 
 /** What option haggling settled, handed to the transmission phase. */
@@ -33,6 +40,8 @@ export interface NegotiatedExport {
   lease: VolumeLease;
   exportName: string;
   structuredReplies: boolean;
+  /** The connection runs over TLS. */
+  tls: boolean;
   /** Context id of base:allocation for NBD_CMD_BLOCK_STATUS, or null if not selected. */
   baseAllocationContextId: number | null;
   transmissionFlags: number;
@@ -47,6 +56,7 @@ interface Session {
   /** Export name the last NBD_OPT_SET_META_CONTEXT selected base:allocation for, if any. */
   metaContextExportName: string | null;
   optionCount: number;
+  tls: boolean;
 }
 
 type Phase =
@@ -103,6 +113,7 @@ async function readClientFlags(context: HandshakeContext): Promise<Phase> {
     structuredReplies: false,
     metaContextExportName: null,
     optionCount: 0,
+    tls: false,
   };
   return { name: 'options', session };
 }
@@ -123,7 +134,9 @@ async function haggleOneOption(context: HandshakeContext, session: Session): Pro
     throw new SdError('PROTOCOL', 'too many options');
   }
   const data = await context.reader.readExactly(dataBytes);
-  const handler = optionHandlers.get(option) ?? handleUnsupported;
+  const handler = tlsRequiredFirst(context, session, option)
+    ? handleTlsRequired
+    : (optionHandlers.get(option) ?? handleUnsupported);
   const outcome = await handler(context, session, option, data);
   if (outcome.kind === 'continue') return { name: 'options', session };
   return { name: 'done', result: outcome.result };
@@ -139,10 +152,17 @@ type OptionHandler = (
 
 const continueHaggling: OptionOutcome = { kind: 'continue' };
 
+/** FORCEDTLS (`require`): before TLS, every option but STARTTLS and ABORT is refused. */
+function tlsRequiredFirst(context: HandshakeContext, session: Session, option: number): boolean {
+  if (context.tlsMode !== 'require' || session.tls) return false;
+  return option !== c.NBD_OPT_STARTTLS && option !== c.NBD_OPT_ABORT;
+}
+
 const optionHandlers: ReadonlyMap<number, OptionHandler> = new Map<number, OptionHandler>([
   [c.NBD_OPT_EXPORT_NAME, handleExportName],
   [c.NBD_OPT_ABORT, handleAbort],
   [c.NBD_OPT_LIST, handleList],
+  [c.NBD_OPT_STARTTLS, handleStartTls],
   [c.NBD_OPT_INFO, handleInfoOrGo],
   [c.NBD_OPT_GO, handleInfoOrGo],
   [c.NBD_OPT_STRUCTURED_REPLY, handleStructuredReply],
@@ -158,6 +178,55 @@ async function handleUnsupported(
   option: number,
 ): Promise<OptionOutcome> {
   await sendOptionError(context, option, c.NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
+  return continueHaggling;
+}
+
+async function handleTlsRequired(
+  context: HandshakeContext,
+  _s: Session,
+  option: number,
+): Promise<OptionOutcome> {
+  // NBD_OPT_EXPORT_NAME cannot carry an error: the spec says terminate the session.
+  if (option === c.NBD_OPT_EXPORT_NAME) {
+    throw new SdError('REFUSED', 'NBD_OPT_EXPORT_NAME without TLS, and TLS is required');
+  }
+  const message = 'TLS is required: send NBD_OPT_STARTTLS first';
+  await sendOptionError(context, option, c.NBD_REP_ERR_TLS_REQD, message);
+  return continueHaggling;
+}
+
+async function handleStartTls(
+  context: HandshakeContext,
+  session: Session,
+  option: number,
+  data: Buffer,
+): Promise<OptionOutcome> {
+  // Checked in nbdkit's order: bad data, TLS not offered, TLS already running.
+  if (data.length !== 0) {
+    await sendOptionError(context, option, c.NBD_REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data');
+    return continueHaggling;
+  }
+  if (!context.startTls) {
+    await sendOptionError(context, option, c.NBD_REP_ERR_POLICY, 'TLS is not enabled on this server');
+    return continueHaggling;
+  }
+  if (session.tls) {
+    await sendOptionError(context, option, c.NBD_REP_ERR_INVALID, 'TLS is already running');
+    return continueHaggling;
+  }
+  // Stop reading plain bytes before the ACK: what follows it is the client's TLS hello, which
+  // must stay in the socket for TLS. A client may not send anything before our reply.
+  if (context.reader.detach() > 0) {
+    throw new SdError('PROTOCOL', 'data sent before the reply to NBD_OPT_STARTTLS');
+  }
+  await sendOptionReply(context, option, c.NBD_REP_ACK);
+  const channel = await context.startTls();
+  context.reader = channel.reader;
+  context.writer = channel.writer;
+  // What was negotiated in the clear may have been tampered with: start again, as nbdkit does.
+  session.tls = true;
+  session.structuredReplies = false;
+  session.metaContextExportName = null;
   return continueHaggling;
 }
 
@@ -450,6 +519,7 @@ function negotiatedExport(
     lease,
     exportName,
     structuredReplies: session.structuredReplies,
+    tls: session.tls,
     // The selection only counts for the export it was made for.
     baseAllocationContextId:
       session.metaContextExportName === exportName ? baseAllocationContextId : null,

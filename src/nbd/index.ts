@@ -1,2 +1,10 @@
 // Public entry of the NBD front end.
-export { startNbdServer, type NbdServer, type NbdServerOptions, type NbdLogger } from './server.js';
+export {
+  prepareNbdTls,
+  startNbdServer,
+  type NbdLogger,
+  type NbdServer,
+  type NbdServerOptions,
+  type NbdTls,
+  type NbdTlsSettings,
+} from './server.js';

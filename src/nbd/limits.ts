@@ -7,6 +7,10 @@ import { ioRequestBytesMax } from '../engine/limits.js';
 export const nbdOptionBytesMax = 64 * 1024;
 /** Options one connection may send before it must choose an export. */
 export const nbdOptionsPerConnectionMax = 1024;
+/** A PSK file or PEM file larger than this is refused at start: it is not what was meant. */
+export const nbdTlsFileBytesMax = 1024 * 1024;
+/** OpenSSL's PSK_MAX_PSK_LEN: a longer key could never be used. */
+export const nbdTlsPskBytesMax = 512;
 /** Strings (export names, queries, messages) are at most this long per the spec. */
 export const nbdStringBytesMax = 4096;
 /** Error messages we send are cut to this, a line for a human rather than a dump. */

@@ -19,15 +19,19 @@ export class StreamReader {
   private waiter: Waiter | null = null;
   private failure: SdError | null = null;
   private paused = false;
+  private readonly listeners: Array<[string, Parameters<Duplex['on']>[1]]>;
 
   constructor(
     private readonly stream: Duplex,
     private readonly bufferedBytesMax: number,
   ) {
-    stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('end', () => this.fail(new SdError('NETWORK', 'client closed the connection')));
-    stream.on('close', () => this.fail(new SdError('NETWORK', 'connection closed')));
-    stream.on('error', (error: Error) => this.fail(new SdError('NETWORK', error.message)));
+    this.listeners = [
+      ['data', (chunk: Buffer) => this.onData(chunk)],
+      ['end', () => this.fail(new SdError('NETWORK', 'client closed the connection'))],
+      ['close', () => this.fail(new SdError('NETWORK', 'connection closed'))],
+      ['error', (error: Error) => this.fail(new SdError('NETWORK', error.message))],
+    ];
+    for (const [event, listener] of this.listeners) stream.on(event, listener);
   }
 
   /** Resolves with exactly lengthBytes bytes; the caller has already bounded lengthBytes. */
@@ -45,6 +49,21 @@ export class StreamReader {
       this.drop(dropBytes);
       remainingBytes -= dropBytes;
     }
+  }
+
+  /**
+   * Hands the stream over to someone else (STARTTLS): stops listening and pauses it, so what
+   * arrives next stays in the stream for the new owner. Returns how many bytes were buffered and
+   * unread; they are dropped. Later reads fail. Call only with no read pending.
+   */
+  detach(): number {
+    for (const [event, listener] of this.listeners) this.stream.off(event, listener);
+    this.stream.pause();
+    const unreadBytes = this.bufferedBytes;
+    this.chunks.length = 0;
+    this.bufferedBytes = 0;
+    this.fail(new SdError('PROTOCOL', 'the connection moved to TLS'));
+    return unreadBytes;
   }
 
   /** Stops reading for good: pending and later reads fail with `reason`. */

@@ -11,6 +11,7 @@ import { nodeDisk } from '../io/disk.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { tcpTransport } from '../io/transport.js';
+import { prepareNbdTls } from '../nbd/tls.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
 
@@ -39,6 +40,8 @@ async function daemonize(argv: readonly string[]): Promise<never> {
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
+  // TLS credentials are read before anything is claimed or joined: a bad file only fails the start.
+  const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls) };
   claim(storeDir);
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
   const driver = createLocalDriver({
@@ -62,7 +65,7 @@ async function run(options: SheepOptions): Promise<void> {
     systemClock.after(50, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd }, exit);
   try {
     await sheep.start();
   } catch (error) {

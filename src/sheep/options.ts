@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { SdError } from '../engine/errors.js';
 import { externalIpv4, isIpAddress } from '../io/net-address.js';
+import type { NbdTlsMode, NbdTlsSettings } from '../nbd/tls-credentials.js';
 import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
 
 export type ClusterChoice = { kind: 'local'; dir: string | undefined };
@@ -16,8 +17,10 @@ export interface SheepOptions {
   cluster: ClusterChoice;
   foreground: boolean;
   logLevel: string;
-  nbd: { host: string; port: number } | null;
+  nbd: { host: string; port: number; tls: NbdTlsSettings } | null;
 }
+
+const nbdTlsModes: readonly NbdTlsMode[] = ['off', 'on', 'require'];
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -42,15 +45,63 @@ function parseCluster(text: string): ClusterChoice {
   throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local or local:DIR`);
 }
 
-function parseNbd(text: string | undefined, sheepPort: number, bindAddr: string): SheepOptions['nbd'] {
+/** NBD listens on loopback unless --nbd names an address: a VM's disk is not for the whole network. */
+const nbdHostDefault = '127.0.0.1';
+
+function parseNbdAddress(text: string | undefined, sheepPort: number): { host: string; port: number } | null {
   if (text === 'off') return null;
   if (text === undefined) {
     const port = nbdPortBase + (sheepPort - portDefault);
-    return port >= 1 && port <= 65535 ? { host: bindAddr, port } : null;
+    return port >= 1 && port <= 65535 ? { host: nbdHostDefault, port } : null;
   }
   const match = /^(?:(.+):)?(\d+)$/.exec(text);
   if (!match) throw new SdError('INVALID_ARGUMENT', `invalid --nbd '${text}': expected [ADDR:]PORT or off`);
-  return { host: match[1] ? address('--nbd address', match[1]) : bindAddr, port: integer('--nbd port', match[2]!, 1, 65535) };
+  return { host: match[1] ? address('--nbd address', match[1]) : nbdHostDefault, port: integer('--nbd port', match[2]!, 1, 65535) };
+}
+
+function isLoopback(host: string): boolean {
+  return host.startsWith('127.') || host === '::1';
+}
+
+interface NbdTlsFlags {
+  mode: string | undefined;
+  pskFile: string | undefined;
+  certificatesDir: string | undefined;
+  verifyPeer: boolean;
+}
+
+/**
+ * Off loopback, TLS is offered by default and the credentials must be given (or TLS turned off
+ * on purpose); on loopback it is off unless asked for. Credentials alone mean `on`.
+ */
+function parseNbdTls(flags: NbdTlsFlags, host: string | null): NbdTlsSettings {
+  const { mode, pskFile, certificatesDir, verifyPeer } = flags;
+  const given = mode !== undefined || pskFile !== undefined || certificatesDir !== undefined || verifyPeer;
+  if (host === null) {
+    if (given) throw new SdError('INVALID_ARGUMENT', '--nbd-tls options need NBD, but --nbd is off');
+    return { mode: 'off' };
+  }
+  if (mode !== undefined && !nbdTlsModes.includes(mode as NbdTlsMode)) {
+    throw new SdError('INVALID_ARGUMENT', `invalid --nbd-tls '${mode}': expected ${nbdTlsModes.join(', ')}`);
+  }
+  const credentials = { ...(pskFile !== undefined ? { pskFile } : {}), ...(certificatesDir !== undefined ? { certificatesDir } : {}) };
+  const hasCredentials = pskFile !== undefined || certificatesDir !== undefined;
+  if (verifyPeer && (certificatesDir === undefined || pskFile !== undefined)) {
+    throw new SdError('INVALID_ARGUMENT', '--nbd-tls-verify-peer needs --nbd-tls-certificates DIR and no --nbd-tls-psk');
+  }
+  if (mode === 'off') {
+    if (hasCredentials) throw new SdError('INVALID_ARGUMENT', '--nbd-tls off conflicts with --nbd-tls-psk and --nbd-tls-certificates');
+    return { mode: 'off' };
+  }
+  if (hasCredentials) return { mode: (mode as NbdTlsMode | undefined) ?? 'on', ...credentials, ...(verifyPeer ? { verifyPeer } : {}) };
+  if (mode !== undefined) {
+    throw new SdError('INVALID_ARGUMENT', `--nbd-tls ${mode} needs --nbd-tls-psk FILE or --nbd-tls-certificates DIR`);
+  }
+  if (isLoopback(host)) return { mode: 'off' };
+  throw new SdError(
+    'INVALID_ARGUMENT',
+    `NBD on ${host} is open to other hosts: give --nbd-tls-psk FILE or --nbd-tls-certificates DIR, or --nbd-tls off to serve it without TLS`,
+  );
 }
 
 /** The address others reach us at when none is given: a non-loopback IPv4 address, if any. */
@@ -70,6 +121,13 @@ export function defaultZone(addr: string, port: number): number {
   return (bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24)) >>> 0;
 }
 
+function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: number): SheepOptions['nbd'] {
+  const where = parseNbdAddress(o['nbd'] as string | undefined, sheepPort);
+  const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
+  const tls = parseNbdTls({ mode: text('nbdTls'), pskFile: text('nbdTlsPsk'), certificatesDir: text('nbdTlsCertificates'), verifyPeer: o['nbdTlsVerifyPeer'] === true }, where?.host ?? null);
+  return where && { ...where, tls };
+}
+
 export function parseSheepOptions(argv: readonly string[]): SheepOptions {
   const program = new Command('sheep')
     .description('Sheepdog storage daemon: stores objects of virtual disks in STORE_DIR')
@@ -83,7 +141,11 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-c, --cluster <DRIVER>', 'cluster driver: local or local:DIR', 'local')
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
-    .option('--nbd <[ADDR:]PORT|off>', `NBD listen port (default ${nbdPortBase} + port - ${portDefault})`)
+    .option('--nbd <[ADDR:]PORT|off>', `NBD listen address (default ${nbdHostDefault}) and port (default ${nbdPortBase} + port - ${portDefault})`)
+    .option('--nbd-tls <off|on|require>', 'NBD STARTTLS: off, on (offered) or require (default: off on loopback, else on)')
+    .option('--nbd-tls-psk <FILE>', 'NBD TLS pre-shared keys, identity:hexkey lines (psktool)')
+    .option('--nbd-tls-certificates <DIR>', 'NBD TLS X.509: DIR/server-cert.pem and DIR/server-key.pem')
+    .option('--nbd-tls-verify-peer', 'NBD TLS X.509: clients need a certificate signed by DIR/ca-cert.pem')
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {
@@ -111,6 +173,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     cluster: parseCluster(String(o['cluster'])),
     foreground: o['foreground'] === true,
     logLevel: level,
-    nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr),
+    nbd: nbdOptions(o, port),
   };
 }

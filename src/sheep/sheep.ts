@@ -13,6 +13,7 @@ import type { Disk } from '../io/disk.js';
 import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
+import type { NbdTls } from '../nbd/tls.js';
 import { protocolHandler, serveConnection } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
@@ -39,7 +40,8 @@ export interface SheepConfig {
   storeDir: string;
   bindAddr: string;
   self: NodeInfo;
-  nbd: { host: string; port: number } | null;
+  /** tls: prepared by the launcher (prepareNbdTls); absent means off. */
+  nbd: { host: string; port: number; tls?: NbdTls } | null;
 }
 
 export class Sheep {
@@ -162,7 +164,7 @@ export class Sheep {
     }
   }
 
-  private async startNbd(where: { host: string; port: number }): Promise<void> {
+  private async startNbd(where: NonNullable<SheepConfig['nbd']>): Promise<void> {
     const { startNbdServer } = await import('../nbd/index.js');
     this.nbdServer = await startNbdServer({
       host: where.host,
@@ -170,6 +172,7 @@ export class Sheep {
       provider: this.volumeProvider(),
       logger: this.world.log,
       gatherWrites: true,
+      ...(where.tls ? { tls: where.tls } : {}),
     });
   }
 
