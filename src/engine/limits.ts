@@ -69,7 +69,11 @@ export const epochCatchUpMs = 5000;
 export const throttleMaxObjectsLimit = 1000;
 export const throttleIntervalMsLimit = 1000;
 
-/** Malformed requests are logged at most this often per server (the rest are counted). */
+/**
+ * Malformed requests are logged through a token bucket per server: this many at once, then one
+ * per interval (the ones held back are counted into the next line).
+ */
+export const malformedLogBurst = 5;
 export const malformedLogIntervalMs = 10_000;
 
 /** The local driver reports a dead member as left within this. */

@@ -2,7 +2,8 @@
 // decoded against the protocol and run by its entry in a handler table typed against it.
 import type { Duplex } from 'node:stream';
 import { SdError, asSdError } from '../engine/errors.js';
-import { malformedLogIntervalMs, rpcInflightRequestsMax } from '../engine/limits.js';
+import { malformedLogBurst, malformedLogIntervalMs, rpcInflightRequestsMax } from '../engine/limits.js';
+import { TokenBucket } from '../engine/token-bucket.js';
 import type { Clock } from '../io/clock.js';
 import type { Log } from '../io/log.js';
 import { decodeRequest } from './decode.js';
@@ -20,17 +21,18 @@ export interface Reply {
 
 export type FrameHandler = (header: Record<string, unknown>, payload: Buffer | undefined) => Promise<Reply>;
 
-/** Logs at most one warning per interval; the ones held back are counted into the next. */
-export function rateLimitedWarn(clock: Clock, intervalMs: number, log: Pick<Log, 'warn'>) {
-  let lastMs = -Infinity;
+/**
+ * Warnings about what clients send, through a token bucket on the clock: `burst` at once, then
+ * one per interval; the ones held back are counted into the next line. Never a stack.
+ */
+export function rateLimitedWarn(clock: Clock, intervalMs: number, log: Pick<Log, 'warn'>, burst = malformedLogBurst) {
+  const bucket = new TokenBucket(burst, intervalMs);
   let suppressed = 0;
   return (fields: object, message: string): void => {
-    const nowMs = clock.nowMs();
-    if (nowMs - lastMs < intervalMs) {
+    if (!bucket.take(clock.nowMs())) {
       suppressed += 1;
       return;
     }
-    lastMs = nowMs;
     log.warn({ ...fields, suppressed }, message);
     suppressed = 0;
   };
