@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SdError, oldEpochError } from '../src/engine/errors.js';
 import { asVid, dataOid } from '../src/engine/oid.js';
 import { RpcClient } from '../src/rpc/client.js';
-import { protocolHandler, serveConnection, type Handlers } from '../src/rpc/server.js';
+import { protocolHandler, RpcServer, type Handlers } from '../src/rpc/server.js';
 import { ManualClock } from './support/manual-clock.js';
 import { MemoryTransport } from './support/memory-transport.js';
 
@@ -30,7 +30,8 @@ async function serve(table: Handlers, clock = new ManualClock()) {
   const log = recordingLog();
   const bugs: unknown[] = [];
   const handle = protocolHandler(table, clock, log);
-  await transport.listen('127.0.0.1', 7000, (stream) => serveConnection(stream, handle, (bug) => bugs.push(bug)));
+  const server = new RpcServer(handle, { clock, log, onBug: (bug) => bugs.push(bug) });
+  await transport.listen('127.0.0.1', 7000, (stream) => server.accept(stream));
   const client = new RpcClient({ transport, clock, host: '127.0.0.1', port: 7000 });
   return { client, log, bugs, clock, transport };
 }

@@ -30,6 +30,7 @@ function checkPayload(op: Op, payload: Buffer | undefined): void {
 /** Names a bad `op` without calling anything of it: a map's own `toString` may be a number. */
 function describeOp(op: unknown): string {
   if (typeof op === 'string') return op.slice(0, 40);
+  if (op === undefined) return '(missing)';
   if (op === null) return '(null)';
   return `(${Array.isArray(op) ? 'an array' : typeof op === 'object' ? 'a map' : `a ${typeof op}`})`;
 }

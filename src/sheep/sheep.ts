@@ -12,7 +12,7 @@ import type { Disk } from '../io/disk.js';
 import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
-import { protocolHandler, serveConnection } from '../rpc/server.js';
+import { protocolHandler, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
@@ -142,11 +142,10 @@ export class Sheep {
       log,
     );
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
+    const server = new RpcServer(handle, { clock, log, onBug });
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
     try {
-      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) =>
-        serveConnection(stream, handle, onBug),
-      );
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => server.accept(stream, remote));
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
       throw new SdError('INVALID_ARGUMENT', code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${message}`);

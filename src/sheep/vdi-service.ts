@@ -6,6 +6,7 @@ import { SdError, asSdError } from '../engine/errors.js';
 import { registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
 import { asVid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import {
+  checkObjectInVdi,
   planClone,
   planCreate,
   planResize,
@@ -101,6 +102,26 @@ export class VdiService {
       await this.driver.sync();
       return this.group.registry.lookup(name, ref);
     }
+  }
+
+  /**
+   * A client's object request names an object of a VDI that exists (a write: one not deleted),
+   * within its size. A VDI made through another node may not have reached us yet: sync once.
+   * The gateway's own table writes (snapshot, clone) come before their entry and skip this.
+   */
+  async checkClientObject(oid: Oid, write: boolean): Promise<void> {
+    const vid = oidVid(oid);
+    const usable = () => {
+      const entry = this.group.registry.get(vid);
+      return entry && !(write && entry.deleted) ? entry : undefined;
+    };
+    let entry = usable();
+    if (!entry) {
+      await this.driver.sync();
+      entry = usable();
+    }
+    if (!entry) throw new SdError('NO_VDI', `no VDI with id ${vid.toString(16)}`);
+    checkObjectInVdi(entry, oid);
   }
 
   async create(request: { name: string; sizeBytes: number; copies?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
