@@ -59,13 +59,15 @@ export const rpcServerInflightRequestsMax = 64;
 /** Bytes held for one connection: requests being handled and replies not yet sent. */
 export const rpcConnectionHeldBytesMax = 32 * 1024 * 1024;
 /** Bytes held for all connections of one server, for client ops and again for peer ops. */
-export const rpcServerHeldBytesMax = 128 * 1024 * 1024;
+export const rpcServerHeldBytesMax = 64 * 1024 * 1024;
 /** A frame, once its first byte is in, must be complete within this (our own pauses excluded). */
 export const rpcFrameReadTimeoutMs = 15_000;
 /** A client that takes nothing of a pending reply for this long is disconnected. */
 export const rpcReplyWriteTimeoutMs = 30_000;
 /** A connection with nothing in flight and nothing received for this long is closed. */
 export const rpcServerIdleTimeoutMs = 120_000;
+/** The server gives freed memory back after a busy spell at most this often. */
+export const rpcDrainedCallIntervalMs = 10_000;
 /** A client closes its own idle connection first, so it never sends into one the server closes. */
 export const rpcClientIdleTimeoutMs = 60_000;
 /**

@@ -9,6 +9,7 @@ import {
   malformedLogBurst,
   malformedLogIntervalMs,
   rpcConnectionHeldBytesMax,
+  rpcDrainedCallIntervalMs,
   rpcFrameReadTimeoutMs,
   rpcReplyWriteTimeoutMs,
   rpcServerConnectionsMax,
@@ -118,6 +119,11 @@ export interface RpcServerOptions {
   /** A handler threw something that is not an SdError: a bug, logged with its stack. */
   onBug: (error: unknown) => void;
   limits?: Partial<ServerLimits>;
+  /**
+   * Called when nothing is held any more after at least half a budget was (at most once per
+   * `rpcDrainedCallIntervalMs`): the place to give freed buffers back to the system (io/memory.ts).
+   */
+  onDrained?: () => void;
 }
 
 /** Bytes a server holds for one class of requests; one request alone always fits. */
@@ -125,16 +131,21 @@ class ByteBudget {
   used = 0;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly onChange: () => void,
+  ) {}
 
   tryTake(bytes: number): boolean {
-    if (this.used > 0 && this.used + bytes > this.capacity) return false;
+    if (bytes > 0 && this.used > 0 && this.used + bytes > this.capacity) return false;
     this.used += bytes;
+    this.onChange();
     return true;
   }
 
   give(bytes: number): void {
     this.used -= bytes;
+    this.onChange();
     const waiters = this.waiters;
     this.waiters = [];
     for (const wake of waiters) wake();
@@ -154,16 +165,40 @@ export class RpcServer {
   readonly onBug: (error: unknown) => void;
   readonly budgets: { client: ByteBudget; peer: ByteBudget };
   private readonly connections = new Set<ServerConnection>();
+  private peakBytes = 0;
+  private lastDrainedMs = -Infinity;
+  private drainTimer: Timer | undefined;
 
   constructor(
     readonly handle: FrameHandler,
-    options: RpcServerOptions,
+    private readonly options: RpcServerOptions,
   ) {
     this.limits = { ...serverLimits, ...options.limits };
     this.clock = options.clock;
     this.onBug = options.onBug;
     this.warn = rateLimitedWarn(options.clock, malformedLogIntervalMs, options.log);
-    this.budgets = { client: new ByteBudget(this.limits.serverHeldBytesMax), peer: new ByteBudget(this.limits.serverHeldBytesMax) };
+    const onChange = () => this.noteHeld();
+    this.budgets = {
+      client: new ByteBudget(this.limits.serverHeldBytesMax, onChange),
+      peer: new ByteBudget(this.limits.serverHeldBytesMax, onChange),
+    };
+  }
+
+  private noteHeld(): void {
+    const held = this.heldBytes;
+    this.peakBytes = Math.max(this.peakBytes, held);
+    const onDrained = this.options.onDrained;
+    if (held > 0 || this.peakBytes < this.limits.serverHeldBytesMax / 2 || !onDrained || this.drainTimer) return;
+    const waitMs = this.lastDrainedMs + rpcDrainedCallIntervalMs - this.clock.nowMs();
+    const fire = () => {
+      this.drainTimer = undefined;
+      if (this.heldBytes > 0) return; // busy again: the next drain calls
+      this.peakBytes = 0;
+      this.lastDrainedMs = this.clock.nowMs();
+      onDrained();
+    };
+    if (waitMs <= 0) fire();
+    else this.drainTimer = this.clock.after(waitMs, fire);
   }
 
   /** For a Transport's `listen`. */
@@ -182,6 +217,7 @@ export class RpcServer {
     if (this.connections.size < this.limits.connectionsMax) return true;
     this.warn({ remote, connections: this.connections.size }, 'connection refused: too many connections');
     stream.on('error', () => stream.destroy());
+    stream.resume(); // reads (and drops) what it sent, so its close is seen
     const message = `too many connections (${this.limits.connectionsMax})`;
     for (const piece of encodeFrame({ id: 0, ok: false, code: 'BUSY', message })) stream.write(piece);
     stream.end();
@@ -259,7 +295,8 @@ class ServerConnection {
 
   /** Starts every request that fits; pauses the stream when the next one does not. */
   private pump(): void {
-    if (this.closed) return;
+    // A stream the client has closed gets no new work: its replies would only be garbage.
+    if (this.closed || this.stream.destroyed || this.stream.readableEnded) return;
     const { limits } = this.server;
     for (;;) {
       if (this.inflight >= limits.inflightRequestsMax) return this.pause();
@@ -291,7 +328,7 @@ class ServerConnection {
     const bytes = payloadBytes + replyBytesAsked(header);
     const op = header['op'];
     const budget = typeof op === 'string' && op.startsWith('peer.') ? this.server.budgets.peer : this.server.budgets.client;
-    if (this.heldBytes > 0 && this.heldBytes + bytes > this.server.limits.connectionHeldBytesMax) return undefined;
+    if (bytes > 0 && this.heldBytes > 0 && this.heldBytes + bytes > this.server.limits.connectionHeldBytesMax) return undefined;
     if (!budget.tryTake(bytes)) {
       if (!this.waiting) {
         this.waiting = true;

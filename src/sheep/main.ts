@@ -8,6 +8,7 @@ import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
 import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
+import { collectGarbage } from '../io/memory.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { tcpTransport } from '../io/transport.js';
@@ -61,7 +62,7 @@ async function run(options: SheepOptions): Promise<void> {
     releaseStore(storeDir);
     systemClock.after(50, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log, releaseMemory: collectGarbage };
   const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
   try {
     await sheep.start();

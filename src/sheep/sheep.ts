@@ -32,6 +32,8 @@ export interface SheepWorld {
   driver: ClusterDriver & { close?(): void };
   random: Random;
   log: Log;
+  /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
+  releaseMemory?: () => void;
 }
 
 export interface SheepConfig {
@@ -142,7 +144,7 @@ export class Sheep {
       log,
     );
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
-    const server = new RpcServer(handle, { clock, log, onBug });
+    const server = new RpcServer(handle, { clock, log, onBug, ...(this.world.releaseMemory ? { onDrained: this.world.releaseMemory } : {}) });
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
     try {
       this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => server.accept(stream, remote));
