@@ -23,7 +23,7 @@ import type { FrameWriter } from './writer.js';
 export interface HandshakeContext {
   reader: StreamReader;
   writer: FrameWriter;
-  registry: ExportRegistry;
+  registry: Pick<ExportRegistry, 'acquire'>;
   listNames: () => Promise<string[]>;
   logger: NbdLogger;
 }
@@ -305,7 +305,10 @@ async function refuseExport(
   error: SdError,
 ): Promise<void> {
   const known =
-    error.code === 'NO_VDI' || error.code === 'NO_TAG' || error.code === 'INVALID_ARGUMENT';
+    error.code === 'NO_VDI' ||
+    error.code === 'NO_TAG' ||
+    error.code === 'INVALID_ARGUMENT' ||
+    error.code === 'BUSY';
   const fields = { exportName, code: error.code, err: error };
   if (known) context.logger.info(fields, 'nbd: export not available');
   else context.logger.error(fields, 'nbd: opening export failed');

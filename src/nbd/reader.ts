@@ -19,6 +19,13 @@ export class StreamReader {
   private waiter: Waiter | null = null;
   private failure: SdError | null = null;
   private paused = false;
+  /** Set by the caller between the parts of one message (a request's header and its payload). */
+  inMessage = false;
+
+  /** Whether part of a message is in and the rest awaited: the read timeout applies. */
+  get awaitingRest(): boolean {
+    return this.waiter !== null && (this.bufferedBytes > 0 || this.inMessage);
+  }
 
   constructor(
     private readonly stream: Duplex,

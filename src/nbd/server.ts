@@ -8,7 +8,11 @@ import { runHandshake } from './handshake.js';
 import {
   nbdConnectionsMax,
   nbdHandshakeTimeoutMs,
+  nbdIdleTimeoutMsDefault,
   nbdReceiveBufferedBytesMax,
+  nbdRefusingHandshakesMax,
+  nbdRequestReadTimeoutMs,
+  nbdWatchdogPeriodMs,
   nbdZeroBufferBytes,
 } from './limits.js';
 import { type NbdLogger, silentLogger } from './logger.js';
@@ -29,7 +33,23 @@ export interface NbdServerOptions {
    * volume then sees every request as its own write, as the protocol tests expect.
    */
   gatherWrites?: boolean;
+  /** Deadlines and the session cap where they differ from limits.ts (0 idle: never). */
+  limits?: Partial<NbdServerLimits>;
 }
+
+export interface NbdServerLimits {
+  connectionsMax: number;
+  handshakeTimeoutMs: number;
+  requestReadTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+const defaultLimits: NbdServerLimits = {
+  connectionsMax: nbdConnectionsMax,
+  handshakeTimeoutMs: nbdHandshakeTimeoutMs,
+  requestReadTimeoutMs: nbdRequestReadTimeoutMs,
+  idleTimeoutMs: nbdIdleTimeoutMsDefault,
+};
 
 export interface NbdServer {
   readonly port: number;
@@ -43,7 +63,10 @@ interface ServerState {
   logger: NbdLogger;
   zeroBuffer: Buffer;
   connections: Map<net.Socket, { reader: StreamReader; finished: Promise<void> }>;
+  /** Connections past the cap, still in their refusing handshake. */
+  refusing: number;
   nextConnectionId: number;
+  limits: NbdServerLimits;
 }
 
 export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
@@ -53,10 +76,12 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
     logger: options.logger ?? silentLogger,
     zeroBuffer: Buffer.alloc(nbdZeroBufferBytes),
     connections: new Map(),
+    refusing: 0,
     nextConnectionId: 1,
+    limits: { ...defaultLimits, ...options.limits },
   };
   const server = net.createServer((socket) => acceptConnection(state, socket));
-  server.maxConnections = nbdConnectionsMax;
+  server.maxConnections = state.limits.connectionsMax + nbdRefusingHandshakesMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -73,10 +98,55 @@ function acceptConnection(state: ServerState, socket: net.Socket): void {
   const connectionId = state.nextConnectionId;
   state.nextConnectionId += 1;
   const reader = new StreamReader(socket, nbdReceiveBufferedBytesMax);
-  const finished = serveConnection(state, socket, reader, connectionId).finally(() => {
-    state.connections.delete(socket);
+  const refused = state.connections.size >= state.limits.connectionsMax;
+  if (refused) state.refusing += 1;
+  const finished = serveConnection(state, socket, reader, connectionId, refused).finally(() => {
+    if (refused) state.refusing -= 1;
+    else state.connections.delete(socket);
   });
-  state.connections.set(socket, { reader, finished });
+  if (!refused) state.connections.set(socket, { reader, finished });
+}
+
+/** A session past the cap is told so when it asks for an export (NBD_REP_ERR_POLICY). */
+function refusingRegistry(state: ServerState): { acquire(name: string): Promise<never> } {
+  return {
+    acquire: async () => {
+      throw new SdError('BUSY', `too many NBD sessions (${state.limits.connectionsMax}); try again later`);
+    },
+  };
+}
+
+/**
+ * The deadlines of one connection, checked every second: the handshake as a whole; a request
+ * half read; no traffic at all (only if an idle timeout is set). Returns a stop function.
+ */
+function watchConnection(state: ServerState, socket: net.Socket, reader: StreamReader, inHandshake: () => boolean): () => void {
+  const { limits } = state;
+  const acceptedMs = Date.now();
+  let traffic = -1;
+  let lastTrafficMs = acceptedMs;
+  let partialSinceMs: number | undefined;
+  const timer = setInterval(() => {
+    const nowMs = Date.now();
+    let reason: string | undefined;
+    if (inHandshake()) {
+      if (nowMs - acceptedMs > limits.handshakeTimeoutMs) reason = `handshake not done within ${limits.handshakeTimeoutMs} ms`;
+    } else {
+      partialSinceMs = reader.awaitingRest ? (partialSinceMs ?? nowMs) : undefined;
+      const now = socket.bytesRead + socket.bytesWritten;
+      if (now !== traffic) lastTrafficMs = nowMs;
+      traffic = now;
+      if (partialSinceMs !== undefined && nowMs - partialSinceMs > limits.requestReadTimeoutMs) {
+        reason = `request not complete within ${limits.requestReadTimeoutMs} ms`;
+      } else if (limits.idleTimeoutMs > 0 && nowMs - lastTrafficMs > limits.idleTimeoutMs) {
+        reason = `idle for ${limits.idleTimeoutMs} ms`;
+      }
+    }
+    if (reason === undefined) return;
+    state.logger.info({ peer: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, reason }, 'nbd: connection closed');
+    socket.destroy();
+  }, Math.min(nbdWatchdogPeriodMs, limits.handshakeTimeoutMs));
+  return () => clearInterval(timer);
 }
 
 async function serveConnection(
@@ -84,20 +154,21 @@ async function serveConnection(
   socket: net.Socket,
   reader: StreamReader,
   connectionId: number,
+  refused: boolean,
 ): Promise<void> {
   const { logger } = state;
   const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
   const writer = new FrameWriter(socket);
   socket.setNoDelay(true);
-  // A client that stalls in the handshake holds nothing of ours but the socket; drop it.
-  socket.setTimeout(nbdHandshakeTimeoutMs, () => socket.destroy());
   socket.on('error', () => {}); // reported through the reader and writer
+  let inHandshake = true;
+  const stopWatching = watchConnection(state, socket, reader, () => inHandshake);
   let lease: VolumeLease | null = null;
   try {
     const handshake = await runHandshake({
       reader,
       writer,
-      registry: state.registry,
+      registry: refused ? refusingRegistry(state) : state.registry,
       logger,
       listNames: () => state.provider.listNames(),
     });
@@ -105,7 +176,7 @@ async function serveConnection(
       await writer.end();
       return;
     }
-    socket.setTimeout(0);
+    inHandshake = false;
     const { negotiated } = handshake;
     lease = negotiated.lease;
     logger.info(
@@ -128,6 +199,7 @@ async function serveConnection(
   } catch (error) {
     logConnectionError(logger, connectionId, peer, error);
   } finally {
+    stopWatching();
     reader.close(new SdError('SHUTDOWN', 'connection finished'));
     socket.destroy();
     await lease?.release().catch((error: unknown) => {

@@ -16,10 +16,12 @@ export interface SheepOptions {
   cluster: ClusterChoice;
   foreground: boolean;
   logLevel: string;
-  nbd: { host: string; port: number } | null;
+  nbd: { host: string; port: number; idleTimeoutMs: number } | null;
 }
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+/** A week: longer is as good as never. */
+const nbdIdleTimeoutSecMax = 7 * 24 * 3600;
 
 function integer(option: string, text: string, min: number, max: number): number {
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
@@ -42,15 +44,15 @@ function parseCluster(text: string): ClusterChoice {
   throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local or local:DIR`);
 }
 
-function parseNbd(text: string | undefined, sheepPort: number, bindAddr: string): SheepOptions['nbd'] {
+function parseNbd(text: string | undefined, sheepPort: number, bindAddr: string, idleTimeoutMs: number): SheepOptions['nbd'] {
   if (text === 'off') return null;
   if (text === undefined) {
     const port = nbdPortBase + (sheepPort - portDefault);
-    return port >= 1 && port <= 65535 ? { host: bindAddr, port } : null;
+    return port >= 1 && port <= 65535 ? { host: bindAddr, port, idleTimeoutMs } : null;
   }
   const match = /^(?:(.+):)?(\d+)$/.exec(text);
   if (!match) throw new SdError('INVALID_ARGUMENT', `invalid --nbd '${text}': expected [ADDR:]PORT or off`);
-  return { host: match[1] ? address('--nbd address', match[1]) : bindAddr, port: integer('--nbd port', match[2]!, 1, 65535) };
+  return { host: match[1] ? address('--nbd address', match[1]) : bindAddr, port: integer('--nbd port', match[2]!, 1, 65535), idleTimeoutMs };
 }
 
 /** The address others reach us at when none is given: a non-loopback IPv4 address, if any. */
@@ -84,6 +86,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen port (default ${nbdPortBase} + port - ${portDefault})`)
+    .option('--nbd-idle-timeout <SEC>', `close NBD sessions with no traffic for SEC seconds, 0-${nbdIdleTimeoutSecMax} (default 0: never)`, '0')
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {
@@ -111,6 +114,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     cluster: parseCluster(String(o['cluster'])),
     foreground: o['foreground'] === true,
     logLevel: level,
-    nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr),
+    nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
   };
 }

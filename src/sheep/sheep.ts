@@ -40,7 +40,8 @@ export interface SheepConfig {
   storeDir: string;
   bindAddr: string;
   self: NodeInfo;
-  nbd: { host: string; port: number } | null;
+  /** `idleTimeoutMs`: close NBD sessions with no traffic for this long (0 or absent: never). */
+  nbd: { host: string; port: number; idleTimeoutMs?: number } | null;
 }
 
 export class Sheep {
@@ -154,7 +155,7 @@ export class Sheep {
     }
   }
 
-  private async startNbd(where: { host: string; port: number }): Promise<void> {
+  private async startNbd(where: { host: string; port: number; idleTimeoutMs?: number }): Promise<void> {
     const { startNbdServer } = await import('../nbd/index.js');
     this.nbdServer = await startNbdServer({
       host: where.host,
@@ -162,6 +163,7 @@ export class Sheep {
       provider: this.volumeProvider(),
       logger: this.world.log,
       gatherWrites: true,
+      limits: { idleTimeoutMs: where.idleTimeoutMs ?? 0 },
     });
   }
 

@@ -106,22 +106,23 @@ export class VdiService {
 
   /**
    * A client's object request names an object of a VDI that exists (a write: one not deleted),
-   * within its size. A VDI made through another node may not have reached us yet: sync once.
-   * The gateway's own table writes (snapshot, clone) come before their entry and skip this.
+   * within its size. A VDI made or grown through another node may not have reached us yet: on
+   * a refusal, sync once and check again. The gateway's own table writes (snapshot, clone) come
+   * before their entry and skip this.
    */
   async checkClientObject(oid: Oid, write: boolean): Promise<void> {
-    const vid = oidVid(oid);
-    const usable = () => {
+    const check = () => {
+      const vid = oidVid(oid);
       const entry = this.group.registry.get(vid);
-      return entry && !(write && entry.deleted) ? entry : undefined;
+      if (!entry || (write && entry.deleted)) throw new SdError('NO_VDI', `no VDI with id ${vid.toString(16)}`);
+      checkObjectInVdi(entry, oid);
     };
-    let entry = usable();
-    if (!entry) {
+    try {
+      check();
+    } catch {
       await this.driver.sync();
-      entry = usable();
+      check();
     }
-    if (!entry) throw new SdError('NO_VDI', `no VDI with id ${vid.toString(16)}`);
-    checkObjectInVdi(entry, oid);
   }
 
   async create(request: { name: string; sizeBytes: number; copies?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
