@@ -296,19 +296,19 @@ describe('sheep options', () => {
   const nbd = (...args: string[]) => parseSheepOptions([...args, '/store']).nbd;
 
   test('NBD listens on loopback unless an address is given, whatever -b says; TLS off there', () => {
-    expect(nbd()).toEqual({ host: '127.0.0.1', port: 10809, tls: { mode: 'off' } });
-    expect(nbd('-b', '0.0.0.0', '-p', '7001')).toEqual({ host: '127.0.0.1', port: 10810, tls: { mode: 'off' } });
-    expect(nbd('--nbd', '11000')).toEqual({ host: '127.0.0.1', port: 11000, tls: { mode: 'off' } });
+    expect(nbd()).toEqual({ host: '127.0.0.1', port: 10809, tls: { mode: 'off' }, idleTimeoutMs: 0 });
+    expect(nbd('-b', '0.0.0.0', '-p', '7001')).toEqual({ host: '127.0.0.1', port: 10810, tls: { mode: 'off' }, idleTimeoutMs: 0 });
+    expect(nbd('--nbd', '11000')).toEqual({ host: '127.0.0.1', port: 11000, tls: { mode: 'off' }, idleTimeoutMs: 0 });
     expect(nbd('--nbd', 'off')).toBeNull();
   });
 
   test('off loopback TLS is on once credentials are given, or off only when asked', () => {
     expect(nbd('--nbd', '0.0.0.0:11000', '--nbd-tls-psk', 'k.psk')).toEqual({
-      host: '0.0.0.0', port: 11000, tls: { mode: 'on', pskFile: 'k.psk' },
+      host: '0.0.0.0', port: 11000, tls: { mode: 'on', pskFile: 'k.psk' }, idleTimeoutMs: 0,
     });
     expect(nbd('--nbd', '10.1.2.3:11000', '--nbd-tls', 'require', '--nbd-tls-certificates', 'pki', '--nbd-tls-verify-peer'))
-      .toEqual({ host: '10.1.2.3', port: 11000, tls: { mode: 'require', certificatesDir: 'pki', verifyPeer: true } });
-    expect(nbd('--nbd', '0.0.0.0:11000', '--nbd-tls', 'off')).toEqual({ host: '0.0.0.0', port: 11000, tls: { mode: 'off' } });
+      .toEqual({ host: '10.1.2.3', port: 11000, tls: { mode: 'require', certificatesDir: 'pki', verifyPeer: true }, idleTimeoutMs: 0 });
+    expect(nbd('--nbd', '0.0.0.0:11000', '--nbd-tls', 'off')).toEqual({ host: '0.0.0.0', port: 11000, tls: { mode: 'off' }, idleTimeoutMs: 0 });
     expect(nbd('--nbd-tls', 'require', '--nbd-tls-psk', 'k.psk')!.tls).toEqual({ mode: 'require', pskFile: 'k.psk' });
   });
 

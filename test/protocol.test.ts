@@ -51,7 +51,7 @@ describe('decodeRequest', () => {
 
   it('refuses unknown ops and ill-typed or out-of-bound fields with stable codes', () => {
     expect(failure({ op: 'nope' })).toEqual({ code: 'PROTOCOL', message: 'unknown operation nope' });
-    expect(failure({})).toEqual({ code: 'PROTOCOL', message: 'unknown operation undefined' });
+    expect(failure({})).toEqual({ code: 'PROTOCOL', message: 'unknown operation (missing)' });
     expect(failure({ op: 'toString' }).code).toBe('PROTOCOL');
     expect(failure({ op: 'cluster.format', copies: 0 })).toEqual({
       code: 'INVALID_ARGUMENT',

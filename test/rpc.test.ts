@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SdError, oldEpochError } from '../src/engine/errors.js';
 import { asVid, dataOid } from '../src/engine/oid.js';
 import { RpcClient } from '../src/rpc/client.js';
-import { protocolHandler, serveConnection, type Handlers } from '../src/rpc/server.js';
+import { protocolHandler, RpcServer, type Handlers } from '../src/rpc/server.js';
 import { ManualClock } from './support/manual-clock.js';
 import { MemoryTransport } from './support/memory-transport.js';
 
@@ -30,7 +30,8 @@ async function serve(table: Handlers, clock = new ManualClock()) {
   const log = recordingLog();
   const bugs: unknown[] = [];
   const handle = protocolHandler(table, clock, log);
-  await transport.listen('127.0.0.1', 7000, (stream) => serveConnection(stream, handle, (bug) => bugs.push(bug)));
+  const server = new RpcServer(handle, { clock, log, onBug: (bug) => bugs.push(bug) });
+  await transport.listen('127.0.0.1', 7000, (stream) => server.accept(stream));
   const client = new RpcClient({ transport, clock, host: '127.0.0.1', port: 7000 });
   return { client, log, bugs, clock, transport };
 }
@@ -82,18 +83,32 @@ describe('rpc over a transport', () => {
   it('answers a malformed request with its code, logs it without a stack, at a bounded rate', async () => {
     const { client, log, bugs, clock } = await serve(handlers({ ping: async () => 'pong' }));
     // Requests no typed call can make: sent through the untyped door on purpose.
-    const raw = client as unknown as { call(op: string, fields: object): Promise<unknown> };
+    const raw = client as unknown as { call(op: unknown, fields: object): Promise<unknown> };
     const first = await rejection(raw.call('no.such.op', {}));
     expect(first.code).toBe('PROTOCOL');
     expect((await rejection(raw.call('gw.read', { oid: 'nope', offset: 0, length: 1 }))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(raw.call('cluster.format', { copies: 99 }))).code).toBe('INVALID_ARGUMENT');
-    expect(log.warnings).toHaveLength(1);
     expect(log.warnings[0]!.fields).toEqual({ code: 'PROTOCOL', reason: 'unknown operation no.such.op', suppressed: 0 });
+    // An op that is a map whose own toString is a number, or other values that are no string.
+    for (const op of [{ toString: 1 }, { valueOf: 1, toString: 2 }, [1, 2], null, 7, true]) {
+      const error = await rejection(raw.call(op, {}));
+      expect([error.code, error.message]).toEqual(['PROTOCOL', expect.stringMatching(/^unknown operation \(/)]);
+    }
+    expect(log.warnings.map((w) => w.fields['reason'])).toEqual([
+      'unknown operation no.such.op',
+      "request field 'oid' is not an object id",
+      "request field 'copies' must be between 1 and 31",
+      'unknown operation (a map)',
+      'unknown operation (a map)',
+    ]);
     expect(JSON.stringify(log.warnings)).not.toMatch(/stack|at .*\.ts/);
+    // A flood is held back: the bucket refills one line per interval, counting what it dropped.
+    for (let i = 0; i < 1000; i++) await rejection(raw.call({ toString: i }, {}));
+    expect(log.warnings).toHaveLength(5);
     await clock.advance(10_000);
     await rejection(raw.call('no.such.op', {}));
-    expect(log.warnings).toHaveLength(2);
-    expect(log.warnings[1]!.fields['suppressed']).toBe(2);
+    expect(log.warnings).toHaveLength(6);
+    expect(log.warnings[5]!.fields['suppressed']).toBe(1004);
     expect(await client.call('ping', {})).toBe('pong'); // the connection still serves
     expect(bugs).toEqual([]);
     client.close();

@@ -41,9 +41,35 @@ export const nbdPortBase = 10809;
 /** One rpc frame: header plus an object's payload plus slack. */
 export const rpcHeaderBytesMax = 64 * 1024;
 export const rpcFrameBytesMax = objectSizeBytesMax + rpcHeaderBytesMax;
+/** Requests one client keeps in flight on one connection. */
 export const rpcInflightRequestsMax = 256;
 export const rpcConnectTimeoutMs = 3000;
 export const rpcRequestTimeoutMs = 60_000;
+
+// The sheep port, per server (see rpc/server.ts). Memory held for a connection is counted from
+// the moment a frame's header is in until its reply has left: the request's payload, and the
+// reply it asks for (a read's length). A connection over its share, or a server over its budget,
+// is not read until some is given back; one request alone always fits (no deadlock on a large
+// object). Client ops and peer ops have budgets of their own, so a client's write that waits on
+// a peer never holds the memory that peer's requests to us need.
+/** Connections at once; past this a new one gets one BUSY frame and is closed. */
+export const rpcServerConnectionsMax = 1024;
+/** Requests of one connection handled at once; the next frames wait in the socket. */
+export const rpcServerInflightRequestsMax = 64;
+/** Bytes held for one connection: requests being handled and replies not yet sent. */
+export const rpcConnectionHeldBytesMax = 32 * 1024 * 1024;
+/** Bytes held for all connections of one server, for client ops and again for peer ops. */
+export const rpcServerHeldBytesMax = 64 * 1024 * 1024;
+/** A frame, once its first byte is in, must be complete within this (our own pauses excluded). */
+export const rpcFrameReadTimeoutMs = 15_000;
+/** A client that takes nothing of a pending reply for this long is disconnected. */
+export const rpcReplyWriteTimeoutMs = 30_000;
+/** A connection with nothing in flight and nothing received for this long is closed. */
+export const rpcServerIdleTimeoutMs = 120_000;
+/** The server gives freed memory back after a busy spell at most this often. */
+export const rpcDrainedCallIntervalMs = 10_000;
+/** A client closes its own idle connection first, so it never sends into one the server closes. */
+export const rpcClientIdleTimeoutMs = 60_000;
 /**
  * How long after a replica write its outcome may still be open: the request's timeout, then the
  * gateway's wait for the next epoch before it retries. A gateway that dies within this window may
@@ -77,7 +103,11 @@ export const epochCatchUpMs = 5000;
 export const throttleMaxObjectsLimit = 1000;
 export const throttleIntervalMsLimit = 1000;
 
-/** Malformed requests are logged at most this often per server (the rest are counted). */
+/**
+ * Malformed requests are logged through a token bucket per server: this many at once, then one
+ * per interval (the ones held back are counted into the next line).
+ */
+export const malformedLogBurst = 5;
 export const malformedLogIntervalMs = 10_000;
 
 /** The local driver reports a dead member as left within this. */
@@ -91,3 +121,6 @@ assert.ok(ownerTableCachedChunksMax >= 1 && ownerTableCachedChunksMax <= hyperOb
 assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);
 
 assert.ok(registryDurableWaitMs < rpcRequestTimeoutMs);
+assert.ok(rpcClientIdleTimeoutMs < rpcServerIdleTimeoutMs, 'the client must close an idle connection first');
+assert.ok(rpcConnectionHeldBytesMax <= rpcServerHeldBytesMax);
+assert.ok(rpcReplyWriteTimeoutMs <= rpcRequestTimeoutMs && rpcFrameReadTimeoutMs <= rpcRequestTimeoutMs);

@@ -15,6 +15,7 @@ import {
   vidCount,
 } from './limits.js';
 import type { Json } from './json.js';
+import { isInodeOid, oidIndex, type Oid } from './oid.js';
 
 export interface VdiEntry {
   vid: number;
@@ -54,6 +55,21 @@ export function objectCount(entry: VdiEntry): number {
 export function tableEntriesInChunk(entry: Pick<VdiEntry, 'sizeBytes' | 'blockSizeShift'>, chunk: number): number {
   const objects = Math.ceil(entry.sizeBytes / 2 ** entry.blockSizeShift);
   return Math.max(0, Math.min(tableEntriesPerChunk, objects - chunk * tableEntriesPerChunk));
+}
+
+/**
+ * Refuses an object the VDI does not have: a data object past its last one, or an owner-table
+ * chunk past the chunks its size needs (SdError OUT_OF_RANGE).
+ */
+export function checkObjectInVdi(entry: VdiEntry, oid: Oid): void {
+  const objects = objectCount(entry);
+  const index = oidIndex(oid);
+  if (isInodeOid(oid)) {
+    const chunks = Math.max(1, Math.ceil(objects / tableEntriesPerChunk));
+    if (index >= chunks) throw new SdError('OUT_OF_RANGE', `owner-table chunk ${index} is past the end of VDI ${entry.name} (${chunks} chunks)`);
+  } else if (index >= objects) {
+    throw new SdError('OUT_OF_RANGE', `object ${index} is past the end of VDI ${entry.name} (${objects} objects)`);
+  }
 }
 
 export function maxSizeBytes(hyper: boolean, blockSizeShift: number): number {

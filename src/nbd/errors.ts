@@ -9,6 +9,7 @@ import {
   NBD_EPERM,
   NBD_ESHUTDOWN,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
   NBD_REP_ERR_SHUTDOWN,
   NBD_REP_ERR_UNKNOWN,
   type NbdErrno,
@@ -47,6 +48,7 @@ export function isClusterError(error: SdError): boolean {
 
 const optionReplyByCode: Partial<Record<ErrorCode, number>> = {
   SHUTDOWN: NBD_REP_ERR_SHUTDOWN,
+  BUSY: NBD_REP_ERR_POLICY, // too many sessions: the server's policy, with the limit in the message
   INVALID_ARGUMENT: NBD_REP_ERR_INVALID,
 };
 

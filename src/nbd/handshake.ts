@@ -26,7 +26,7 @@ export interface HandshakeContext {
   /** Replaced by STARTTLS: after the handshake, read the connection's reader and writer here. */
   reader: StreamReader;
   writer: FrameWriter;
-  registry: ExportRegistry;
+  registry: Pick<ExportRegistry, 'acquire'>;
   listNames: () => Promise<string[]>;
   logger: NbdLogger;
   /** off: STARTTLS refused; require: nothing but STARTTLS and ABORT before TLS (FORCEDTLS). */
@@ -374,7 +374,10 @@ async function refuseExport(
   error: SdError,
 ): Promise<void> {
   const known =
-    error.code === 'NO_VDI' || error.code === 'NO_TAG' || error.code === 'INVALID_ARGUMENT';
+    error.code === 'NO_VDI' ||
+    error.code === 'NO_TAG' ||
+    error.code === 'INVALID_ARGUMENT' ||
+    error.code === 'BUSY';
   const fields = { exportName, code: error.code, err: error };
   if (known) context.logger.info(fields, 'nbd: export not available');
   else context.logger.error(fields, 'nbd: opening export failed');

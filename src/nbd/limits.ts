@@ -34,10 +34,24 @@ export const nbdInflightBytesMax = 128 * 1024 * 1024;
 export const nbdReceiveBufferedBytesMax = 1024 * 1024;
 /** Descriptors in one NBD_REPLY_TYPE_BLOCK_STATUS chunk; the spec lets us return fewer. */
 export const nbdBlockStatusDescriptorsMax = 16 * 1024;
-/** Connections one server accepts at once; more are refused by the OS listener. */
+/**
+ * Sessions one server serves at once. Past it a client still gets a handshake, whose export
+ * request is refused with a message naming the limit (NBD_REP_ERR_POLICY); past that many more
+ * handshakes again, the listener drops new connections at once.
+ */
 export const nbdConnectionsMax = 1024;
-/** A client that has not finished option haggling by then is disconnected. */
-export const nbdHandshakeTimeoutMs = 30_000;
+export const nbdRefusingHandshakesMax = 64;
+/** The whole handshake, from accept to transmission, must fit in this (absolute, not idle). */
+export const nbdHandshakeTimeoutMs = 10_000;
+/** A request, once its first byte is in, must be complete (header and payload) within this. */
+export const nbdRequestReadTimeoutMs = 30_000;
+/**
+ * A session with no traffic either way for this long is closed; 0 (the default) never closes
+ * one: a VM may leave its disk untouched for days. `sheep --nbd-idle-timeout SEC` sets it.
+ */
+export const nbdIdleTimeoutMsDefault = 0;
+/** How often a session's deadlines are checked. */
+export const nbdWatchdogPeriodMs = 1000;
 
 assert.ok(nbdInflightBytesMax >= nbdBlockSizeMaxBytes, 'one maximal request must always fit');
 assert.ok(nbdBlockSizeMaxBytes <= 0xffffffff - 8, 'a READ reply must fit one OFFSET_DATA chunk');

@@ -20,6 +20,13 @@ export class StreamReader {
   private failure: SdError | null = null;
   private paused = false;
   private readonly listeners: Array<[string, Parameters<Duplex['on']>[1]]>;
+  /** Set by the caller between the parts of one message (a request's header and its payload). */
+  inMessage = false;
+
+  /** Whether part of a message is in and the rest awaited: the read timeout applies. */
+  get awaitingRest(): boolean {
+    return this.waiter !== null && (this.bufferedBytes > 0 || this.inMessage);
+  }
 
   constructor(
     private readonly stream: Duplex,

@@ -9,7 +9,11 @@ import { runHandshake } from './handshake.js';
 import {
   nbdConnectionsMax,
   nbdHandshakeTimeoutMs,
+  nbdIdleTimeoutMsDefault,
   nbdReceiveBufferedBytesMax,
+  nbdRefusingHandshakesMax,
+  nbdRequestReadTimeoutMs,
+  nbdWatchdogPeriodMs,
   nbdZeroBufferBytes,
 } from './limits.js';
 import { type NbdLogger, silentLogger } from './logger.js';
@@ -35,7 +39,23 @@ export interface NbdServerOptions {
   gatherWrites?: boolean;
   /** NBD_OPT_STARTTLS, from prepareNbdTls (off when absent). */
   tls?: NbdTls;
+  /** Deadlines and the session cap where they differ from limits.ts (0 idle: never). */
+  limits?: Partial<NbdServerLimits>;
 }
+
+export interface NbdServerLimits {
+  connectionsMax: number;
+  handshakeTimeoutMs: number;
+  requestReadTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+const defaultLimits: NbdServerLimits = {
+  connectionsMax: nbdConnectionsMax,
+  handshakeTimeoutMs: nbdHandshakeTimeoutMs,
+  requestReadTimeoutMs: nbdRequestReadTimeoutMs,
+  idleTimeoutMs: nbdIdleTimeoutMsDefault,
+};
 
 export interface NbdServer {
   readonly port: number;
@@ -52,7 +72,10 @@ interface ServerState {
   /** `reader` is replaced when the connection moves to TLS, so that close() still reaches it. */
   connections: Map<net.Socket, { reader: StreamReader; finished: Promise<void> }>;
   closing: boolean;
+  /** Connections past the cap, still in their refusing handshake. */
+  refusing: number;
   nextConnectionId: number;
+  limits: NbdServerLimits;
 }
 
 export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
@@ -65,10 +88,12 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
     tls: options.tls ?? noNbdTls,
     connections: new Map(),
     closing: false,
+    refusing: 0,
     nextConnectionId: 1,
+    limits: { ...defaultLimits, ...options.limits },
   };
   const server = net.createServer((socket) => acceptConnection(state, socket));
-  server.maxConnections = nbdConnectionsMax;
+  server.maxConnections = state.limits.connectionsMax + nbdRefusingHandshakesMax;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -85,10 +110,56 @@ function acceptConnection(state: ServerState, socket: net.Socket): void {
   const connectionId = state.nextConnectionId;
   state.nextConnectionId += 1;
   const entry = { reader: new StreamReader(socket, nbdReceiveBufferedBytesMax), finished: Promise.resolve() };
-  entry.finished = serveConnection(state, socket, entry, connectionId).finally(() => {
-    state.connections.delete(socket);
+  const refused = state.connections.size >= state.limits.connectionsMax;
+  if (refused) state.refusing += 1;
+  entry.finished = serveConnection(state, socket, entry, connectionId, refused).finally(() => {
+    if (refused) state.refusing -= 1;
+    else state.connections.delete(socket);
   });
-  state.connections.set(socket, entry);
+  if (!refused) state.connections.set(socket, entry);
+}
+
+/** A session past the cap is told so when it asks for an export (NBD_REP_ERR_POLICY). */
+function refusingRegistry(state: ServerState): { acquire(name: string): Promise<never> } {
+  return {
+    acquire: async () => {
+      throw new SdError('BUSY', `too many NBD sessions (${state.limits.connectionsMax}); try again later`);
+    },
+  };
+}
+
+/**
+ * The deadlines of one connection, checked every second: the handshake as a whole; a request
+ * half read; no traffic at all (only if an idle timeout is set). `reader` is read each time: it
+ * is replaced when the connection moves to TLS. Returns a stop function.
+ */
+function watchConnection(state: ServerState, socket: net.Socket, reader: () => StreamReader, inHandshake: () => boolean): () => void {
+  const { limits } = state;
+  const acceptedMs = Date.now();
+  let traffic = -1;
+  let lastTrafficMs = acceptedMs;
+  let partialSinceMs: number | undefined;
+  const timer = setInterval(() => {
+    const nowMs = Date.now();
+    let reason: string | undefined;
+    if (inHandshake()) {
+      if (nowMs - acceptedMs > limits.handshakeTimeoutMs) reason = `handshake not done within ${limits.handshakeTimeoutMs} ms`;
+    } else {
+      partialSinceMs = reader().awaitingRest ? (partialSinceMs ?? nowMs) : undefined;
+      const now = socket.bytesRead + socket.bytesWritten;
+      if (now !== traffic) lastTrafficMs = nowMs;
+      traffic = now;
+      if (partialSinceMs !== undefined && nowMs - partialSinceMs > limits.requestReadTimeoutMs) {
+        reason = `request not complete within ${limits.requestReadTimeoutMs} ms`;
+      } else if (limits.idleTimeoutMs > 0 && nowMs - lastTrafficMs > limits.idleTimeoutMs) {
+        reason = `idle for ${limits.idleTimeoutMs} ms`;
+      }
+    }
+    if (reason === undefined) return;
+    state.logger.info({ peer: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, reason }, 'nbd: connection closed');
+    socket.destroy();
+  }, Math.min(nbdWatchdogPeriodMs, limits.handshakeTimeoutMs));
+  return () => clearInterval(timer);
 }
 
 async function serveConnection(
@@ -96,6 +167,7 @@ async function serveConnection(
   socket: net.Socket,
   entry: { reader: StreamReader },
   connectionId: number,
+  refused: boolean,
 ): Promise<void> {
   const { logger } = state;
   const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -112,15 +184,15 @@ async function serveConnection(
           return { reader: entry.reader, writer: new FrameWriter(secure) };
         };
   socket.setNoDelay(true);
-  // A client that stalls in the handshake holds nothing of ours but the socket; drop it.
-  socket.setTimeout(nbdHandshakeTimeoutMs, () => socket.destroy());
   socket.on('error', () => {}); // reported through the reader and writer
+  let inHandshake = true;
+  const stopWatching = watchConnection(state, socket, () => entry.reader, () => inHandshake);
   let lease: VolumeLease | null = null;
   try {
     const context = {
       reader,
       writer,
-      registry: state.registry,
+      registry: refused ? refusingRegistry(state) : state.registry,
       logger,
       listNames: () => state.provider.listNames(),
       tlsMode: state.tls.mode,
@@ -132,7 +204,7 @@ async function serveConnection(
       await writer.end();
       return;
     }
-    socket.setTimeout(0);
+    inHandshake = false;
     const { negotiated } = handshake;
     lease = negotiated.lease;
     logger.info(
@@ -156,6 +228,7 @@ async function serveConnection(
   } catch (error) {
     logConnectionError(logger, connectionId, peer, error);
   } finally {
+    stopWatching();
     entry.reader.close(new SdError('SHUTDOWN', 'connection finished'));
     socket.destroy();
     await lease?.release().catch((error: unknown) => {

@@ -287,11 +287,17 @@ async function readPayload(
   rejected: boolean,
 ): Promise<Buffer | null> {
   if (!command?.hasPayload) return null;
-  if (rejected) {
-    await context.reader.skip(request.lengthBytes);
-    return null;
+  // The header is in: until the payload is, the request is half read (server.ts times it).
+  context.reader.inMessage = true;
+  try {
+    if (rejected) {
+      await context.reader.skip(request.lengthBytes);
+      return null;
+    }
+    return await context.reader.readExactly(request.lengthBytes);
+  } finally {
+    context.reader.inMessage = false;
   }
-  return context.reader.readExactly(request.lengthBytes);
 }
 
 /** Never throws: every outcome becomes a reply, and a reply that cannot be sent is dropped. */

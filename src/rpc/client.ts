@@ -1,8 +1,9 @@
 // The one rpc client: typed calls to one sheep over one multiplexed stream from a Transport, many
-// requests in flight, matched by id. Reconnects lazily after a failure.
+// requests in flight, matched by id. Reconnects lazily after a failure, and closes a connection
+// left idle before the server would (limits.ts), so no request is sent into a closing one.
 import type { Duplex } from 'node:stream';
 import { SdError, asSdError, isErrorCode } from '../engine/errors.js';
-import { rpcConnectTimeoutMs, rpcInflightRequestsMax, rpcRequestTimeoutMs } from '../engine/limits.js';
+import { rpcClientIdleTimeoutMs, rpcConnectTimeoutMs, rpcInflightRequestsMax, rpcRequestTimeoutMs } from '../engine/limits.js';
 import type { Clock, Timer } from '../io/clock.js';
 import type { Transport } from '../io/transport.js';
 import { encodeFrame, FrameDecoder, type Frame } from './frame.js';
@@ -12,6 +13,7 @@ interface Pending {
   resolve(frame: Frame): void;
   reject(error: SdError): void;
   timer: Timer;
+  stream: Duplex;
 }
 
 export interface RpcClientOptions {
@@ -33,6 +35,7 @@ export class RpcClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  private idleTimer: Timer | undefined;
 
   constructor(options: RpcClientOptions) {
     this.transport = options.transport;
@@ -57,12 +60,15 @@ export class RpcClient {
     if (this.pending.size >= rpcInflightRequestsMax) throw new SdError('BUSY', 'too many requests in flight');
     const stream = await this.connect();
     const id = this.nextId++;
+    this.idleTimer?.cancel();
+    this.idleTimer = undefined;
     return new Promise<Frame>((resolve, reject) => {
       const timer = this.clock.after(this.timeoutMs, () => {
         this.pending.delete(id);
+        this.armIdle();
         reject(new SdError('NETWORK', `${this.host}:${this.port} did not answer ${op} in ${this.timeoutMs} ms`));
       });
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, stream });
       for (const piece of encodeFrame({ ...fields, id, op }, payload)) stream.write(piece);
     });
   }
@@ -110,52 +116,76 @@ export class RpcClient {
       try {
         frames = decoder.push(chunk);
       } catch (error) {
-        stream.destroy();
-        this.failAll(asSdError(error));
+        this.drop(stream, asSdError(error));
         return;
       }
-      for (const frame of frames) this.settle(frame);
+      for (const frame of frames) this.settle(stream, frame);
     });
     stream.on('error', () => stream.destroy());
     stream.on('end', () => stream.destroy());
-    stream.on('close', () => {
-      if (this.stream === stream) this.stream = undefined;
-      this.failAll(new SdError('NETWORK', `connection to ${this.host}:${this.port} lost`));
-    });
+    stream.on('close', () => this.drop(stream, new SdError('NETWORK', `connection to ${this.host}:${this.port} lost`)));
   }
 
-  private settle(frame: Frame): void {
+  private settle(stream: Duplex, frame: Frame): void {
     const id = frame.header['id'];
     if (typeof id !== 'number') return;
+    const error = frame.header['ok'] === true ? undefined : errorOf(frame.header);
+    // Id 0 answers no request: the server refused the connection (too many, say), and says why.
+    if (id === 0 && error) return this.drop(stream, new SdError(error.code, `${this.host}:${this.port} refused the connection: ${error.message}`));
     const pending = this.pending.get(id);
     if (!pending) return;
     this.pending.delete(id);
     pending.timer.cancel();
-    if (frame.header['ok'] === true) {
-      pending.resolve(frame);
-      return;
-    }
-    const { code, message, epoch } = frame.header;
-    pending.reject(
-      new SdError(
-        isErrorCode(code) ? code : 'INTERNAL',
-        typeof message === 'string' ? message : 'error',
-        typeof epoch === 'number' ? epoch : undefined,
-      ),
-    );
+    this.armIdle();
+    if (error) pending.reject(error);
+    else pending.resolve(frame);
   }
 
-  private failAll(error: SdError): void {
+  /** Forgets a stream and fails the requests sent on it (not those on a newer one). */
+  private drop(stream: Duplex, error: SdError): void {
+    if (this.stream === stream) {
+      this.stream = undefined;
+      this.idleTimer?.cancel();
+      this.idleTimer = undefined;
+    }
+    stream.destroy();
     for (const [id, pending] of this.pending) {
+      if (pending.stream !== stream) continue;
       pending.timer.cancel();
       pending.reject(error);
       this.pending.delete(id);
     }
   }
 
+  /** With nothing in flight, the connection is closed after a while (the next call reopens it). */
+  private armIdle(): void {
+    if (this.pending.size > 0 || this.idleTimer || !this.stream) return;
+    const stream = this.stream;
+    this.idleTimer = this.clock.after(rpcClientIdleTimeoutMs, () => {
+      this.idleTimer = undefined;
+      if (this.stream === stream && this.pending.size === 0) this.drop(stream, new SdError('NETWORK', 'connection closed'));
+    });
+  }
+
   close(): void {
     this.closed = true;
-    this.stream?.destroy();
-    this.failAll(new SdError('NETWORK', 'connection closed'));
+    this.idleTimer?.cancel();
+    this.idleTimer = undefined;
+    const error = new SdError('NETWORK', 'connection closed');
+    if (this.stream) this.drop(this.stream, error);
+    for (const [id, pending] of this.pending) {
+      pending.timer.cancel();
+      pending.reject(error);
+      this.pending.delete(id);
+    }
   }
+}
+
+function errorOf(header: Record<string, unknown>): SdError {
+  const { code, message, epoch } = header;
+  return new SdError(
+    isErrorCode(code) ? code : 'INTERNAL',
+    typeof message === 'string' ? message : 'error',
+    typeof epoch === 'number' ? epoch : undefined,
+  );
 }

@@ -27,10 +27,18 @@ function checkPayload(op: Op, payload: Buffer | undefined): void {
   }
 }
 
+/** Names a bad `op` without calling anything of it: a map's own `toString` may be a number. */
+function describeOp(op: unknown): string {
+  if (typeof op === 'string') return op.slice(0, 40);
+  if (op === undefined) return '(missing)';
+  if (op === null) return '(null)';
+  return `(${Array.isArray(op) ? 'an array' : typeof op === 'object' ? 'a map' : `a ${typeof op}`})`;
+}
+
 export function decodeRequest(header: Readonly<Record<string, unknown>>, payload: Buffer | undefined): Result<Decoded> {
   const op = header['op'];
   if (!isOp(op)) {
-    return { ok: false, error: new SdError('PROTOCOL', `unknown operation ${String(op).slice(0, 40)}`) };
+    return { ok: false, error: new SdError('PROTOCOL', `unknown operation ${describeOp(op)}`) };
   }
   try {
     const request: Record<string, unknown> = { op };

@@ -33,14 +33,35 @@ export function encodeFrame(header: object, payload?: Buffer): Buffer[] {
   return payload && payload.length > 0 ? [prefix, headerBytes, payload] : [prefix, headerBytes];
 }
 
-/** Accumulates socket chunks and cuts frames; throws SdError PROTOCOL on a malformed stream. */
+/** The header of the frame in progress, parsed as soon as it is in, before its payload. */
+export interface FrameHead {
+  header: Record<string, unknown>;
+  payloadBytes: number;
+}
+
+/**
+ * Accumulates socket chunks and cuts frames; throws SdError PROTOCOL on a malformed stream. A
+ * reader can take the header of a frame before its payload (`head`), to decide whether it has
+ * room for the payload before reading on.
+ */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
-  private bufferedBytes = 0;
+  private buffered = 0;
+  private pendingHead: FrameHead | undefined;
 
+  /** Bytes received and not yet cut into frames. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Whether part of a frame is in (its header may have been taken already). */
+  get partial(): boolean {
+    return this.buffered > 0 || this.pendingHead !== undefined;
+  }
+
+  /** Appends a chunk and returns every frame now complete. */
   push(chunk: Buffer): Frame[] {
-    this.chunks.push(chunk);
-    this.bufferedBytes += chunk.length;
+    this.append(chunk);
     const frames: Frame[] = [];
     for (;;) {
       const frame = this.next();
@@ -49,8 +70,15 @@ export class FrameDecoder {
     }
   }
 
-  private next(): Frame | undefined {
-    if (this.bufferedBytes < prefixBytes) return undefined;
+  append(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /** The header of the next frame once its prefix and header are in; lengths checked first. */
+  head(): FrameHead | undefined {
+    if (this.pendingHead) return this.pendingHead;
+    if (this.buffered < prefixBytes) return undefined;
     const prefix = this.peek(prefixBytes);
     const frameBytes = prefix.readUInt32BE(0);
     const headerBytes = prefix.readUInt32BE(4);
@@ -60,19 +88,28 @@ export class FrameDecoder {
     if (headerBytes > rpcHeaderBytesMax || headerBytes + 4 > frameBytes || headerBytes === 0) {
       throw new SdError('PROTOCOL', `bad header length ${headerBytes}`);
     }
-    if (this.bufferedBytes < frameBytes + 4) return undefined;
-    const whole = this.take(frameBytes + 4);
+    if (this.buffered < prefixBytes + headerBytes) return undefined;
+    const raw = this.take(prefixBytes + headerBytes).subarray(prefixBytes);
     let header: unknown;
     try {
-      header = packr.unpack(whole.subarray(prefixBytes, prefixBytes + headerBytes));
+      header = packr.unpack(raw);
     } catch {
       throw new SdError('PROTOCOL', 'undecodable rpc header');
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) {
       throw new SdError('PROTOCOL', 'rpc header is not a map');
     }
-    const payload = whole.length > prefixBytes + headerBytes ? whole.subarray(prefixBytes + headerBytes) : undefined;
-    return { header: header as Record<string, unknown>, payload };
+    this.pendingHead = { header: header as Record<string, unknown>, payloadBytes: frameBytes - 4 - headerBytes };
+    return this.pendingHead;
+  }
+
+  /** The next frame if it is complete. */
+  next(): Frame | undefined {
+    const head = this.head();
+    if (!head || this.buffered < head.payloadBytes) return undefined;
+    this.pendingHead = undefined;
+    const payload = head.payloadBytes > 0 ? this.take(head.payloadBytes) : undefined;
+    return { header: head.header, payload };
   }
 
   private peek(bytes: number): Buffer {
@@ -90,11 +127,24 @@ export class FrameDecoder {
       if (first.length === bytes) this.chunks.shift();
       else this.chunks[0] = first.subarray(bytes);
     } else {
-      const joined = Buffer.concat(this.chunks);
-      result = joined.subarray(0, bytes);
-      this.chunks = joined.length > bytes ? [joined.subarray(bytes)] : [];
+      // Copies only the bytes wanted: the rest of the last chunk stays where it is.
+      result = Buffer.allocUnsafeSlow(bytes);
+      let filled = 0;
+      while (filled < bytes) {
+        const chunk = this.chunks[0]!;
+        const want = bytes - filled;
+        if (chunk.length <= want) {
+          chunk.copy(result, filled);
+          filled += chunk.length;
+          this.chunks.shift();
+        } else {
+          chunk.copy(result, filled, 0, want);
+          this.chunks[0] = chunk.subarray(want);
+          filled += want;
+        }
+      }
     }
-    this.bufferedBytes -= bytes;
+    this.buffered -= bytes;
     return result;
   }
 }

@@ -175,7 +175,8 @@ export const protocol = {
   /** `recovery`: recovery's own traffic, which does not count as client I/O. */
   'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),
   'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool }),
-  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, size: length, recovery: bool }),
+  /** The receiver sizes the object from its own placement: a sender cannot choose it. */
+  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
   /** The payload is the object ids, 8 bytes each (oid-list.ts). */
@@ -223,4 +224,15 @@ export function payloadKind(op: Op): PayloadKind {
 
 export function isPeerOp(op: Op): op is PeerOp {
   return op.startsWith('peer.');
+}
+
+/**
+ * The reply data a request asks for, before it is decoded: a read's `length` (the decoder bounds
+ * it), else 0. The server counts it against its memory budget while the request is served.
+ */
+export function replyBytesAsked(header: Readonly<Record<string, unknown>>): number {
+  const op = header['op'];
+  if (!isOp(op) || protocol[op].payload !== 'reply' || !('length' in protocol[op].fields)) return 0;
+  const length = header['length'];
+  return typeof length === 'number' && Number.isSafeInteger(length) ? Math.min(Math.max(length, 0), objectSizeBytesMax) : 0;
 }

@@ -76,8 +76,13 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.all': async () => s.group.registry.all(),
     'vdi.location': async (r) => s.admin.location(r.oid),
 
-    'gw.read': async (r) => s.gateway.read(r.oid, r.offset, r.length),
+    // A client names objects of VDIs that exist, within their size (vdi-service.ts).
+    'gw.read': async (r) => {
+      await s.vdi.checkClientObject(r.oid, false);
+      return s.gateway.read(r.oid, r.offset, r.length);
+    },
     'gw.write': async (r, data) => {
+      await s.vdi.checkClientObject(r.oid, true);
       await s.gateway.write(r.oid, r.offset, data, r.create);
       return null;
     },
@@ -101,7 +106,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);
-      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.size);
+      await s.gateway.localWrite(r.oid, r.offset, data, r.create);
       return null;
     },
     'peer.remove': async (r) => s.store.remove(r.oid),

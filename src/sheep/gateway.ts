@@ -50,6 +50,7 @@ export class Gateway {
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     this.group.requireRunning();
+    this.placement.checkRange(oid, offsetBytes, lengthBytes);
     this.lastClientIoMs = this.clock.nowMs();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -110,8 +111,8 @@ export class Gateway {
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
+    this.placement.checkRange(oid, offsetBytes, data.length);
     const sizeBytes = this.placement.objectSizeBytes(oid);
-    if (offsetBytes + data.length > sizeBytes) throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
     for (let attempt = 1; ; attempt++) {
       const epoch = this.group.epoch;
       const nodes = this.placement.nodes(oid, epoch);
@@ -139,14 +140,14 @@ export class Gateway {
   ): Promise<void> {
     const whole = offsetBytes === 0 && data.length === sizeBytes;
     try {
-      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sizeBytes);
+      await this.peerWrite(node, oid, offsetBytes, data, whole || create);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       // This replica lacks an object others have (it joined since): give it the whole object
       // first, so a partial write never makes a sparse copy that hides older data.
       const full = await this.wholeObjectFor(node, oid, sizeBytes, create);
       data.copy(full, offsetBytes);
-      await this.peerWrite(node, oid, 0, full, true, sizeBytes);
+      await this.peerWrite(node, oid, 0, full, true);
     }
   }
 
@@ -228,11 +229,10 @@ export class Gateway {
     offsetBytes: number,
     data: Buffer,
     create: boolean,
-    sizeBytes: number,
   ): Promise<void> {
-    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sizeBytes);
+    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create);
     // Peers stamps `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
-    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, size: sizeBytes }, data);
+    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create }, data);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
@@ -251,6 +251,7 @@ export class Gateway {
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
+    this.placement.checkRange(oid, offsetBytes, lengthBytes);
     await this.checkServable(oid, force);
     return this.store.read(oid, offsetBytes, lengthBytes);
   }
@@ -266,7 +267,10 @@ export class Gateway {
     }
   }
 
-  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {
+  /** A replica's write: the object's size is this node's to know (placement), not the sender's. */
+  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+    this.placement.checkRange(oid, offsetBytes, data.length);
+    const sizeBytes = this.placement.objectSizeBytes(oid);
     if (offsetBytes === 0 && data.length === sizeBytes) {
       await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
       this.onWholeWrite(oid);

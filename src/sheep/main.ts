@@ -8,6 +8,7 @@ import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
 import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
+import { collectGarbage } from '../io/memory.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { tcpTransport } from '../io/transport.js';
@@ -41,7 +42,7 @@ async function daemonize(argv: readonly string[]): Promise<never> {
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
   // TLS credentials are read before anything is claimed or joined: a bad file only fails the start.
-  const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls) };
+  const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls), idleTimeoutMs: options.nbd.idleTimeoutMs };
   claim(storeDir);
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
   const driver = createLocalDriver({
@@ -64,7 +65,7 @@ async function run(options: SheepOptions): Promise<void> {
     releaseStore(storeDir);
     systemClock.after(50, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log, releaseMemory: collectGarbage };
   const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd }, exit);
   try {
     await sheep.start();

@@ -17,12 +17,14 @@ export interface SheepOptions {
   cluster: ClusterChoice;
   foreground: boolean;
   logLevel: string;
-  nbd: { host: string; port: number; tls: NbdTlsSettings } | null;
+  nbd: { host: string; port: number; tls: NbdTlsSettings; idleTimeoutMs: number } | null;
 }
 
 const nbdTlsModes: readonly NbdTlsMode[] = ['off', 'on', 'require'];
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+/** A week: longer is as good as never. */
+const nbdIdleTimeoutSecMax = 7 * 24 * 3600;
 
 function integer(option: string, text: string, min: number, max: number): number {
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
@@ -121,11 +123,11 @@ export function defaultZone(addr: string, port: number): number {
   return (bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16) | (bytes[3]! << 24)) >>> 0;
 }
 
-function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: number): SheepOptions['nbd'] {
+function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: number, idleTimeoutMs: number): SheepOptions['nbd'] {
   const where = parseNbdAddress(o['nbd'] as string | undefined, sheepPort);
   const text = (key: string) => (typeof o[key] === 'string' ? (o[key] as string) : undefined);
   const tls = parseNbdTls({ mode: text('nbdTls'), pskFile: text('nbdTlsPsk'), certificatesDir: text('nbdTlsCertificates'), verifyPeer: o['nbdTlsVerifyPeer'] === true }, where?.host ?? null);
-  return where && { ...where, tls };
+  return where && { ...where, tls, idleTimeoutMs };
 }
 
 export function parseSheepOptions(argv: readonly string[]): SheepOptions {
@@ -146,6 +148,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('--nbd-tls-psk <FILE>', 'NBD TLS pre-shared keys, identity:hexkey lines (psktool)')
     .option('--nbd-tls-certificates <DIR>', 'NBD TLS X.509: DIR/server-cert.pem and DIR/server-key.pem')
     .option('--nbd-tls-verify-peer', 'NBD TLS X.509: clients need a certificate signed by DIR/ca-cert.pem')
+    .option('--nbd-idle-timeout <SEC>', `close NBD sessions with no traffic for SEC seconds, 0-${nbdIdleTimeoutSecMax} (default 0: never)`, '0')
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {
@@ -173,6 +176,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     cluster: parseCluster(String(o['cluster'])),
     foreground: o['foreground'] === true,
     logLevel: level,
-    nbd: nbdOptions(o, port),
+    nbd: nbdOptions(o, port, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
   };
 }

@@ -14,7 +14,7 @@ import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
 import type { NbdTls } from '../nbd/tls.js';
-import { protocolHandler, serveConnection } from '../rpc/server.js';
+import { protocolHandler, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
@@ -34,14 +34,19 @@ export interface SheepWorld {
   driver: ClusterDriver & { close?(): void };
   random: Random;
   log: Log;
+  /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
+  releaseMemory?: () => void;
 }
 
 export interface SheepConfig {
   storeDir: string;
   bindAddr: string;
   self: NodeInfo;
-  /** tls: prepared by the launcher (prepareNbdTls); absent means off. */
-  nbd: { host: string; port: number; tls?: NbdTls } | null;
+  /**
+   * tls: prepared by the launcher (prepareNbdTls); absent means off. `idleTimeoutMs`: close NBD
+   * sessions with no traffic for this long (0 or absent: never).
+   */
+  nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
 }
 
 export class Sheep {
@@ -153,11 +158,10 @@ export class Sheep {
       log,
     );
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
+    const server = new RpcServer(handle, { clock, log, onBug, ...(this.world.releaseMemory ? { onDrained: this.world.releaseMemory } : {}) });
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
     try {
-      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) =>
-        serveConnection(stream, handle, onBug),
-      );
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => server.accept(stream, remote));
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
       throw new SdError('INVALID_ARGUMENT', code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${message}`);
@@ -173,6 +177,7 @@ export class Sheep {
       logger: this.world.log,
       gatherWrites: true,
       ...(where.tls ? { tls: where.tls } : {}),
+      limits: { idleTimeoutMs: where.idleTimeoutMs ?? 0 },
     });
   }
 

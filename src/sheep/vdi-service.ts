@@ -6,6 +6,7 @@ import { SdError, asSdError } from '../engine/errors.js';
 import { reclaimRetryFirstMs, reclaimRetryLongestMs, registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
 import { asVid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import {
+  checkObjectInVdi,
   planClone,
   planCreate,
   planResize,
@@ -115,6 +116,27 @@ export class VdiService {
       // A change made through another node may not have reached us yet.
       await this.driver.sync();
       return this.group.registry.lookup(name, ref);
+    }
+  }
+
+  /**
+   * A client's object request names an object of a VDI that exists (a write: one not deleted),
+   * within its size. A VDI made or grown through another node may not have reached us yet: on
+   * a refusal, sync once and check again. The gateway's own table writes (snapshot, clone) come
+   * before their entry and skip this.
+   */
+  async checkClientObject(oid: Oid, write: boolean): Promise<void> {
+    const check = () => {
+      const vid = oidVid(oid);
+      const entry = this.group.registry.get(vid);
+      if (!entry || (write && entry.deleted)) throw new SdError('NO_VDI', `no VDI with id ${vid.toString(16)}`);
+      checkObjectInVdi(entry, oid);
+    };
+    try {
+      check();
+    } catch {
+      await this.driver.sync();
+      check();
     }
   }
 
