@@ -2,6 +2,7 @@
 // of reading each whole: it must see every difference a whole read would, and no other.
 import { describe, expect, test } from 'vitest';
 import { MemoryDisk, memoryBlockBytes, sameBytes } from '../src/io/memory-disk.js';
+import { decodeUnit, unitBytes, unitPattern } from '../src/sim/model.js';
 
 const objectBytes = 16 * memoryBlockBytes;
 
@@ -58,5 +59,33 @@ describe('sameBytes', () => {
 
   test('no file, no view', () => {
     expect(disk.view('/nothing')).toBeUndefined();
+  });
+});
+
+describe('decodeUnit (every read is checked with it)', () => {
+  /** The definition: the id whose pattern the unit is, 0 for zeros, -1 for anything else. */
+  const reference = (data: Buffer): number => {
+    if (data.every((byte) => byte === 0)) return 0;
+    const id = data.readUInt32LE(0);
+    return data.equals(unitPattern(id)) ? id : -1;
+  };
+  const flipped = (data: Buffer, at: number): Buffer => {
+    const copy = Buffer.from(data);
+    copy[at] = copy[at]! ^ 1;
+    return copy;
+  };
+  const ids = [1, 2, 77, 2 ** 31, 2 ** 32 - 1];
+  const units: Array<[string, Buffer]> = [
+    ['zeros', Buffer.alloc(unitBytes)],
+    ...ids.map((id): [string, Buffer] => [`pattern ${id}`, unitPattern(id)]),
+    ...ids.flatMap((id) => [0, 3, 4, 2049, unitBytes - 1].map((at): [string, Buffer] => [`pattern ${id}, byte ${at} flipped`, flipped(unitPattern(id), at)])),
+    ['id 0 with data after it', flipped(Buffer.alloc(unitBytes), 100)],
+    ['another id’s pattern under this id', Buffer.concat([unitPattern(5).subarray(0, 4), unitPattern(6).subarray(4)])],
+  ];
+  test.each(units)('%s', (_name, data) => {
+    expect(decodeUnit(data)).toBe(reference(data));
+  });
+  test('a unit decodes to the write that made it', () => {
+    for (const id of ids) expect(decodeUnit(unitPattern(id))).toBe(id);
   });
 });

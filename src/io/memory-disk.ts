@@ -364,11 +364,15 @@ class MemoryFile implements DiskFile {
     let fresh = 0;
     for (let index = first; index < last; index++) if (!content.blocks.has(index)) fresh += 1;
     this.disk.allocate(fresh);
+    // One allocation for the whole write, cut into its blocks (a 4 KiB buffer each was most of
+    // the garbage collector's work); a block only partly written starts from its old bytes.
+    const slab = Buffer.allocUnsafe((last - first) * memoryBlockBytes);
     for (let index = first; index < last; index++) {
       const blockStart = index * memoryBlockBytes;
       const from = Math.max(offsetBytes, blockStart);
       const to = Math.min(end, blockStart + memoryBlockBytes);
-      const block = Buffer.from(content.blocks.get(index) ?? zeroBlock);
+      const block = slab.subarray((index - first) * memoryBlockBytes, (index - first + 1) * memoryBlockBytes);
+      if (to - from < memoryBlockBytes) (content.blocks.get(index) ?? zeroBlock).copy(block);
       data.copy(block, from - blockStart, from - offsetBytes, to - offsetBytes);
       content.blocks.set(index, block.equals(zeroBlock) ? zeroBlock : block);
       this.inode.dirty.add(index);
