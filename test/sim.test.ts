@@ -34,16 +34,19 @@ describe('simulator', () => {
 
   test(`${seeds} seeds × ${steps} steps hold every invariant (faults: ${profileName}, ${workers} threads)`, async () => {
     const startedMs = performance.now();
+    const cpuBefore = process.cpuUsage(); // the whole process: every thread
     const jobs = Array.from({ length: seeds }, (_, i) => job(firstSeed + i, steps));
     const results = await runOnWorkers(jobs, workers);
     const wallS = (performance.now() - startedMs) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
     const totalSteps = results.reduce((sum, r) => sum + r.steps, 0);
     const leaked = results.reduce((sum, r) => sum + r.leakedObjects, 0);
     const stale = results.reduce((sum, r) => sum + r.staleCopies, 0);
     const failures = results.filter((r) => !r.ok).map((r) => `${formatResult(r)}\n${formatFailure(r)}`);
     console.log(
       `simulator: seeds ${firstSeed}..${firstSeed + seeds - 1}, ${totalSteps} steps in ${wallS.toFixed(1)} s on ${Math.min(workers, seeds)} threads ` +
-        `(${(totalSteps / wallS).toFixed(1)} steps/s), ${leaked} leaked objects and ${stale} stale copies counted, ${failures.length} seeds failed`,
+        `(${(totalSteps / wallS).toFixed(1)} steps/s; ${cpuS.toFixed(0)} CPU s, ${(totalSteps / cpuS).toFixed(1)} steps per CPU s), ${leaked} leaked objects and ${stale} stale copies counted, ${failures.length} seeds failed`,
     );
     expect(failures, failures.join('\n\n')).toEqual([]);
   }, 60 * 60_000);
