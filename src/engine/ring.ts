@@ -9,6 +9,9 @@ export interface RingNode {
   vnodes: number;
 }
 
+/** Placements one ring remembers (a few hundred KiB per ring): a test cluster holds far fewer objects. */
+export const ringPlacementMemoMax = 4096;
+
 interface Point {
   position: number;
   node: number; // index into nodes
@@ -23,6 +26,8 @@ export class Ring<N extends RingNode = RingNode> {
   readonly nodes: readonly N[];
   readonly zoneCount: number;
   private readonly points: Point[];
+  /** Placements computed so far, by copies and oid. */
+  private readonly memo = new Map<number, Map<bigint, readonly N[]>>();
 
   constructor(nodes: readonly N[]) {
     // Sorting by id makes the ring independent of the order members were listed in.
@@ -44,8 +49,22 @@ export class Ring<N extends RingNode = RingNode> {
     return Math.min(copies, this.zoneCount);
   }
 
-  /** The nodes that hold `oid`, primary first. */
+  /** The nodes that hold `oid`, primary first (a fresh array: callers may sort it). */
   placement(oid: bigint, copies: number): N[] {
+    // A ring never changes, and recovery asks for one object's placement in every past epoch:
+    // remembered per ring (bounded: a full memo starts over).
+    let answers = this.memo.get(copies);
+    if (answers === undefined) this.memo.set(copies, (answers = new Map()));
+    let nodes = answers.get(oid);
+    if (nodes === undefined) {
+      if (answers.size >= ringPlacementMemoMax) answers.clear();
+      nodes = this.compute(oid, copies);
+      answers.set(oid, nodes);
+    }
+    return nodes.slice();
+  }
+
+  private compute(oid: bigint, copies: number): N[] {
     const wanted = this.effectiveCopies(copies);
     const result: N[] = [];
     if (wanted === 0) return result;

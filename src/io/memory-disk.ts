@@ -60,6 +60,47 @@ class Inode {
 
 type Directory = Map<string, Inode>;
 
+/** What a read of a file sees, as blocks (the file's own map: use it before the next write). */
+export interface FileView {
+  sizeBytes: number;
+  /** Allocated blocks by index; absent blocks are holes (zeros). */
+  blocks: ReadonlyMap<number, Buffer>;
+}
+
+/**
+ * Whether reads of `lengthBytes` at offset 0 of two files return the same bytes (holes and bytes
+ * past a file's end read as zeros), without copying them: only allocated blocks are compared,
+ * and a block shared by both (a copy of a copy) is not compared at all.
+ */
+export function sameBytes(a: FileView, b: FileView, lengthBytes: number): boolean {
+  const blockCount = Math.ceil(lengthBytes / memoryBlockBytes);
+  for (const index of a.blocks.keys()) if (index < blockCount && !sameBlock(a, b, index, lengthBytes)) return false;
+  for (const index of b.blocks.keys()) {
+    if (index < blockCount && !a.blocks.has(index) && !sameBlock(a, b, index, lengthBytes)) return false;
+  }
+  return true;
+}
+
+function sameBlock(a: FileView, b: FileView, index: number, lengthBytes: number): boolean {
+  const start = index * memoryBlockBytes;
+  const length = Math.min(memoryBlockBytes, lengthBytes - start);
+  const blockA = a.blocks.get(index) ?? zeroBlock;
+  const blockB = b.blocks.get(index) ?? zeroBlock;
+  const seenA = Math.max(0, Math.min(length, a.sizeBytes - start));
+  const seenB = Math.max(0, Math.min(length, b.sizeBytes - start));
+  if (seenA === length && seenB === length) {
+    return blockA === blockB || blockA.subarray(0, length).equals(blockB.subarray(0, length));
+  }
+  return visibleBytes(blockA, seenA, length).equals(visibleBytes(blockB, seenB, length));
+}
+
+/** A block as a read sees it when the file ends `seen` bytes into it. */
+function visibleBytes(block: Buffer, seen: number, length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  block.copy(bytes, 0, 0, seen);
+  return bytes;
+}
+
 export interface MemoryDiskOptions {
   capacityBytes?: number;
 }
@@ -217,6 +258,16 @@ export class MemoryDisk implements Disk {
     return blocks * memoryBlockBytes;
   }
 
+  /**
+   * The live content of a file as a read would see it, without copying it (for a checker that
+   * compares many large, mostly sparse files: see `sameBytes`); undefined if there is no such file.
+   */
+  view(file: string): FileView | undefined {
+    const { dir, name } = this.split(file);
+    const inode = this.liveDirs.get(dir)?.get(name);
+    return inode && { sizeBytes: inode.live.sizeBytes, blocks: inode.live.blocks };
+  }
+
   // ---- for MemoryFile ----
 
   /** Throws EIO when a crash happened since the handle was opened. */
@@ -313,11 +364,15 @@ class MemoryFile implements DiskFile {
     let fresh = 0;
     for (let index = first; index < last; index++) if (!content.blocks.has(index)) fresh += 1;
     this.disk.allocate(fresh);
+    // One allocation for the whole write, cut into its blocks (a 4 KiB buffer each was most of
+    // the garbage collector's work); a block only partly written starts from its old bytes.
+    const slab = Buffer.allocUnsafe((last - first) * memoryBlockBytes);
     for (let index = first; index < last; index++) {
       const blockStart = index * memoryBlockBytes;
       const from = Math.max(offsetBytes, blockStart);
       const to = Math.min(end, blockStart + memoryBlockBytes);
-      const block = Buffer.from(content.blocks.get(index) ?? zeroBlock);
+      const block = slab.subarray((index - first) * memoryBlockBytes, (index - first + 1) * memoryBlockBytes);
+      if (to - from < memoryBlockBytes) (content.blocks.get(index) ?? zeroBlock).copy(block);
       data.copy(block, from - blockStart, from - offsetBytes, to - offsetBytes);
       content.blocks.set(index, block.equals(zeroBlock) ? zeroBlock : block);
       this.inode.dirty.add(index);

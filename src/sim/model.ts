@@ -7,24 +7,42 @@
 
 export const unitBytes = 4096;
 
+/** The pattern's generator: each 32-bit word of a unit from the one before. */
+function nextWord(x: number): number {
+  return (Math.imul(x, 1664525) + 1013904223) >>> 0;
+}
+
 /** The 4 KiB a write puts in its unit: its id, then bytes derived from it. 0 is "never written". */
 export function unitPattern(writeId: number): Buffer {
   const data = Buffer.alloc(unitBytes);
   if (writeId === 0) return data;
   let x = writeId >>> 0;
   for (let at = 0; at < unitBytes; at += 4) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    x = nextWord(x);
     data.writeUInt32LE(x, at);
   }
   data.writeUInt32LE(writeId >>> 0, 0);
   return data;
 }
 
+const zeroUnit = Buffer.alloc(unitBytes);
+
 /** The write id a unit holds: 0 for zeros, -1 for bytes that no write of this run produced. */
 export function decodeUnit(data: Buffer): number {
-  if (data.every((byte) => byte === 0)) return 0;
+  if (data.equals(zeroUnit)) return 0;
   const id = data.readUInt32LE(0);
-  return data.equals(unitPattern(id)) ? id : -1;
+  return isPatternOf(data, id) ? id : -1;
+}
+
+/** `data.equals(unitPattern(id))`, word by word, without building the pattern (checked on every read). */
+function isPatternOf(data: Buffer, id: number): boolean {
+  if (id === 0 || data.length !== unitBytes) return false;
+  let x = nextWord(id); // the first word is the id itself
+  for (let at = 4; at < unitBytes; at += 4) {
+    x = nextWord(x);
+    if (data.readUInt32LE(at) !== x) return false;
+  }
+  return true;
 }
 
 /** What one unit may read as. */

@@ -66,8 +66,8 @@ export interface SimSheep {
   epoch(): number;
   /** The objects in this node's store. */
   objects(): Promise<Oid[]>;
-  /** This node's copy of an object, read from its store. */
-  objectBytes(oid: Oid): Promise<Buffer>;
+  /** Where this node's copy of an object is on its disk, and how many bytes a read of it takes. */
+  objectFile(oid: Oid): { path: string; sizeBytes: number };
   /** Node ids that hold `oid` in the current epoch, by this node's placement. */
   placement(oid: Oid): string[];
 }

@@ -286,5 +286,6 @@ function isProjectCaller(stack: string): boolean {
   const frames = stack.split('\n').slice(2);
   const caller = frames.find((frame) => !frame.includes('node:internal'));
   if (caller === undefined) return false;
-  return !caller.includes('node_modules') && (caller.includes('/src/') || caller.includes('/dist/'));
+  // dist-test/: the esbuild bundles the tests run on worker threads (test/support/sim-pool.ts).
+  return !caller.includes('node_modules') && (caller.includes('/src/') || caller.includes('/dist/') || caller.includes('/dist-test/'));
 }

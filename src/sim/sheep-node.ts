@@ -1,6 +1,7 @@
 // The real Sheep as the simulator's SimSheep: built from the simulated world, driven through its
 // own services (the same ones the rpc handlers call), inspected through its own state.
-import type { Oid } from '../engine/oid.js';
+import * as path from 'node:path';
+import { oidHex, type Oid } from '../engine/oid.js';
 import { Sheep } from '../sheep/sheep.js';
 import type { SheepFactory, SimNodeState, SimSheep } from './node.js';
 
@@ -32,7 +33,8 @@ export function simSheepOf(sheep: Sheep): SimSheep {
     },
     epoch: () => sheep.group.epoch,
     objects: () => sheep.store.list(),
-    objectBytes: (oid: Oid) => sheep.store.read(oid, 0, sheep.placement.objectSizeBytes(oid)),
+    // The object store's layout (ObjectStore.objectPath): the checker fails if it changes.
+    objectFile: (oid: Oid) => ({ path: path.join(sheep.config.storeDir, 'obj', oidHex(oid)), sizeBytes: sheep.placement.objectSizeBytes(oid) }),
     placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
   };
 }
