@@ -117,3 +117,18 @@ describe('vdi tree', () => {
     expect(tree).toBe(`${head}-+-${second}\n${' '.repeat(head.length + 1)}\`-(you are here)\n`);
   });
 });
+
+describe('fnv1a64', () => {
+  test('the limb version equals the BigInt definition, for every length and seed tried', async () => {
+    const { fnv1a64, fnv1a64Reference } = await import('../src/engine/hash.js');
+    let state = 12345;
+    const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0);
+    for (let i = 0; i < 3000; i++) {
+      const bytes = Uint8Array.from({ length: i % 97 }, () => next() & 0xff);
+      const seed = i % 4 === 0 ? (BigInt(next()) << 32n) | BigInt(next()) : undefined;
+      expect(fnv1a64(bytes, seed)).toBe(fnv1a64Reference(bytes, seed));
+    }
+    // The original's VID of "Alice", unchanged.
+    expect(fnv1a64(new TextEncoder().encode('Alice'))).toBe(fnv1a64Reference(new TextEncoder().encode('Alice')));
+  });
+});
