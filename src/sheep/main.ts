@@ -6,32 +6,31 @@ import { pino } from 'pino';
 import { createLocalDriver, defaultLocalDir } from '../cluster/local.js';
 import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
-import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
+import { spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
+import { lockStore, type StoreLock } from '../io/store-lock.js';
 import { tcpTransport } from '../io/transport.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
-
-const readyTimeoutMs = 30_000;
 
 function fail(message: string): never {
   process.stderr.write(`sheep: ${message}\n`);
   process.exit(1);
 }
 
-/** Claims the store: one sheep per store. */
-function claim(storeDir: string): void {
-  const holder = claimStore(storeDir);
-  if (!holder) return;
-  fail(holder.sameUser ? `store ${storeDir} is in use by sheep pid ${holder.heldBy}` : `store ${storeDir} is in use by pid ${holder.heldBy}`);
+/** Claims the store: one sheep per store, the holder of its lock (store-lock.ts). */
+function claim(storeDir: string): StoreLock {
+  const outcome = lockStore(storeDir);
+  if (outcome.locked) return outcome.lock;
+  fail(`store ${storeDir} is in use by sheep pid ${outcome.holderPid ?? '(unknown)'}`);
 }
 
 /** Re-runs this program in the foreground, detached, and waits for it to say it is up. */
-async function daemonize(argv: readonly string[]): Promise<never> {
+async function daemonize(argv: readonly string[], readyTimeoutMs: number): Promise<never> {
   const outcome = await spawnDaemon(fileURLToPath(import.meta.url), [...argv, '--foreground'], readyTimeoutMs);
-  if (outcome.kind === 'timeout') fail('the daemon did not start in time');
+  if (outcome.kind === 'timeout') fail(`the daemon did not start within ${readyTimeoutMs / 1000} s; it was stopped`);
   if (outcome.kind === 'ready') process.exit(0);
   process.stderr.write(outcome.stderr || `sheep: the daemon exited with code ${outcome.code}\n`);
   process.exit(outcome.code || 1);
@@ -39,7 +38,12 @@ async function daemonize(argv: readonly string[]): Promise<never> {
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
+  // Held until this process exits, whatever the way: the kernel releases it, nobody else need.
   claim(storeDir);
+  // Launched by a daemonizing `sheep` that has gone away before we were up: nobody would learn
+  // that we started, so do not.
+  let started = false;
+  if (process.send) process.once('disconnect', () => void (started || process.exit(1)));
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
   const driver = createLocalDriver({
     dir: options.cluster.dir ?? defaultLocalDir(),
@@ -58,7 +62,6 @@ async function run(options: SheepOptions): Promise<void> {
   };
   const exit = (code: number) => {
     log.flush();
-    releaseStore(storeDir);
     systemClock.after(50, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
@@ -69,7 +72,6 @@ async function run(options: SheepOptions): Promise<void> {
     log.error({ err: String(error) }, 'start failed');
     log.flush();
     driver.close();
-    releaseStore(storeDir);
     throw error;
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sheep.stop(0));
@@ -78,6 +80,7 @@ async function run(options: SheepOptions): Promise<void> {
     log.flush();
     process.exit(70);
   });
+  started = true;
   if (process.send) {
     process.send('ready');
     process.disconnect();
@@ -93,7 +96,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (error instanceof SdError) fail(error.message);
     throw error;
   }
-  if (!options.foreground) return daemonize(argv);
+  if (!options.foreground) return daemonize(argv, options.startTimeoutSec * 1000);
   try {
     await run(options);
   } catch (error) {

@@ -17,7 +17,12 @@ export interface SheepOptions {
   foreground: boolean;
   logLevel: string;
   nbd: { host: string; port: number } | null;
+  /** How long a daemonizing launcher waits for the daemon to be up before it stops it. */
+  startTimeoutSec: number;
 }
+
+export const startTimeoutSecDefault = 30;
+const startTimeoutSecMax = 3600;
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
@@ -84,6 +89,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen port (default ${nbdPortBase} + port - ${portDefault})`)
+    .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {
@@ -112,5 +118,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     foreground: o['foreground'] === true,
     logLevel: level,
     nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr),
+    startTimeoutSec: integer('--start-timeout', String(o['startTimeout']), 1, startTimeoutSecMax),
   };
 }
