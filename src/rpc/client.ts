@@ -127,6 +127,12 @@ export class RpcClient {
   private settle(frame: Frame): void {
     const id = frame.header['id'];
     if (typeof id !== 'number') return;
+    // Id 0 is never a request's: the server refuses the connection itself (too many connections).
+    if (id === 0 && frame.header['ok'] === false) {
+      this.failAll(errorOf(frame.header));
+      this.stream?.destroy();
+      return;
+    }
     const pending = this.pending.get(id);
     if (!pending) return;
     this.pending.delete(id);
@@ -135,14 +141,7 @@ export class RpcClient {
       pending.resolve(frame);
       return;
     }
-    const { code, message, epoch } = frame.header;
-    pending.reject(
-      new SdError(
-        isErrorCode(code) ? code : 'INTERNAL',
-        typeof message === 'string' ? message : 'error',
-        typeof epoch === 'number' ? epoch : undefined,
-      ),
-    );
+    pending.reject(errorOf(frame.header));
   }
 
   private failAll(error: SdError): void {
@@ -158,4 +157,13 @@ export class RpcClient {
     this.stream?.destroy();
     this.failAll(new SdError('NETWORK', 'connection closed'));
   }
+}
+
+function errorOf(header: Record<string, unknown>): SdError {
+  const { code, message, epoch } = header;
+  return new SdError(
+    isErrorCode(code) ? code : 'INTERNAL',
+    typeof message === 'string' ? message : 'error',
+    typeof epoch === 'number' ? epoch : undefined,
+  );
 }

@@ -11,6 +11,8 @@ import { nodeDisk } from '../io/disk.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { lockStore, type StoreLock } from '../io/store-lock.js';
+import { openFilesLimit } from '../io/fd-limit.js';
+import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
@@ -65,7 +67,10 @@ async function run(options: SheepOptions): Promise<void> {
     systemClock.after(50, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
+  const openFiles = openFilesLimit();
+  const connectionsMax = rpcConnectionsCap(openFiles);
+  log.info({ openFiles, connectionsMax }, 'descriptor limit');
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd, connectionsMax }, exit);
   try {
     await sheep.start();
   } catch (error) {

@@ -2,8 +2,10 @@
 // randomness, log) and its config: the store, its place in the group, the gateway and the
 // services, and the rpc server whose handler table (dispatch.ts) reaches them.
 import * as path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
+import { malformedLogIntervalMs, refusedLingerMs, refusedLingeringMax, rpcConnectionsMax } from '../engine/limits.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
@@ -12,7 +14,8 @@ import type { Disk } from '../io/disk.js';
 import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
-import { protocolHandler, serveConnection } from '../rpc/server.js';
+import { encodeFrame } from '../rpc/frame.js';
+import { protocolHandler, rateLimitedWarn, serveConnection } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
@@ -39,6 +42,8 @@ export interface SheepConfig {
   bindAddr: string;
   self: NodeInfo;
   nbd: { host: string; port: number } | null;
+  /** Connections served at once (default rpcConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
+  connectionsMax?: number;
 }
 
 export class Sheep {
@@ -52,6 +57,9 @@ export class Sheep {
   readonly admin: AdminService;
   readonly peers: Peers;
   private listener: Listener | undefined;
+  private connections = 0;
+  private lingering = 0;
+  private readonly warnRefused: (fields: object, message: string) => void;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
 
@@ -62,6 +70,7 @@ export class Sheep {
     private readonly onStopped: (code: number) => void = () => undefined,
   ) {
     const { clock, disk, driver, log } = world;
+    this.warnRefused = rateLimitedWarn(clock, malformedLogIntervalMs, log);
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log);
@@ -144,13 +153,44 @@ export class Sheep {
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
     try {
-      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) =>
-        serveConnection(stream, handle, onBug),
-      );
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) => {
+        if (this.connections >= (this.config.connectionsMax ?? rpcConnectionsMax)) {
+          this.refuse(stream);
+          return;
+        }
+        this.connections += 1;
+        stream.once('close', () => (this.connections -= 1));
+        serveConnection(stream, handle, onBug);
+      });
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
       throw new SdError('INVALID_ARGUMENT', code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${message}`);
     }
+  }
+
+  /**
+   * Past the connection cap: one error frame (id 0: the connection's, not a request's) that the
+   * client reports as one line, then the connection is closed. Lingering refusals are bounded
+   * too, so a flood of connections cannot use up the descriptors the cap protects.
+   */
+  private refuse(stream: Duplex): void {
+    const { clock } = this.world;
+    const cap = this.config.connectionsMax ?? rpcConnectionsMax;
+    this.warnRefused({ cap }, 'connection refused: too many connections');
+    stream.on('error', () => stream.destroy());
+    if (this.lingering >= refusedLingeringMax) {
+      stream.destroy();
+      return;
+    }
+    this.lingering += 1;
+    stream.once('close', () => (this.lingering -= 1));
+    stream.on('data', () => undefined); // unread input would turn our close into a reset
+    const message = `${this.config.self.id} serves at most ${cap} connections; try again later`;
+    const frame = encodeFrame({ id: 0, ok: false, code: 'BUSY', message });
+    for (const piece of frame.slice(0, -1)) stream.write(piece);
+    stream.end(frame.at(-1));
+    const timer = clock.after(refusedLingerMs, () => stream.destroy());
+    stream.once('close', () => timer.cancel());
   }
 
   private async startNbd(where: { host: string; port: number }): Promise<void> {
