@@ -63,6 +63,8 @@ export const refusedLingerMs = 1000;
 export const refusedLingeringMax = 32;
 export const rpcConnectTimeoutMs = 3000;
 export const rpcRequestTimeoutMs = 60_000;
+/** A client's direct object call pending this long makes it ask whether the primary left. */
+export const directStallCheckMs = 2000;
 /**
  * How long after a replica write its outcome may still be open: the request's timeout, then the
  * gateway's wait for the next epoch before it retries. A gateway that dies within this window may

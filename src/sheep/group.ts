@@ -37,6 +37,8 @@ export interface GroupEvents {
   /** Every member of the epoch has finished recovering it. */
   allRecovered(epoch: number): void;
   shutdown(): void;
+  /** This node was reported left while alive (it stopped answering for too long). */
+  expelled(): void;
 }
 
 /** How often a node retries writing a registry it failed to store (a full or read-only store). */
@@ -215,6 +217,12 @@ export class Group implements ClusterHandlers {
 
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
     this.members = [...members];
+    if (node.id === this.self.id) {
+      // Out of the cluster: the epochs the others now make are theirs, learnt back at the rejoin.
+      this.log.warn({ node: node.id, epoch: this.epoch }, 'this node was reported left');
+      this.events?.expelled();
+      return;
+    }
     if (this.status === 'running') {
       this.newEpoch(nowSec(this.clock));
       // Epoch times must be identical everywhere: the oldest member announces its clock.

@@ -47,13 +47,15 @@ async function run(options: SheepOptions): Promise<void> {
   let started = false;
   if (process.send) process.once('disconnect', () => void (started || process.exit(1)));
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
-  const driver = createLocalDriver({
-    dir: options.cluster.dir ?? defaultLocalDir(),
-    clock: systemClock,
-    io: nodeLocalDriverIo,
-    random: systemRandom,
-    logger: log,
-  });
+  const newDriver = () =>
+    createLocalDriver({
+      dir: options.cluster.dir ?? defaultLocalDir(),
+      clock: systemClock,
+      io: nodeLocalDriverIo,
+      random: systemRandom,
+      logger: log,
+    });
+  const driver = newDriver();
   const self = {
     id: `${options.myAddr}:${options.port}`,
     addr: options.myAddr,
@@ -66,7 +68,7 @@ async function run(options: SheepOptions): Promise<void> {
     log.flush();
     systemClock.after(50, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log };
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');

@@ -70,9 +70,14 @@ export class Recovery {
     private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
   ) {}
 
-  /** Called once at start, before joining: the last epoch our own store recorded. */
-  rememberStoreEpoch(epoch: number): void {
+  /**
+   * Called at start, before joining: the last epoch our own store recorded. And before a rejoin
+   * (`returning`): from then on, as after a restart, a local copy is trusted only if the cluster
+   * did not move on without us.
+   */
+  rememberStoreEpoch(epoch: number, returning = false): void {
     this.currentThrough = epoch;
+    if (returning) this.trustAllLocal = true;
   }
 
   /** May this node answer reads and partial writes of `oid` from its local copy? */

@@ -3,7 +3,7 @@
 // services, and the rpc server whose handler table (dispatch.ts) reaches them.
 import * as path from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
+import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { malformedLogIntervalMs, refusedLingerMs, refusedLingeringMax, rpcConnectionsMax } from '../engine/limits.js';
 import { VolumeIo } from '../volume/volume-io.js';
@@ -19,6 +19,7 @@ import { protocolHandler, rateLimitedWarn, serveConnection } from '../rpc/server
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
+import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
@@ -32,10 +33,19 @@ export interface SheepWorld {
   clock: Clock;
   transport: Transport;
   disk: Disk;
-  driver: ClusterDriver & { close?(): void };
+  driver: ClosableDriver;
+  /**
+   * A fresh driver (a new incarnation) for a sheep that finds itself reported left while alive:
+   * it rejoins through it as a returning node. Without one such a sheep stays out until restarted.
+   */
+  rejoinDriver?: () => ClosableDriver;
   random: Random;
   log: Log;
 }
+
+/** A sheep that finds itself out tries to rejoin this often, this far apart, before it stops. */
+const rejoinAttemptsMax = 5;
+const rejoinRetryMs = 1000;
 
 export interface SheepConfig {
   storeDir: string;
@@ -62,6 +72,7 @@ export class Sheep {
   private readonly warnRefused: (fields: object, message: string) => void;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
+  private readonly driver: CurrentDriver;
 
   /** `onStopped` runs once the sheep has left the cluster and closed everything (code 0: clean). */
   constructor(
@@ -69,7 +80,8 @@ export class Sheep {
     readonly config: SheepConfig,
     private readonly onStopped: (code: number) => void = () => undefined,
   ) {
-    const { clock, disk, driver, log } = world;
+    const { clock, disk, log } = world;
+    const driver = (this.driver = new CurrentDriver(world.driver));
     this.warnRefused = rateLimitedWarn(clock, malformedLogIntervalMs, log);
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
@@ -115,11 +127,13 @@ export class Sheep {
       },
 
       shutdown: () => void this.stop(0),
+      expelled: () => void this.rejoin(),
     };
   }
 
   async start(): Promise<void> {
-    const { log, driver } = this.world;
+    const { log } = this.world;
+    const driver = this.driver;
     await this.meta.open();
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
@@ -221,10 +235,46 @@ export class Sheep {
     };
   }
 
+  /**
+   * Reported left while alive (stopped for longer than the failure timeout, then woken): this
+   * incarnation is out for good, so join again through a new one, as a returning node whose
+   * store may have missed writes (recovery checks every object it holds).
+   */
+  private async rejoin(): Promise<void> {
+    const { log, rejoinDriver } = this.world;
+    if (this.stopping) return;
+    if (rejoinDriver === undefined) {
+      log.error({ node: this.config.self.id }, 'this node was reported left; it stays out until restarted');
+      return;
+    }
+    log.warn({ node: this.config.self.id, epoch: this.group.epoch }, 'this node was reported left while alive; rejoining');
+    this.recovery.rememberStoreEpoch(this.group.epoch, true);
+    for (let attempt = 1; !this.stopping; attempt++) {
+      this.driver.replace(rejoinDriver());
+      try {
+        const verdict = await this.driver.join(this.config.self, this.group.storeState() as never, this.group);
+        if (verdict.accept) {
+          log.info({ node: this.config.self.id, epoch: this.group.epoch }, 'rejoined the cluster');
+          return;
+        }
+        log.error({ reason: verdict.reason }, 'the cluster refused this node back; stopping');
+      } catch (error) {
+        log.warn({ err: String(error), attempt }, 'rejoining failed');
+        if (attempt < rejoinAttemptsMax) {
+          await this.world.clock.sleep(rejoinRetryMs);
+          continue;
+        }
+      }
+      await this.stop(1);
+      return;
+    }
+  }
+
   async stop(code: number): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    const { log, driver } = this.world;
+    const { log } = this.world;
+    const driver = this.driver;
     log.info({ code }, 'sheep stopping');
     try {
       await this.group.flushed();
