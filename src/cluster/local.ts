@@ -102,8 +102,9 @@ class LocalDriver implements LocalClusterDriver {
   private readonly beats: BeatWatch;
   private beatFile: BeatFile | undefined;
   private beatCount = 0;
-  /** A liveness check that could not tell (EMFILE...): logged, rate-limited, never acted on. */
+  /** A liveness check or heartbeat read that could not tell (EMFILE...): logged, rate-limited, never acted on. */
   private readonly warnUndecided: (fields: object, message: string) => void;
+  private readonly warnUnreadBeat: (fields: object, message: string) => void;
 
   private phase: Phase = 'idle';
   private self: Incarnation | undefined;
@@ -145,6 +146,7 @@ class LocalDriver implements LocalClusterDriver {
     this.beats = new BeatWatch(Math.ceil((options.beatStaleMs ?? localBeatStaleMs) / this.beatIntervalMs));
     this.logPollMs = options.logPollMs ?? localLogPollMs;
     this.warnUndecided = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
+    this.warnUnreadBeat = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
   }
 
   // ---- the ClusterDriver contract ----
@@ -474,7 +476,7 @@ class LocalDriver implements LocalClusterDriver {
     for (const other of others) {
       const reading = this.io.readBeat(this.beatPath(other.inc));
       if (reading.state === 'unknown') {
-        this.warnUndecided({ node: other.info.id, reason: reading.reason }, 'local driver: cannot read a heartbeat; keeping the member');
+        this.warnUnreadBeat({ node: other.info.id, reason: reading.reason }, 'local driver: cannot read a heartbeat; keeping the member');
         continue;
       }
       if (this.beats.stale(other.inc, reading.state === 'read' ? reading.text : null)) {
@@ -508,7 +510,7 @@ class LocalDriver implements LocalClusterDriver {
     try {
       this.beatFile?.write(String(this.beatCount).padStart(16, '0'));
     } catch (error) {
-      this.warnUndecided({ err: String(error) }, 'local driver: heartbeat write failed');
+      this.warnUnreadBeat({ err: String(error) }, 'local driver: heartbeat write failed');
     }
   }
 

@@ -12,10 +12,14 @@ import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { lockStore, type StoreLock } from '../io/store-lock.js';
 import { openFilesLimit } from '../io/fd-limit.js';
+import { openLogFile } from '../io/log-file.js';
 import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
+
+/** How long a stopping sheep waits for its log to be written before it exits anyway. */
+const exitFlushWaitMs = 500;
 
 function fail(message: string): never {
   process.stderr.write(`sheep: ${message}\n`);
@@ -46,7 +50,9 @@ async function run(options: SheepOptions): Promise<void> {
   // that we started, so do not.
   let started = false;
   if (process.send) process.once('disconnect', () => void (started || process.exit(1)));
-  const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
+  // Kept in the store; a full store drops lines (counted), never blocks the daemon (log-file.ts).
+  const logFile = openLogFile(path.join(storeDir, 'sheep.log'));
+  const log = pino({ level: options.logLevel }, logFile);
   const newDriver = () =>
     createLocalDriver({
       dir: options.cluster.dir ?? defaultLocalDir(),
@@ -65,8 +71,8 @@ async function run(options: SheepOptions): Promise<void> {
     nbdPort: options.nbd?.port ?? 0,
   };
   const exit = (code: number) => {
-    log.flush();
-    systemClock.after(50, () => process.exit(code));
+    logFile.flush(() => process.exit(code));
+    systemClock.after(exitFlushWaitMs, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log };
   const openFiles = openFilesLimit();
@@ -77,14 +83,14 @@ async function run(options: SheepOptions): Promise<void> {
     await sheep.start();
   } catch (error) {
     log.error({ err: String(error) }, 'start failed');
-    log.flush();
+    logFile.flushSync();
     driver.close();
     throw error;
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sheep.stop(0));
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error.stack }, 'uncaught exception');
-    log.flush();
+    logFile.flushSync();
     process.exit(70);
   });
   started = true;

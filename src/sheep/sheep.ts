@@ -127,7 +127,8 @@ export class Sheep {
       },
 
       shutdown: () => void this.stop(0),
-      expelled: () => void this.rejoin(),
+      // Not from inside the old driver's delivery: the rejoin starts a new driver.
+      expelled: () => void clock.after(0, () => void this.rejoin()),
     };
   }
 

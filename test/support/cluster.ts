@@ -234,6 +234,8 @@ export interface ClusterOptions {
   sheepArgs?: (i: number) => string[];
   /** The open-files limit (ulimit -n) a node runs under; undefined: the test's own. */
   openFiles?: (i: number) => number | undefined;
+  /** Where a node's store lives; undefined: ROOT/store<i>. */
+  storeDir?: (i: number) => string | undefined;
 }
 
 export interface StartClusterOptions extends ClusterOptions {
@@ -263,7 +265,7 @@ export class Cluster {
   // ---- nodes ----
 
   storeDir(i: number): string {
-    return path.join(this.root, `store${i}`);
+    return this.options.storeDir?.(i) ?? path.join(this.root, `store${i}`);
   }
 
   port(i: number): number {
