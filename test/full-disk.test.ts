@@ -38,14 +38,20 @@ function fillUp(): void {
   } finally {
     fs.closeSync(fd);
   }
-  // tmpfs takes partial pages too: fill to the last byte.
-  const small = fs.openSync(filler, 'a');
-  try {
-    for (;;) fs.writeSync(small, Buffer.alloc(512, 1));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    fs.closeSync(small);
+  // tmpfs takes partial pages too: fill to the last byte, the last page of node 1's log included
+  // (with whole JSON lines), so that its next log line meets ENOSPC too.
+  for (const [file, piece] of [
+    [filler, Buffer.alloc(512, 1)],
+    [path.join(c.storeDir(1), 'sheep.log'), Buffer.from('{"msg":"filler"}\n')],
+  ] as const) {
+    const fd = fs.openSync(file, 'a');
+    try {
+      for (;;) fs.writeSync(fd, piece);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
