@@ -32,11 +32,12 @@ nbd_port_of() { echo $((10809 + base_port + $1 - 7000)); }
 store_of() { echo "$store_root/$1"; }
 dog() { node "$repo/bin/dog" "$@"; }
 
-# The pid in a store's pid file if that process is alive, else nothing.
+# The pid in a store's pid file if a sheep holds the store's lock (flock), else nothing.
 live_pid() {
   local file pid
   file="$(store_of "$1")/sheep.pid"
   [ -f "$file" ] || return 0
+  flock --nonblock --shared "$file" true 2>/dev/null && return 0
   pid=$(tr -dc '0-9' <"$file" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
 }

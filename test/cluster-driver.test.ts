@@ -112,6 +112,31 @@ describe.each(drivers)('cluster driver contract: $name', (driver) => {
     expectOneTotalOrder(survivors);
   });
 
+  it('reports a member that stops answering (SIGSTOP) as left in time; woken, it finds itself out', async () => {
+    const spec = driver.newCluster();
+    const four = await startJoined(spec, 4);
+    await Promise.all(four.map((m) => m.run('sync')));
+    const victim = four[2] as Member;
+    const stoppedAtMs = Date.now();
+    victim.signal('SIGSTOP');
+    const survivors = four.filter((m) => m !== victim);
+    const leaves = await Promise.all(
+      survivors.map((m) => m.waitFor((r) => r.ev === 'leave' && r.node === victim.id, driver.leaveDetectMsMax + 3000)),
+    );
+    const detectMs = Math.max(...leaves.map((leave) => leave.atMs - stoppedAtMs));
+    console.log(`${driver.name} driver: SIGSTOP reported as left after ${detectMs.toFixed(0)} ms at most`);
+    expect(detectMs).toBeLessThan(driver.leaveDetectMsMax);
+    for (const leave of leaves) expect(leave.members).not.toContain(victim.id);
+    await survivors[0]!.run('notify "while-it-slept"');
+    // Woken, it learns it was reported left (its own leave) before anything after, and stops.
+    victim.signal('SIGCONT');
+    const own = await victim.waitFor((r) => r.ev === 'leave' && r.node === victim.id, 5000, 'its own leave');
+    expect(own.members).not.toContain(victim.id);
+    expect(victim.records.some(notifyOf('while-it-slept'))).toBe(false);
+    expect((await victim.run('notify "too-late"')).ev).toBe('error');
+    expectOneTotalOrder(survivors);
+  });
+
   it('restarts a cluster whose members all died: the newcomer reports them left and founds it', async () => {
     const spec = driver.newCluster();
     const old = await startJoined(spec, 3);

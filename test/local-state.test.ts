@@ -15,7 +15,8 @@ import {
   type LogEvent,
   type Output,
 } from '../src/cluster/local-state.js';
-import { createLocalDriver, defaultLocalDir, isProcessAlive, processStartToken } from '../src/cluster/local.js';
+import { createLocalDriver, defaultLocalDir, isProcessAlive, processLiveness, processStartToken } from '../src/cluster/local.js';
+import { BeatWatch } from '../src/cluster/local-beats.js';
 
 function nodeInfo(port: number): NodeInfo {
   return { id: `127.0.0.1:${port}`, addr: '127.0.0.1', port, zone: port, vnodes: 128, nbdPort: 0 };
@@ -194,5 +195,17 @@ describe('local driver directory', () => {
     expect(isProcessAlive(process.pid, start)).toBe(true);
     expect(isProcessAlive(process.pid, 'not-my-start-time')).toBe(false);
     expect(isProcessAlive(2 ** 22 + 12345, null)).toBe(false);
+    expect(processLiveness(2 ** 22 + 12345, start)).toEqual({ state: 'dead' });
+    expect(processLiveness(process.pid, start)).toEqual({ state: 'alive' });
+  });
+
+  it('calls a heartbeat stale only after it read the same on every check of the stale window', () => {
+    const watch = new BeatWatch(3);
+    const reads = ['1', '1', '1', '2', '2', '2', '2'].map((text) => watch.stale('a', text));
+    expect(reads).toEqual([false, false, false, false, false, false, true]);
+    // A missing file is a value that does not change; another member is tracked apart.
+    expect([null, null, null, null].map((text) => watch.stale('b', text))).toEqual([false, false, false, true]);
+    watch.retain(new Set(['b']));
+    expect(watch.stale('a', '2')).toBe(false); // forgotten: starts over
   });
 });

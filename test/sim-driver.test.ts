@@ -143,6 +143,30 @@ describe.each(seeds)('simulated cluster driver contract, seed %i', (seed) => {
     expectOneTotalOrder(survivors);
   });
 
+  test('reports a member that stops answering as left in time; resumed, it finds itself out', async () => {
+    const world = new World(seed);
+    const four = await world.startJoined(4);
+    await world.settle(Promise.all(four.map((m) => m.driver.sync())));
+    const victim = four[2]!;
+    const stoppedAtMs = world.clock.nowMs();
+    world.cluster.pause(victim.driver);
+    const survivors = four.filter((m) => m !== victim);
+    const leftOn = (m: Member) => m.find((r) => r.ev === 'leave' && r.node === victim.id);
+    await world.until(() => survivors.every(leftOn));
+    for (const m of survivors) {
+      expect(leftOn(m)!.atMs - stoppedAtMs).toBeLessThan(localLeaveDetectMsMax);
+      expect(leftOn(m)!.members).not.toContain(victim.id);
+    }
+    await world.settle(survivors[0]!.driver.notify('while-it-slept'));
+    expect(leftOn(victim)).toBeUndefined();
+    world.cluster.resume(victim.driver);
+    await world.until(() => leftOn(victim) !== undefined);
+    expect(leftOn(victim)!.members).not.toContain(victim.id);
+    expect(victim.find(notifyOf('while-it-slept'))).toBeUndefined();
+    await expect(world.settle(victim.driver.notify('too late'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expectOneTotalOrder(survivors);
+  });
+
   test('restarts a cluster whose members all died: the newcomer reports them left and founds it', async () => {
     const world = new World(seed);
     const old = await world.startJoined(3);

@@ -140,6 +140,28 @@ describe('write-ahead log', () => {
     expect(recordsToReplay(current())).toEqual([]); // a removed object is never brought back
   });
 
+  test('a failed append (ENOSPC) fails that write only: the journal goes on in a new generation', async () => {
+    const { FaultDisk } = await import('../src/io/fault-disk.js');
+    const { seededRandom } = await import('../src/io/random.js');
+    const dir = tempDir();
+    const disk = new FaultDisk(nodeDisk, { clock: systemClock, random: seededRandom(1) });
+    const store = new ObjectStore({ dir, disk, clock: systemClock });
+    await store.open();
+    await store.writeRange(oidA, 0, Buffer.from('before'), objectBytes);
+    disk.addRule({ operations: ['write'], pathIncludes: '/.journal/', times: 1, code: 'ENOSPC' });
+    await expect(store.writeRange(oidA, 10, Buffer.from('failed'), objectBytes)).rejects.toMatchObject({ code: 'ENOSPC' });
+    await store.writeRange(oidA, 20, Buffer.from('after'), objectBytes);
+    await store.writeRange(oidB, 0, Buffer.from('other'), objectBytes);
+    expect((await store.read(oidA, 20, 5)).toString()).toBe('after');
+    // What was acknowledged is durable: a crash now (no close) replays it from the new generation.
+    const reopened = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
+    await reopened.open();
+    expect((await reopened.read(oidA, 0, 6)).toString()).toBe('before');
+    expect(await reopened.read(oidA, 10, 6)).toEqual(Buffer.alloc(6));
+    expect((await reopened.read(oidA, 20, 5)).toString()).toBe('after');
+    expect((await reopened.read(oidB, 0, 5)).toString()).toBe('other');
+  });
+
   test('a reused log replays only its own generation', async () => {
     const { encodeRecord, decodeRecords } = await import('../src/store/journal.js');
     const newer = encodeRecord({ kind: 'range', oid: oidA, offsetBytes: 0, sizeBytes: objectBytes, data: Buffer.from('n') }, 8);

@@ -7,11 +7,13 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
-import { localLivenessPollMs } from '../engine/limits.js';
+import { localBeatIntervalMs, localBeatStaleMs, localLivenessPollMs, localLivenessWarnIntervalMs } from '../engine/limits.js';
 import { SdError } from '../engine/errors.js';
 import { systemClock, type Clock, type Timer } from '../io/clock.js';
-import { nodeLocalDriverIo, type LocalDriverIo, type LocalLogFile, type Watch } from '../io/local-driver-io.js';
+import { nodeLocalDriverIo, type BeatFile, type LocalDriverIo, type LocalLogFile, type Watch } from '../io/local-driver-io.js';
 import { systemRandom, type Random } from '../io/random.js';
+import { rateLimitedWarn } from '../rpc/server.js';
+import { BeatWatch } from './local-beats.js';
 import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from './driver.js';
 import {
   applyEvent,
@@ -48,6 +50,10 @@ export interface LocalDriverOptions {
   logger?: LocalLogger;
   /** How often every process checks that the other members' pids are alive. */
   livenessPollMs?: number;
+  /** How often every process bumps its heartbeat and reads the others'. */
+  beatIntervalMs?: number;
+  /** A heartbeat unchanged this long is a member that stopped answering. */
+  beatStaleMs?: number;
   logPollMs?: number;
 }
 
@@ -70,7 +76,7 @@ export function defaultLocalDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(os.tmpdir(), `sheepdog-local-${uid}`);
 }
 
-export { isProcessAlive, processStartToken } from '../io/local-driver-io.js';
+export { isProcessAlive, processLiveness, processStartToken } from '../io/local-driver-io.js';
 
 export function createLocalDriver(options: LocalDriverOptions): LocalClusterDriver {
   return new LocalDriver(options);
@@ -91,7 +97,14 @@ class LocalDriver implements LocalClusterDriver {
   private readonly random: Random;
   private readonly logger: LocalLogger;
   private readonly livenessPollMs: number;
+  private readonly beatIntervalMs: number;
   private readonly logPollMs: number;
+  private readonly beats: BeatWatch;
+  private beatFile: BeatFile | undefined;
+  private beatCount = 0;
+  /** A liveness check or heartbeat read that could not tell (EMFILE...): logged, rate-limited, never acted on. */
+  private readonly warnUndecided: (fields: object, message: string) => void;
+  private readonly warnUnreadBeat: (fields: object, message: string) => void;
 
   private phase: Phase = 'idle';
   private self: Incarnation | undefined;
@@ -129,7 +142,11 @@ class LocalDriver implements LocalClusterDriver {
     this.random = options.random ?? systemRandom;
     this.logger = options.logger ?? silentLogger;
     this.livenessPollMs = options.livenessPollMs ?? localLivenessPollMs;
+    this.beatIntervalMs = options.beatIntervalMs ?? localBeatIntervalMs;
+    this.beats = new BeatWatch(Math.ceil((options.beatStaleMs ?? localBeatStaleMs) / this.beatIntervalMs));
     this.logPollMs = options.logPollMs ?? localLogPollMs;
+    this.warnUndecided = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
+    this.warnUnreadBeat = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
   }
 
   // ---- the ClusterDriver contract ----
@@ -164,6 +181,9 @@ class LocalDriver implements LocalClusterDriver {
       this.joinSettle = resolve;
       this.joinFail = reject;
     });
+    // Beating before the request is in the log: no process ever sees this incarnation without one.
+    this.beatFile = this.io.openBeat(this.beatPath(self.inc));
+    this.beat();
     this.append({ t: 'join_request', inc: self.inc, node: self.info, pid: self.pid, start: self.start, request });
     this.startTailing();
     this.schedulePump();
@@ -262,6 +282,12 @@ class LocalDriver implements LocalClusterDriver {
     }
     this.timers.push(this.clock.every(this.logPollMs, () => this.schedulePump()));
     this.timers.push(this.clock.every(this.livenessPollMs, () => this.reportDeadProcesses()));
+    this.timers.push(
+      this.clock.every(this.beatIntervalMs, () => {
+        this.beat();
+        this.reportSilentMembers();
+      }),
+    );
   }
 
   private schedulePump(): void {
@@ -425,28 +451,76 @@ class LocalDriver implements LocalClusterDriver {
 
   // ---- liveness ----
 
-  /** Appends a leave for every member or pending joiner whose process is gone. */
+  /**
+   * Appends a leave for every member or pending joiner whose process is definitely gone. A check
+   * that cannot tell (EMFILE while this process is out of descriptors...) keeps the member: one
+   * sheep short of files once reported every healthy member as left.
+   */
   private reportDeadProcesses(): void {
     if (this.phase === 'closed' || this.phase === 'idle') return;
-    const selfInc = this.selfInc();
-    for (const other of [...this.state.members, ...this.state.pending]) {
-      if (other.inc === selfInc || this.reportedDead.has(other.inc)) continue;
-      if (this.io.isAlive(other.pid, other.start)) continue;
-      this.logger.info({ node: other.info.id, pid: other.pid }, 'local driver: member process is gone, reporting it left');
-      try {
-        this.append({ t: 'leave', inc: other.inc, node: other.info.id });
-        this.reportedDead.add(other.inc);
-      } catch (error) {
-        // Not fatal: every live member reports the death, and this one retries at the next poll.
-        this.logger.warn({ err: error, node: other.info.id }, 'local driver: could not report a dead member');
+    for (const other of this.others()) {
+      const liveness = this.io.liveness(other.pid, other.start);
+      if (liveness.state === 'unknown') {
+        this.warnUndecided({ node: other.info.id, pid: other.pid, reason: liveness.reason }, 'local driver: cannot tell whether a member lives; keeping it');
+      }
+      if (liveness.state === 'dead') this.reportLeft(other, 'member process is gone, reporting it left');
+    }
+    this.schedulePump();
+  }
+
+  /** Appends a leave for every member whose heartbeat stood still too long (SIGSTOP, a hung loop). */
+  private reportSilentMembers(): void {
+    if (this.phase === 'closed' || this.phase === 'idle') return;
+    const others = this.others();
+    this.beats.retain(new Set(others.map((other) => other.inc)));
+    for (const other of others) {
+      const reading = this.io.readBeat(this.beatPath(other.inc));
+      if (reading.state === 'unknown') {
+        this.warnUnreadBeat({ node: other.info.id, reason: reading.reason }, 'local driver: cannot read a heartbeat; keeping the member');
+        continue;
+      }
+      if (this.beats.stale(other.inc, reading.state === 'read' ? reading.text : null)) {
+        this.reportLeft(other, 'member stopped beating, reporting it left');
       }
     }
     this.schedulePump();
   }
 
+  /** Members and pending joiners other than this incarnation, not yet reported by us. */
+  private others(): Incarnation[] {
+    const selfInc = this.selfInc();
+    return [...this.state.members, ...this.state.pending].filter((other) => other.inc !== selfInc && !this.reportedDead.has(other.inc));
+  }
+
+  private reportLeft(other: Incarnation, why: string): void {
+    this.logger.info({ node: other.info.id, pid: other.pid }, `local driver: ${why}`);
+    try {
+      this.append({ t: 'leave', inc: other.inc, node: other.info.id });
+      this.reportedDead.add(other.inc);
+      this.io.removeBeat(this.beatPath(other.inc));
+    } catch (error) {
+      // Not fatal: every live member reports the death, and this one retries at the next poll.
+      this.logger.warn({ err: error, node: other.info.id }, 'local driver: could not report a dead member');
+    }
+  }
+
+  /** Bumps this incarnation's heartbeat; a failed write is only a missed beat. */
+  private beat(): void {
+    this.beatCount += 1;
+    try {
+      this.beatFile?.write(String(this.beatCount).padStart(16, '0'));
+    } catch (error) {
+      this.warnUnreadBeat({ err: String(error) }, 'local driver: heartbeat write failed');
+    }
+  }
+
+  private beatPath(inc: string): string {
+    return path.join(this.dir, `beat.${inc}`);
+  }
+
   private liveHolderOf(nodeId: string): Incarnation | undefined {
     const claims = [...this.state.members, ...this.state.pending].filter((other) => other.info.id === nodeId);
-    return claims.find((other) => this.io.isAlive(other.pid, other.start));
+    return claims.find((other) => this.io.liveness(other.pid, other.start).state !== 'dead');
   }
 
   // ---- waiters and shutdown ----
@@ -501,6 +575,12 @@ class LocalDriver implements LocalClusterDriver {
     for (const timer of this.timers.splice(0)) timer.cancel();
     this.watcher?.close();
     this.watcher = undefined;
+    try {
+      this.beatFile?.close(true);
+    } catch {
+      // A beat file we cannot close is gone with the process.
+    }
+    this.beatFile = undefined;
     this.log?.close();
     this.log = undefined;
     const gone = new SdError('SHUTDOWN', 'the local cluster driver has stopped');

@@ -43,6 +43,23 @@ export const rpcHeaderBytesMax = 64 * 1024;
 export const rpcFrameBytesMax = objectSizeBytesMax + rpcHeaderBytesMax;
 /** Requests one client keeps in flight on one connection. */
 export const rpcInflightRequestsMax = 256;
+const rpcConnectionsMin = 16;
+/** Descriptors a sheep keeps back from connections: logs, journal, the cluster log, libuv's own. */
+export const descriptorsReservedMin = 64;
+/**
+ * The connection cap under an open-files limit of `openFiles`: half of what the reserve leaves,
+ * so object files (read handles), peer and NBD connections have the other half. Past the cap a
+ * client gets a one-line refusal; without one, a sheep out of descriptors once read its own
+ * EMFILE as "every other member is dead".
+ */
+export function rpcConnectionsCap(openFiles: number | undefined): number {
+  if (openFiles === undefined) return rpcServerConnectionsMax;
+  return Math.max(rpcConnectionsMin, Math.min(rpcServerConnectionsMax, Math.floor((openFiles - descriptorsReservedMin) / 2)));
+}
+/** A refused connection is kept this long for its refusal to reach the client, then closed. */
+export const refusedLingerMs = 1000;
+/** Refused connections lingering at once; past this a connection is closed without a word. */
+export const refusedLingeringMax = 32;
 export const rpcConnectTimeoutMs = 3000;
 export const rpcRequestTimeoutMs = 60_000;
 
@@ -70,6 +87,8 @@ export const rpcServerIdleTimeoutMs = 120_000;
 export const rpcDrainedCallIntervalMs = 10_000;
 /** A client closes its own idle connection first, so it never sends into one the server closes. */
 export const rpcClientIdleTimeoutMs = 60_000;
+/** A client's direct object call pending this long makes it ask whether the primary left. */
+export const directStallCheckMs = 2000;
 /**
  * How long after a replica write its outcome may still be open: the request's timeout, then the
  * gateway's wait for the next epoch before it retries. A gateway that dies within this window may
@@ -113,10 +132,18 @@ export const malformedLogIntervalMs = 10_000;
 /** The local driver reports a dead member as left within this. */
 export const localLivenessPollMs = 250;
 export const localLeaveDetectMsMax = 2000;
+/** Every local-driver member bumps its heartbeat file this often, and reads the others'. */
+export const localBeatIntervalMs = 100;
+/** A heartbeat that stood still this long is a member that stopped answering (SIGSTOP, a hung loop). */
+export const localBeatStaleMs = 1500;
+/** A liveness check that cannot tell (EMFILE...) is logged at most this often per driver. */
+export const localLivenessWarnIntervalMs = 10_000;
 
 assert.ok(blockSizeShiftDefault >= blockSizeShiftMin && blockSizeShiftDefault <= blockSizeShiftMax);
 assert.ok(rpcFrameBytesMax < 2 ** 31, 'frame length must fit the 32-bit prefix');
 assert.ok(localLivenessPollMs * 4 <= localLeaveDetectMsMax);
+// The last beat, our read of it, the stale wait, the check that sees it: all within the limit.
+assert.ok(localBeatStaleMs + 3 * localBeatIntervalMs <= localLeaveDetectMsMax);
 assert.ok(ownerTableCachedChunksMax >= 1 && ownerTableCachedChunksMax <= hyperObjectsMax / tableEntriesPerChunk);
 assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);
 

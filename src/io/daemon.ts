@@ -1,42 +1,14 @@
-// The sheep process's own dealings with the operating system: the pid file that claims a store,
-// and re-running itself detached as a daemon.
+// Re-running the sheep detached as a daemon, and waiting (bounded) for it to say it is up. Who owns
+// a store is store-lock.ts's business.
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-
-/**
- * Claims the store: one sheep per store. Returns the pid of a live process that holds it (the
- * store is then not claimed), or undefined once our pid is written (the file rewritten whole).
- */
-export function claimStore(storeDir: string): { heldBy: number; sameUser: boolean } | undefined {
-  fs.mkdirSync(storeDir, { recursive: true });
-  const pidFile = path.join(storeDir, 'sheep.pid');
-  try {
-    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-    if (pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0);
-        return { heldBy: pid, sameUser: true };
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EPERM') return { heldBy: pid, sameUser: false };
-      }
-    }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  fs.writeFileSync(pidFile, `${process.pid}\n`, { flag: 'w' });
-  return undefined;
-}
-
-export function releaseStore(storeDir: string): void {
-  fs.rmSync(path.join(storeDir, 'sheep.pid'), { force: true });
-}
 
 export type DaemonOutcome = { kind: 'ready' } | { kind: 'exited'; code: number | null; stderr: string } | { kind: 'timeout' };
 
 /**
  * Re-runs `script` with `argv` in the foreground, detached, and resolves when it says it is up
- * (an ipc 'ready'), exits first, or does neither within `readyTimeoutMs`.
+ * (an ipc 'ready'), exits first, or does neither within `readyTimeoutMs`. On a timeout the daemon
+ * is killed (its whole process group) and reaped before this resolves: a launcher that reports
+ * "did not start" must not leave a daemon that starts later, holding the store and the port.
  */
 export function spawnDaemon(script: string, argv: readonly string[], readyTimeoutMs: number): Promise<DaemonOutcome> {
   const child = spawn(process.execPath, [script, ...argv], {
@@ -47,7 +19,15 @@ export function spawnDaemon(script: string, argv: readonly string[], readyTimeou
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   return new Promise<DaemonOutcome>((resolve) => {
-    const timer = setTimeout(() => resolve({ kind: 'timeout' }), readyTimeoutMs);
+    const timer = setTimeout(() => {
+      child.removeAllListeners('exit');
+      child.once('exit', () => resolve({ kind: 'timeout' }));
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, readyTimeoutMs);
     child.on('message', (message) => {
       if (message !== 'ready') return;
       clearTimeout(timer);

@@ -134,9 +134,13 @@ export async function writeFileAtomic(disk: Disk, file: string, data: Buffer): P
     await handle.truncate(0);
     await handle.write(data, 0);
     await handle.datasync();
-  } finally {
-    await handle.close();
+  } catch (error) {
+    // On a full disk a partial temporary would hold on to the space the next try needs.
+    await handle.close().catch(() => undefined);
+    await disk.remove(temporary).catch(() => undefined);
+    throw error;
   }
+  await handle.close();
   await disk.rename(temporary, file);
   await disk.syncDir(path.dirname(file));
 }

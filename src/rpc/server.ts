@@ -16,6 +16,8 @@ import {
   rpcServerHeldBytesMax,
   rpcServerIdleTimeoutMs,
   rpcServerInflightRequestsMax,
+  refusedLingerMs,
+  refusedLingeringMax,
 } from '../engine/limits.js';
 import { TokenBucket } from '../engine/token-bucket.js';
 import type { Clock, Timer } from '../io/clock.js';
@@ -165,6 +167,7 @@ export class RpcServer {
   readonly onBug: (error: unknown) => void;
   readonly budgets: { client: ByteBudget; peer: ByteBudget };
   private readonly connections = new Set<ServerConnection>();
+  private lingering = 0;
   private peakBytes = 0;
   private lastDrainedMs = -Infinity;
   private drainTimer: Timer | undefined;
@@ -217,11 +220,20 @@ export class RpcServer {
     if (this.connections.size < this.limits.connectionsMax) return true;
     this.warn({ remote, connections: this.connections.size }, 'connection refused: too many connections');
     stream.on('error', () => stream.destroy());
+    // Refusals lingering for their frame to reach the client are bounded too, so a flood of
+    // connections cannot use up the descriptors the cap protects.
+    if (this.lingering >= refusedLingeringMax) {
+      stream.destroy();
+      return false;
+    }
+    this.lingering += 1;
+    stream.once('close', () => (this.lingering -= 1));
     stream.resume(); // reads (and drops) what it sent, so its close is seen
-    const message = `too many connections (${this.limits.connectionsMax})`;
+    const message = `too many connections (${this.limits.connectionsMax}); try again later`;
     for (const piece of encodeFrame({ id: 0, ok: false, code: 'BUSY', message })) stream.write(piece);
     stream.end();
-    this.clock.after(this.limits.replyWriteTimeoutMs, () => stream.destroy());
+    const timer = this.clock.after(refusedLingerMs, () => stream.destroy());
+    stream.once('close', () => timer.cancel());
     return false;
   }
 

@@ -2,6 +2,7 @@
 // client, plus direct object I/O to each object's primary node.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
+import { directStallCheckMs } from '../engine/limits.js';
 import type { ObjectIo } from '../engine/object-io.js';
 import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
@@ -71,7 +72,13 @@ export class SheepClient implements ObjectIo {
     return client;
   }
 
-  /** An object call through the primary, falling back to our own sheep if it cannot be reached. */
+  /**
+   * An object call through the primary, falling back to our own sheep if it cannot be reached.
+   * While the call is pending, our own sheep is asked every `directStallCheckMs` whether the
+   * primary is still a member: one that hangs (SIGSTOP) is removed from the cluster within its
+   * failure timeout, and the call then goes through our sheep instead of waiting out the rpc
+   * timeout.
+   */
   private async objectCall<K extends 'gw.read' | 'gw.write'>(
     oid: Oid,
     op: K,
@@ -80,11 +87,29 @@ export class SheepClient implements ObjectIo {
   ): Promise<ResultOf<K>> {
     const client = this.objectRpc(oid);
     if (client === this.rpc) return this.rpc.call(op, fields, ...payload);
+    const watch = this.world.clock.every(directStallCheckMs, () => void this.dropDeparted());
     try {
       return await client.call(op, fields, ...payload);
     } catch (error) {
       if (!(error instanceof SdError) || error.code !== 'NETWORK') throw error;
       return this.rpc.call(op, fields, ...payload);
+    } finally {
+      watch.cancel();
+    }
+  }
+
+  /** Re-plans direct I/O on the current members, closing the clients of nodes that left. */
+  private async dropDeparted(): Promise<void> {
+    const nodes = await this.clusterInfo().then((info) => info.epochs[0]?.nodes, () => undefined);
+    const direct = this.direct;
+    if (!nodes || nodes.length === 0 || !direct) return;
+    const current = new Set(nodes.map((node) => node.id));
+    const departed = [...direct.clients.keys()].filter((id) => !current.has(id));
+    if (departed.length === 0) return;
+    this.direct = { ring: new Ring(nodes), clients: direct.clients };
+    for (const id of departed) {
+      direct.clients.get(id)?.close(); // its pending calls fail with NETWORK and fall back
+      direct.clients.delete(id);
     }
   }
 

@@ -79,12 +79,19 @@ export class AdminService {
   }
 
   async nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
-    const nodes = await Promise.all(
+    const answers = await Promise.all(
       this.nodeList().map(async (node) => {
-        const stat = this.isSelf(node) ? await this.localStat() : await this.deps.peers.ask(node, 'peer.stat', {});
-        return { node, ...stat };
+        try {
+          const stat = this.isSelf(node) ? await this.localStat() : await this.deps.peers.ask(node, 'peer.stat', {});
+          return { node, ...stat };
+        } catch (error) {
+          // A member that stopped answering and was removed meanwhile is no longer listed.
+          if (this.group.members.some((member) => member.id === node.id)) throw error;
+          return undefined;
+        }
       }),
     );
+    const nodes = answers.filter((answer) => answer !== undefined);
     const virtualBytes = this.group.registry.live().filter((e) => e.snapshotSec === 0).reduce((sum, e) => sum + e.sizeBytes, 0);
     return { nodes, virtualBytes };
   }
@@ -108,16 +115,18 @@ export class AdminService {
 
   /** Every member's recovery progress, for `dog node recovery`. */
   async recoveryStates(): Promise<Array<{ node: NodeInfo; state: RecoveryState | null }>> {
-    return Promise.all(
+    const rows = await Promise.all(
       this.nodeList().map(async (node) => {
         try {
           const state = this.isSelf(node) ? this.deps.recovery.state : await this.deps.peers.ask(node, 'peer.recovery', {});
           return { node, state };
         } catch {
-          return { node, state: null };
+          // Removed meanwhile (it stopped answering): not a row; still a member: a row without state.
+          return this.group.members.some((member) => member.id === node.id) ? { node, state: null } : undefined;
         }
       }),
     );
+    return rows.filter((row) => row !== undefined);
   }
 
   async location(oid: Oid): Promise<LocationData> {

@@ -37,6 +37,8 @@ export interface GroupEvents {
   /** Every member of the epoch has finished recovering it. */
   allRecovered(epoch: number): void;
   shutdown(): void;
+  /** This node was reported left while alive (it stopped answering for too long). */
+  expelled(): void;
 }
 
 /** How often a node retries writing a registry it failed to store (a full or read-only store). */
@@ -51,6 +53,8 @@ export class Group implements ClusterHandlers {
   epochs: EpochRecord[] = [];
   registry = new VdiRegistry();
   status: ClusterStatus = 'unformatted';
+  /** Reported left while alive: out of the cluster until it has rejoined. */
+  out = false;
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
@@ -100,6 +104,7 @@ export class Group implements ClusterHandlers {
 
   /** The one answer to "may a client request run now?": throws the status's error otherwise. */
   requireRunning(): void {
+    if (this.out) throw new SdError('WAIT_FOR_JOIN', 'This node was reported left and waits to rejoin the cluster');
     if (this.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
     if (this.status === 'waiting') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
     if (this.status === 'shutdown') throw new SdError('SHUTDOWN', 'Cluster is shutting down');
@@ -207,6 +212,7 @@ export class Group implements ClusterHandlers {
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
     this.members = [...members];
+    if (joiner.id === this.self.id) this.out = false;
     this.adopt(state);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
@@ -215,6 +221,14 @@ export class Group implements ClusterHandlers {
 
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
     this.members = [...members];
+    if (node.id === this.self.id) {
+      // Out of the cluster: the epochs the others now make are theirs, learnt back at the rejoin.
+      this.log.warn({ node: node.id, epoch: this.epoch }, 'this node was reported left');
+      // Its view (registry, owner tables) may fall behind from now on: no client I/O here.
+      this.out = true;
+      this.events?.expelled();
+      return;
+    }
     if (this.status === 'running') {
       this.newEpoch(nowSec(this.clock));
       // Epoch times must be identical everywhere: the oldest member announces its clock.

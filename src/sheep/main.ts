@@ -6,34 +6,39 @@ import { pino } from 'pino';
 import { createLocalDriver, defaultLocalDir } from '../cluster/local.js';
 import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
-import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
+import { spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
 import { collectGarbage } from '../io/memory.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
+import { lockStore, type StoreLock } from '../io/store-lock.js';
+import { openFilesLimit } from '../io/fd-limit.js';
+import { openLogFile } from '../io/log-file.js';
+import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { prepareNbdTls } from '../nbd/tls.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
 
-const readyTimeoutMs = 30_000;
+/** How long a stopping sheep waits for its log to be written before it exits anyway. */
+const exitFlushWaitMs = 500;
 
 function fail(message: string): never {
   process.stderr.write(`sheep: ${message}\n`);
   process.exit(1);
 }
 
-/** Claims the store: one sheep per store. */
-function claim(storeDir: string): void {
-  const holder = claimStore(storeDir);
-  if (!holder) return;
-  fail(holder.sameUser ? `store ${storeDir} is in use by sheep pid ${holder.heldBy}` : `store ${storeDir} is in use by pid ${holder.heldBy}`);
+/** Claims the store: one sheep per store, the holder of its lock (store-lock.ts). */
+function claim(storeDir: string): StoreLock {
+  const outcome = lockStore(storeDir);
+  if (outcome.locked) return outcome.lock;
+  fail(`store ${storeDir} is in use by sheep pid ${outcome.holderPid ?? '(unknown)'}`);
 }
 
 /** Re-runs this program in the foreground, detached, and waits for it to say it is up. */
-async function daemonize(argv: readonly string[]): Promise<never> {
+async function daemonize(argv: readonly string[], readyTimeoutMs: number): Promise<never> {
   const outcome = await spawnDaemon(fileURLToPath(import.meta.url), [...argv, '--foreground'], readyTimeoutMs);
-  if (outcome.kind === 'timeout') fail('the daemon did not start in time');
+  if (outcome.kind === 'timeout') fail(`the daemon did not start within ${readyTimeoutMs / 1000} s; it was stopped`);
   if (outcome.kind === 'ready') process.exit(0);
   process.stderr.write(outcome.stderr || `sheep: the daemon exited with code ${outcome.code}\n`);
   process.exit(outcome.code || 1);
@@ -43,15 +48,24 @@ async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
   // TLS credentials are read before anything is claimed or joined: a bad file only fails the start.
   const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls), idleTimeoutMs: options.nbd.idleTimeoutMs };
+  // Held until this process exits, whatever the way: the kernel releases it, nobody else need.
   claim(storeDir);
-  const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
-  const driver = createLocalDriver({
-    dir: options.cluster.dir ?? defaultLocalDir(),
-    clock: systemClock,
-    io: nodeLocalDriverIo,
-    random: systemRandom,
-    logger: log,
-  });
+  // Launched by a daemonizing `sheep` that has gone away before we were up: nobody would learn
+  // that we started, so do not.
+  let started = false;
+  if (process.send) process.once('disconnect', () => void (started || process.exit(1)));
+  // Kept in the store; a full store drops lines (counted), never blocks the daemon (log-file.ts).
+  const logFile = openLogFile(path.join(storeDir, 'sheep.log'));
+  const log = pino({ level: options.logLevel }, logFile);
+  const newDriver = () =>
+    createLocalDriver({
+      dir: options.cluster.dir ?? defaultLocalDir(),
+      clock: systemClock,
+      io: nodeLocalDriverIo,
+      random: systemRandom,
+      logger: log,
+    });
+  const driver = newDriver();
   const self = {
     id: `${options.myAddr}:${options.port}`,
     addr: options.myAddr,
@@ -61,27 +75,29 @@ async function run(options: SheepOptions): Promise<void> {
     nbdPort: options.nbd?.port ?? 0,
   };
   const exit = (code: number) => {
-    log.flush();
-    releaseStore(storeDir);
-    systemClock.after(50, () => process.exit(code));
+    logFile.flush(() => process.exit(code));
+    systemClock.after(exitFlushWaitMs, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log, releaseMemory: collectGarbage };
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd }, exit);
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log, releaseMemory: collectGarbage };
+  const openFiles = openFilesLimit();
+  const connectionsMax = rpcConnectionsCap(openFiles);
+  log.info({ openFiles, connectionsMax }, 'descriptor limit');
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax }, exit);
   try {
     await sheep.start();
   } catch (error) {
     log.error({ err: String(error) }, 'start failed');
-    log.flush();
+    logFile.flushSync();
     driver.close();
-    releaseStore(storeDir);
     throw error;
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void sheep.stop(0));
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error.stack }, 'uncaught exception');
-    log.flush();
+    logFile.flushSync();
     process.exit(70);
   });
+  started = true;
   if (process.send) {
     process.send('ready');
     process.disconnect();
@@ -97,7 +113,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     if (error instanceof SdError) fail(error.message);
     throw error;
   }
-  if (!options.foreground) return daemonize(argv);
+  if (!options.foreground) return daemonize(argv, options.startTimeoutSec * 1000);
   try {
     await run(options);
   } catch (error) {

@@ -18,8 +18,12 @@ export interface SheepOptions {
   foreground: boolean;
   logLevel: string;
   nbd: { host: string; port: number; tls: NbdTlsSettings; idleTimeoutMs: number } | null;
+  /** How long a daemonizing launcher waits for the daemon to be up before it stops it. */
+  startTimeoutSec: number;
 }
 
+export const startTimeoutSecDefault = 30;
+const startTimeoutSecMax = 3600;
 const nbdTlsModes: readonly NbdTlsMode[] = ['off', 'on', 'require'];
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
@@ -149,6 +153,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('--nbd-tls-certificates <DIR>', 'NBD TLS X.509: DIR/server-cert.pem and DIR/server-key.pem')
     .option('--nbd-tls-verify-peer', 'NBD TLS X.509: clients need a certificate signed by DIR/ca-cert.pem')
     .option('--nbd-idle-timeout <SEC>', `close NBD sessions with no traffic for SEC seconds, 0-${nbdIdleTimeoutSecMax} (default 0: never)`, '0')
+    .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
   try {
@@ -177,5 +182,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     foreground: o['foreground'] === true,
     logLevel: level,
     nbd: nbdOptions(o, port, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
+    startTimeoutSec: integer('--start-timeout', String(o['startTimeout']), 1, startTimeoutSecMax),
   };
 }

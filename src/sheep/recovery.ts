@@ -87,9 +87,14 @@ export class Recovery {
   /** Copies a local write failed on, until they catch up (catch-up.ts). */
   readonly catchUp: CatchUp;
 
-  /** Called once at start, before joining: the last epoch our own store recorded. */
-  rememberStoreEpoch(epoch: number): void {
+  /**
+   * Called at start, before joining: the last epoch our own store recorded. And before a rejoin
+   * (`returning`): from then on, as after a restart, a local copy is trusted only if the cluster
+   * did not move on without us.
+   */
+  rememberStoreEpoch(epoch: number, returning = false): void {
     this.currentThrough = epoch;
+    if (returning) this.trustAllLocal = true;
   }
 
   /** May this node answer reads and partial writes of `oid` from its local copy? */

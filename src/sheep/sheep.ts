@@ -2,7 +2,7 @@
 // randomness, log) and its config: the store, its place in the group, the gateway and the
 // services, and the rpc server whose handler table (dispatch.ts) reaches them.
 import * as path from 'node:path';
-import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
+import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import type { Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
@@ -18,6 +18,7 @@ import { protocolHandler, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
+import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
@@ -31,12 +32,21 @@ export interface SheepWorld {
   clock: Clock;
   transport: Transport;
   disk: Disk;
-  driver: ClusterDriver & { close?(): void };
+  driver: ClosableDriver;
+  /**
+   * A fresh driver (a new incarnation) for a sheep that finds itself reported left while alive:
+   * it rejoins through it as a returning node. Without one such a sheep stays out until restarted.
+   */
+  rejoinDriver?: () => ClosableDriver;
   random: Random;
   log: Log;
   /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
   releaseMemory?: () => void;
 }
+
+/** A sheep that finds itself out tries to rejoin this often, this far apart, before it stops. */
+const rejoinAttemptsMax = 5;
+const rejoinRetryMs = 1000;
 
 export interface SheepConfig {
   storeDir: string;
@@ -47,6 +57,8 @@ export interface SheepConfig {
    * sessions with no traffic for this long (0 or absent: never).
    */
   nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
+  /** Connections served at once (default rpcServerConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
+  connectionsMax?: number;
 }
 
 export class Sheep {
@@ -62,6 +74,7 @@ export class Sheep {
   private listener: Listener | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
+  private readonly driver: CurrentDriver;
 
   /** `onStopped` runs once the sheep has left the cluster and closed everything (code 0: clean). */
   constructor(
@@ -69,7 +82,8 @@ export class Sheep {
     readonly config: SheepConfig,
     private readonly onStopped: (code: number) => void = () => undefined,
   ) {
-    const { clock, disk, driver, log } = world;
+    const { clock, disk, log } = world;
+    const driver = (this.driver = new CurrentDriver(world.driver));
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log);
@@ -122,11 +136,14 @@ export class Sheep {
       },
 
       shutdown: () => void this.stop(0),
+      // Not from inside the old driver's delivery: the rejoin starts a new driver.
+      expelled: () => void clock.after(0, () => void this.rejoin()),
     };
   }
 
   async start(): Promise<void> {
-    const { log, driver } = this.world;
+    const { log } = this.world;
+    const driver = this.driver;
     await this.meta.open();
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
@@ -158,7 +175,13 @@ export class Sheep {
       log,
     );
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
-    const server = new RpcServer(handle, { clock, log, onBug, ...(this.world.releaseMemory ? { onDrained: this.world.releaseMemory } : {}) });
+    const server = new RpcServer(handle, {
+      clock,
+      log,
+      onBug,
+      ...(this.config.connectionsMax !== undefined ? { limits: { connectionsMax: this.config.connectionsMax } } : {}),
+      ...(this.world.releaseMemory ? { onDrained: this.world.releaseMemory } : {}),
+    });
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
     try {
       this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => server.accept(stream, remote));
@@ -198,10 +221,46 @@ export class Sheep {
     };
   }
 
+  /**
+   * Reported left while alive (stopped for longer than the failure timeout, then woken): this
+   * incarnation is out for good, so join again through a new one, as a returning node whose
+   * store may have missed writes (recovery checks every object it holds).
+   */
+  private async rejoin(): Promise<void> {
+    const { log, rejoinDriver } = this.world;
+    if (this.stopping) return;
+    if (rejoinDriver === undefined) {
+      log.error({ node: this.config.self.id }, 'this node was reported left; it stays out until restarted');
+      return;
+    }
+    log.warn({ node: this.config.self.id, epoch: this.group.epoch }, 'this node was reported left while alive; rejoining');
+    this.recovery.rememberStoreEpoch(this.group.epoch, true);
+    for (let attempt = 1; !this.stopping; attempt++) {
+      this.driver.replace(rejoinDriver());
+      try {
+        const verdict = await this.driver.join(this.config.self, this.group.storeState() as never, this.group);
+        if (verdict.accept) {
+          log.info({ node: this.config.self.id, epoch: this.group.epoch }, 'rejoined the cluster');
+          return;
+        }
+        log.error({ reason: verdict.reason }, 'the cluster refused this node back; stopping');
+      } catch (error) {
+        log.warn({ err: String(error), attempt }, 'rejoining failed');
+        if (attempt < rejoinAttemptsMax) {
+          await this.world.clock.sleep(rejoinRetryMs);
+          continue;
+        }
+      }
+      await this.stop(1);
+      return;
+    }
+  }
+
   async stop(code: number): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    const { log, driver } = this.world;
+    const { log } = this.world;
+    const driver = this.driver;
     log.info({ code }, 'sheep stopping');
     try {
       await this.group.flushed();

@@ -4,8 +4,11 @@
 // driver, the simulation decides: a crashed incarnation goes silent at once and is reported left
 // by the failure detector after a seeded timeout (within `localLeaveDetectMsMax`, as the local
 // driver's liveness poll guarantees); a joiner clears dead predecessors at once, as the local
-// driver does with its pid check. `expel` models losing the coordinator (a ZooKeeper session):
-// the node is reported left while alive and, seeing its own leave, stops.
+// driver does with its pid check. `pause` models a process that stops answering (SIGSTOP, a hung
+// loop): the failure detector reports it left after the same timeout (the local driver's
+// heartbeat), and once resumed it reads its own leave and stops. `expel` models losing the
+// coordinator (a ZooKeeper session): the node is reported left while alive and, seeing its own
+// leave, stops.
 import assert from 'node:assert/strict';
 import { SdError } from '../engine/errors.js';
 import { localLeaveDetectMsMax } from '../engine/limits.js';
@@ -52,6 +55,9 @@ export class SimCluster {
   readonly log: string[] = [];
   private readonly drivers = new Map<string, SimDriver>();
   private readonly dead = new Set<string>();
+  /** Paused incarnations, each with the number of its pause (a stale timer must not report it). */
+  private readonly paused = new Map<string, number>();
+  private pauses = 0;
   private nextInc = 1;
 
   constructor(
@@ -76,6 +82,29 @@ export class SimCluster {
     this.drivers.get(inc)?.halt();
     this.drivers.delete(inc);
     this.clock.after(this.draw(this.options.failureDetectMs), () => this.reportIfMember(inc));
+  }
+
+  /**
+   * The process of `driver` stops answering but lives (SIGSTOP): silent now, reported left after
+   * the failure detector's timeout if still paused then.
+   */
+  pause(driver: SimClusterDriver): void {
+    const inc = driver.inc;
+    const running = this.drivers.get(inc);
+    if (running === undefined || this.paused.has(inc)) return;
+    const pause = ++this.pauses;
+    this.paused.set(inc, pause);
+    running.halt();
+    this.clock.after(this.draw(this.options.failureDetectMs), () => {
+      if (this.paused.get(inc) === pause) this.reportIfMember(inc);
+    });
+  }
+
+  /** The paused process runs again (SIGCONT): it reads the log from where it stopped. */
+  resume(driver: SimClusterDriver): void {
+    const inc = driver.inc;
+    if (!this.paused.delete(inc)) return;
+    this.drivers.get(inc)?.unhalt();
   }
 
   /** Cuts `driver` off the coordinator: it is reported left at once, though still running. */
@@ -230,9 +259,15 @@ class SimDriver implements SimClusterDriver {
     });
   }
 
-  /** The process died: no more reads, no more appends, no more callbacks. Its calls hang. */
+  /** The process died or stopped: no more reads, no more appends, no more callbacks. Its calls hang. */
   halt(): void {
     this.halted = true;
+  }
+
+  /** A stopped process runs again. */
+  unhalt(): void {
+    this.halted = false;
+    this.wake();
   }
 
   // ---- applying the log ----

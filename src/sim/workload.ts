@@ -395,8 +395,8 @@ export class Workload {
   }
 
   /**
-   * The network heals; a sheep whose disk failed is restarted (its journal refuses writes after
-   * a failed append until then, by design), as an operator would.
+   * The network heals; a sheep whose disk failed is restarted, as an operator would (its journal
+   * would go on by itself after a failed append, but its state is best checked after a restart).
    */
   async heal(): Promise<string> {
     this.deps.network.heal();

@@ -108,7 +108,13 @@ export class Journal {
   private inflight = 0;
   private idleWaiters: Array<() => void> = [];
   private rotation: Promise<void> | undefined;
-  private broken: unknown;
+  /** The generation must end: it is full, or a failed append left a hole in it. */
+  private rotationDue = false;
+  /**
+   * Where a failed append left a hole, and its error. No record past it can become durable in
+   * this generation (replay stops at the hole), so those fail too, until the next generation.
+   */
+  private hole: { offsetBytes: number; error: unknown } | undefined;
   private readonly groupSync = new GroupSync(async () => {
     const target = this.contiguousBytes;
     await this.file!.datasync();
@@ -121,7 +127,10 @@ export class Journal {
     private readonly hooks: JournalHooks,
   ) {}
 
-  /** Replays the logs a crash left, removes them, and starts a new one. */
+  /**
+   * Replays the logs a crash left, removes them, and starts a new one in the newest one's file:
+   * reusing it needs no space, so a sheep whose store is full still starts.
+   */
   async open(): Promise<{ replayed: number; dropped: number }> {
     let replayed = 0;
     let dropped = 0;
@@ -129,7 +138,8 @@ export class Journal {
       .map((name) => ({ name, sequence: Number(logName.exec(name)?.[1] ?? -1) }))
       .filter((log) => log.sequence >= 0)
       .sort((a, b) => a.sequence - b.sequence);
-    for (const log of logs) {
+    let reuse: DiskFile | undefined;
+    for (const [index, log] of logs.entries()) {
       const file = path.join(this.dir, log.name);
       const handle = await this.disk.open(file, 'read');
       const bytes = Buffer.alloc(await handle.sizeBytes());
@@ -141,10 +151,11 @@ export class Journal {
         replayed += 1;
       }
       if (tornBytes > 0) dropped += 1;
-      await this.disk.remove(file);
       this.sequence = Math.max(this.sequence, log.sequence);
+      if (index === logs.length - 1) reuse = await this.disk.open(file, 'write');
+      else await this.disk.remove(file);
     }
-    await this.startLog(undefined);
+    await this.startLog(reuse);
     return { replayed, dropped };
   }
 
@@ -155,11 +166,12 @@ export class Journal {
 
   /**
    * Appends `record`, returns once it is durable and `apply` has run. A checkpoint never retires
-   * a record whose `apply` has not finished.
+   * a record whose `apply` has not finished. A failed append (ENOSPC) fails this write and the
+   * ones behind it in this generation; the next write starts a new generation, so one error never
+   * leaves the journal broken.
    */
   async write(record: JournalRecord, apply: () => Promise<void>): Promise<void> {
-    while (this.rotation) await this.rotation;
-    if (this.broken !== undefined) throw new SdError('IO', 'the object journal failed; restart the sheep');
+    await this.ready();
     this.inflight += 1;
     try {
       const bytes = encodeRecord(record, this.sequence);
@@ -168,12 +180,13 @@ export class Journal {
       try {
         await this.file!.write(bytes, offset);
       } catch (error) {
-        this.broken = error; // a hole in the log: later records could never become durable
+        if (this.hole === undefined || offset < this.hole.offsetBytes) this.hole = { offsetBytes: offset, error };
+        this.rotationDue = true;
         throw error;
       }
       this.markWritten(offset, offset + bytes.length);
       while (this.syncedBytes < offset + bytes.length) {
-        if (this.broken !== undefined) throw new SdError('IO', 'the object journal failed');
+        if (this.hole !== undefined && this.hole.offsetBytes < offset + bytes.length) throw this.hole.error;
         await this.groupSync.sync();
       }
       await apply();
@@ -183,14 +196,24 @@ export class Journal {
       this.inflight -= 1;
       if (this.inflight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
-    if (this.tailBytes >= journalBytesMax && !this.rotation) {
-      this.rotation = this.rotate()
-        .catch((error: unknown) => {
-          this.broken = error; // writes fail from now on, and say so, rather than lose durability
-        })
-        .finally(() => {
-          this.rotation = undefined;
-        });
+    if (this.tailBytes >= journalBytesMax) {
+      this.rotationDue = true;
+      void this.ready().catch(() => undefined); // retried by the next write if it fails
+    }
+  }
+
+  /** Waits for a checkpoint in progress, and runs one that is due (its failure fails this write). */
+  private async ready(): Promise<void> {
+    for (;;) {
+      if (this.rotation) {
+        await this.rotation.catch(() => undefined);
+        continue;
+      }
+      if (!this.rotationDue) return;
+      this.rotation = this.rotate().finally(() => {
+        this.rotation = undefined;
+      });
+      await this.rotation;
     }
   }
 
@@ -210,6 +233,8 @@ export class Journal {
     if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     for (const oid of this.logged) await this.hooks.syncObject(oid);
     await this.startLog(this.file);
+    this.rotationDue = false;
+    this.hole = undefined;
   }
 
   private logPath(sequence: number): string {

@@ -150,9 +150,13 @@ export class ObjectStore {
         else await writeSkippingZeroBlocks(file, data, 0);
         await file.truncate(sizeBytes);
         await file.datasync();
-      } finally {
-        await file.close();
+      } catch (error) {
+        // A full disk must not keep what failed: the partial file would hold on to the space.
+        await file.close().catch(() => undefined);
+        await this.disk.remove(temporary).catch(() => undefined);
+        throw error;
       }
+      await file.close();
       if (this.recycled.length < recycledFilesMax) {
         const keep = path.join(this.temporaryDir, `recycled.${process.pid}.${this.sequence++}`);
         try {

@@ -186,9 +186,16 @@ interface SheepProcess {
   done: boolean;
 }
 
-/** Spawns `node bin/sheep ARGS` (stdout ignored, stderr kept); `done` turns true once it exits. */
-function spawnSheep(args: readonly string[]): SheepProcess {
-  const child = spawn(process.execPath, [sheepBin, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Spawns `node bin/sheep ARGS` (stdout ignored, stderr kept); `done` turns true once it exits.
+ * With `openFiles`, under `ulimit -n` of that (bash execs node, so the pid is the sheep's).
+ */
+function spawnSheep(args: readonly string[], openFiles?: number): SheepProcess {
+  const [command, argv] =
+    openFiles === undefined
+      ? [process.execPath, [sheepBin, ...args]]
+      : ['bash', ['-c', `ulimit -n ${openFiles} && exec "$@"`, 'sheep', process.execPath, sheepBin, ...args]];
+  const child = spawn(command, argv, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
   const stderr: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
   const proc: SheepProcess = {
@@ -225,6 +232,10 @@ export interface ClusterOptions {
   prefix?: string;
   /** Extra sheep options per node. */
   sheepArgs?: (i: number) => string[];
+  /** The open-files limit (ulimit -n) a node runs under; undefined: the test's own. */
+  openFiles?: (i: number) => number | undefined;
+  /** Where a node's store lives; undefined: ROOT/store<i>. */
+  storeDir?: (i: number) => string | undefined;
 }
 
 export interface StartClusterOptions extends ClusterOptions {
@@ -254,7 +265,7 @@ export class Cluster {
   // ---- nodes ----
 
   storeDir(i: number): string {
-    return path.join(this.root, `store${i}`);
+    return this.options.storeDir?.(i) ?? path.join(this.root, `store${i}`);
   }
 
   port(i: number): number {
@@ -311,7 +322,7 @@ export class Cluster {
    */
   async start(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<void> {
     if (this.running(i)) throw new Error(`sheep ${i} is already running`);
-    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir));
+    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir), this.options.openFiles?.(i));
     this.procs.set(i, proc);
     try {
       await waitForPort(this.port(i), portWaitMs, () => !proc.done);

@@ -80,6 +80,11 @@ export class Member {
     this.child.kill('SIGKILL');
   }
 
+  /** SIGSTOP or SIGCONT: a member that hangs, then wakes. */
+  signal(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.child.kill(signal);
+  }
+
   /** The cluster events (join, leave, notify), without the local ones (check_join, granted...). */
   clusterEvents(): Array<Record<string, unknown>> {
     return this.records
@@ -147,6 +152,9 @@ export class Member {
   }
 
   stop(): void {
-    if (!this.exited) this.child.kill('SIGKILL');
+    if (!this.exited) {
+      this.child.kill('SIGCONT');
+      this.child.kill('SIGKILL');
+    }
   }
 }
