@@ -7,7 +7,7 @@ import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
 import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
-import { SheepClient } from '../rpc/sheep-client.js';
+import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
 const exitFailure = 1;
@@ -25,19 +25,21 @@ interface Globals {
   address: string;
   port: string;
   raw?: boolean;
+  keyFile?: string;
 }
 
 function withGlobals(command: Command): Command {
   return command
     .option('-a, --address <ADDR>', 'sheep address', '127.0.0.1')
     .option('-p, --port <PORT>', 'sheep port', String(portDefault))
-    .option('-r, --raw', 'raw output, one line per row');
+    .option('-r, --raw', 'raw output, one line per row')
+    .option('-k, --key-file <FILE>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)');
 }
 
 function client(globals: Globals): SheepClient {
   const port = Number(globals.port);
   if (!/^\d+$/.test(globals.port) || port < 1 || port > 65535) throw new DogFailure(`Invalid port number '${globals.port}'`);
-  return new SheepClient(globals.address, port);
+  return new SheepClient(globals.address, port, sheepClientWorld(globals.keyFile));
 }
 
 function openFailure(name: string, ref: SnapshotRef, error: SdError): DogFailure {

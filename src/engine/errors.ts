@@ -24,6 +24,7 @@ export const errorCodes = [
   'PROTOCOL', // malformed frame or request
   'BUSY',
   'REFUSED', // join refused
+  'AUTH', // the other end did not prove it holds the cluster key, or we hold none for it
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them

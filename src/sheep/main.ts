@@ -8,6 +8,7 @@ import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
 import { claimStore, releaseStore, spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
+import { readKeyFile } from '../io/key-file.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { tcpTransport } from '../io/transport.js';
@@ -39,6 +40,8 @@ async function daemonize(argv: readonly string[]): Promise<never> {
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
+  // Read before anything starts: a key file that cannot be used is one line and no daemon.
+  const key = options.keyFile === undefined ? undefined : { key: readKeyFile(options.keyFile), source: options.keyFile };
   claim(storeDir);
   const log = pino({ level: options.logLevel }, pino.destination({ dest: path.join(storeDir, 'sheep.log'), sync: false, mkdir: true }));
   const driver = createLocalDriver({
@@ -62,7 +65,7 @@ async function run(options: SheepOptions): Promise<void> {
     systemClock.after(50, () => process.exit(code));
   };
   const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, random: systemRandom, log };
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd }, exit);
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd: options.nbd, ...(key ? { key } : {}) }, exit);
   try {
     await sheep.start();
   } catch (error) {

@@ -17,6 +17,8 @@ export interface SheepOptions {
   foreground: boolean;
   logLevel: string;
   nbd: { host: string; port: number } | null;
+  /** -k: the cluster key file to join with (default: the store's own cluster.key). */
+  keyFile: string | undefined;
 }
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
@@ -83,6 +85,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-c, --cluster <DRIVER>', 'cluster driver: local or local:DIR', 'local')
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
+    .option('-k, --key-file <FILE>', 'cluster key to join with (default: STORE_DIR/cluster.key, or handed over on joining)')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen port (default ${nbdPortBase} + port - ${portDefault})`)
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
@@ -112,5 +115,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     foreground: o['foreground'] === true,
     logLevel: level,
     nbd: parseNbd(o['nbd'] as string | undefined, port, bindAddr),
+    keyFile: o['keyFile'] === undefined ? undefined : String(o['keyFile']),
   };
 }

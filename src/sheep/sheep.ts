@@ -1,9 +1,11 @@
 // One sheep daemon, wired from the world it is given (clock, transport, disk, cluster driver,
 // randomness, log) and its config: the store, its place in the group, the gateway and the
-// services, and the rpc server whose handler table (dispatch.ts) reaches them.
+// services, and the rpc server whose handler table (dispatch.ts) reaches them, behind the key
+// handshake (rpc/auth.ts).
 import * as path from 'node:path';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
+import { clusterKeyBytes, malformedLogIntervalMs } from '../engine/limits.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
@@ -12,7 +14,8 @@ import type { Disk } from '../io/disk.js';
 import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
-import { protocolHandler, serveConnection } from '../rpc/server.js';
+import { acceptSession, unkeyedHandler } from '../rpc/auth.js';
+import { protocolHandler, rateLimitedWarn, serveConnection } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
@@ -39,6 +42,8 @@ export interface SheepConfig {
   bindAddr: string;
   self: NodeInfo;
   nbd: { host: string; port: number } | null;
+  /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
+  key?: { key: Buffer; source: string };
 }
 
 export class Sheep {
@@ -64,7 +69,7 @@ export class Sheep {
     const { clock, disk, driver, log } = world;
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
-    this.group = new Group(config.self, this.meta, clock, log);
+    this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes));
     this.peers = new Peers(world, this.group);
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
@@ -78,6 +83,7 @@ export class Sheep {
       peers: this.peers,
       recovery: this.recovery,
       clock,
+      random: world.random,
       disk,
       storeDir: config.storeDir,
       // After the reply that asked for it has gone out.
@@ -115,6 +121,7 @@ export class Sheep {
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
+    if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
     this.recovery.rememberStoreEpoch(this.group.epoch);
     await this.listen();
     const verdict = await driver.join(this.config.self, this.group.storeState() as never, this.group);
@@ -143,9 +150,16 @@ export class Sheep {
     );
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
+    const group = this.group;
+    const hasKey = () => group.key !== undefined;
+    const unkeyed = unkeyedHandler(handle, hasKey, () => group.config !== null);
+    const warn = rateLimitedWarn(clock, malformedLogIntervalMs, log);
+    const auth = { port: this.config.self.port, key: () => group.key, keyFile: group.keyFile, random: this.world.random, clock };
     try {
-      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream) =>
-        serveConnection(stream, handle, onBug),
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) =>
+        acceptSession(stream, { ...auth, onRefused: (reason) => warn({ reason, remote }, 'refused a connection') }, (session) =>
+          serveConnection(stream, session === 'authenticated' ? handle : unkeyed, onBug),
+        ),
       );
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
