@@ -126,7 +126,7 @@ export function acceptSession(stream: Duplex, auth: ServerAuth, onSession: (sess
       return;
     }
     if (header['auth'] === 'abort') {
-      refuse(`the client holds no key for this cluster${typeof header['message'] === 'string' ? `: ${header['message'].slice(0, 200)}` : ''}`);
+      refuse('the client holds no key for this cluster');
       return;
     }
     const proof = bytesField(header['proof'], proofBytes);
@@ -253,7 +253,7 @@ export function connectSession(stream: Duplex, where: string, port: number, auth
         key = auth.keyFor(keyId, keyFile);
       } catch (error) {
         const message = error instanceof SdError ? error.message : String(error);
-        return fail(new SdError('AUTH', `cannot authenticate to ${where}: ${message}`), { auth: 'abort', message: 'no key' });
+        return fail(new SdError('AUTH', `cannot authenticate to ${where}: ${message}`), { auth: 'abort' });
       }
       if (!sameBytes(proof, proofOf(key, 'server', port, clientNonce, serverNonce))) {
         return fail(new SdError('AUTH', `${where} did not prove it holds the cluster key: not a sheep of this cluster`));
