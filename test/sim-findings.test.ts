@@ -6,11 +6,12 @@ import { simulate } from '../src/sim/run.js';
 import { realSheep } from '../src/sim/sheep-node.js';
 import { faultProfiles } from '../src/sim/workload.js';
 
-async function replay(seed: number, steps: number): Promise<void> {
-  const result = await simulate({ seed, steps, nodes: 4, profile: faultProfiles['ci-strict']!, convergeEvery: 25, factory: realSheep });
+async function replay(seed: number, steps: number, convergeEvery = 25, profile = 'ci-strict'): Promise<void> {
+  const result = await simulate({ seed, steps, nodes: 4, profile: faultProfiles[profile]!, convergeEvery, factory: realSheep });
   expect(result.ok, result.ok ? '' : formatFailure(result)).toBe(true);
   expect(result.staleCopies).toBe(0);
-  expect(result.leakedObjects).toBe(0);
+  // Under the full mix a failed VDI operation may leave explained leaks (docs/simulator.md).
+  if (profile === 'ci-strict') expect(result.leakedObjects).toBe(0);
 }
 
 describe('simulator findings stay fixed', () => {
@@ -18,5 +19,47 @@ describe('simulator findings stay fixed', () => {
   // its copy on 10.0.0.4 after the stale-copy removal of the next epoch had run.
   test('a copy made by an old epoch\'s recovery is removed once the node no longer owns it (seed 12)', async () => {
     await replay(12, 25);
+  }, 5 * 60_000);
+
+  // 10.0.0.1 leaves and comes straight back, then 10.0.0.5 (away since epoch 2) comes back: three
+  // epochs in 2 ms. The run of the epoch without 10.0.0.1 was cut short before its carry-over, so
+  // 10.0.0.3, an owner through every epoch, trusted none of its copies; with no verified copy
+  // left it took 10.0.0.5's stale one in placement order, and an acknowledged write was gone
+  // from two of three copies.
+  test('a copy kept current through epochs that changed faster than recovery stays trusted (seed 136)', async () => {
+    await replay(136, 50, 50);
+  }, 5 * 60_000);
+
+  // 10.0.0.5 restarts while still cut off from its peers: reading a snapshot's owner table, every
+  // peer timed out and its own store said "no object", and the last answer won, so the table
+  // read as empty and an acknowledged write as zeros.
+  test('a read that could not reach every replica fails; it never passes for a hole (seed 11, full faults)', async () => {
+    await replay(11, 81, 50, 'full');
+  }, 5 * 60_000);
+
+  // A write failed on one replica's full disk and landed on the others (an owner-table update of
+  // a first write after a snapshot). The next write read the table from a replica that had the
+  // entry and was acknowledged; a read through another node got the table without it: zeros.
+  test('a copy a write failed on is not served until it caught up (seed 50, full faults)', async () => {
+    await replay(50, 115, 50, 'full');
+  }, 5 * 60_000);
+
+  // 10.0.0.1 came back while its peers could not reach it: every list of their objects failed,
+  // so its own stale copies looked like the only ones and were kept.
+  test('recovery does not take its own copy as the only one while a member cannot be listed (seed 49, full faults)', async () => {
+    await replay(49, 187, 50, 'full');
+  }, 5 * 60_000);
+
+  // 10.0.0.5 came back while cut off from its peers; its own copy of a table was still under
+  // recovery. After the wait for recovering copies the read took that copy as it stood, though
+  // the peers it could not reach held a newer one.
+  test('a copy under recovery is not read as it stands while another replica is unreachable (seed 72, full faults)', async () => {
+    await replay(72, 82, 50, 'full');
+  }, 5 * 60_000);
+
+  // A rollback's reclaim could not reach two members (connections reset) and the reclaim after
+  // the next recovery failed the same way; nothing tried again, and the retired table stayed.
+  test('a reclaim that could not reach every member is tried again (seed 17, full faults)', async () => {
+    await replay(17, 100, 50, 'full');
   }, 5 * 60_000);
 });

@@ -23,7 +23,7 @@ const objectsWritten = 8;
 async function cluster() {
   const scheduler = new Scheduler();
   const network = new SimNetwork(scheduler, seededRandom(1), { ...simNetworkFaults, resetAfterChunk: 0, connectFailure: 0 });
-  const hosts = new Hosts(scheduler, network, new SimCluster(scheduler, seededRandom(2)), 3, realSheep, quietLog);
+  const hosts = new Hosts(scheduler, network, new SimCluster(scheduler, seededRandom(2)), 3, realSheep, () => quietLog);
   const wait = async <T>(promise: Promise<T>): Promise<T> => {
     const outcome = await scheduler.settle(promise, limitMs);
     if (outcome.done) return outcome.value;

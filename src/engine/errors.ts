@@ -23,6 +23,7 @@ export const errorCodes = [
   'CORRUPT', // an object failed its integrity check
   'PROTOCOL', // malformed frame or request
   'BUSY',
+  'BEHIND', // this copy missed a write that failed here; it is caught up from another replica
   'REFUSED', // join refused
   'AUTH', // the other end did not prove it holds the cluster key, or we hold none for it
   'UNSUPPORTED',

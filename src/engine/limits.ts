@@ -54,6 +54,14 @@ export const suspectWriteWindowMs = rpcRequestTimeoutMs + 15_000;
 export const suspectWritesPerGatewayMax = 65_536;
 /** How long recovery waits on a replica that still decides which copy of a suspect wins. */
 export const reconcileWaitMs = 10_000;
+/** Copies a failed write left behind, tracked one by one; past it every local copy counts. */
+export const behindObjectsMax = 65_536;
+/** A behind copy tries to catch up after this, then backs off to the longest wait. */
+export const catchUpFirstMs = 1000;
+export const catchUpLongestMs = 30_000;
+/** A reclaim that could not reach every member is tried again after this, backing off. */
+export const reclaimRetryFirstMs = 1000;
+export const reclaimRetryLongestMs = 60_000;
 /** How long a member may take to store a VDI registry change before the change is reported not durable. */
 export const registryDurableWaitMs = 10_000;
 

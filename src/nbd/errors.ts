@@ -33,6 +33,7 @@ const clusterCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'WAIT_FOR_JOIN',
   'NOT_FORMATTED',
   'BUSY',
+  'BEHIND',
   'INTERNAL',
 ]);
 

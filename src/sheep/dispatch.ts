@@ -83,7 +83,7 @@ export function makeHandlers(s: Services): Handlers {
     },
     'gw.remove': async (r) => {
       await s.gateway.remove(r.oid);
-      return null;
+      return null; // a member that was away keeps its copy; the reclaim after recovery takes it
     },
 
     ...peerHandlers(s, markClientIo),

@@ -24,6 +24,10 @@ const recoveringReadPollMs = 100;
 export class Gateway {
   /** Set by the owner: whether the local copy of an object may be served (see recovery.ts). */
   localIsCurrent: (oid: Oid) => boolean = () => true;
+  /** Our copy missed a write that failed here (catch-up.ts); never served unless forced. */
+  localIsBehind: (oid: Oid) => boolean = () => false;
+  /** A write of our copy failed: its outcome on the other replicas is unknown. */
+  onFailedWrite: (oid: Oid, cause: string) => void = () => undefined;
   onWholeWrite: (oid: Oid) => void = () => undefined;
   /** When clients last did I/O through this node (recovery yields to them). */
   lastClientIoMs = 0;
@@ -63,7 +67,10 @@ export class Gateway {
       await this.clock.sleep(recoveringReadPollMs);
       outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     }
-    if (outcome.busy) outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
+    // Copies under recovery are read as they stand only when they are all there is: a replica
+    // we could not reach may hold a newer one (a node cut off from its peers must not serve its
+    // own stale copy).
+    if (outcome.busy && outcome.error.code === 'NO_OBJECT') outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
     if (outcome.data) return outcome.data;
     const error = outcome.error;
     throw error.code === 'NO_OBJECT' || error.code === 'NETWORK' ? error : new SdError('IO', error.message);
@@ -74,8 +81,10 @@ export class Gateway {
     offsetBytes: number,
     lengthBytes: number,
     force: boolean,
-  ): Promise<{ data?: Buffer; busy: boolean; error: SdError }> {
-    let error = new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+  ): Promise<{ data: Buffer; busy: false } | { data?: undefined; busy: boolean; error: SdError }> {
+    // "No object" only when every replica asked said so: one that could not be reached may hold
+    // it, and a read must then fail, never pass for a hole (zeros).
+    let error: SdError | undefined;
     let busy = false;
     const tried = new Set<string>();
     for (let epoch = this.group.epoch; epoch >= 1; epoch--) {
@@ -86,16 +95,16 @@ export class Gateway {
         tried.add(node.id);
         if (epoch !== this.group.epoch && !this.group.members.some((m) => m.id === node.id)) continue;
         try {
-          return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false, error };
+          return { data: await this.peerRead(node, oid, offsetBytes, lengthBytes, force), busy: false };
         } catch (caught) {
           const sd = asSdError(caught);
           if (isEpochRefusal(sd)) throw sd;
-          if (sd.code === 'BUSY') busy = true;
-          else error = sd;
+          if (sd.code === 'BUSY' || sd.code === 'BEHIND') busy = true;
+          else if (sd.code !== 'NO_OBJECT') error ??= sd;
         }
       }
     }
-    return { busy, error };
+    return { busy, error: error ?? new SdError('NO_OBJECT', `no object ${oidHex(oid)}`) };
   }
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
@@ -159,7 +168,8 @@ export class Gateway {
   }
 
   /** Removes the object everywhere, stale copies of earlier epochs included. */
-  async remove(oid: Oid): Promise<void> {
+  /** Removes every member's copy; false if a member could not be reached (it keeps its copy). */
+  async remove(oid: Oid): Promise<boolean> {
     this.group.requireRunning();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -170,18 +180,21 @@ export class Gateway {
     }
   }
 
-  private async removeEverywhere(oid: Oid): Promise<void> {
-    await Promise.all(
+  private async removeEverywhere(oid: Oid): Promise<boolean> {
+    const reached = await Promise.all(
       this.group.members
         .filter((node) => node.vnodes > 0)
         .map(async (node) => {
           try {
             await this.peerRemove(node, oid);
+            return true;
           } catch (error) {
             if (asSdError(error).code !== 'NETWORK') throw error;
+            return false;
           }
         }),
     );
+    return reached.every(Boolean);
   }
 
   /** Which members hold a copy right now. */
@@ -233,6 +246,7 @@ export class Gateway {
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     if (!force && !this.localIsCurrent(oid)) {
+      if (this.localIsBehind(oid)) throw new SdError('BEHIND', `copy of ${oidHex(oid)} missed a write that failed here`);
       if (await this.store.exists(oid)) {
         this.onBusyRead(oid);
         throw new SdError('BUSY', `copy of ${oidHex(oid)} is being recovered`);
@@ -244,7 +258,7 @@ export class Gateway {
 
   async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sizeBytes: number): Promise<void> {
     if (offsetBytes === 0 && data.length === sizeBytes) {
-      await this.store.writeWhole(oid, data, sizeBytes);
+      await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
       this.onWholeWrite(oid);
       return;
     }
@@ -253,7 +267,21 @@ export class Gateway {
     // (the rest zeros) that then counted as current. The gateway sends the whole object instead.
     if (!this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    return this.store.writeRange(oid, offsetBytes, data, sizeBytes);
+    return this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes));
+  }
+
+  /**
+   * A write our disk failed may have landed on the other replicas: our copy is behind theirs
+   * until it catches up, so two replicas never serve different contents.
+   */
+  private async diskWrite(oid: Oid, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'IO' || sd.code === 'NO_SPACE') this.onFailedWrite(oid, sd.message);
+      throw error;
+    }
   }
 
   private async peerRemove(node: NodeInfo, oid: Oid): Promise<void> {

@@ -11,12 +11,15 @@ import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } fro
 import { oidHex, type Oid } from '../engine/oid.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import type { Clock } from '../io/clock.js';
+import type { Log } from '../io/log.js';
 import type { ReconcileAnswer, RecoveryState } from '../rpc/protocol.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
+import { CatchUp } from './catch-up.js';
+import { rankCopies } from './copy-rank.js';
 import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
@@ -30,6 +33,8 @@ export type { ReconcileAnswer, RecoveryState };
 /** Epochs whose suspects are kept for peers that ask late. */
 const suspectEpochsKept = 4;
 const reconcilePollMs = 50;
+const listRetryFirstMs = 200;
+const listRetryLongestMs = 5000;
 
 export function checksumOf(data: Buffer): string {
   return createHash('sha1').update(data).digest('hex');
@@ -38,6 +43,16 @@ export function checksumOf(data: Buffer): string {
 export class Recovery {
   /** Objects known current in this epoch. Everything else local is suspect while `running`. */
   private verified = new Set<Oid>();
+  /**
+   * Objects whose copy here holds every acknowledged write: `verified` plus the suspects not yet
+   * settled (a suspect may hold one write too many, never one too few). The next epoch carries
+   * these over, whether or not this epoch's run finished.
+   */
+  private trusted = new Set<Oid>();
+  /** Settled once the latest run has applied its carry-over to `trusted` and `verified`. */
+  private carriedOver: Promise<void> = Promise.resolve();
+  /** Suspects the latest run has yet to settle; an epoch change hands them to the next run. */
+  private unsettled: Set<Oid> | 'all' = new Set();
   private epoch = 0;
   private generation = 0;
   /**
@@ -67,8 +82,13 @@ export class Recovery {
     private readonly placement: Placement,
     private readonly peers: Peers,
     private readonly clock: Clock,
-    private readonly log: { info(o: object, m?: string): void; warn(o: object, m?: string): void },
-  ) {}
+    private readonly log: Log,
+  ) {
+    this.catchUp = new CatchUp(group, store, placement, peers, clock, log, (oid) => this.markCurrent(oid));
+  }
+
+  /** Copies a local write failed on, until they catch up (catch-up.ts). */
+  readonly catchUp: CatchUp;
 
   /** Called once at start, before joining: the last epoch our own store recorded. */
   rememberStoreEpoch(epoch: number): void {
@@ -77,6 +97,7 @@ export class Recovery {
 
   /** May this node answer reads and partial writes of `oid` from its local copy? */
   isCurrent(oid: Oid): boolean {
+    if (this.catchUp.isBehind(oid)) return false;
     if (!this.state.running) return true;
     return this.verified.has(oid);
   }
@@ -88,7 +109,20 @@ export class Recovery {
 
   /** A whole-object write makes the local copy current. */
   markWritten(oid: Oid): void {
+    this.markCurrent(oid);
+  }
+
+  private markCurrent(oid: Oid): void {
     this.verified.add(oid);
+    this.trusted.add(oid);
+    this.catchUp.caughtUp(oid);
+  }
+
+  /** A write of our copy failed: it is neither served nor carried over until it catches up. */
+  markBehind(oid: Oid, cause: string): void {
+    this.verified.delete(oid);
+    this.trusted.delete(oid);
+    this.catchUp.markBehind(oid, cause);
   }
 
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
@@ -107,14 +141,15 @@ export class Recovery {
     if (epoch > this.epoch || (epoch === this.epoch && this.undecided === undefined)) return { state: 'pending' };
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
-    if ((this.state.running && !this.verified.has(oid)) || !(await this.store.exists(oid))) return { state: 'none' };
+    if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
     return { state: 'verified', sum: checksumOf(await this.store.read(oid, 0, this.placement.objectSizeBytes(oid))) };
   }
 
   onEpoch(epoch: number): void {
     if (epoch === this.epoch) return;
     const previous = this.epoch;
-    this.suspectsByEpoch.set(epoch, this.departedWrites(previous, epoch));
+    // Suspects an interrupted run did not settle stay suspects: the next run settles them.
+    this.suspectsByEpoch.set(epoch, union(this.departedWrites(previous, epoch), this.unsettled));
     for (const kept of this.suspectsByEpoch.keys()) if (kept <= epoch - suspectEpochsKept) this.suspectsByEpoch.delete(kept);
     this.undecided = undefined;
     this.epoch = epoch;
@@ -178,7 +213,7 @@ export class Recovery {
    * the previous epoch's recovery had finished, every copy we held there was current (partial
    * writes of new objects are never marked, so `verified` alone would miss them, e.g. inodes).
    */
-  private async carryOver(previous: number, previousVerified: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
+  private async carryOver(previous: number, previousTrusted: Set<Oid>, previousFinished: boolean): Promise<Set<Oid>> {
     const local = await this.store.list();
     const carried = new Set<Oid>();
     let through = previous;
@@ -196,7 +231,7 @@ export class Recovery {
     }
     if (!this.selfWasMember(through)) return carried;
     for (const oid of local) {
-      if ((previousFinished || previousVerified.has(oid)) && this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) {
+      if ((previousFinished || previousTrusted.has(oid)) && this.placement.nodes(oid, through).some((n) => n.id === this.group.self.id)) {
         carried.add(oid);
       }
     }
@@ -205,22 +240,41 @@ export class Recovery {
 
   private async run(previous: number, epoch: number, generation: number, earlier: Promise<void>): Promise<void> {
     const previousFinished = this.state.epoch === previous && !this.state.running;
-    const previousVerified = this.verified;
-    // Whole writes that land while the carry-over is computed go into the new set, not the old;
-    // a later epoch may replace this.verified meanwhile, so fill this run's own set.
+    const previousTrusted = this.trusted;
+    const previousCarriedOver = this.carriedOver;
+    // Whole writes that land while the carry-over is computed go into the new sets, not the old;
+    // a later epoch may replace them meanwhile, so fill this run's own.
     const verified = new Set<Oid>();
+    const trusted = new Set<Oid>();
     this.verified = verified;
+    this.trusted = trusted;
     this.state = { epoch, running: true, total: 0, done: 0, receivedBytes: 0, keptObjects: 0 };
-    const carried = await this.carryOver(previous, previousVerified, previousFinished);
+    const ownSuspects = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
+    this.unsettled = ownSuspects;
+    let carriedDone!: () => void;
+    this.carriedOver = new Promise((resolve) => (carriedDone = resolve));
+    let carried = new Set<Oid>();
+    try {
+      // A run that an epoch change cut short before its carry-over must still hand it on:
+      // otherwise a copy kept current through every epoch is checked as if it missed them, and
+      // with no verified copy left a stale one may win.
+      await previousCarriedOver;
+      carried = await this.carryOver(previous, previousTrusted, previousFinished);
+      // Our own suspects are known at once; the other members' come over the network. Until they
+      // have, the rest is served (holding every read until then would hold them all), so a copy
+      // only another replica suspects is readable for that round trip.
+      for (const oid of carried) {
+        trusted.add(oid);
+        if (ownSuspects !== 'all' && !ownSuspects.has(oid)) verified.add(oid);
+      }
+    } finally {
+      carriedDone();
+    }
     const selfId = this.group.self.id;
     const owned = (oid: Oid) => this.placement.nodes(oid, epoch).some((n) => n.id === selfId);
-    // Our own suspects are known at once; the other members' come over the network. Until they
-    // have, the rest is served (holding every read until then would hold them all), so a copy
-    // only another replica suspects is readable for that round trip.
-    const ownSuspects = this.suspectsByEpoch.get(epoch) ?? new Set<Oid>();
-    for (const oid of carried) if (ownSuspects !== 'all' && !ownSuspects.has(oid)) verified.add(oid);
     const suspects = await this.gatherSuspects(epoch, generation);
     if (generation !== this.generation) return;
+    this.unsettled = union(this.unsettled, suspects);
     const isSuspect = (oid: Oid) => suspects === 'all' || suspects.has(oid);
     // A trusted copy of a suspect is not served until the replicas agree on one content.
     const undecided = new Set<Oid>();
@@ -232,13 +286,16 @@ export class Recovery {
     this.undecided = undecided;
     // Settled even while recovery is disabled: it decides what may be served, it copies little.
     if (suspects === 'all' || suspects.size > 0) {
-      const items = [...(await this.objectLists())].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
+      const items = [...(await this.objectLists(generation))].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
     }
     undecided.clear();
+    if (generation !== this.generation) return;
+    this.unsettled = new Set();
     while (!this.group.recoveryEnabled && generation === this.generation) await this.clock.sleep(200);
     if (generation !== this.generation) return;
-    const lists = await this.objectLists();
+    const lists = await this.objectLists(generation);
+    if (generation !== this.generation) return;
     const wanted: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
     for (const [oid, holders] of lists) {
       if (this.verified.has(oid) || !owned(oid)) continue;
@@ -321,16 +378,26 @@ export class Recovery {
   }
 
   /** oid → members that hold a copy, from every member's object list. */
-  private async objectLists(): Promise<Map<Oid, NodeInfo[]>> {
+  /**
+   * Every member's list is needed: a member we cannot list may hold the newest copy of anything,
+   * and without it our own copy would look like the only one. So an unreachable member is asked
+   * again until it answers or the epoch changes (which a member that stays away brings).
+   */
+  private async objectLists(generation: number): Promise<Map<Oid, NodeInfo[]>> {
     const result = new Map<Oid, NodeInfo[]>();
     await Promise.all(
       this.group.members.map(async (node) => {
-        let oids: Oid[];
-        try {
-          oids = await this.gateway.listObjects(node, false);
-        } catch {
-          return;
+        let oids: Oid[] | undefined;
+        for (let waitMs = listRetryFirstMs; generation === this.generation; waitMs = Math.min(waitMs * 2, listRetryLongestMs)) {
+          try {
+            oids = await this.gateway.listObjects(node, false);
+            break;
+          } catch (error) {
+            if (waitMs === listRetryFirstMs) this.log.warn({ node: node.id, err: asSdError(error).message }, 'cannot list the objects of a member; asking again');
+            await this.clock.sleep(waitMs);
+          }
         }
+        if (oids === undefined) return;
         for (const oid of oids) {
           const holders = result.get(oid) ?? [];
           holders.push(node);
@@ -377,7 +444,7 @@ export class Recovery {
     for (const node of this.placement.nodes(oid, epoch)) {
       if (node.id === this.group.self.id) {
         if (!selfTrusted) continue;
-        this.verified.add(oid);
+        this.markCurrent(oid);
         return true;
       }
       if (!holderIds.has(node.id)) continue;
@@ -415,7 +482,7 @@ export class Recovery {
     const localSum = (await this.store.exists(oid)) ? checksumOf(await this.store.read(oid, 0, size)) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (localSum === sum) {
-      this.verified.add(oid);
+      this.markCurrent(oid);
       this.state.keptObjects += 1;
       return;
     }
@@ -423,7 +490,7 @@ export class Recovery {
     // A newer epoch's run decides this object now (this node may not even own it there).
     if (this.verified.has(oid) || generation !== this.generation) return;
     await this.store.writeWhole(oid, data, size);
-    this.verified.add(oid);
+    this.markCurrent(oid);
     this.state.receivedBytes += data.length;
   }
 
@@ -448,21 +515,41 @@ export class Recovery {
     if (this.verified.has(oid)) return; // settled as a suspect, or written whole meanwhile
     const localExists = await this.store.exists(oid);
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
-    for (const force of [false, true]) {
-      for (const source of this.sources(oid, holders, epoch)) {
-        try {
-          const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force, recovery: true });
-          await this.takeCopy(source, oid, remoteSum, force, generation);
-          return;
-        } catch (error) {
-          lastError = error;
-        }
+    for (const source of this.sources(oid, holders, epoch)) {
+      try {
+        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: false, recovery: true });
+        await this.takeCopy(source, oid, remoteSum, false, generation);
+        return;
+      } catch (error) {
+        lastError = error;
       }
     }
-    // No other holder: our own copy, if any, is the best there is.
-    if (localExists && generation === this.generation) {
-      this.verified.add(oid);
-      return;
+    // No holder vouches for its copy (all are recovering): the best-ranked copy wins, ours
+    // included, the same choice on every replica (copy-rank.ts). Asking in placement order
+    // instead let a node that had just come back hand out its stale copy.
+    const selfId = this.group.self.id;
+    const history = this.group.epochs.map((e) => ({ epoch: e.epoch, members: e.nodes.map((n) => n.id) }));
+    const ownersAt = (e: number) => this.placement.nodes(oid, e).map((n) => n.id);
+    const candidates = holders.map((h) => h.id).filter((id) => id !== selfId);
+    if (localExists) candidates.push(selfId);
+    // A better-ranked copy we could not read may be newer than ours: then ours is not the best
+    // there is, only the nearest, and the object waits for the next epoch.
+    let betterUnread = false;
+    for (const id of rankCopies(history, ownersAt, candidates, epoch)) {
+      if (id === selfId) {
+        if (betterUnread) break;
+        if (generation === this.generation) this.markCurrent(oid);
+        return;
+      }
+      const source = holders.find((h) => h.id === id)!;
+      try {
+        const remoteSum = await this.peers.ask(source, 'peer.checksum', { oid, force: true, recovery: true });
+        await this.takeCopy(source, oid, remoteSum, true, generation);
+        return;
+      } catch (error) {
+        lastError = error;
+        if (asSdError(error).code !== 'NO_OBJECT') betterUnread = true;
+      }
     }
     throw lastError;
   }
@@ -481,4 +568,9 @@ export class Recovery {
     if (removed > 0) this.log.info({ epoch, removed }, 'removed copies this node no longer owns');
     return removed;
   }
+}
+
+function union(a: Set<Oid> | 'all', b: Set<Oid> | 'all'): Set<Oid> | 'all' {
+  if (a === 'all' || b === 'all') return 'all';
+  return new Set([...a, ...b]);
 }

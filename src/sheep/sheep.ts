@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { clusterKeyBytes, malformedLogIntervalMs } from '../engine/limits.js';
+import type { Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
@@ -73,7 +74,7 @@ export class Sheep {
     this.peers = new Peers(world, this.group);
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
-    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log);
+    this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log, clock);
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.placement, this.peers, clock, log);
     this.admin = new AdminService({
       group: this.group,
@@ -92,6 +93,8 @@ export class Sheep {
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
+    this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
+    this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
@@ -106,9 +109,15 @@ export class Sheep {
       allRecovered: (epoch) => {
         void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
         // One member (the first of the epoch) reclaims what a returning member brought back of
-        // deleted VDIs; a failure waits for the next epoch's try.
+        // deleted VDIs; what it cannot finish it tries again later.
         if (this.group.epochs.at(-1)?.nodes[0]?.id !== this.group.self.id) return;
-        void this.vdi.reclaimReturned().catch((error: unknown) => log.warn({ err: String(error), epoch }, 'reclaim after recovery failed'));
+        void this.vdi.reclaimReturned().then(
+          ({ complete }) => complete || this.vdi.reclaimLater(),
+          (error: unknown) => {
+            log.warn({ err: String(error), epoch }, 'reclaim after recovery failed; trying again later');
+            this.vdi.reclaimLater();
+          },
+        );
       },
 
       shutdown: () => void this.stop(0),
@@ -183,7 +192,7 @@ export class Sheep {
     const io = {
       read: this.gateway.read.bind(this.gateway),
       write: this.gateway.write.bind(this.gateway),
-      remove: this.gateway.remove.bind(this.gateway),
+      remove: async (oid: Oid) => void (await this.gateway.remove(oid)),
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
@@ -207,6 +216,8 @@ export class Sheep {
       log.warn({ err: String(error) }, 'leaving the cluster failed');
     }
     driver.close?.();
+    this.recovery.catchUp.stop();
+    this.vdi.stop();
     void this.listener?.close();
     await this.nbdServer?.close().catch(() => undefined);
     this.peers.closeAll();

@@ -3,7 +3,7 @@
 // with unblock, so two racing requests never allocate one VID twice or leave a half-made VDI.
 import type { ClusterDriver } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
+import { reclaimRetryFirstMs, reclaimRetryLongestMs, registryDurableWaitMs, tableEntriesPerChunk } from '../engine/limits.js';
 import { asVid, inodeOid, isInodeOid, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import {
   planClone,
@@ -17,7 +17,9 @@ import {
 } from '../engine/vdi.js';
 import type { Gateway } from './gateway.js';
 import type { Group, GroupMessage, RegistryDurability } from './group.js';
+import type { Clock } from '../io/clock.js';
 import type { Peers } from './peers.js';
+import { RetryLoop } from './retry-loop.js';
 
 function notDurable(node: string, why: string): SdError {
   return new SdError('NOT_DURABLE', `the VDI registry change could not be stored on ${node}: ${why}`);
@@ -37,7 +39,20 @@ export class VdiService {
     private readonly peers: Peers,
     private readonly nowSec: () => number,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void },
-  ) {}
+    clock: Clock,
+  ) {
+    this.reclaimRetry = new RetryLoop(clock, reclaimRetryFirstMs, reclaimRetryLongestMs, async () => {
+      if (this.group.status !== 'running') return false;
+      try {
+        return (await this.reclaimReturned()).complete;
+      } catch (error) {
+        this.log.warn({ err: asSdError(error).message }, 'reclaim failed; trying again later');
+        return false;
+      }
+    });
+  }
+
+  private readonly reclaimRetry: RetryLoop;
 
   /** Runs `plan` holding the cluster lock; its entries are published as the lock is released. */
   private async critical(plan: () => Promise<VdiEntry[]>): Promise<VdiEntry[]> {
@@ -142,7 +157,7 @@ export class VdiService {
       await this.copyTable(snapshot, working);
       return retired ? [retired, working] : [working];
     });
-    await this.reclaim();
+    await this.reclaimOrRetry();
     return entries.at(-1)!;
   }
 
@@ -151,7 +166,7 @@ export class VdiService {
       const entry = this.group.registry.lookup(name, ref);
       return [{ ...entry, deleted: true }];
     });
-    await this.reclaim();
+    await this.reclaimOrRetry();
   }
 
   async resize(name: string, sizeBytes: number): Promise<VdiEntry> {
@@ -210,12 +225,12 @@ export class VdiService {
    * delete brings back data objects whose table was freed meanwhile. A live table that is listed
    * but cannot be read stops the reclaim (its references are unknown).
    */
-  async reclaim(): Promise<number> {
+  async reclaim(): Promise<{ removed: number; complete: boolean }> {
     const registry = this.group.registry;
     const deleted = new Set(registry.all().filter((e) => e.deleted).map((e) => e.vid));
     const existing = await this.existingObjects();
     const candidates = [...existing].filter((oid) => deleted.has(oidVid(oid)));
-    if (candidates.length === 0) return 0;
+    if (candidates.length === 0) return { removed: 0, complete: true };
     const tableChunks = new Map<number, number[]>();
     for (const oid of existing) {
       if (isInodeOid(oid)) tableChunks.set(oidVid(oid), [...(tableChunks.get(oidVid(oid)) ?? []), oidIndex(oid)]);
@@ -236,18 +251,41 @@ export class VdiService {
       }
     }
     let removed = 0;
+    let complete = true;
     const tables: Oid[] = [];
     for (const oid of candidates) {
       if (isInodeOid(oid)) tables.push(oid);
       else if (!referenced.get(oidVid(oid))?.has(oidIndex(oid))) {
-        await this.gateway.remove(oid);
+        complete = (await this.gateway.remove(oid)) && complete;
         removed += 1;
       }
     }
     // A deleted VDI's table goes last, and only once no live VDI shares anything of it.
-    for (const oid of tables) if (!referenced.has(oidVid(oid))) await this.gateway.remove(oid);
+    for (const oid of tables) if (!referenced.has(oidVid(oid))) complete = (await this.gateway.remove(oid)) && complete;
     if (removed > 0) this.log.info({ removed }, 'reclaimed objects of deleted VDIs');
-    return removed;
+    return { removed, complete };
+  }
+
+  /**
+   * The reclaim that follows a delete or rollback; what it could not finish (a member away or
+   * cut off) is tried again in the background, so a passing fault leaves no orphans.
+   */
+  private async reclaimOrRetry(): Promise<void> {
+    let complete = false;
+    try {
+      complete = (await this.reclaim()).complete;
+    } finally {
+      if (!complete) this.reclaimLater();
+    }
+  }
+
+  /** Runs `reclaimReturned` until one pass reached every member (backing off while it fails). */
+  reclaimLater(): void {
+    this.reclaimRetry.request();
+  }
+
+  stop(): void {
+    this.reclaimRetry.stop();
   }
 
   /**
@@ -255,14 +293,14 @@ export class VdiService {
    * brought its copies back. Held in the cluster's critical section, so no snapshot, clone or
    * delete changes which tables reference what while the references are read.
    */
-  async reclaimReturned(): Promise<number> {
-    if (!this.group.registry.all().some((e) => e.deleted)) return 0;
-    let removed = 0;
+  async reclaimReturned(): Promise<{ removed: number; complete: boolean }> {
+    if (!this.group.registry.all().some((e) => e.deleted)) return { removed: 0, complete: true };
+    let result = { removed: 0, complete: false };
     await this.critical(async () => {
-      removed = await this.reclaim();
+      result = await this.reclaim();
       return [];
     });
-    return removed;
+    return result;
   }
 
   /** Every object some member holds (one listing per member). */

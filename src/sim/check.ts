@@ -147,14 +147,8 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
   }
   const registry = states[0]!.registry;
   for (const [oid, ids] of holders) {
-    const placed = sheep[0]!.placement(oid).sort();
     const held = [...ids].sort();
-    const where = `${oidHex(oid)} placed on ${placed.join(',')} but held by ${held.join(',')}`;
-    if (placed.some((id) => !held.includes(id))) throw new InvariantViolation('full replica count', where);
-    for (const id of held.filter((id) => !placed.includes(id))) {
-      if (input.staleCopiesFail) throw new InvariantViolation('no stale copies', where);
-      input.onStale(oid, id);
-    }
+    // What no live VDI reaches is an orphan or an explained leak, whatever its replica count.
     if (!reachable(registry, oidVid(oid))) {
       const entry = registry.find((e) => e.vid === oidVid(oid));
       const explained = (entry && input.uncertainNames.has(entry.name)) || (!entry && input.unregisteredMayLeak);
@@ -164,6 +158,13 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
       }
       const what = entry ? `${entry.name}${entry.tag ? `:${entry.tag}` : ''} (deleted ${entry.deleted}, snapshot ${entry.snapshotSec !== 0})` : 'not in the registry';
       throw new InvariantViolation('no orphan objects', `${oidHex(oid)} on ${held.join(',')} belongs to VID ${oidVid(oid).toString(16)} ${what}, which no live VDI reaches`);
+    }
+    const placed = sheep[0]!.placement(oid).sort();
+    const where = `${oidHex(oid)} placed on ${placed.join(',')} but held by ${held.join(',')}`;
+    if (placed.some((id) => !held.includes(id))) throw new InvariantViolation('full replica count', where);
+    for (const id of held.filter((id) => !placed.includes(id))) {
+      if (input.staleCopiesFail) throw new InvariantViolation('no stale copies', where);
+      input.onStale(oid, id);
     }
     // Compared byte for byte (cheaper than hashing 4 MiB tables), one copy held at a time.
     let first: Buffer | undefined;

@@ -28,9 +28,10 @@ async function main(argv: string[]): Promise<number> {
     .option('--faults <profile>', `fault profile: ${Object.keys(faultProfiles).join(', ')}`, 'full')
     .option('--converge-every <n>', 'steps between convergence checks', integer(1, 10_000_000), 100)
     .option('--verbose', 'print every trace line', false)
+    .option('--log', "print every sheep's log lines (info and above), with --verbose's trace", false)
     .exitOverride();
   program.parse(argv, { from: 'user' });
-  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; convergeEvery: number; verbose: boolean }>();
+  const options = program.opts<{ seed: number; steps: number; nodes: number; minutes: number; faults: string; convergeEvery: number; verbose: boolean; log: boolean }>();
   const profile = faultProfiles[options.faults];
   if (!profile) throw new Error(`unknown fault profile '${options.faults}' (one of: ${Object.keys(faultProfiles).join(', ')})`);
   const deadlineMs = performance.now() + options.minutes * 60_000;
@@ -44,7 +45,8 @@ async function main(argv: string[]): Promise<number> {
       profile,
       convergeEvery: options.convergeEvery,
       factory: realSheep,
-      ...(options.verbose ? { onTrace: (line: string) => process.stdout.write(`  ${line}\n`) } : {}),
+      ...(options.log ? { onLog: (line: string) => process.stdout.write(`    ${line}\n`) } : {}),
+      ...(options.verbose || options.log ? { onTrace: (line: string) => process.stdout.write(`  ${line}\n`) } : {}),
     });
     totalSteps += result.steps;
     totalWallMs += result.wallMs;

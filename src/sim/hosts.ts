@@ -65,7 +65,7 @@ export class Hosts {
     private readonly cluster: SimCluster,
     private readonly seed: number,
     private readonly factory: SheepFactory,
-    private readonly log: SimLog,
+    private readonly logFor: (host: string) => SimLog,
   ) {}
 
   add(): SimHost {
@@ -94,7 +94,7 @@ export class Hosts {
     const driver = this.cluster.driver();
     const transport = this.network.host(host.name);
     const sheep = this.factory(
-      { clock, transport, disk, driver, random, log: this.log },
+      { clock, transport, disk, driver, random, log: this.logFor(host.name) },
       { storeDir, bindAddr: host.name, self: host.info },
     );
     let die = (): void => undefined;

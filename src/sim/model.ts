@@ -72,6 +72,8 @@ export type Verdict = { ok: true } | { ok: false; why: string };
 
 export class Model {
   readonly vdis = new Map<string, VdiModel>();
+  /** Some VDI operation failed (what it left behind may be unreachable). */
+  vdiOperationFailed = false;
   private nextWriteId = 1;
   /** Which unit each write went to, to tell a stale read from foreign bytes. */
   private readonly writes = new Map<number, { vdi: string; unit: number }>();

@@ -256,6 +256,7 @@ export class Workload {
     } catch (error) {
       for (const name of names) context.volumes.tableChanged(name);
       for (const name of names) model.uncertain(name);
+      model.vdiOperationFailed = true;
       return `${line} @${host.name}: ${errorCode(error)}`;
     }
     for (const name of names) context.volumes.tableChanged(name);

@@ -43,7 +43,7 @@ export class SimTestCluster {
     const seed = (options.seed ?? 1) >>> 0;
     this.network = new SimNetwork(this.scheduler, seededRandom(seed ^ 0x6e657477), quietNetwork);
     this.cluster = new SimCluster(this.scheduler, seededRandom(seed ^ 0x636c7573));
-    this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, this.factory, silentLog);
+    this.hosts = new Hosts(this.scheduler, this.network, this.cluster, seed, this.factory, () => silentLog);
     for (let i = 0; i < options.hosts; i++) this.hosts.add();
   }
 
