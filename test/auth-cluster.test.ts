@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatKey, parseKey } from '../src/engine/cluster-key.js';
@@ -188,6 +189,16 @@ describe('before format', () => {
     expect(c.live()).toEqual([0, 1]);
     expect(fs.existsSync(path.join(c.storeDir(0), 'cluster.key'))).toBe(false);
 
+    // -k on format names a key no sheep holds: format would make another one. Refused, unformatted.
+    const keyFile = path.join(c.root, 'mine.key');
+    fs.writeFileSync(keyFile, formatKey(Buffer.alloc(32, 5)), { mode: 0o600 });
+    const withKey = await c.dog(['cluster', 'format', '-c', '2', '-k', keyFile]);
+    expect([withKey.code, withKey.stderr]).toEqual([
+      1,
+      `Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${keyFile}: start every sheep with -k ${keyFile}, or format without -k\n`,
+    ]);
+    expect((await c.dogOk(['cluster', 'info'])).out).toBe('Cluster status: Waiting for cluster to be formatted\n');
+
     await c.dogOk(['cluster', 'format', '-c', '2']);
     const after = await dogAsNobody(['cluster', 'info'], c.port(1));
     expect(after.code).toBe(1);
@@ -196,5 +207,35 @@ describe('before format', () => {
     const mode = fs.statSync(c.clusterDir).mode & 0o777;
     expect(mode.toString(8)).toBe('700');
     expect(execFileSync('stat', ['-c', '%a', path.join(c.clusterDir, 'events')]).toString().trim()).toBe('600');
+  }, 120_000);
+});
+
+describe('a cluster whose sheep were given the key (-k) before format', () => {
+  let c: Cluster;
+  let keyFile: string;
+  const key = Buffer.alloc(32, 0x5a);
+  beforeAll(async () => {
+    keyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sheep-auth-key-')), 'admin.key');
+    fs.writeFileSync(keyFile, formatKey(key), { mode: 0o600 });
+    c = await startCluster({ basePort: basePort + 20, nodes: 2, format: false, prefix: 'sheep-auth-pre-', sheepArgs: () => ['-k', keyFile] });
+  }, 120_000);
+  afterAll(async () => {
+    await c?.stop();
+    fs.rmSync(path.dirname(keyFile), { recursive: true, force: true });
+  });
+
+  it('wants the key even for format, and keeps that key', async () => {
+    const info = await dogAsNobody(['cluster', 'info'], c.port(0));
+    expect(info.code).toBe(1);
+    expect(info.stderr).toBe(
+      `cannot authenticate to 127.0.0.1:8220: no key for this cluster (key id ${keyIdOf(key)}): cannot read key file ${path.join(c.storeDir(0), 'cluster.key')}: permission denied; give the cluster key file with -k FILE\n`,
+    );
+    const format = await dogAsNobody(['cluster', 'format', '-c', '1'], c.port(0));
+    expect(format.code).toBe(1);
+    expect((await c.dogOk(['cluster', 'info', '-k', keyFile])).out).toBe('Cluster status: Waiting for cluster to be formatted\n');
+    await c.dogOk(['cluster', 'format', '-c', '2', '-k', keyFile]);
+    for (const i of [0, 1]) expect(parseKey(fs.readFileSync(path.join(c.storeDir(i), 'cluster.key')))).toEqual(key);
+    await c.dogOk(['vdi', 'create', 'v', '4M', '-k', keyFile], { port: c.port(1) });
+    expect((await c.dogOk(['vdi', 'list', '-r'])).out).toMatch(/^= v /);
   }, 120_000);
 });

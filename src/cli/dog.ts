@@ -355,8 +355,16 @@ function buildCluster(program: Command): void {
       if (o.backend !== 'plain') throw new DogFailure(`Unknown store backend '${o.backend}': the backend is plain`);
       const shift = Number(o.blockSizeShift);
       if (!/^\d+$/.test(o.blockSizeShift) || shift < 20 || shift > 26) throw new DogFailure(`Invalid block size shift '${o.blockSizeShift}': must be 20 to 26`);
+      const sheep = client(o);
       try {
-        await client(o).format(copiesArg(o.copies)!, shift);
+        if (o.keyFile !== undefined) {
+          // The key travels to no sheep: one that holds none would make a new one, not FILE's.
+          await sheep.ping();
+          if (sheep.rpc.unkeyed) {
+            throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
+          }
+        }
+        await sheep.format(copiesArg(o.copies)!, shift);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

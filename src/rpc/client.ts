@@ -51,6 +51,11 @@ export class RpcClient {
     this.auth = options.auth;
   }
 
+  /** The current stream was let in before the sheep had a key (it serves only `unkeyedOps`). */
+  get unkeyed(): boolean {
+    return this.stream !== undefined && this.session === 'unkeyed';
+  }
+
   /** Sends one request; resolves with the op's result (for data-answering ops, the data). */
   async call<K extends Op>(op: K, fields: RequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
     const frame = await this.send(op, fields, payload[0]);
