@@ -2,10 +2,11 @@
 // Ports 7100-7139 belong to this file.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseKey } from '../src/engine/cluster-key.js';
 import { encodeFrame, FrameDecoder, type Frame } from '../src/rpc/frame.js';
+import { authenticatedSocket } from './support/raw-rpc.js';
 import { Cluster, dog, makeTempDir, md5, runSheep, sleep, startCluster, type DogResult } from './support/cluster.js';
 import { maskDates, maskRawVdiList } from './support/mask.js';
 
@@ -386,13 +387,11 @@ describe('three sheep, copies 3', () => {
     const nodeListBefore = (await c.dogOk(['node', 'list'], { port })).out;
     const snapHead = md5(snapImage.subarray(0, 8 * MiB));
 
+    // Garbage from someone who proved the cluster key (without it, nothing is read: auth.test.ts).
+    const key = parseKey(fs.readFileSync(path.join(c.storeDir(1), 'cluster.key')))!;
     /** Sends bytes, optionally half-closes, and collects the reply frames until close or timeout. */
     const send = async (pieces: Buffer[], opts: { end?: boolean; waitMs?: number } = {}) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
-      await new Promise<void>((resolve, reject) => {
-        socket.once('connect', () => resolve());
-        socket.once('error', reject);
-      });
+      const { socket } = await authenticatedSocket(port, key);
       const decoder = new FrameDecoder();
       const frames: Frame[] = [];
       let closed = false;

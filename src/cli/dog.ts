@@ -7,7 +7,7 @@ import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
 import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
-import { SheepClient } from '../rpc/sheep-client.js';
+import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
 const exitFailure = 1;
@@ -25,19 +25,21 @@ interface Globals {
   address: string;
   port: string;
   raw?: boolean;
+  keyFile?: string;
 }
 
 function withGlobals(command: Command): Command {
   return command
     .option('-a, --address <ADDR>', 'sheep address', '127.0.0.1')
     .option('-p, --port <PORT>', 'sheep port', String(portDefault))
-    .option('-r, --raw', 'raw output, one line per row');
+    .option('-r, --raw', 'raw output, one line per row')
+    .option('-k, --key-file <FILE>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)');
 }
 
 function client(globals: Globals): SheepClient {
   const port = Number(globals.port);
   if (!/^\d+$/.test(globals.port) || port < 1 || port > 65535) throw new DogFailure(`Invalid port number '${globals.port}'`);
-  return new SheepClient(globals.address, port);
+  return new SheepClient(globals.address, port, sheepClientWorld(globals.keyFile));
 }
 
 function openFailure(name: string, ref: SnapshotRef, error: SdError): DogFailure {
@@ -353,8 +355,16 @@ function buildCluster(program: Command): void {
       if (o.backend !== 'plain') throw new DogFailure(`Unknown store backend '${o.backend}': the backend is plain`);
       const shift = Number(o.blockSizeShift);
       if (!/^\d+$/.test(o.blockSizeShift) || shift < 20 || shift > 26) throw new DogFailure(`Invalid block size shift '${o.blockSizeShift}': must be 20 to 26`);
+      const sheep = client(o);
       try {
-        await client(o).format(copiesArg(o.copies)!, shift);
+        if (o.keyFile !== undefined) {
+          // The key travels to no sheep: one that holds none would make a new one, not FILE's.
+          await sheep.ping();
+          if (sheep.rpc.unkeyed) {
+            throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
+          }
+        }
+        await sheep.format(copiesArg(o.copies)!, shift);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

@@ -25,6 +25,7 @@ export const errorCodes = [
   'BUSY',
   'BEHIND', // this copy missed a write that failed here; it is caught up from another replica
   'REFUSED', // join refused
+  'AUTH', // the other end did not prove it holds the cluster key, or we hold none for it
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them

@@ -127,6 +127,18 @@ export const throttleIntervalMsLimit = 1000;
  * per interval (the ones held back are counted into the next line).
  */
 export const malformedLogBurst = 5;
+/** The cluster key: random bytes made at format (src/rpc/auth.ts). */
+export const clusterKeyBytes = 32;
+/** Each side's challenge in the connection handshake. */
+export const authNonceBytes = 32;
+/** A connection must prove the key within this, or it is closed. */
+export const authHandshakeMs = 10_000;
+/** Bytes a client may send before it has proved the key: the handshake is a few hundred. */
+export const authHandshakeBytesMax = 4096;
+/** A key file is one line of base64; anything longer is not a key file. */
+export const keyFileBytesMax = 256;
+
+/** Malformed requests are logged at most this often per server (the rest are counted). */
 export const malformedLogIntervalMs = 10_000;
 
 /** The local driver reports a dead member as left within this. */

@@ -2,7 +2,7 @@
 // the very formatters `dog` uses (src/cli/format.ts) fed with the same rpc answers, so
 // `cat /sheep/vdi/list` and `dog vdi list` can never drift apart. Errors stay SdError; errno.ts
 // maps them for the kernel.
-import { SheepClient } from '../rpc/sheep-client.js';
+import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList } from '../cli/format.js';
 import { parseSnapshotRef, splitSpec } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
@@ -60,6 +60,6 @@ class ClusterBackend implements SheepfsBackend {
   }
 }
 
-export function createBackend(address: string, port: number): SheepfsBackend {
-  return new ClusterBackend(new SheepClient(address, port));
+export function createBackend(address: string, port: number, keyFile: string | undefined): SheepfsBackend {
+  return new ClusterBackend(new SheepClient(address, port, sheepClientWorld(keyFile)));
 }

@@ -26,6 +26,7 @@ interface CliOptions {
   options: string[];
   log?: string;
   logLevel: string;
+  keyFile?: string;
 }
 
 type ChildReport =
@@ -48,6 +49,7 @@ function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<
     .argument('<mountpoint>', 'an empty directory that is not already a mountpoint')
     .option('-a, --address <addr>', 'address of a sheep', '127.0.0.1')
     .option('-p, --port <port>', 'port of the sheep', parsePort, portDefault)
+    .option('-k, --key-file <file>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)')
     .option('-f, --foreground', 'stay in the foreground (logs to stderr unless --log)', false)
     .option(
       '-o, --options <fuse-options>',
@@ -81,8 +83,11 @@ function makeLogger(options: CliOptions): Logger {
   return pino({ name: 'sheepfs', level: options.logLevel }, destination);
 }
 
-/** Makes the backend for a sheep at address:port (the child makes its own after the re-spawn). */
-export type OpenBackend = (address: string, port: number) => SheepfsBackend | Promise<SheepfsBackend>;
+/**
+ * Makes the backend for a sheep at address:port, proving the key of `keyFile` (absolute; default:
+ * found as src/rpc/key-auth.ts says). The child makes its own after the re-spawn.
+ */
+export type OpenBackend = (address: string, port: number, keyFile: string | undefined) => SheepfsBackend | Promise<SheepfsBackend>;
 
 async function pingWithin(backend: SheepfsBackend, address: string, port: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -92,10 +97,10 @@ async function pingWithin(backend: SheepfsBackend, address: string, port: number
   try {
     await Promise.race([backend.ping(), timeout]);
   } catch (error) {
-    throw sdError(
-      'NETWORK',
-      `cannot reach a sheep at ${address}:${port}: ${asSdError(error).message}`,
-    );
+    const sd = asSdError(error);
+    // A key problem says so itself (it names the sheep): it is no reachability problem.
+    if (sd.code === 'AUTH') throw sd;
+    throw sdError('NETWORK', `cannot reach a sheep at ${address}:${port}: ${sd.message}`);
   } finally {
     clearTimeout(timer);
   }
@@ -138,7 +143,7 @@ async function runForeground(
   try {
     for (const message of prepareMountpoint(mountpoint)) await report({ type: 'notice', message });
     const logger = makeLogger(options);
-    backend = await openBackend(options.address, options.port);
+    backend = await openBackend(options.address, options.port, options.keyFile);
     await pingWithin(backend, options.address, options.port);
     const mount = await mountSheepfs({ mountpoint, backend, fuseOptions: options.options, logger });
     if (isDaemonChild()) process.chdir('/');
@@ -168,6 +173,7 @@ function childArguments(mountpoint: string, options: CliOptions): string[] {
     options.logLevel,
   ];
   args.push('--log', path.resolve(options.log ?? logFileDefault));
+  if (options.keyFile !== undefined) args.push('-k', options.keyFile);
   if (options.options.length > 0) args.push('-o', options.options.join(','));
   return [...args, '--', mountpoint];
 }
@@ -210,6 +216,8 @@ function runBackground(mountpoint: string, options: CliOptions): Promise<void> {
 export async function runSheepfs(argv: readonly string[], openBackend: OpenBackend): Promise<void> {
   const program = buildProgram(async (mountpointArgument, options) => {
     const mountpoint = path.resolve(mountpointArgument);
+    // The daemon leaves its directory for /: a relative key path would point elsewhere then.
+    if (options.keyFile !== undefined) options.keyFile = path.resolve(options.keyFile);
     if (options.foreground) await runForeground(mountpoint, options, openBackend);
     else await runBackground(mountpoint, options);
   });

@@ -1,11 +1,13 @@
 // The one rpc client: typed calls to one sheep over one multiplexed stream from a Transport, many
 // requests in flight, matched by id. Reconnects lazily after a failure, and closes a connection
-// left idle before the server would (limits.ts), so no request is sent into a closing one.
+// left idle before the server would (limits.ts), so no request is sent into a closing one. With
+// `auth`, each new stream first proves the cluster key (auth.ts).
 import type { Duplex } from 'node:stream';
 import { SdError, asSdError, isErrorCode } from '../engine/errors.js';
 import { rpcClientIdleTimeoutMs, rpcConnectTimeoutMs, rpcInflightRequestsMax, rpcRequestTimeoutMs } from '../engine/limits.js';
 import type { Clock, Timer } from '../io/clock.js';
 import type { Transport } from '../io/transport.js';
+import { connectSession, unkeyedOps, type ClientAuth, type Session } from './auth.js';
 import { encodeFrame, FrameDecoder, type Frame } from './frame.js';
 import { protocol, type Op, type PayloadArgs, type RequestFields, type ResultOf } from './protocol.js';
 
@@ -22,6 +24,8 @@ export interface RpcClientOptions {
   host: string;
   port: number;
   timeoutMs?: number;
+  /** The key handshake of every new stream; without it the stream is used as it is (tests). */
+  auth?: ClientAuth;
 }
 
 export class RpcClient {
@@ -30,7 +34,10 @@ export class RpcClient {
   private readonly transport: Transport;
   private readonly clock: Clock;
   private readonly timeoutMs: number;
+  private readonly auth: ClientAuth | undefined;
   private stream: Duplex | undefined;
+  /** How the current stream was let in: an unkeyed one serves only `unkeyedOps`. */
+  private session: Session = 'authenticated';
   private connecting: Promise<Duplex> | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -43,6 +50,12 @@ export class RpcClient {
     this.host = options.host;
     this.port = options.port;
     this.timeoutMs = options.timeoutMs ?? rpcRequestTimeoutMs;
+    this.auth = options.auth;
+  }
+
+  /** The current stream was let in before the sheep had a key (it serves only `unkeyedOps`). */
+  get unkeyed(): boolean {
+    return this.stream !== undefined && this.session === 'unkeyed';
   }
 
   /** Sends one request; resolves with the op's result (for data-answering ops, the data). */
@@ -58,7 +71,7 @@ export class RpcClient {
   private async send(op: Op, fields: object, payload: Buffer | undefined): Promise<Frame> {
     if (this.closed) throw new SdError('NETWORK', 'connection closed');
     if (this.pending.size >= rpcInflightRequestsMax) throw new SdError('BUSY', 'too many requests in flight');
-    const stream = await this.connect();
+    const stream = await this.connect(op);
     const id = this.nextId++;
     this.idleTimer?.cancel();
     this.idleTimer = undefined;
@@ -73,7 +86,12 @@ export class RpcClient {
     });
   }
 
-  private connect(): Promise<Duplex> {
+  private connect(op: Op): Promise<Duplex> {
+    // A stream let in before the sheep had a key cannot carry this op: a new one proves the key.
+    if (this.stream && this.session === 'unkeyed' && !unkeyedOps.has(op)) {
+      this.stream.destroy();
+      this.stream = undefined;
+    }
     if (this.stream) return Promise.resolve(this.stream);
     this.connecting ??= this.open().finally(() => {
       this.connecting = undefined;
@@ -87,13 +105,23 @@ export class RpcClient {
     const timedOut = new Promise<never>((_, reject) => {
       timer = this.clock.after(rpcConnectTimeoutMs, () => reject(new SdError('NETWORK', `cannot connect to ${where}: timed out`)));
     });
-    const connecting = this.transport.connect(this.host, this.port);
+    const connecting = this.transport.connect(this.host, this.port).then(async (stream) => {
+      try {
+        const session = this.auth ? await connectSession(stream, where, this.port, this.auth) : 'authenticated';
+        return { stream, session };
+      } catch (error) {
+        stream.destroy();
+        throw error;
+      }
+    });
     let stream: Duplex;
     try {
-      stream = await Promise.race([connecting, timedOut]);
+      const opened = await Promise.race([connecting, timedOut]);
+      stream = opened.stream;
+      this.session = opened.session;
     } catch (error) {
       // A connection that completes after the timeout is not wanted any more.
-      connecting.then((late) => late.destroy(), () => undefined);
+      connecting.then((late) => late.stream.destroy(), () => undefined);
       if (error instanceof SdError) throw error;
       const code = (error as NodeJS.ErrnoException).code;
       throw new SdError('NETWORK', `cannot connect to ${where}: ${code ?? (error as Error).message}`);

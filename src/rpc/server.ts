@@ -167,6 +167,8 @@ export class RpcServer {
   readonly onBug: (error: unknown) => void;
   readonly budgets: { client: ByteBudget; peer: ByteBudget };
   private readonly connections = new Set<ServerConnection>();
+  /** Admitted streams not yet closed: those being served, and those still in a handshake. */
+  private slots = 0;
   private lingering = 0;
   private peakBytes = 0;
   private lastDrainedMs = -Infinity;
@@ -204,10 +206,26 @@ export class RpcServer {
     else this.drainTimer = this.clock.after(waitMs, fire);
   }
 
-  /** For a Transport's `listen`. */
+  /** For a Transport's `listen`: admitted under the cap, then served with the server's handler. */
   accept(stream: Duplex, remote = '?'): void {
-    if (!this.admit(stream, remote)) return;
-    const connection = new ServerConnection(this, stream, remote);
+    if (this.admitSlot(stream, remote)) this.serve(stream, remote);
+  }
+
+  /**
+   * Takes a slot under the connection cap for `stream` until it closes, or refuses it. A caller
+   * with its own first exchange (the key handshake) admits first, so connections still
+   * handshaking count too, then calls `serve`.
+   */
+  admitSlot(stream: Duplex, remote = '?'): boolean {
+    if (!this.admit(stream, remote)) return false;
+    this.slots += 1;
+    stream.once('close', () => (this.slots -= 1));
+    return true;
+  }
+
+  /** Serves an admitted stream with `handle` (default: the server's). */
+  serve(stream: Duplex, remote = '?', handle: FrameHandler = this.handle): void {
+    const connection = new ServerConnection(this, stream, remote, handle);
     this.connections.add(connection);
     stream.once('close', () => this.connections.delete(connection));
   }
@@ -217,8 +235,8 @@ export class RpcServer {
    * and is closed; clients report it as the reason of their failed request.
    */
   private admit(stream: Duplex, remote: string): boolean {
-    if (this.connections.size < this.limits.connectionsMax) return true;
-    this.warn({ remote, connections: this.connections.size }, 'connection refused: too many connections');
+    if (this.slots < this.limits.connectionsMax) return true;
+    this.warn({ remote, connections: this.slots }, 'connection refused: too many connections');
     stream.on('error', () => stream.destroy());
     // Refusals lingering for their frame to reach the client are bounded too, so a flood of
     // connections cannot use up the descriptors the cap protects.
@@ -282,6 +300,7 @@ class ServerConnection {
     private readonly server: RpcServer,
     private readonly stream: Duplex,
     private readonly remote: string,
+    private readonly handle: FrameHandler,
   ) {
     const { clock, limits } = server;
     this.lastReceiveMs = this.lastFlushMs = clock.nowMs();
@@ -376,8 +395,8 @@ class ServerConnection {
       return false;
     }
     this.inflight += 1;
-    const { handle, onBug } = this.server;
-    handle(frame.header, frame.payload)
+    const { onBug } = this.server;
+    this.handle(frame.header, frame.payload)
       .then(
         (reply) => encodeFrame({ id, ok: true, value: reply.value }, reply.payload),
         (error: unknown) => encodeFrame(errorHeader(id, error, onBug)),

@@ -1,5 +1,6 @@
 // dog's, sheepfs's and the tests' view of a sheep: one method per client op over the one rpc
-// client, plus direct object I/O to each object's primary node.
+// client, plus direct object I/O to each object's primary node. Every connection proves the
+// cluster key, found as key-auth.ts says unless the world names another way.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { directStallCheckMs } from '../engine/limits.js';
@@ -9,7 +10,9 @@ import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { tcpTransport, type Transport } from '../io/transport.js';
+import type { ClientAuth } from './auth.js';
 import { RpcClient } from './client.js';
+import { fileKeyAuth } from './key-auth.js';
 import type {
   ClusterInfoData,
   LocationData,
@@ -32,9 +35,15 @@ function refArg(ref: SnapshotRef): string | undefined {
 export interface SheepClientWorld {
   transport: Transport;
   clock: Clock;
+  auth?: ClientAuth;
 }
 
-const realWorld: SheepClientWorld = { transport: tcpTransport, clock: systemClock };
+/** TCP, the system clock, and the key of `keyFile` (-k), or the one found without it. */
+export function sheepClientWorld(keyFile?: string): SheepClientWorld {
+  return { transport: tcpTransport, clock: systemClock, auth: fileKeyAuth(keyFile) };
+}
+
+const realWorld = sheepClientWorld();
 
 export class SheepClient implements ObjectIo {
   readonly rpc: RpcClient;

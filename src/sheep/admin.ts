@@ -3,10 +3,11 @@
 import * as path from 'node:path';
 import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
-import { blockSizeShiftDefault } from '../engine/limits.js';
+import { blockSizeShiftDefault, clusterKeyBytes } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import { nowSec, type Clock } from '../io/clock.js';
 import type { Disk } from '../io/disk.js';
+import type { Random } from '../io/random.js';
 import type { ClusterInfoData, DiskUsageData, LocationData, NodeStatData, RecoveryState } from '../rpc/protocol.js';
 import type { Gateway } from './gateway.js';
 import type { Placement } from './placement.js';
@@ -21,6 +22,8 @@ export interface AdminDeps {
   peers: Pick<Peers, 'ask'>;
   recovery: { readonly state: RecoveryState };
   clock: Clock;
+  /** Makes the cluster key at format. */
+  random: Pick<Random, 'bytes'>;
   disk: Disk;
   storeDir: string;
   /** Stops this sheep (after the reply that asked for it is sent). */
@@ -48,7 +51,10 @@ export class AdminService {
     await driver.sync();
     if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
     const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault };
-    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000) });
+    // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
+    // members in the format message, through the driver: never over the sheep port.
+    const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');
+    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000), key });
     await driver.sync();
     await this.group.flushed();
     return null;

@@ -1,11 +1,15 @@
 // The group state machine: turns the driver's ordered events into cluster state (format, epochs,
-// membership, the VDI registry). Every handler is synchronous and deterministic, so every sheep
-// that sees the same events reaches the same state. Durable copies are written behind, in order.
+// membership, the VDI registry, the cluster key). Every handler is synchronous and deterministic, so
+// every sheep that sees the same events reaches the same state. Durable copies are written behind,
+// in order. The key travels only in the driver's messages (format, join), the path that is already
+// the cluster's own (docs/security.md).
 import type { ClusterHandlers, JoinVerdict, Json, NodeInfo } from '../cluster/driver.js';
+import { parseKey } from '../engine/cluster-key.js';
 import { SdError } from '../engine/errors.js';
 import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
+import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
 
@@ -19,10 +23,12 @@ export interface StoreState {
   status: ClusterStatus;
   recoveryEnabled: boolean;
   throttle?: { maxObjects: number; intervalMs: number };
+  /** The cluster key (base64), or null before there is one. */
+  key?: string | null;
 }
 
 export type GroupMessage =
-  | { type: 'format'; config: ClusterConfig; timeSec: number }
+  | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
   | { type: 'noop' }
   | { type: 'shutdown' }
@@ -75,12 +81,17 @@ export class Group implements ClusterHandlers {
   private readonly epochWaiters = new Set<{ epoch: number; settle(reached: boolean): void }>();
   /** Set by the owner once wired; events before that are impossible (join comes after). */
   events: GroupEvents | undefined;
+  /** The cluster key: every connection to this node proves it (rpc/auth.ts). None before format. */
+  key: Buffer | undefined;
+  private keyStored = false;
 
+  /** `newKey` makes a key for a formatted cluster that has none (stores of an older version). */
   constructor(
     readonly self: NodeInfo,
     private readonly meta: MetaStore,
     private readonly clock: Clock,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void; error(o: object, m?: string): void },
+    private readonly newKey?: () => Buffer,
   ) {}
 
   async load(): Promise<void> {
@@ -89,6 +100,24 @@ export class Group implements ClusterHandlers {
     this.registry = VdiRegistry.fromJson((await this.meta.readRegistry()) ?? null);
     this.registryDurableVersion = this.registry.version;
     this.status = this.config ? 'waiting' : 'unformatted';
+    this.key = await this.meta.readKey();
+    this.keyStored = this.key !== undefined;
+  }
+
+  /**
+   * A key the admin gave this node (-k): it joins with it, and stores it once the cluster took it.
+   * Refused when the store already holds another.
+   */
+  offerKey(key: Buffer, source: string): void {
+    if (this.key && !this.key.equals(key)) {
+      throw new SdError('AUTH', `the key in ${source} (key id ${keyIdOf(key)}) is not the one of this store (${keyIdOf(this.key)})`);
+    }
+    this.key = key;
+  }
+
+  /** Where this node's copy of the key is, for clients on this host. */
+  get keyFile(): string {
+    return this.meta.keyFile;
   }
 
   storeState(): StoreState {
@@ -99,6 +128,7 @@ export class Group implements ClusterHandlers {
       status: this.status,
       recoveryEnabled: this.recoveryEnabled,
       throttle: this.throttle,
+      key: this.key ? this.key.toString('base64') : null,
     };
   }
 
@@ -190,9 +220,11 @@ export class Group implements ClusterHandlers {
   checkJoin(joiner: NodeInfo, request: Json): JoinVerdict {
     const theirs = request as unknown as StoreState;
     if (joiner.id === this.self.id && this.members.length === 0) {
-      return { accept: true, payload: { state: this.storeState(), timeSec: nowSec(this.clock) } as unknown as Json };
+      return { accept: true, payload: { state: this.keyed(this.storeState(), null), timeSec: nowSec(this.clock) } as unknown as Json };
     }
     const mine = this.storeState();
+    const keyMismatch = keyRefusal(mine, theirs);
+    if (keyMismatch) return { accept: false, reason: keyMismatch };
     // While waiting after a restart, a joiner that saw more epochs than we did brings the history
     // the cluster must resume from; once running, a newer joiner has diverged and is refused.
     const refusal = joinRefusal(mine, theirs, this.status !== 'running');
@@ -206,7 +238,16 @@ export class Group implements ClusterHandlers {
     // newest wins, whichever node started first: one node that failed to store a change must not
     // bring an older registry back (a running cluster's registry is current by construction).
     const adopt = this.status === 'running' ? base : { ...base, registry: newerRegistry(mine.registry, theirs.registry) };
-    return { accept: true, payload: { state: adopt, timeSec: nowSec(this.clock) } as unknown as Json };
+    // A joiner without a key is handed the cluster's: it proved itself by joining through the
+    // driver, which only the cluster's own user can (docs/security.md).
+    return { accept: true, payload: { state: this.keyed(adopt, theirs.key ?? null), timeSec: nowSec(this.clock) } as unknown as Json };
+  }
+
+  /** `state` with the cluster's key: ours, else the joiner's, else (formatted) a new one. */
+  private keyed(state: StoreState, theirs: string | null): StoreState {
+    const mine = this.key ? this.key.toString('base64') : null;
+    const key = mine ?? theirs ?? (state.config && this.newKey ? this.newKey().toString('base64') : null);
+    return { ...state, key };
   }
 
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
@@ -243,6 +284,7 @@ export class Group implements ClusterHandlers {
     const m = message as unknown as GroupMessage;
     switch (m.type) {
       case 'format':
+        if (!this.config) this.takeKey(m.key);
         this.applyFormat(m.config, m.timeSec);
         break;
       case 'vdi':
@@ -283,7 +325,22 @@ export class Group implements ClusterHandlers {
 
   // ---- state changes --------------------------------------------------------------------
 
+  /** Takes the cluster's key (and stores it) unless this node holds one; a different one is a bug. */
+  private takeKey(text: string | null | undefined): void {
+    const key = text ? parseKey(text) : undefined;
+    if (!key) return;
+    if (this.key && !this.key.equals(key)) {
+      this.log.error({ ours: keyIdOf(this.key), theirs: keyIdOf(key) }, 'the cluster sent another key than this node holds: keeping ours');
+      return;
+    }
+    this.key = key;
+    if (this.keyStored) return;
+    this.keyStored = true;
+    this.persist(() => this.meta.writeKey(key));
+  }
+
   private adopt(state: StoreState): void {
+    this.takeKey(state.key);
     if (state.config && this.config?.createdMs !== state.config.createdMs) {
       this.config = state.config;
       const config = state.config;
@@ -405,6 +462,14 @@ export class Group implements ClusterHandlers {
 export function compareNodes(a: NodeInfo, b: NodeInfo): number {
   if (a.addr !== b.addr) return a.addr < b.addr ? -1 : 1;
   return a.port - b.port;
+}
+
+/** Why a joiner cannot join for its key: it holds another one than the cluster. */
+function keyRefusal(mine: StoreState, theirs: StoreState): string | undefined {
+  const ours = mine.key ? parseKey(mine.key) : undefined;
+  const their = theirs.key ? parseKey(theirs.key) : undefined;
+  if (!ours || !their || ours.equals(their)) return undefined;
+  return `the node holds another cluster key (key id ${keyIdOf(their)}; the cluster's is ${keyIdOf(ours)})`;
 }
 
 /** Why a joiner with store state `theirs` cannot join a cluster whose state is `mine`. */

@@ -9,6 +9,7 @@ import { systemClock } from '../io/clock.js';
 import { spawnDaemon } from '../io/daemon.js';
 import { nodeDisk } from '../io/disk.js';
 import { collectGarbage } from '../io/memory.js';
+import { readKeyFile } from '../io/key-file.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
 import { systemRandom } from '../io/random.js';
 import { lockStore, type StoreLock } from '../io/store-lock.js';
@@ -46,8 +47,10 @@ async function daemonize(argv: readonly string[], readyTimeoutMs: number): Promi
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
-  // TLS credentials are read before anything is claimed or joined: a bad file only fails the start.
+  // TLS credentials and the key file are read before anything is claimed or joined: a file that
+  // cannot be used is one line and no daemon.
   const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls), idleTimeoutMs: options.nbd.idleTimeoutMs };
+  const key = options.keyFile === undefined ? undefined : { key: readKeyFile(options.keyFile), source: options.keyFile };
   // Held until this process exits, whatever the way: the kernel releases it, nobody else need.
   claim(storeDir);
   // Launched by a daemonizing `sheep` that has gone away before we were up: nobody would learn
@@ -82,7 +85,7 @@ async function run(options: SheepOptions): Promise<void> {
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax }, exit);
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}) }, exit);
   try {
     await sheep.start();
   } catch (error) {

@@ -20,6 +20,8 @@ export interface SheepOptions {
   nbd: { host: string; port: number; tls: NbdTlsSettings; idleTimeoutMs: number } | null;
   /** How long a daemonizing launcher waits for the daemon to be up before it stops it. */
   startTimeoutSec: number;
+  /** -k: the cluster key file to join with (default: the store's own cluster.key). */
+  keyFile: string | undefined;
 }
 
 export const startTimeoutSecDefault = 30;
@@ -147,6 +149,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-c, --cluster <DRIVER>', 'cluster driver: local or local:DIR', 'local')
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
+    .option('-k, --key-file <FILE>', 'cluster key to join with (default: STORE_DIR/cluster.key, or handed over on joining)')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen address (default ${nbdHostDefault}) and port (default ${nbdPortBase} + port - ${portDefault})`)
     .option('--nbd-tls <off|on|require>', 'NBD STARTTLS: off, on (offered) or require (default: off on loopback, else on)')
     .option('--nbd-tls-psk <FILE>', 'NBD TLS pre-shared keys, identity:hexkey lines (psktool)')
@@ -183,5 +186,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     logLevel: level,
     nbd: nbdOptions(o, port, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
     startTimeoutSec: integer('--start-timeout', String(o['startTimeout']), 1, startTimeoutSecMax),
+    keyFile: o['keyFile'] === undefined ? undefined : String(o['keyFile']),
   };
 }

@@ -1,9 +1,11 @@
 // One sheep daemon, wired from the world it is given (clock, transport, disk, cluster driver,
 // randomness, log) and its config: the store, its place in the group, the gateway and the
-// services, and the rpc server whose handler table (dispatch.ts) reaches them.
+// services, and the rpc server whose handler table (dispatch.ts) reaches them, behind the key
+// handshake (rpc/auth.ts).
 import * as path from 'node:path';
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
+import { clusterKeyBytes, malformedLogIntervalMs } from '../engine/limits.js';
 import type { Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
@@ -14,7 +16,8 @@ import type { Log } from '../io/log.js';
 import type { Random } from '../io/random.js';
 import type { Listener, Transport } from '../io/transport.js';
 import type { NbdTls } from '../nbd/tls.js';
-import { protocolHandler, RpcServer } from '../rpc/server.js';
+import { acceptSession, unkeyedHandler } from '../rpc/auth.js';
+import { protocolHandler, rateLimitedWarn, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
@@ -59,6 +62,8 @@ export interface SheepConfig {
   nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
   /** Connections served at once (default rpcServerConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
   connectionsMax?: number;
+  /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
+  key?: { key: Buffer; source: string };
 }
 
 export class Sheep {
@@ -86,7 +91,7 @@ export class Sheep {
     const driver = (this.driver = new CurrentDriver(world.driver));
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
-    this.group = new Group(config.self, this.meta, clock, log);
+    this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes));
     this.peers = new Peers(world, this.group);
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
@@ -100,6 +105,7 @@ export class Sheep {
       peers: this.peers,
       recovery: this.recovery,
       clock,
+      random: world.random,
       disk,
       storeDir: config.storeDir,
       // After the reply that asked for it has gone out.
@@ -148,6 +154,7 @@ export class Sheep {
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
+    if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
     this.recovery.rememberStoreEpoch(this.group.epoch);
     await this.listen();
     const verdict = await driver.join(this.config.self, this.group.storeState() as never, this.group);
@@ -183,8 +190,19 @@ export class Sheep {
       ...(this.world.releaseMemory ? { onDrained: this.world.releaseMemory } : {}),
     });
     const where = `${this.config.bindAddr}:${this.config.self.port}`;
+    const group = this.group;
+    const hasKey = () => group.key !== undefined;
+    const unkeyed = unkeyedHandler(handle, hasKey, () => group.config !== null);
+    const warn = rateLimitedWarn(clock, malformedLogIntervalMs, log);
+    const auth = { port: this.config.self.port, key: () => group.key, keyFile: group.keyFile, random: this.world.random, clock };
     try {
-      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => server.accept(stream, remote));
+      // Admitted under the cap first, so connections still proving the key count too.
+      this.listener = await transport.listen(this.config.bindAddr, this.config.self.port, (stream, remote) => {
+        if (!server.admitSlot(stream, remote)) return;
+        acceptSession(stream, { ...auth, onRefused: (reason) => warn({ reason, remote }, 'refused a connection') }, (session) =>
+          server.serve(stream, remote, session === 'authenticated' ? handle : unkeyed),
+        );
+      });
     } catch (error) {
       const { code, message } = error as NodeJS.ErrnoException;
       throw new SdError('INVALID_ARGUMENT', code === 'EADDRINUSE' ? `port ${where} is already in use` : `cannot listen on ${where}: ${message}`);

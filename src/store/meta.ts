@@ -1,7 +1,10 @@
-// The small durable files of a store: cluster config, epoch history, VDI registry.
+// The small durable files of a store: cluster config, epoch history, VDI registry, cluster key
+// (written mode 0600 like every file of the store: nodeDisk creates files so).
 import * as path from 'node:path';
 import { readFileOrUndefined, writeFileAtomic, type Disk } from '../io/disk.js';
 import type { NodeInfo, Json } from '../cluster/driver.js';
+import { formatKey, parseKey } from '../engine/cluster-key.js';
+import { SdError } from '../engine/errors.js';
 
 export interface ClusterConfig {
   /** Format time: the cluster's identity. */
@@ -34,6 +37,23 @@ export class MetaStore {
 
   writeConfig(config: ClusterConfig): Promise<void> {
     return writeFileAtomic(this.disk, path.join(this.root, 'config'), Buffer.from(JSON.stringify(config)));
+  }
+
+  /** Where this store keeps the cluster key: local admins' clients find it here. */
+  get keyFile(): string {
+    return path.join(this.root, 'cluster.key');
+  }
+
+  async readKey(): Promise<Buffer | undefined> {
+    const data = await readFileOrUndefined(this.disk, this.keyFile);
+    if (data === undefined) return undefined;
+    const key = parseKey(data);
+    if (!key) throw new SdError('INVALID_ARGUMENT', `${this.keyFile} is not a cluster key file`);
+    return key;
+  }
+
+  writeKey(key: Buffer): Promise<void> {
+    return writeFileAtomic(this.disk, this.keyFile, Buffer.from(formatKey(key)));
   }
 
   async readEpochs(): Promise<EpochRecord[]> {
