@@ -19,6 +19,8 @@ import { RpcClient } from '../src/rpc/client.js';
 import { encodeFrame, FrameDecoder, type Frame } from '../src/rpc/frame.js';
 import { fileKeyAuth } from '../src/rpc/key-auth.js';
 import { protocolHandler, serveConnection, type Handlers } from '../src/rpc/server.js';
+
+const silent = { warn: () => undefined, info: () => undefined, debug: () => undefined, error: () => undefined };
 import { Group, type StoreState } from '../src/sheep/group.js';
 import { MetaStore } from '../src/store/meta.js';
 import { ManualClock } from './support/manual-clock.js';
@@ -52,7 +54,7 @@ async function serve(transport: MemoryTransport, port: number, serverKey: Buffer
   const unkeyed = unkeyedHandler(handle, () => serverKey !== undefined, () => false);
   const auth = { port, key: () => serverKey, keyFile: '/var/lib/sheepdog/0/cluster.key', random, clock, onRefused: (r: string) => void refused.push(r) };
   await transport.listen('127.0.0.1', port, (stream) =>
-    acceptSession(stream, auth, (session) => serveConnection(stream, session === 'authenticated' ? handle : unkeyed, () => undefined)),
+    acceptSession(stream, auth, (session) => serveConnection(stream, session === 'authenticated' ? handle : unkeyed, () => undefined, { clock, log: silent })),
   );
   return { ran, refused, clock };
 }
@@ -179,7 +181,7 @@ describe('the sheep port handshake', () => {
     const auth = { port: 7000, key: () => serverKey, keyFile: undefined, random, clock, onRefused: () => undefined };
     await transport.listen('127.0.0.1', 7000, (stream) =>
       acceptSession(stream, auth, (session) =>
-        serveConnection(stream, session === 'authenticated' ? handle : unkeyedHandler(handle, () => serverKey !== undefined, () => false), () => undefined),
+        serveConnection(stream, session === 'authenticated' ? handle : unkeyedHandler(handle, () => serverKey !== undefined, () => false), () => undefined, { clock, log: silent }),
       ),
     );
     const c = client(transport, 7000, blindAuth(key), clock);
