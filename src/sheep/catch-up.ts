@@ -109,7 +109,7 @@ export class CatchUp {
       if (node.id === selfId) continue;
       try {
         const size = this.placement.objectSizeBytes(oid);
-        const data = await this.peers.ask(node, 'peer.read', { oid, offset: 0, length: size, force: false, recovery: true });
+        const data = await this.peers.ask(node, 'peer.read', { oid, offset: 0, length: this.placement.contentBytes(oid), force: false, recovery: true });
         await this.store.writeWhole(oid, data, size);
         this.caughtUp(oid);
         this.onCaughtUp(oid);

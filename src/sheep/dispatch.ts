@@ -21,7 +21,7 @@ export interface Services {
   admin: AdminService;
   vdi: VdiService;
   gateway: Gateway;
-  placement: Pick<Placement, 'objectSizeBytes'>;
+  placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
   recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
   store: Pick<ObjectStore, 'remove' | 'exists'>;
@@ -102,7 +102,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
     },
     'peer.checksum': async (r) =>
-      s.gateway.localChecksum(r.oid, s.placement.objectSizeBytes(r.oid), r.force),
+      s.gateway.localChecksum(r.oid, s.placement.contentBytes(r.oid), r.force),
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);

@@ -3,7 +3,8 @@
 import type { NodeInfo } from '../cluster/driver.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
 import { SdError } from '../engine/errors.js';
-import { isInodeOid, oidHex, oidVid, type Oid } from '../engine/oid.js';
+import { isInodeOid, oidHex, oidIndex, oidVid, type Oid } from '../engine/oid.js';
+import { tableEntriesInChunk } from '../engine/vdi.js';
 import type { Group } from './group.js';
 
 /** An owner-table chunk: 2^20 little-endian u32 entries. */
@@ -16,6 +17,20 @@ export class Placement {
     if (isInodeOid(oid)) return tableChunkBytes;
     const entry = this.group.registry.get(oidVid(oid));
     return 2 ** (entry?.blockSizeShift ?? this.group.config?.blockSizeShift ?? 22);
+  }
+
+  /**
+   * The bytes of the object that can hold anything: all of a data object, but of an owner-table
+   * chunk only the entries the VDI's size reaches (a 10 GiB VDI's table is 10 KiB of a 4 MiB
+   * object). Recovery compares and copies this much; the rest reads as zeros everywhere, since
+   * client I/O past a VDI's size is refused and every member learns a resize before it is
+   * acknowledged.
+   */
+  contentBytes(oid: Oid): number {
+    if (!isInodeOid(oid)) return this.objectSizeBytes(oid);
+    const entry = this.group.registry.get(oidVid(oid));
+    const entries = entry ? tableEntriesInChunk(entry, oidIndex(oid)) : 0;
+    return entries > 0 ? entries * 4 : tableChunkBytes;
   }
 
   /** Refuses a range past the end of the object (SdError OUT_OF_RANGE): it never reads as zeros. */

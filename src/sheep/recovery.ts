@@ -144,7 +144,7 @@ export class Recovery {
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
     if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
-    return { state: 'verified', sum: await this.store.checksum(oid, this.placement.objectSizeBytes(oid)) };
+    return { state: 'verified', sum: await this.store.checksum(oid, this.placement.contentBytes(oid)) };
   }
 
   onEpoch(epoch: number): void {
@@ -485,14 +485,15 @@ export class Recovery {
    */
   private async takeCopy(source: NodeInfo, oid: Oid, sum: string | undefined, force: boolean, generation: number): Promise<void> {
     const size = this.placement.objectSizeBytes(oid);
-    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, size) : undefined;
+    const content = this.placement.contentBytes(oid);
+    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, content) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (sum !== undefined && localSum === sum) {
       this.markCurrent(oid);
       this.state.keptObjects += 1;
       return;
     }
-    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: size, force, recovery: true });
+    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: content, force, recovery: true });
     // A newer epoch's run decides this object now (this node may not even own it there).
     if (this.verified.has(oid) || generation !== this.generation) return;
     try {
@@ -512,7 +513,9 @@ export class Recovery {
     const holderIds = new Set(holders.map((h) => h.id));
     const ordered: NodeInfo[] = [];
     const seen = new Set<string>();
-    for (let e = epoch; e >= 1; e--) {
+    const others = holders.filter((h) => h.id !== selfId).length;
+    // Back through the epochs only until every holder has its place (the history can be long).
+    for (let e = epoch; e >= 1 && seen.size < others; e--) {
       for (const node of this.placement.nodes(oid, e)) {
         if (node.id === selfId || seen.has(node.id) || !holderIds.has(node.id)) continue;
         seen.add(node.id);
