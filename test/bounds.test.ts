@@ -12,6 +12,9 @@ import { asVid, dataOid, inodeOid, oidHex, type Oid } from '../src/engine/oid.js
 import { systemClock } from '../src/io/clock.js';
 import { silentLog } from '../src/io/log.js';
 import { tcpTransport } from '../src/io/transport.js';
+import { readKeyFile } from '../src/io/key-file.js';
+import { systemRandom } from '../src/io/random.js';
+import { connectSession } from '../src/rpc/auth.js';
 import { RpcClient } from '../src/rpc/client.js';
 import { encodeFrame } from '../src/rpc/frame.js';
 import { protocolHandler, RpcServer, type Handlers } from '../src/rpc/server.js';
@@ -36,11 +39,14 @@ async function peakRssMiB(pid: number, ms: number): Promise<number> {
   return peak;
 }
 
-function connect(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(socket));
-    socket.once('error', reject);
+/** A raw socket; with `key`, one that has proved the cluster key first (a real sheep wants it). */
+async function connect(port: number, key?: Buffer): Promise<net.Socket> {
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const opened = net.connect({ host: '127.0.0.1', port }, () => resolve(opened));
+    opened.once('error', reject);
   });
+  if (key) await connectSession(socket, `127.0.0.1:${port}`, port, { random: systemRandom, keyFor: () => key });
+  return socket;
 }
 
 /** Resolves when the other side closes the socket. */
@@ -67,6 +73,7 @@ describe('the sheep port of a real sheep', () => {
   let pid: number;
   let vid: number;
   let client: RpcClient;
+  let key: Buffer;
   const object = (index: number): Oid => dataOid(asVid(vid), index);
 
   beforeAll(async () => {
@@ -75,7 +82,8 @@ describe('the sheep port of a real sheep', () => {
     await c.dogOk(['vdi', 'create', 'v', '8M']);
     vid = parseInt((await c.dogOk(['vdi', 'list', '-r'])).out.split(' ')[7]!, 16);
     await c.dogOk(['vdi', 'write', 'v', '0', String(objectBytes)], { input: Buffer.alloc(objectBytes, 7) });
-    client = new RpcClient({ transport: tcpTransport, clock: systemClock, host: '127.0.0.1', port: basePort });
+    key = readKeyFile(path.join(c.storeDir(0), 'cluster.key'));
+    client = new RpcClient({ transport: tcpTransport, clock: systemClock, host: '127.0.0.1', port: basePort, auth: { random: systemRandom, keyFor: () => key } });
   }, 60_000);
 
   afterAll(async () => {
@@ -137,7 +145,7 @@ describe('the sheep port of a real sheep', () => {
     await abuse('24 connections x 16 unread 4 MiB reads', async () => {
       const sockets: net.Socket[] = [];
       for (let i = 0; i < 24; i++) {
-        const socket = await connect(basePort);
+        const socket = await connect(basePort, key);
         socket.pause();
         socket.on('error', () => undefined);
         for (let id = 1; id <= 16; id++) send(socket, { id, op: 'gw.read', oid: object(0), offset: 0, length: objectBytes });
@@ -146,7 +154,7 @@ describe('the sheep port of a real sheep', () => {
       return sockets;
     });
     await abuse('4000 unread 256 KiB reads on one connection', async () => {
-      const socket = await connect(basePort);
+      const socket = await connect(basePort, key);
       socket.pause();
       socket.on('error', () => undefined);
       for (let id = 1; id <= 4000; id++) send(socket, { id, op: 'gw.read', oid: object(0), offset: 0, length: 256 * 1024 });
@@ -158,7 +166,7 @@ describe('the sheep port of a real sheep', () => {
     await abuse('16 connections each holding a 64 MiB write frame short of its end', async () => {
       const sockets: net.Socket[] = [];
       for (let i = 0; i < 16; i++) {
-        const socket = await connect(basePort);
+        const socket = await connect(basePort, key);
         socket.on('error', () => undefined);
         const [prefix, header, payload] = encodeFrame({ id: 1, op: 'gw.write', oid: object(0), offset: 0 }, Buffer.alloc(64 * MiB));
         socket.write(prefix!);
@@ -171,10 +179,10 @@ describe('the sheep port of a real sheep', () => {
   }, 120_000);
 
   it('closes a connection whose frame does not arrive in time: truncated, or a byte at a time', async () => {
-    const truncated = await connect(basePort);
+    const truncated = await connect(basePort, key);
     const [prefix, header] = encodeFrame({ id: 1, op: 'gw.write', oid: object(0), offset: 0 }, Buffer.alloc(1000));
     truncated.write(Buffer.concat([prefix!, header!, Buffer.alloc(10)]));
-    const trickle = await connect(basePort);
+    const trickle = await connect(basePort, key);
     const frame = Buffer.concat(encodeFrame({ id: 1, op: 'ping' }));
     let at = 0;
     const drip = setInterval(() => {
