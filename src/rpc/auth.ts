@@ -11,7 +11,7 @@
 // Nonces come from the Random passed in (seeded under the simulator); HMAC is not randomness.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { SdError } from '../engine/errors.js';
+import { SdError, isErrorCode } from '../engine/errors.js';
 import { authHandshakeBytesMax, authHandshakeMs, authNonceBytes } from '../engine/limits.js';
 import type { Clock } from '../io/clock.js';
 import type { Random } from '../io/random.js';
@@ -226,6 +226,11 @@ export function connectSession(stream: Duplex, where: string, port: number, auth
       for (const piece of encodeFrame(header)) stream.write(piece);
     };
     const step = (header: Record<string, unknown>): void => {
+      // A server over its connection cap answers with an rpc error frame (id 0) instead.
+      if (header['id'] === 0 && header['ok'] === false && typeof header['code'] === 'string') {
+        const message = typeof header['message'] === 'string' ? header['message'].slice(0, 200) : 'refused';
+        return fail(new SdError(isErrorCode(header['code']) ? header['code'] : 'BUSY', `${where} refused the connection: ${message}`));
+      }
       if (header['auth'] === 'refused') {
         const message = typeof header['message'] === 'string' ? header['message'].slice(0, 200) : 'refused';
         return fail(new SdError('AUTH', `${where} refused the connection: ${message}`));
