@@ -17,8 +17,21 @@ import { authenticatedSocket } from './support/raw-rpc.js';
 const basePort = 8200;
 const MiB = 1024 * 1024;
 
+/**
+ * `nobody` must be able to run dog from this checkout to be refused by the sheep, not by the file
+ * system: a checkout under a 0700 directory (mktemp -d) gets search permission (o+x, never read)
+ * on each directory above it. The files themselves are a checkout's 0644.
+ */
+function letNobodyReach(file: string): void {
+  for (let dir = path.dirname(path.resolve(file)); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const mode = fs.statSync(dir).mode;
+    if ((mode & 0o001) === 0) fs.chmodSync(dir, (mode & 0o7777) | 0o001);
+  }
+}
+
 /** `dog ARGS -p PORT` as the user `nobody`. */
 function dogAsNobody(args: readonly string[], port: number) {
+  letNobodyReach(dogBin);
   return run('runuser', ['-u', 'nobody', '--', process.execPath, dogBin, ...args, '-p', String(port)], { cwd: '/' });
 }
 
