@@ -2,11 +2,9 @@
 // next seed when it is done), so the simulator file uses every core: vitest runs test files one
 // at a time here. A seed's result does not depend on the thread it ran on.
 import os from 'node:os';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { buildSync } from 'esbuild';
 import type { SimResult } from '../../src/sim/run.js';
-import { repoRoot } from './cluster.js';
+import { bundleTestEntry } from './bundle.js';
 
 export interface SimJob {
   seed: number;
@@ -16,22 +14,9 @@ export interface SimJob {
   convergeEvery: number;
 }
 
-export const simWorkerPath = path.join(repoRoot, 'dist-test', 'sim-worker.mjs');
-
 /** Bundles test/support/sim-worker.ts and what it imports from src/ into one module. */
 export function buildSimWorker(): string {
-  buildSync({
-    entryPoints: [path.join(repoRoot, 'test', 'support', 'sim-worker.ts')],
-    outfile: simWorkerPath,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'error',
-  });
-  return simWorkerPath;
+  return bundleTestEntry('sim-worker.ts', 'sim-worker.mjs');
 }
 
 export function simWorkersDefault(): number {
