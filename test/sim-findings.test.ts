@@ -78,4 +78,15 @@ describe('simulator findings stay fixed', () => {
   test('a node whose own disk fails a recovery copy never keeps or serves its behind copy (seed 52, full faults, 400 steps)', async () => {
     await replay(52, 400, 100, 'full');
   }, 10 * 60_000);
+
+  // A power loss changed the epoch while a gateway wrote an owner-table entry. Until the epoch's
+  // suspects were known, 10.0.0.5 served its carried copy and took the write as a partial one;
+  // 10.0.0.1, refused the partial write, got the whole object, and the suspects then revoked that
+  // mark. Both took 10.0.0.2's copy, settled before the write reached it, over their own: the
+  // entry was gone from two of three copies, and the acknowledged write read back as zeros.
+  // Replica writes now wait for the suspects, and a copy being taken from a peer yields to a
+  // replica write that lands meanwhile (src/sheep/copy-watch.ts).
+  test('a replica write that lands while the epoch\'s suspects are settled is never undone (seed 5, full faults, 959 steps)', async () => {
+    await replay(5, 959, 100, 'full');
+  }, 10 * 60_000);
 });

@@ -99,6 +99,13 @@ export const suspectWriteWindowMs = rpcRequestTimeoutMs + 15_000;
 export const suspectWritesPerGatewayMax = 65_536;
 /** How long recovery waits on a replica that still decides which copy of a suspect wins. */
 export const reconcileWaitMs = 10_000;
+/**
+ * After an epoch change, a replica write waits at most this long for the epoch's suspects to be
+ * known (recovery.ts): until then a copy it changed may still be replaced by another replica's.
+ */
+export const suspectsKnownWaitMs = reconcileWaitMs + 5000;
+/** Replica writes waiting for that at once; past it a write is refused as busy. */
+export const suspectsKnownWaitersMax = 4096;
 /** Copies a failed write left behind, tracked one by one; past it every local copy counts. */
 export const behindObjectsMax = 65_536;
 /** A behind copy tries to catch up after this, then backs off to the longest wait. */
@@ -160,6 +167,7 @@ assert.ok(ownerTableCachedChunksMax >= 1 && ownerTableCachedChunksMax <= hyperOb
 assert.ok(hyperObjectsMax * 2 ** blockSizeShiftMin <= 2 ** 54);
 
 assert.ok(registryDurableWaitMs < rpcRequestTimeoutMs);
+assert.ok(suspectsKnownWaitMs < rpcRequestTimeoutMs, 'a held replica write must answer before its sender gives up');
 assert.ok(rpcClientIdleTimeoutMs < rpcServerIdleTimeoutMs, 'the client must close an idle connection first');
 assert.ok(rpcConnectionHeldBytesMax <= rpcServerHeldBytesMax);
 assert.ok(rpcReplyWriteTimeoutMs <= rpcRequestTimeoutMs && rpcFrameReadTimeoutMs <= rpcRequestTimeoutMs);

@@ -14,6 +14,7 @@ import type { Log } from '../io/log.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
+import type { CopyWatch } from './copy-watch.js';
 import type { Placement } from './placement.js';
 import { RetryLoop } from './retry-loop.js';
 
@@ -31,6 +32,7 @@ export class CatchUp {
     private readonly store: ObjectStore,
     private readonly placement: Placement,
     private readonly peers: Peers,
+    private readonly copyWatch: CopyWatch,
     private readonly clock: Clock,
     private readonly log: Log,
     /** Our copy of `oid` is now current (written whole from a good copy, or kept). */
@@ -107,9 +109,13 @@ export class CatchUp {
     let undecided = false;
     for (const node of owners) {
       if (node.id === selfId) continue;
+      const watch = this.copyWatch.watch(oid);
       try {
         const size = this.placement.objectSizeBytes(oid);
         const data = await this.peers.ask(node, 'peer.read', { oid, offset: 0, length: this.placement.contentBytes(oid), force: false, recovery: true });
+        // A replica write began meanwhile: newer than what we read (copy-watch.ts). A whole one
+        // catches our copy up by itself; otherwise the next pass tries again.
+        if (watch.written) return !this.isBehind(oid);
         await this.store.writeWhole(oid, data, size);
         this.caughtUp(oid);
         this.onCaughtUp(oid);
@@ -118,6 +124,8 @@ export class CatchUp {
         const code = asSdError(error).code;
         if (code === 'BEHIND') behindPeers.push(node);
         else undecided = true; // recovering, unreachable, or a disk still failing here
+      } finally {
+        watch.release();
       }
     }
     if (undecided) return false;

@@ -12,6 +12,7 @@ import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
+import { CopyWatch } from './copy-watch.js';
 
 const writeAttemptsMax = 5;
 /** A read or removal re-planned after a peer reported a newer epoch, at most this often. */
@@ -33,6 +34,10 @@ export class Gateway {
   lastClientIoMs = 0;
   /** A read found our copy still being verified. */
   onBusyRead: (oid: Oid) => void = () => undefined;
+  /** Resolves when a replica write may be applied to our copies (recovery.ts `suspectsKnown`). */
+  localWritable: () => Promise<void> = async () => undefined;
+  /** Replica writes reaching our store, for recovery and catch-up copying an object meanwhile. */
+  readonly copyWatch = new CopyWatch();
 
   constructor(
     private readonly group: Group,
@@ -63,9 +68,15 @@ export class Gateway {
   }
 
   private async readPlanned(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    // The wait is measured on the clock, passes included: a pass that waits on unreachable
+    // replicas can take a request timeout, and counting only the pauses once let a read run for
+    // more than half an hour (seed 10 of the full fault mix).
+    const startedMs = this.clock.nowMs();
     let outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
-    for (let waitedMs = 0; outcome.busy && waitedMs < recoveringReadWaitMs; waitedMs += recoveringReadPollMs) {
+    while (outcome.busy && this.clock.nowMs() - startedMs < recoveringReadWaitMs) {
       await this.clock.sleep(recoveringReadPollMs);
+      // Reported left meanwhile: this node's view is no basis for a read any more.
+      this.group.requireRunning();
       outcome = await this.readPass(oid, offsetBytes, lengthBytes, false);
     }
     // Copies under recovery are read as they stand only when they are all there is: a replica
@@ -270,10 +281,13 @@ export class Gateway {
   /** A replica's write: the object's size is this node's to know (placement), not the sender's. */
   async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     this.placement.checkRange(oid, offsetBytes, data.length);
+    await this.localWritable();
     const sizeBytes = this.placement.objectSizeBytes(oid);
     if (offsetBytes === 0 && data.length === sizeBytes) {
-      await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
-      this.onWholeWrite(oid);
+      await this.copyWatch.writing(oid, async () => {
+        await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
+        this.onWholeWrite(oid);
+      });
       return;
     }
     // A copy not verified yet takes whole writes only, even with `create`: inode table updates
@@ -281,7 +295,7 @@ export class Gateway {
     // (the rest zeros) that then counted as current. The gateway sends the whole object instead.
     if (!this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    return this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes));
+    return this.copyWatch.writing(oid, () => this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes)));
   }
 
   /**

@@ -6,7 +6,7 @@
 // copy). Copies this node no longer owns are removed once every member has finished recovering.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { reconcileWaitMs, suspectWriteWindowMs, suspectWritesPerGatewayMax } from '../engine/limits.js';
+import { reconcileWaitMs, suspectsKnownWaitMs, suspectsKnownWaitersMax, suspectWriteWindowMs, suspectWritesPerGatewayMax } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import type { Clock } from '../io/clock.js';
@@ -71,6 +71,8 @@ export class Recovery {
    * epoch's suspects are known (then every question about a copy of ours is answered 'pending').
    */
   private undecided: Set<Oid> | undefined = new Set();
+  /** Replica writes waiting for this epoch's suspects to be known (`suspectsKnown`). */
+  private suspectsWaiters = new Set<() => void>();
 
   constructor(
     private readonly group: Group,
@@ -81,7 +83,7 @@ export class Recovery {
     private readonly clock: Clock,
     private readonly log: Log,
   ) {
-    this.catchUp = new CatchUp(group, store, placement, peers, clock, log, (oid) => this.markCurrent(oid));
+    this.catchUp = new CatchUp(group, store, placement, peers, gateway.copyWatch, clock, log, (oid) => this.markCurrent(oid));
   }
 
   /** Copies a local write failed on, until they catch up (catch-up.ts). */
@@ -125,6 +127,35 @@ export class Recovery {
     this.verified.delete(oid);
     this.trusted.delete(oid);
     this.catchUp.markBehind(oid, cause);
+  }
+
+  /**
+   * Resolves once this epoch's suspects are known. A replica write waits for it: before then a
+   * carried copy is served, but once a suspect it may be replaced by another replica's copy, and
+   * a write applied to it meanwhile would be lost from it (seed 5 of the full fault mix). The
+   * wait is a round trip to the members, bounded; past the bound the write is refused as busy.
+   */
+  async suspectsKnown(): Promise<void> {
+    if (this.undecided !== undefined) return;
+    if (this.suspectsWaiters.size >= suspectsKnownWaitersMax) throw new SdError('BUSY', 'too many writes waiting for recovery to start');
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        timer.cancel();
+        resolve();
+      };
+      const timer = this.clock.after(suspectsKnownWaitMs, () => {
+        this.suspectsWaiters.delete(done);
+        reject(new SdError('BUSY', `recovery has not learnt which copies to settle within ${suspectsKnownWaitMs} ms; try again`));
+      });
+      this.suspectsWaiters.add(done);
+    });
+  }
+
+  private setUndecided(undecided: Set<Oid>): void {
+    this.undecided = undecided;
+    const waiters = [...this.suspectsWaiters];
+    this.suspectsWaiters.clear();
+    for (const wake of waiters) wake();
   }
 
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
@@ -286,7 +317,7 @@ export class Recovery {
       verified.delete(oid);
       if (owned(oid)) undecided.add(oid);
     }
-    this.undecided = undecided;
+    this.setUndecided(undecided);
     // Settled even while recovery is disabled: it decides what may be served, it copies little.
     if (suspects === 'all' || suspects.size > 0) {
       const items = [...(await this.objectLists(generation))].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
@@ -486,25 +517,33 @@ export class Recovery {
   private async takeCopy(source: NodeInfo, oid: Oid, sum: string | undefined, force: boolean, generation: number): Promise<void> {
     const size = this.placement.objectSizeBytes(oid);
     const content = this.placement.contentBytes(oid);
-    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, content) : undefined;
-    if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
-    if (sum !== undefined && localSum === sum) {
-      this.markCurrent(oid);
-      this.state.keptObjects += 1;
-      return;
-    }
-    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: content, force, recovery: true });
-    // A newer epoch's run decides this object now (this node may not even own it there).
-    if (this.verified.has(oid) || generation !== this.generation) return;
+    const watch = this.gateway.copyWatch.watch(oid);
     try {
-      await this.store.writeWhole(oid, data, size);
-    } catch (error) {
-      // Our disk failed the copy: what we hold is no good copy either (recoverObject stops).
-      this.markBehind(oid, asSdError(error).message);
-      throw error;
+      const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, content) : undefined;
+      // A replica write landed meanwhile (it is newer than the source's copy, and makes ours
+      // current once it is whole), or a newer epoch's run decides.
+      const overtaken = () => watch.written || this.verified.has(oid) || generation !== this.generation;
+      if (overtaken()) return;
+      if (sum !== undefined && localSum === sum) {
+        this.markCurrent(oid);
+        this.state.keptObjects += 1;
+        return;
+      }
+      const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: content, force, recovery: true });
+      // No await from this check to the store call (copy-watch.ts).
+      if (overtaken()) return;
+      try {
+        await this.store.writeWhole(oid, data, size);
+      } catch (error) {
+        // Our disk failed the copy: what we hold is no good copy either (recoverObject stops).
+        this.markBehind(oid, asSdError(error).message);
+        throw error;
+      }
+      this.markCurrent(oid);
+      this.state.receivedBytes += data.length;
+    } finally {
+      watch.release();
     }
-    this.markCurrent(oid);
-    this.state.receivedBytes += data.length;
   }
 
   /** Sources newest epoch first: the replicas of the previous epochs that still hold a copy. */

@@ -113,6 +113,7 @@ export class Sheep {
     });
     this.gateway.localIsCurrent = (oid) => this.recovery.isCurrent(oid);
     this.gateway.onWholeWrite = (oid) => this.recovery.markWritten(oid);
+    this.gateway.localWritable = () => this.recovery.suspectsKnown();
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
