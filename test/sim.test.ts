@@ -3,7 +3,7 @@
 // docs/simulator.md). The seeds run on worker threads (test/support/sim-pool.ts), one per core.
 // SIM_SEEDS, SIM_STEPS, SIM_CONVERGE_EVERY, SIM_FIRST_SEED, SIM_FAULTS, SIM_FULL_SEEDS,
 // SIM_FULL_STEPS and SIM_WORKERS scale it (the defaults: 100 seeds × 1,000 steps of the ci mix,
-// and 20 seeds × 400 steps of the full mix).
+// and 20 seeds × 1,000 steps of the full mix).
 import { describe, expect, test } from 'vitest';
 import { formatFailure, formatResult } from '../src/sim/report.js';
 import { simulate, type SimResult } from '../src/sim/run.js';
@@ -27,7 +27,7 @@ const fullSeeds = Number(process.env.SIM_FULL_SEEDS ?? 20);
  * Steps of each full-mix seed: 400 pass today; at 1,000 seeds 5 and 10 still break (a lost write
  * and an operation that never settles, docs/simulator.md "Open"), so CI stops short of them.
  */
-const fullSteps = Number(process.env.SIM_FULL_STEPS ?? 400);
+const fullSteps = Number(process.env.SIM_FULL_STEPS ?? 1000);
 const workers = Number(process.env.SIM_WORKERS ?? simWorkersDefault());
 const nodes = 4;
 
