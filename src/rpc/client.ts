@@ -106,6 +106,10 @@ export class RpcClient {
       timer = this.clock.after(rpcConnectTimeoutMs, () => reject(new SdError('NETWORK', `cannot connect to ${where}: timed out`)));
     });
     const connecting = this.transport.connect(this.host, this.port).then(async (stream) => {
+      // Never a moment without an error listener: the handshake removes its own when it is
+      // done, and a reset before `attach` would otherwise be an uncaught 'error' event (seed 6
+      // of the simulator's full mix).
+      stream.on('error', () => stream.destroy());
       try {
         const session = this.auth ? await connectSession(stream, where, this.port, this.auth) : 'authenticated';
         return { stream, session };
