@@ -19,8 +19,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null
+  # Another install may hold dpkg's lock (a parallel set-up on the same machine): wait for it.
+  lock=(-o DPkg::Lock::Timeout=300)
+  apt-get "${lock[@]}" install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+    apt-get "${lock[@]}" update -q >/dev/null && apt-get "${lock[@]}" install -y -q "${missing[@]}" >/dev/null
   }
 fi
 
