@@ -20,9 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # Another install may hold dpkg's lock (a parallel set-up on the same machine): wait for it.
-  lock=(-o DPkg::Lock::Timeout=300)
-  apt-get "${lock[@]}" install -y -q "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get "${lock[@]}" update -q >/dev/null && apt-get "${lock[@]}" install -y -q "${missing[@]}" >/dev/null
+  # No recommended packages: vagrant's pull in libguestfs and fuse3, which removes fuse (sheepfs).
+  apt=(apt-get -o DPkg::Lock::Timeout=300 -y -q --no-install-recommends)
+  "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 || {
+    "${apt[@]}" update >/dev/null && "${apt[@]}" install "${missing[@]}" >/dev/null
   }
 fi
 
