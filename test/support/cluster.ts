@@ -1,7 +1,8 @@
 // The one way tests start a cluster of real sheep daemons on loopback. Each sheep runs in the
 // foreground (-f) as a child of the test process, so a test can SIGKILL it; its stderr is kept for
 // diagnostics. `dog` runs as a child process too, exactly as a user would run it. Node i listens
-// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory.
+// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory, or the
+// ZooKeeper of the `driver` option.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -236,6 +237,8 @@ export interface ClusterOptions {
   openFiles?: (i: number) => number | undefined;
   /** Where a node's store lives; undefined: ROOT/store<i>. */
   storeDir?: (i: number) => string | undefined;
+  /** The cluster driver (`-c`), e.g. zookeeper:127.0.0.1:12182; default local on ROOT/cluster. */
+  driver?: string;
 }
 
 export interface StartClusterOptions extends ClusterOptions {
@@ -306,7 +309,7 @@ export class Cluster {
       '-b', '127.0.0.1',
       '-p', String(this.port(i)),
       '-z', String(i),
-      '-c', `local:${clusterDir}`,
+      '-c', this.options.driver !== undefined && clusterDir === this.clusterDir ? this.options.driver : `local:${clusterDir}`,
       '--nbd', 'off',
       ...(this.options.sheepArgs?.(i) ?? []),
       ...extra,

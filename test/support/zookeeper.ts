@@ -69,6 +69,8 @@ export class PrivateZookeeper {
 }
 
 const running = new Set<PrivateZookeeper>();
+/** Directories made here, removed by stopAllZookeepers. */
+const made: string[] = [];
 
 process.once('exit', () => {
   for (const server of running) {
@@ -85,7 +87,9 @@ export function zookeeperInstalled(): boolean {
 }
 
 function freshDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export async function startZookeeper(port: number): Promise<PrivateZookeeper> {
@@ -118,6 +122,8 @@ export async function startEnsemble(clientPort: number, count = 3): Promise<Priv
   return members;
 }
 
+/** Stops every server started here and removes their directories. */
 export async function stopAllZookeepers(): Promise<void> {
   await Promise.all([...running].map((server) => server.stop().catch(() => undefined)));
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
