@@ -9,7 +9,7 @@ build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl)
+  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper)
 fi
 
 missing=()

@@ -22,10 +22,6 @@ const hostOf = (i: number) => i + 1;
 let hosts: NetnsHosts | undefined;
 let cluster: Cluster | undefined;
 
-/** The cluster driver every sheep is started with. */
-function driver(c: Cluster): string {
-  return `local:${c.clusterDir}`;
-}
 
 beforeAll(() => {
   hosts = NetnsHosts.create({ count: hostCount });
@@ -34,7 +30,6 @@ beforeAll(() => {
     basePort,
     prefix: 'sheep-multi-host-',
     place: (i) => h.place(hostOf(i)),
-    driver: () => driver(cluster!),
     sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`],
   });
 });

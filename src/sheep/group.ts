@@ -8,6 +8,7 @@ import { parseKey } from '../engine/cluster-key.js';
 import { SdError } from '../engine/errors.js';
 import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
+import { CoordinatorFence } from './coordinator-fence.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
 import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
@@ -61,6 +62,8 @@ export class Group implements ClusterHandlers {
   status: ClusterStatus = 'unformatted';
   /** Reported left while alive: out of the cluster until it has rejoined. */
   out = false;
+  /** Raised while the driver cannot reach its coordinator: client I/O waits (coordinator-fence.ts). */
+  readonly coordinator: CoordinatorFence;
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
@@ -92,7 +95,9 @@ export class Group implements ClusterHandlers {
     private readonly clock: Clock,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void; error(o: object, m?: string): void },
     private readonly newKey?: () => Buffer,
-  ) {}
+  ) {
+    this.coordinator = new CoordinatorFence(clock);
+  }
 
   async load(): Promise<void> {
     this.config = (await this.meta.readConfig()) ?? null;
@@ -278,6 +283,12 @@ export class Group implements ClusterHandlers {
       }
     }
     this.log.info({ node: node.id, epoch: this.epoch }, 'node left');
+  }
+
+  onCoordinator(reachable: boolean): void {
+    this.coordinator.set(reachable);
+    if (reachable) this.log.info({ epoch: this.epoch }, 'the cluster coordinator is reachable again; serving');
+    else this.log.warn({ epoch: this.epoch }, 'cut off from the cluster coordinator; client I/O waits');
   }
 
   onNotify(_from: NodeInfo, message: Json): void {

@@ -1,7 +1,8 @@
 // The one way tests start a cluster of real sheep daemons on loopback. Each sheep runs in the
 // foreground (-f) as a child of the test process, so a test can SIGKILL it; its stderr is kept for
 // diagnostics. `dog` runs as a child process too, exactly as a user would run it. Node i listens
-// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory.
+// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory, or the
+// ZooKeeper of the `driver` option.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -241,8 +242,6 @@ export interface ClusterOptions {
   basePort: number;
   /** Where sheep i runs (test/support/netns-hosts.ts); default: 127.0.0.1 of this host. */
   place?: (i: number) => NodePlace;
-  /** The -c of sheep i; default local:ROOT/cluster. */
-  driver?: (i: number) => string;
   /** Directory prefix in the OS temp dir. */
   prefix?: string;
   /** Extra sheep options per node. */
@@ -251,6 +250,8 @@ export interface ClusterOptions {
   openFiles?: (i: number) => number | undefined;
   /** Where a node's store lives; undefined: ROOT/store<i>. */
   storeDir?: (i: number) => string | undefined;
+  /** The cluster driver (`-c`), e.g. zookeeper:127.0.0.1:12182; default local on ROOT/cluster. */
+  driver?: string;
 }
 
 export interface StartClusterOptions extends ClusterOptions {
@@ -319,14 +320,13 @@ export class Cluster {
     return this.procs.get(i)?.child.pid;
   }
 
-  sheepArgs(i: number, extra: readonly string[] = [], clusterDir?: string): string[] {
-    const driver = clusterDir === undefined ? (this.options.driver?.(i) ?? `local:${this.clusterDir}`) : `local:${clusterDir}`;
+  sheepArgs(i: number, extra: readonly string[] = [], clusterDir = this.clusterDir): string[] {
     return [
       '-f',
       '-b', this.address(i),
       '-p', String(this.port(i)),
       '-z', String(i),
-      '-c', driver,
+      '-c', this.options.driver !== undefined && clusterDir === this.clusterDir ? this.options.driver : `local:${clusterDir}`,
       '--nbd', 'off',
       ...(this.options.sheepArgs?.(i) ?? []),
       ...extra,

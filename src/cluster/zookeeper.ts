@@ -1,0 +1,608 @@
+// The `zookeeper` cluster driver: sheep on many hosts form one cluster through a ZooKeeper
+// ensemble. The events are persistent sequential znodes under /sheepdog/queue, whose sequence
+// numbers are the one total order; every process reads them in order and feeds each to the same
+// pure state machine as the `local` driver (local-state.ts), so membership, join decisions and
+// the lock come out identical everywhere. Liveness is ZooKeeper's: each incarnation holds an
+// ephemeral znode under /sheepdog/members, gone when its session ends or expires, and every member
+// that sees one go appends its leave. The ZooKeeper client comes in through `connect` (the seam),
+// so this file does no I/O of its own. See docs/zookeeper-driver.md.
+import assert from 'node:assert/strict';
+import { SdError } from '../engine/errors.js';
+import type { Clock, Timer } from '../io/clock.js';
+import type { Random } from '../io/random.js';
+import type { ZkConnect, ZkSession, ZkState, ZkWatchEvent } from '../io/zk-client.js';
+import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from './driver.js';
+import type { LocalLogger } from './local.js';
+import {
+  applyEvent,
+  formatEventLine,
+  initialState,
+  isJoinVerdict,
+  parseEventLine,
+  type Incarnation,
+  type LocalState,
+  type LogEvent,
+  type Output,
+} from './local-state.js';
+import { RepeatFilter, zkAncestry, zkLayout, type ZkLayout, type ZkSpec } from './zk-layout.js';
+
+/** One event; ZooKeeper refuses packets over 1 MiB (jute.maxbuffer), path and header included. */
+export const zkEventBytesMax = 1000 * 1000;
+/** How long a start tries to reach ZooKeeper before it gives up (one line, non-zero exit). */
+export const zkConnectTimeoutMsDefault = 10_000;
+/** A twin's or predecessor's session needs this beyond the session timeout to expire. */
+const expiryMarginMs = 2000;
+const twinPollMs = 200;
+
+export interface ZkDriverOptions {
+  spec: ZkSpec;
+  connect: ZkConnect;
+  clock: Clock;
+  random: Random;
+  logger?: LocalLogger;
+  connectTimeoutMs?: number;
+}
+
+export interface ZkClusterDriver extends ClusterDriver {
+  /** Stops at once: ends the session, so the others report this incarnation left. */
+  close(): void;
+}
+
+export function createZkDriver(options: ZkDriverOptions): ZkClusterDriver {
+  return new ZkDriver(options);
+}
+
+type Phase = 'idle' | 'joining' | 'member' | 'leaving' | 'closed';
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+const silentLogger: LocalLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+function isLost(error: unknown): boolean {
+  return error instanceof SdError && error.code === 'NETWORK';
+}
+
+class ZkDriver implements ZkClusterDriver {
+  private readonly logger: LocalLogger;
+  private readonly z: ZkLayout;
+  private phase: Phase = 'idle';
+  private session: ZkSession | undefined;
+  private reachable = true;
+  private self: Incarnation | undefined;
+  private handlers: ClusterHandlers | undefined;
+  private state: LocalState = initialState();
+  private readonly repeats = new RepeatFilter();
+
+  /** The next queue index to read; entries are never deleted, so indexes are contiguous. */
+  private nextIndex = 0;
+  private pumping = false;
+  private pumpWanted = false;
+  private passesStarted = 0;
+  private syncWaiters: Array<Waiter & { after: number }> = [];
+
+  /** Events not yet known to be in the queue, in order: re-sent after a lost connection. */
+  private readonly outbox: Array<{ data: Buffer; done: Waiter | undefined }> = [];
+  private flushing = false;
+
+  /** The last listing of /sheepdog/members, and incarnations checked alive since. */
+  private liveIncs = new Set<string>();
+  private readonly checkedAlive = new Set<string>();
+  private listing = false;
+  private listWanted = false;
+  private checking = false;
+  private checkWanted = false;
+  private readonly reportedDead = new Set<string>();
+
+  private nextSeq = 0;
+  private holding = false;
+  private readonly notifyWaiters = new Map<number, Waiter>();
+  private readonly unblockWaiters = new Map<number, Waiter>();
+  private readonly blockWaiters = new Map<number, Waiter>();
+  private joinSettle: ((verdict: JoinVerdict) => void) | undefined;
+  private joinFail: ((error: Error) => void) | undefined;
+  private leavePromise: Promise<void> | undefined;
+  private leaveSettle: (() => void) | undefined;
+  private leaveTimer: Timer | undefined;
+
+  constructor(private readonly options: ZkDriverOptions) {
+    this.logger = options.logger ?? silentLogger;
+    this.z = zkLayout(options.spec.root);
+  }
+
+  // ---- the ClusterDriver contract ----
+
+  async join(self: NodeInfo, request: Json, handlers: ClusterHandlers): Promise<JoinVerdict> {
+    if (this.phase !== 'idle') throw new SdError('INVALID_ARGUMENT', 'join called twice on one driver');
+    this.phase = 'joining';
+    this.handlers = handlers;
+    this.self = { inc: this.options.random.bytes(16).toString('hex'), info: self, pid: 0, start: null };
+    try {
+      return await this.startJoining(this.self, request);
+    } catch (error) {
+      this.shutdown();
+      throw error;
+    }
+  }
+
+  private async startJoining(self: Incarnation, request: Json): Promise<JoinVerdict> {
+    const { spec, clock } = this.options;
+    this.session = await this.options.connect({
+      servers: spec.servers,
+      sessionTimeoutMs: spec.sessionTimeoutMs,
+      connectTimeoutMs: this.options.connectTimeoutMs ?? zkConnectTimeoutMsDefault,
+      onState: (state) => this.onSessionState(state),
+      onWatch: (event) => this.onWatch(event),
+      clock,
+      logger: this.logger,
+    });
+    if (this.isClosed()) {
+      void this.session.close().catch(() => undefined);
+      throw new SdError('SHUTDOWN', 'the zookeeper cluster driver has stopped');
+    }
+    for (const dir of [...zkAncestry(this.z.root), this.z.queueDir, this.z.membersDir]) await this.ensureNode(dir);
+    // Learn the membership from the whole queue, and which incarnations still hold a session.
+    await this.readToEnd();
+    await this.listMembers();
+    const twin = await this.waitForTwinToGo(self.info.id);
+    if (twin !== undefined) {
+      this.shutdown();
+      return { accept: false, reason: `node ${self.info.id} is already in the cluster (its ZooKeeper session is alive)` };
+    }
+    const verdict = new Promise<JoinVerdict>((resolve, reject) => {
+      this.joinSettle = resolve;
+      this.joinFail = reject;
+    });
+    // The ephemeral node first: no process ever reads this join without a session to watch.
+    await this.requireSession().create(this.z.memberPath(self.inc), Buffer.from(JSON.stringify(self.info)), 'ephemeral');
+    this.liveIncs.add(self.inc);
+    this.append({ t: 'join_request', inc: self.inc, node: self.info, pid: 0, start: null, request });
+    this.requestPump();
+    this.requestCheck();
+    return verdict;
+  }
+
+  leave(): Promise<void> {
+    if (this.leavePromise !== undefined) return this.leavePromise;
+    if (this.phase !== 'joining' && this.phase !== 'member') {
+      this.leavePromise = Promise.resolve();
+      this.shutdown();
+      return this.leavePromise;
+    }
+    this.phase = 'leaving';
+    this.leavePromise = new Promise<void>((resolve) => {
+      this.leaveSettle = resolve;
+    });
+    this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+    // Unreachable ZooKeeper: ending the session is a leave too, seen once the ensemble expires it.
+    this.leaveTimer = this.options.clock.after(this.options.spec.sessionTimeoutMs, () => this.shutdown());
+    return this.leavePromise;
+  }
+
+  close(): void {
+    this.shutdown();
+  }
+
+  notify(message: Json): Promise<void> {
+    return this.sendAndWait('notify', this.notifyWaiters, (seq) => ({ t: 'notify', inc: this.selfInc(), seq, message }));
+  }
+
+  block(): Promise<void> {
+    return this.sendAndWait('block', this.blockWaiters, (seq) => ({ t: 'block', inc: this.selfInc(), seq }));
+  }
+
+  unblock(message: Json): Promise<void> {
+    if (this.phase === 'member' && !this.holding) {
+      return Promise.reject(new SdError('INVALID_ARGUMENT', 'unblock without holding the lock'));
+    }
+    const done = this.sendAndWait('unblock', this.unblockWaiters, (seq) => ({ t: 'unblock', inc: this.selfInc(), seq, message }));
+    this.holding = false;
+    return done;
+  }
+
+  async sync(): Promise<void> {
+    const session = this.session;
+    if (session === undefined || this.isClosed()) return;
+    // The server we talk to may lag the leader: catch it up, then read to the end once more.
+    await session.sync(this.z.queueDir);
+    await new Promise<void>((resolve, reject) => {
+      this.syncWaiters.push({ after: this.passesStarted, resolve, reject });
+      this.requestPump();
+    });
+  }
+
+  // ---- the queue ----
+
+  private async ensureNode(path: string): Promise<void> {
+    try {
+      await this.requireSession().create(path, Buffer.alloc(0), 'persistent');
+    } catch (error) {
+      if (!(error instanceof SdError && /NODEEXISTS/.test(error.message))) throw error;
+    }
+  }
+
+  private append(event: LogEvent, done?: Waiter): void {
+    const data = Buffer.from(formatEventLine(event), 'utf8');
+    if (data.length > zkEventBytesMax) throw new SdError('TOO_LARGE', `cluster event of ${data.length} bytes exceeds ${zkEventBytesMax}`);
+    this.outbox.push({ data, done });
+    void this.flush();
+  }
+
+  /** Creates the outbox's entries one after the other, so they enter the queue in their order. */
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.outbox.length > 0 && this.session !== undefined && this.reachable) {
+        const entry = this.outbox[0]!;
+        try {
+          await this.session.create(this.z.queueAppendPath, entry.data, 'persistent_sequential');
+        } catch (error) {
+          // Lost with the connection: sent again once it is back (a repeat is filtered on reading).
+          if (isLost(error)) return;
+          this.logger.error({ err: String(error) }, 'zookeeper driver: could not append to the queue');
+          this.outbox.shift();
+          entry.done?.reject(error as Error);
+          continue;
+        }
+        this.outbox.shift();
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private requestPump(): void {
+    this.pumpWanted = true;
+    if (!this.pumping) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.pumpWanted && !this.isClosed()) {
+        this.pumpWanted = false;
+        const pass = ++this.passesStarted;
+        await this.readToEnd();
+        const ready = this.syncWaiters.filter((w) => w.after < pass);
+        this.syncWaiters = this.syncWaiters.filter((w) => w.after >= pass);
+        for (const waiter of ready) waiter.resolve();
+        this.requestCheck();
+      }
+    } catch (error) {
+      // Read again when the session is back (onSessionState), or never once it is gone.
+      if (!isLost(error)) this.logger.error({ err: String(error) }, 'zookeeper driver: reading the queue failed');
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Applies every queue entry from `nextIndex` on; leaves a watch on the first missing one. */
+  private async readToEnd(): Promise<void> {
+    const session = this.requireSession();
+    while (!this.isClosed()) {
+      const path = this.z.queueEntryPath(this.nextIndex);
+      const data = await session.getData(path, false);
+      if (data === null) {
+        if (await session.exists(path, true)) continue; // created between the two calls
+        return;
+      }
+      this.nextIndex += 1;
+      this.applyEntry(data.toString('utf8'));
+    }
+  }
+
+  private applyEntry(text: string): void {
+    const event = parseEventLine(text.endsWith('\n') ? text.slice(0, -1) : text);
+    if (event === null) {
+      this.logger.warn({ entry: this.nextIndex - 1, text: text.slice(0, 200) }, 'zookeeper driver: skipping a malformed queue entry');
+      return;
+    }
+    if (!this.repeats.fresh(event)) return;
+    const applied = applyEvent(this.state, event);
+    this.state = applied.state;
+    for (const output of applied.outputs) {
+      this.act(output);
+      if (this.isClosed()) return;
+    }
+  }
+
+  // ---- acting on the state machine's outputs (as the local driver does) ----
+
+  private act(output: Output): void {
+    const selfInc = this.selfInc();
+    switch (output.kind) {
+      case 'check_join':
+        if (output.responder === selfInc && (this.phase === 'joining' || this.phase === 'member')) this.answerJoin(output.joiner, output.request);
+        return;
+      case 'join':
+        if (output.joiner.inc === selfInc) {
+          this.phase = this.phase === 'leaving' ? 'leaving' : 'member';
+          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
+          this.settleJoin({ accept: true, payload: output.payload });
+        } else if (this.delivering()) {
+          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
+        }
+        return;
+      case 'refused':
+        if (output.joiner.inc === selfInc) {
+          this.settleJoin({ accept: false, reason: output.reason });
+          this.shutdown();
+        }
+        return;
+      case 'dropped':
+        if (output.joiner.inc === selfInc) {
+          this.settleJoin({ accept: false, reason: 'left before the join was decided' });
+          this.shutdown();
+        }
+        return;
+      case 'leave':
+        this.actOnLeave(output);
+        return;
+      case 'notify':
+        if (this.delivering()) this.deliver(() => this.requireHandlers().onNotify(output.from.info, output.message));
+        if (output.ack.inc === selfInc) this.settleWaiter(output.ack.unblock ? this.unblockWaiters : this.notifyWaiters, output.ack.seq);
+        return;
+      case 'granted':
+        if (output.inc === selfInc) {
+          this.holding = true;
+          this.settleWaiter(this.blockWaiters, output.seq);
+        }
+        return;
+      case 'ignored':
+        this.logger.debug({ why: output.why }, 'zookeeper driver: queue entry changed nothing');
+        return;
+    }
+  }
+
+  private actOnLeave(output: Extract<Output, { kind: 'leave' }>): void {
+    if (output.node.inc !== this.selfInc()) {
+      if (this.delivering()) this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
+      return;
+    }
+    if (this.phase === 'leaving') {
+      this.shutdown();
+      return;
+    }
+    // Reported left while alive: our session was seen gone. Out until a new incarnation rejoins.
+    this.expel('this node was reported left');
+  }
+
+  private expel(why: string): void {
+    if (this.isClosed()) return;
+    const wasMember = this.phase === 'member';
+    this.logger.error({ node: this.self?.info.id }, `zookeeper driver: ${why}`);
+    if (wasMember && this.self !== undefined) {
+      const members = this.state.members.filter((m) => m.inc !== this.selfInc()).map((m) => m.info);
+      this.deliver(() => this.requireHandlers().onLeave(this.selfInfo(), members));
+    }
+    this.joinFail?.(new SdError('NETWORK', `${why} before the join was decided`));
+    this.shutdown();
+  }
+
+  private answerJoin(joiner: Incarnation, request: Json): void {
+    let verdict: JoinVerdict | undefined;
+    this.deliver(() => {
+      verdict = this.requireHandlers().checkJoin(joiner.info, request);
+    });
+    if (verdict === undefined) return;
+    assert.ok(isJoinVerdict(verdict), 'checkJoin returned a malformed verdict');
+    this.append({ t: 'join_response', inc: joiner.inc, by: this.selfInc(), verdict });
+  }
+
+  /** A throwing handler is a bug above us: crash loudly rather than fall silently behind. */
+  private deliver(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.logger.error({ err: error }, 'zookeeper driver: cluster handler threw; crashing');
+      this.shutdown();
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  private delivering(): boolean {
+    return this.phase === 'member' || this.phase === 'leaving';
+  }
+
+  // ---- the session and liveness ----
+
+  private onSessionState(state: ZkState): void {
+    if (this.isClosed()) return;
+    if (state === 'expired') {
+      this.expel('the ZooKeeper session expired');
+      return;
+    }
+    if (state === 'closed') return;
+    const reachable = state === 'connected';
+    if (reachable === this.reachable) return;
+    this.reachable = reachable;
+    if (this.delivering()) this.deliver(() => this.requireHandlers().onCoordinator?.(reachable));
+    if (!reachable) return;
+    // Watches of the lost connection are gone: read and list afresh, send what is pending.
+    void this.flush();
+    this.requestPump();
+    this.requestList();
+  }
+
+  private onWatch(event: ZkWatchEvent): void {
+    if (this.isClosed()) return;
+    if (event.path === this.z.membersDir) this.requestList();
+    else if (event.path.startsWith(`${this.z.queueDir}/`)) this.requestPump();
+  }
+
+  private requestList(): void {
+    this.listWanted = true;
+    if (!this.listing) void this.listLoop();
+  }
+
+  private async listLoop(): Promise<void> {
+    this.listing = true;
+    try {
+      while (this.listWanted && !this.isClosed()) {
+        this.listWanted = false;
+        await this.listMembers();
+        this.requestCheck();
+      }
+    } catch (error) {
+      if (!isLost(error)) this.logger.error({ err: String(error) }, 'zookeeper driver: listing members failed');
+    } finally {
+      this.listing = false;
+    }
+  }
+
+  /** Lists the live incarnations, leaving a watch for the next change. */
+  private async listMembers(): Promise<void> {
+    const children = await this.requireSession().getChildren(this.z.membersDir, true);
+    this.liveIncs = new Set(children ?? []);
+    this.checkedAlive.clear();
+  }
+
+  private requestCheck(): void {
+    this.checkWanted = true;
+    if (!this.checking) void this.checkLoop();
+  }
+
+  private async checkLoop(): Promise<void> {
+    this.checking = true;
+    try {
+      while (this.checkWanted && !this.isClosed() && this.phase !== 'idle') {
+        this.checkWanted = false;
+        await this.reportGoneSessions();
+      }
+    } catch (error) {
+      if (!isLost(error)) this.logger.error({ err: String(error) }, 'zookeeper driver: liveness check failed');
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /**
+   * Appends a leave for every member or pending joiner whose ephemeral node is gone. A name
+   * missing from the last listing is looked up once more: the listing may predate its creation
+   * (this session has read its join_request since, so a lookup now sees its node if it lives).
+   */
+  private async reportGoneSessions(): Promise<void> {
+    const session = this.requireSession();
+    for (const other of this.others()) {
+      if (this.liveIncs.has(other.inc) || this.checkedAlive.has(other.inc)) continue;
+      if (await session.exists(this.z.memberPath(other.inc), false)) {
+        this.checkedAlive.add(other.inc);
+        continue;
+      }
+      if (this.isClosed() || this.reportedDead.has(other.inc)) return;
+      this.reportedDead.add(other.inc);
+      this.logger.info({ node: other.info.id }, 'zookeeper driver: member session is gone, reporting it left');
+      this.append({ t: 'leave', inc: other.inc, node: other.info.id });
+    }
+  }
+
+  /**
+   * At join: waits (up to the session timeout and a margin) for a previous incarnation of this
+   * addr:port, killed moments ago, to lose its session. Returns a claim still alive after that.
+   */
+  private async waitForTwinToGo(nodeId: string): Promise<Incarnation | undefined> {
+    const session = this.requireSession();
+    const deadlineMs = this.options.clock.nowMs() + this.options.spec.sessionTimeoutMs + expiryMarginMs;
+    for (;;) {
+      const claims = [...this.state.members, ...this.state.pending].filter((c) => c.info.id === nodeId);
+      const alive: Incarnation[] = [];
+      for (const claim of claims) if (await session.exists(this.z.memberPath(claim.inc), false)) alive.push(claim);
+      if (alive.length === 0 || this.options.clock.nowMs() >= deadlineMs) return alive[0];
+      await this.options.clock.sleep(twinPollMs);
+      await this.readToEnd();
+    }
+  }
+
+  private others(): Incarnation[] {
+    const selfInc = this.selfInc();
+    return [...this.state.members, ...this.state.pending].filter((o) => o.inc !== selfInc && !this.reportedDead.has(o.inc));
+  }
+
+  // ---- waiters and shutdown ----
+
+  private sendAndWait(operation: string, waiters: Map<number, Waiter>, makeEvent: (seq: number) => LogEvent): Promise<void> {
+    if (this.phase !== 'member') {
+      return Promise.reject(new SdError('INVALID_ARGUMENT', `${operation} needs a joined node (driver is ${this.phase})`));
+    }
+    const seq = this.nextSeq++;
+    const done = new Promise<void>((resolve, reject) => waiters.set(seq, { resolve, reject }));
+    try {
+      this.append(makeEvent(seq), {
+        resolve: () => undefined,
+        reject: (error) => {
+          waiters.get(seq)?.reject(error);
+          waiters.delete(seq);
+        },
+      });
+    } catch (error) {
+      waiters.delete(seq);
+      return Promise.reject(error);
+    }
+    return done;
+  }
+
+  private settleWaiter(waiters: Map<number, Waiter>, seq: number): void {
+    const waiter = waiters.get(seq);
+    if (waiter === undefined) return;
+    waiters.delete(seq);
+    waiter.resolve();
+  }
+
+  private settleJoin(verdict: JoinVerdict): void {
+    const settle = this.joinSettle;
+    this.joinSettle = undefined;
+    this.joinFail = undefined;
+    settle?.(verdict);
+  }
+
+  private shutdown(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.holding = false;
+    this.leaveTimer?.cancel();
+    const session = this.session;
+    this.session = undefined;
+    // Ending the session removes our ephemeral node at once: the others report us left.
+    void session?.close().catch(() => undefined);
+    const gone = new SdError('SHUTDOWN', 'the zookeeper cluster driver has stopped');
+    for (const waiters of [this.notifyWaiters, this.unblockWaiters, this.blockWaiters]) {
+      for (const waiter of waiters.values()) waiter.reject(gone);
+      waiters.clear();
+    }
+    for (const waiter of this.syncWaiters.splice(0)) waiter.reject(gone);
+    this.outbox.length = 0;
+    this.joinFail?.(gone);
+    this.joinSettle = undefined;
+    this.joinFail = undefined;
+    this.leaveSettle?.();
+    this.leaveSettle = undefined;
+  }
+
+  private isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  private requireSession(): ZkSession {
+    if (this.session === undefined) throw new SdError('SHUTDOWN', 'the zookeeper cluster driver has stopped');
+    return this.session;
+  }
+
+  private selfInc(): string {
+    return this.self?.inc ?? '';
+  }
+
+  private selfInfo(): NodeInfo {
+    assert.ok(this.self !== undefined);
+    return this.self.info;
+  }
+
+  private requireHandlers(): ClusterHandlers {
+    assert.ok(this.handlers !== undefined);
+    return this.handlers;
+  }
+}
