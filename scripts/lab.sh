@@ -35,9 +35,9 @@ say() { echo "lab: $*"; }
 
 addr_of() { echo "$NETNS_NET.$((NETNS_BASE + $1))"; }
 store_of() { echo "$root/node$1"; }
-# The cluster driver of every sheep. zookeeper:$(addr_of 1):$zk_port runs ZooKeeper on node1;
-# local:DIR works only because the hosts share this machine's files and pids.
-driver() { echo "local:$root/cluster"; }
+# The cluster driver of every sheep: ZooKeeper on node1 (local:$root/cluster would work too, only
+# because the hosts share this machine's files and pids).
+driver() { echo "zookeeper:$(addr_of 1):$zk_port"; }
 netns() { bash "$repo/scripts/netns-hosts.sh" "$@"; }
 dog() { node "$repo/bin/dog" "$@"; }
 
@@ -89,8 +89,10 @@ EOF
 # /sheep mounted while the lab is not running belongs to someone else, most likely `npm run cluster`.
 refuse_foreign_mount() {
   is_mounted || return 0
-  if dog node list -a 127.0.0.1 -p 7000 >/dev/null 2>&1; then
-    die "$mount_dir is mounted already by \`npm run cluster\` (its sheep answer on 127.0.0.1:7000): stop it with \`npm run cluster -- stop\`, then run \`npm run lab\` again"
+  # npm run cluster's first sheep (scripts/cluster.sh: SHEEP_BASE_PORT, 7000 by default).
+  local cluster_port=${SHEEP_BASE_PORT:-7000}
+  if dog node list -a 127.0.0.1 -p "$cluster_port" >/dev/null 2>&1; then
+    die "$mount_dir is mounted already by \`npm run cluster\` (its sheep answer on 127.0.0.1:$cluster_port): stop it with \`npm run cluster -- stop\`, then run \`npm run lab\` again"
   fi
   die "$mount_dir is mounted already (not by the lab): unmount it (fusermount -u $mount_dir), or give another LAB_MOUNT"
 }
@@ -99,7 +101,7 @@ provision() {
   local i=$1
   shift
   netns exec "$i" bash "$repo/scripts/provision-host.sh" --address "$(addr_of "$i")" --port "$port" \
-    --nbd "127.0.0.1:$nbd_port" --cluster "$(driver)" --store "$(store_of "$i")" --wait 120 "$@" |
+    --nbd "127.0.0.1:$nbd_port" --cluster "$(driver)" --key "$root/cluster.key" --store "$(store_of "$i")" --wait 120 "$@" |
     sed "s/^/node$i: /"
   return "${PIPESTATUS[0]}"
 }

@@ -9,6 +9,9 @@
 #   --cluster DRIVER      the sheep's -c: zookeeper:HOST:PORT[,HOST:PORT...] (or local:DIR on one machine)
 #   --zookeeper DIR       also run a ZooKeeper server here (scripts/zookeeper.sh, data in DIR) on
 #                         ADDR at the port of the first HOST:PORT of --cluster
+#   --key FILE            the cluster key every host's sheep holds (sheep -k): made, mode 0600, when
+#                         missing, from $SHEEPDOG_CLUSTER_KEY if set, else at random (a key does
+#                         not travel through ZooKeeper: every host needs the same file)
 #   --store DIR           the sheep's store (default /var/lib/sheepdog/store)
 #   --port PORT           the sheep's port (default 7000)
 #   --nbd [ADDR:]PORT     the sheep's NBD listener (default: the sheep's, on loopback)
@@ -21,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-address='' cluster='' zk_dir='' store=/var/lib/sheepdog/store port=7000 nbd=''
+address='' cluster='' zk_dir='' key_file='' store=/var/lib/sheepdog/store port=7000 nbd=''
 copies='' nodes=1 mount_dir='' install=1 wait_sec=300
 
 die() { echo "provision: error: $*" >&2; exit 1; }
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --address) address=${2:?}; shift 2 ;;
     --cluster) cluster=${2:?}; shift 2 ;;
     --zookeeper) zk_dir=${2:?}; shift 2 ;;
+    --key) key_file=${2:?}; shift 2 ;;
     --store) store=${2:?}; shift 2 ;;
     --port) port=${2:?}; shift 2 ;;
     --nbd) nbd=${2:?}; shift 2 ;;
@@ -40,7 +44,7 @@ while [ $# -gt 0 ]; do
     --mount) mount_dir=${2:?}; shift 2 ;;
     --no-install) install=0; shift ;;
     --wait) wait_sec=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -49,7 +53,10 @@ done
 [[ "$nodes" =~ ^[0-9]+$ ]] || die "invalid --nodes '$nodes'"
 [[ "$wait_sec" =~ ^[0-9]+$ ]] || die "invalid --wait '$wait_sec'"
 
-dog() { node "$repo/bin/dog" "$@" -a "$address" -p "$port"; }
+dog() {
+  if [ -n "$key_file" ] && [ -s "$key_file" ]; then set -- "$@" -k "$key_file"; fi
+  node "$repo/bin/dog" "$@" -a "$address" -p "$port"
+}
 
 # Polls a command every half second until it succeeds; dies naming `what` after --wait seconds.
 wait_for() {
@@ -124,11 +131,24 @@ zookeeper_answers() {
 
 sheep_answers() { dog node list >/dev/null 2>&1; }
 
+# One line of base64 of 32 bytes, readable by its owner only (docs/security.md).
+ensure_key() {
+  [ ! -s "$key_file" ] || return 0
+  mkdir -p "$(dirname "$key_file")"
+  (
+    umask 077
+    if [ -n "${SHEEPDOG_CLUSTER_KEY:-}" ]; then echo "$SHEEPDOG_CLUSTER_KEY"; else openssl rand -base64 32; fi >"$key_file.tmp"
+  )
+  mv "$key_file.tmp" "$key_file"
+  say "wrote the cluster key to $key_file"
+}
+
 start_sheep() {
   if sheep_answers; then say "sheep already answers on $address:$port"; return 0; fi
   if [[ "$cluster" == zookeeper:* ]]; then wait_for "no ZooKeeper of ${cluster#zookeeper:} answers" zookeeper_answers; fi
   mkdir -p "$store"
   local args=(-b "$address" -p "$port" -c "$cluster") out
+  if [ -n "$key_file" ]; then ensure_key; args+=(-k "$key_file"); fi
   [ -z "$nbd" ] || args+=(--nbd "$nbd")
   # The sheep daemonizes once it is up (pid file and log in the store).
   out=$(node "$repo/bin/sheep" "${args[@]}" "$store" 2>&1) || die "the sheep did not start: $(tail -n 1 <<<"$out") (log: $store/sheep.log)"
@@ -151,7 +171,9 @@ mount_sheepfs() {
   if mountpoint -q "$mount_dir" 2>/dev/null; then say "$mount_dir is mounted already"; return 0; fi
   mkdir -p "$mount_dir"
   local out
-  out=$(node "$repo/bin/sheepfs" -a "$address" -p "$port" "$mount_dir" 2>&1) || die "sheepfs did not mount at $mount_dir: $(tail -n 1 <<<"$out")"
+  local key=()
+  [ -z "$key_file" ] || key=(-k "$key_file")
+  out=$(node "$repo/bin/sheepfs" -a "$address" -p "$port" "${key[@]}" "$mount_dir" 2>&1) || die "sheepfs did not mount at $mount_dir: $(tail -n 1 <<<"$out")"
   say "mounted sheepfs at $mount_dir"
 }
 

@@ -1,42 +1,57 @@
-// A cluster of four hosts on one machine: each sheep runs in its own network namespace with its
-// own address (test/support/netns-hosts.ts), so sheep reach each other only over the bridge, as
-// hosts on a LAN do. dog runs from the machine (through the bridge) or on a host; NBD clients run
-// on a host against its loopback; sheepfs runs on a host and mounts on the machine. Needs root.
-// Sheep ports 8700-8703 and NBD 8710-8713 belong to this file; namespaces sdt-t1..4, bridge sdtbr0.
+// A cluster of four hosts on one machine over ZooKeeper: each sheep runs in its own network
+// namespace with its own address (test/support/netns-hosts.ts), so sheep reach each other and
+// ZooKeeper (on host 1) only over the bridge, as hosts on a LAN do. dog runs from the machine
+// (through the bridge) or on a host; NBD clients run on a host against its loopback; sheepfs runs
+// on a host and mounts on the machine. Needs root. Sheep ports 8700-8703, NBD 8710-8713 and
+// ZooKeeper 12201 belong to this file; namespaces sdt-t1..4, bridge sdtbr0.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, md5, parseEpochHistory, pattern, poll, repoRoot } from './support/cluster.js';
+import { Cluster, dogBin, md5, parseEpochHistory, pattern, poll, repoRoot } from './support/cluster.js';
 import { NetnsHosts } from './support/netns-hosts.js';
 import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
 
 const MiB = 1024 * 1024;
 const basePort = 8700;
 const nbdBasePort = 8710;
+const zookeeperPort = 12201;
+/** The ZooKeeper session timeout: a host cut off for longer is out of the cluster. */
+const sessionTimeoutSec = 3;
+/** The issue's bound: a lost host is removed within the session timeout + 2 s. */
+const removedWithinMs = sessionTimeoutSec * 1000 + 2000;
 const hostCount = 4;
 const all = [0, 1, 2, 3];
-/** Sheep i runs on host i + 1. */
+/** Sheep i runs on host i + 1; ZooKeeper on host 1. */
 const hostOf = (i: number) => i + 1;
 
 let hosts: NetnsHosts | undefined;
 let cluster: Cluster | undefined;
+let zookeeper: { address: string; stop(): Promise<void> } | undefined;
+const workDir = fs.mkdtempSync('/tmp/sheep-multi-host-');
 
-
-beforeAll(() => {
+beforeAll(async () => {
   hosts = NetnsHosts.create({ count: hostCount });
   const h = hosts;
+  zookeeper = await h.startZookeeper(1, zookeeperPort, path.join(workDir, 'zookeeper'));
+  // The key does not travel through ZooKeeper: every host holds the same file, as real hosts do.
+  const keyFile = path.join(workDir, 'cluster.key');
+  fs.writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   cluster = new Cluster({
     basePort,
     prefix: 'sheep-multi-host-',
     place: (i) => h.place(hostOf(i)),
-    sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`],
+    driver: `zookeeper:${zookeeper.address}/multi-host,timeout=${sessionTimeoutSec}`,
+    sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`, '-k', keyFile],
   });
-});
+}, 120_000);
 
 afterAll(async () => {
   await cluster?.destroy();
+  await zookeeper?.stop();
   hosts?.destroy();
+  fs.rmSync(workDir, { recursive: true, force: true });
 }, 60_000);
 
 /** Waits for every live node to have `expected.length` epochs, then checks the history (node ids per epoch). */
@@ -47,6 +62,14 @@ async function expectHistory(c: Cluster, expected: number[][]): Promise<void> {
   }, 30_000);
   const want = expected.map((nodes, k) => ({ epoch: k + 1, nodes: nodes.map((i) => c.nodeId(i)) }));
   for (const i of c.live()) expect(parseEpochHistory((await c.dogOk(['cluster', 'info'], { port: c.port(i) })).out)).toEqual(want);
+}
+
+/** Waits until `nodes` all have `count` epochs. */
+async function expectEpochs(c: Cluster, nodes: number[], count: number): Promise<void> {
+  await poll(`epoch ${count} on nodes ${nodes.join(',')}`, async () => {
+    const infos = await Promise.all(nodes.map((i) => c.ask(i, (client) => client.clusterInfo())));
+    return infos.every((info) => info?.epochs.length === count);
+  }, 30_000);
 }
 
 async function md5ThroughEveryHost(c: Cluster, name: string): Promise<string[]> {
@@ -103,6 +126,58 @@ describe('four hosts in network namespaces', () => {
     await c.start(0);
     await c.waitForMembers();
     await c.waitForFullCopies(all, 3, 60_000, 6);
+  });
+});
+
+/** Waits until nodes `members` list exactly themselves (asked in parallel). */
+async function waitForMembersOf(c: Cluster, members: number[], everyMs = 200): Promise<void> {
+  const want = members.map((i) => c.nodeId(i)).sort().join(',');
+  await poll(`members ${members.join(',')}`, async () => {
+    const lists = await Promise.all(members.map((i) => c.ask(i, (client) => client.nodeList())));
+    return lists.every((list) => list?.map((node) => node.id).sort().join(',') === want);
+  }, 30_000, everyMs);
+}
+
+describe('a host cut off from the others (link down)', () => {
+  // What 'v' holds after the scenarios above, and what is written while host 4 is away.
+  const before = Buffer.concat([pattern(8 * MiB, 32), pattern(24 * MiB, 31).subarray(8 * MiB), Buffer.alloc(40 * MiB)]);
+  const third = pattern(4 * MiB, 34);
+  const expected = Buffer.concat([third, before.subarray(third.length)]);
+
+  it('longer than the session timeout: it leaves, its data is recovered elsewhere, it refuses writes', async () => {
+    const c = cluster!;
+    expect(await md5ThroughEveryHost(c, 'v')).toEqual(all.map(() => md5(before)));
+    const cutAtMs = Date.now();
+    hosts!.cut(hostOf(3));
+    await waitForMembersOf(c, [0, 1, 2], 50);
+    const removedMs = Date.now() - cutAtMs;
+    console.log(`netns: a host cut off was removed after ${removedMs} ms (session timeout ${sessionTimeoutSec} s)`);
+    expect(removedMs).toBeLessThan(removedWithinMs);
+    await expectEpochs(c, [0, 1, 2], 6);
+    await c.waitForFullCopies([0, 1, 2], 3, 60_000, 6);
+    await c.dogOk(['vdi', 'write', 'v', '0'], { port: c.port(0), input: third });
+    expect(await Promise.all([0, 1, 2].map((i) => c.readMd5(i, 'v')))).toEqual([0, 1, 2].map(() => md5(expected)));
+
+    // On the cut-off side, a write through its own sheep is held, then refused: never applied.
+    const refused = await hosts!.run(hostOf(3), process.execPath, [
+      dogBin, 'vdi', 'write', 'v', String(32 * MiB), '4096', '-a', c.address(3), '-p', String(c.port(3)),
+    ], { input: Buffer.alloc(4096, 0xff), timeoutMs: 60_000 });
+    expect({ code: refused.code, stderr: refused.stderr }).toEqual({
+      code: 1,
+      stderr: 'This node is cut off from the cluster coordinator (no answer for 10 s)\n',
+    });
+  });
+
+  it('reconnected, it rejoins as a returning node and the md5 read through every host is identical', async () => {
+    const c = cluster!;
+    hosts!.restore(hostOf(3));
+    await poll('host 4 to rejoin', () => c.log(3).includes('"msg":"rejoined the cluster"'), 30_000);
+    await c.waitForMembers();
+    await expectEpochs(c, all, 7);
+    const history = parseEpochHistory((await c.dogOk(['cluster', 'info'], { port: c.port(3) })).out);
+    expect(history.slice(-2).map((record) => record.nodes)).toEqual([[0, 1, 2].map((i) => c.nodeId(i)), all.map((i) => c.nodeId(i))]);
+    await c.waitForFullCopies(all, 3, 60_000, 6);
+    expect(await md5ThroughEveryHost(c, 'v')).toEqual(all.map(() => md5(expected)));
   });
 });
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { repoRoot, run, type NodePlace, type ProcessResult } from './cluster.js';
 
 const script = path.join(repoRoot, 'scripts', 'netns-hosts.sh');
+const zookeeperScript = path.join(repoRoot, 'scripts', 'zookeeper.sh');
 const scriptTimeoutMs = 30_000;
 const runTimeoutMs = 120_000;
 
@@ -83,6 +84,21 @@ export class NetnsHosts {
   ): Promise<ProcessResult> {
     const [program, ...rest] = [...this.wrap(host), command, ...args];
     return run(program!, rest, { timeoutMs: options.timeoutMs ?? runTimeoutMs, ...options });
+  }
+
+  /**
+   * Starts a private ZooKeeper server on host n (scripts/zookeeper.sh, data in `dir`) listening on
+   * the host's address; `destroy` kills it with the host, `stop` stops it before.
+   */
+  async startZookeeper(host: number, port: number, dir: string): Promise<{ address: string; stop(): Promise<void> }> {
+    const started = await this.run(host, 'bash', [zookeeperScript, 'start', dir, String(port), this.address(host)]);
+    if (started.code !== 0) throw new Error(`ZooKeeper on host ${host} did not start: ${started.stderr}`);
+    return {
+      address: `${this.address(host)}:${port}`,
+      stop: async () => {
+        await run('bash', [zookeeperScript, 'stop', dir], { timeoutMs: 30_000 });
+      },
+    };
   }
 
   /** Pulls host n's cable: its bridge-side link goes down; the host keeps its own address. */
