@@ -5,7 +5,12 @@
 // is one line and a non-zero exit; a sheep of another cluster is refused; a three-server ensemble
 // loses a server and the sheep see nothing. Sheep ports 8300-8399, ZooKeeper 12182 (standalone)
 // and 12185-12187 (ensemble, peers 12285.., elections 12385..).
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseZkSpec } from '../src/cluster/zk-layout.js';
+import { connectZk } from '../src/io/zk-client.js';
 import { Cluster, md5, parseEpochHistory, pattern, poll, runSheep, makeTempDir } from './support/cluster.js';
 import { startEnsemble, startZookeeper, stopAllZookeepers, type PrivateZookeeper } from './support/zookeeper.js';
 
@@ -32,11 +37,34 @@ afterEach(async () => {
   await Promise.all(done.map((c) => c.destroy()));
 });
 
-/** A cluster on its own root znode of the file's ZooKeeper (or of `servers`). */
+/** A cluster key file, as `openssl rand -base64 32 > FILE; chmod 600 FILE` makes one. */
+function newKeyFile(): string {
+  const file = path.join(makeTempDir('sheep-zk-key-'), 'cluster.key');
+  fs.writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+  return file;
+}
+
+/**
+ * A cluster on its own root znode of the file's ZooKeeper (or of `servers`); every sheep is given
+ * the cluster key (-k): the zookeeper driver does not carry it.
+ */
 function zkCluster(basePort: number, root: string, servers = zk.address): Cluster {
-  const c = new Cluster({ basePort, prefix: 'sheep-zk-', driver: `zookeeper:${servers}/${root},timeout=${timeoutSec}` });
+  const keyFile = newKeyFile();
+  const c = new Cluster({ basePort, prefix: 'sheep-zk-', driver: `zookeeper:${servers}/${root},timeout=${timeoutSec}`, sheepArgs: () => ['-k', keyFile] });
   clusters.push(c);
   return c;
+}
+
+/** Every queue entry of a cluster's root, as text. */
+async function queueEntries(driver: string): Promise<string[]> {
+  const spec = parseZkSpec(driver.slice('zookeeper:'.length));
+  const session = await connectZk({ servers: spec.servers, sessionTimeoutMs: 3000, connectTimeoutMs: 5000, onState() {}, onWatch() {} });
+  try {
+    const names = (await session.getChildren(`${spec.root}/queue`, false)) ?? [];
+    return Promise.all(names.sort().map(async (name) => String(await session.getData(`${spec.root}/queue/${name}`, false))));
+  } finally {
+    await session.close();
+  }
 }
 
 async function formatAndWrite(c: Cluster, data: Buffer, copies = 3): Promise<void> {
@@ -90,6 +118,12 @@ describe('sheep over ZooKeeper', () => {
     await expectMd5Everywhere(c, [0, 1, 2, 3], second);
     const history = parseEpochHistory((await c.dogOk(['cluster', 'info'])).out);
     expect(history.map((record) => record.nodes.length)).toEqual([4, 3, 4]);
+
+    // The events are in ZooKeeper, readable by whoever reaches it: the key is not among them.
+    const key = fs.readFileSync(path.join(c.storeDir(0), 'cluster.key'), 'utf8').trim();
+    const entries = await queueEntries(c.options.driver!);
+    expect(entries.some((entry) => entry.includes('"t":"join_request"'))).toBe(true);
+    expect(entries.filter((entry) => entry.includes(key))).toEqual([]);
   });
 
   it('a sheep stopped past the session timeout is removed; woken, it refuses client I/O until it has rejoined', async () => {
@@ -150,10 +184,19 @@ describe('sheep over ZooKeeper', () => {
 
   it('a sheep that cannot reach ZooKeeper at start says so in one line and exits non-zero', async () => {
     const store = makeTempDir('sheep-zk-unreachable-');
-    const result = await runSheep(['-f', '-b', '127.0.0.1', '-p', '8330', '--nbd', 'off', '-c', 'zookeeper:127.0.0.1:12199,timeout=3', store], 30_000);
+    const result = await runSheep(['-f', '-b', '127.0.0.1', '-p', '8330', '--nbd', 'off', '-k', newKeyFile(), '-c', 'zookeeper:127.0.0.1:12199,timeout=3', store], 30_000);
     expect({ code: result.code, stderr: result.stderr }).toEqual({
       code: 1,
       stderr: 'sheep: cannot reach ZooKeeper at 127.0.0.1:12199: connection refused\n',
+    });
+  });
+
+  it('refuses to start a sheep without the cluster key, which ZooKeeper must not carry', async () => {
+    const store = makeTempDir('sheep-zk-keyless-');
+    const result = await runSheep(['-f', '-b', '127.0.0.1', '-p', '8331', '--nbd', 'off', '-c', `zookeeper:${zk.address}/keyless`, store], 30_000);
+    expect({ code: result.code, stderr: result.stderr }).toEqual({
+      code: 1,
+      stderr: 'sheep: this cluster driver does not carry the cluster key between hosts: start the sheep with -k FILE (docs/zookeeper-driver.md)\n',
     });
   });
 
@@ -167,6 +210,7 @@ describe('sheep over ZooKeeper', () => {
     expect((await c.dogOk(['cluster', 'format', '-c', '2'])).out).toBe('using backend plain store\n');
     // The other cluster's store, started against this cluster's ZooKeeper root.
     const foreign = new Cluster({ basePort: 8343, prefix: 'sheep-zk-', driver: c.options.driver!, storeDir: () => other.storeDir(0) });
+    clusters.push(foreign);
     const refused = await foreign.startExpectExit(0);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^sheep: the cluster refused this node: .+\n$/);

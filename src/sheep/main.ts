@@ -90,7 +90,7 @@ async function run(options: SheepOptions): Promise<void> {
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}) }, exit);
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
   try {
     await sheep.start();
   } catch (error) {
