@@ -272,7 +272,12 @@ export class Group implements ClusterHandlers {
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
     this.members = [...members];
-    if (joiner.id === this.self.id) this.out = false;
+    if (joiner.id === this.self.id) {
+      this.out = false;
+      // Joined through the driver, after an expiry through a new session: its coordinator answers.
+      // The old session's "cut off" must not outlive it (it has no "reachable again" to come).
+      this.coordinator.set(true);
+    }
     this.adopt(state);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
