@@ -52,6 +52,11 @@ export class NetnsHosts {
     return hosts;
   }
 
+  /** Removes every host of `options.prefix` and the bridge, whoever made them (after a crash). */
+  static sweep(options: Omit<NetnsHostsOptions, 'count'>): void {
+    new NetnsHosts({ ...options, count: 0 }).destroy();
+  }
+
   /** The machine's own address on the bridge: what the hosts see the test process as. */
   get machineAddress(): string {
     return `${this.net}.${this.base}`;
