@@ -7,11 +7,11 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, dog, md5, pattern, repoRoot, run } from './support/cluster.js';
 import { NetnsHosts } from './support/netns-hosts.js';
 import { forceUnmount, isMounted } from './support/sheepfs-helpers.js';
-import { vagrantPlan } from './support/vagrant-plan.js';
+import { ensureVagrant, vagrantPlan, type VagrantMachine } from './support/vagrant-plan.js';
 
 const MiB = 1024 * 1024;
 const workDir = fs.mkdtempSync('/tmp/sheep-lab-test-');
@@ -155,10 +155,15 @@ describe('npm run lab', () => {
 });
 
 describe("the Vagrantfile's provisioning, run inside three namespace hosts", () => {
-  const plan = vagrantPlan();
+  let plan: VagrantMachine[] = [];
   const vmDir = path.join(workDir, 'vms');
   const mountOf = (n: number) => path.join(vmDir, `sheep${n}`);
   let hosts: NetnsHosts | undefined;
+
+  beforeAll(() => {
+    ensureVagrant(); // the plan is read with ruby, which comes with it
+    plan = vagrantPlan();
+  }, 660_000);
 
   afterAll(() => {
     for (const n of [1, 2, 3]) forceUnmount(mountOf(n));

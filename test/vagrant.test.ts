@@ -7,15 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from './support/cluster.js';
-import { vagrantPlan, withVagrantfileCopy } from './support/vagrant-plan.js';
+import { ensureVagrant, vagrantPlan, withVagrantfileCopy } from './support/vagrant-plan.js';
 
 beforeAll(() => {
   // Installed by the project's own script when missing, like every other test dependency.
-  const installed = spawnSync('bash', [path.join(repoRoot, 'scripts', 'ensure-deps.sh'), '--no-build', 'vagrant', 'vagrant-libvirt'], {
-    encoding: 'utf8',
-    timeout: 600_000,
-  });
-  if (installed.status !== 0) throw new Error(`ensure-deps.sh vagrant vagrant-libvirt failed: ${installed.stderr}`);
+  ensureVagrant();
 }, 660_000);
 
 describe('Vagrantfile', () => {

@@ -48,7 +48,13 @@ export class NetnsHosts {
   /** Sweeps leftovers of an earlier run, then makes hosts 1..count. */
   static create(options: NetnsHostsOptions): NetnsHosts {
     const hosts = new NetnsHosts(options);
-    hosts.script(['up', String(options.count)]);
+    try {
+      hosts.script(['up', String(options.count)]);
+    } catch (error) {
+      // Half-made hosts go at once. (No exit hook: the next test file may use the same names.)
+      hosts.destroyQuietly();
+      throw error;
+    }
     return hosts;
   }
 
@@ -118,6 +124,10 @@ export class NetnsHosts {
   /** Kills everything running in the hosts and removes them and the bridge. */
   destroy(): void {
     this.script(['down']);
+  }
+
+  private destroyQuietly(): void {
+    spawnSync('bash', [script, 'down'], { env: this.env, timeout: scriptTimeoutMs });
   }
 
   private checked(host: number): number {

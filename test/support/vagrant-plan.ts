@@ -2,7 +2,7 @@
 // address and its shell provisioners (test/support/vagrant-plan.rb loads the file with a stand-in
 // for Vagrant). The Vagrantfile is loaded from a copy in a temp dir, so the cluster key it makes
 // beside Vagrant's state lands there, not in the checkout.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,15 @@ export function withVagrantfileCopy<T>(fn: (dir: string) => T): T {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Debian's vagrant and vagrant-libvirt (and with them ruby), through the project's own script. */
+export function ensureVagrant(): void {
+  const installed = spawnSync('bash', [path.join(repoRoot, 'scripts', 'ensure-deps.sh'), '--no-build', 'vagrant', 'vagrant-libvirt'], {
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  if (installed.status !== 0) throw new Error(`ensure-deps.sh vagrant vagrant-libvirt failed: ${installed.stderr}`);
 }
 
 export function vagrantPlan(): VagrantMachine[] {
