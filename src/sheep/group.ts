@@ -272,7 +272,11 @@ export class Group implements ClusterHandlers {
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
     this.members = [...members];
-    if (joiner.id === this.self.id) this.out = false;
+    if (joiner.id === this.self.id) {
+      this.out = false;
+      // A join went through the coordinator: a fence left by an earlier incarnation is lifted.
+      this.coordinator.set(true);
+    }
     this.adopt(state);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
