@@ -123,7 +123,7 @@ class ZkDriver implements ZkClusterDriver {
     }
     for (const dir of [...zkAncestry(this.z.root), this.z.queueDir, this.z.membersDir]) await this.ensureNode(dir);
     // Learn the membership from the whole queue, and which incarnations still hold a session.
-    await this.readToEnd();
+    await this.drain();
     await this.listMembers();
     const twin = await this.waitForTwinToGo(self.info.id);
     if (twin !== undefined) {
@@ -169,7 +169,15 @@ class ZkDriver implements ZkClusterDriver {
     if (session === undefined || this.isClosed()) return;
     // The server we talk to may lag the leader: catch it up, then read to the end once more.
     await session.sync(this.z.queueDir);
-    await new Promise<void>((resolve, reject) => {
+    await this.drain();
+  }
+
+  /**
+   * Resolves once a read of the queue that started after the call has reached its end. Every read
+   * goes through the one pump: two readers at once would apply an entry twice and skip the next.
+   */
+  private drain(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       this.syncWaiters.push({ after: this.passesStarted, resolve, reject });
       this.requestPump();
     });
@@ -227,7 +235,7 @@ class ZkDriver implements ZkClusterDriver {
       while (this.pumpWanted && !this.isClosed()) {
         this.pumpWanted = false;
         const pass = ++this.passesStarted;
-        await this.readToEnd();
+        await this.readQueue();
         const ready = this.syncWaiters.filter((w) => w.after < pass);
         this.syncWaiters = this.syncWaiters.filter((w) => w.after >= pass);
         for (const waiter of ready) waiter.resolve();
@@ -235,14 +243,17 @@ class ZkDriver implements ZkClusterDriver {
       }
     } catch (error) {
       // Read again when the session is back (onSessionState), or never once it is gone.
-      if (!isLost(error)) this.logger.error({ err: String(error) }, 'zookeeper driver: reading the queue failed');
+      if (!isLost(error)) {
+        this.logger.error({ err: String(error) }, 'zookeeper driver: reading the queue failed');
+        for (const waiter of this.syncWaiters.splice(0)) waiter.reject(error as Error);
+      }
     } finally {
       this.pumping = false;
     }
   }
 
   /** Applies every queue entry from `nextIndex` on; leaves a watch on the first missing one. */
-  private async readToEnd(): Promise<void> {
+  private async readQueue(): Promise<void> {
     const session = this.requireSession();
     while (!this.isClosed()) {
       const path = this.z.queueEntryPath(this.nextIndex);
@@ -377,7 +388,7 @@ class ZkDriver implements ZkClusterDriver {
       for (const claim of claims) if (await session.exists(this.z.memberPath(claim.inc), false)) alive.push(claim);
       if (alive.length === 0 || this.options.clock.nowMs() >= deadlineMs) return alive[0];
       await this.options.clock.sleep(twinPollMs);
-      await this.readToEnd();
+      await this.drain();
     }
   }
 
