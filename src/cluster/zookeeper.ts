@@ -6,24 +6,13 @@
 // ephemeral znode under /sheepdog/members, gone when its session ends or expires, and every member
 // that sees one go appends its leave. The ZooKeeper client comes in through `connect` (the seam),
 // so this file does no I/O of its own. See docs/zookeeper-driver.md.
-import assert from 'node:assert/strict';
 import { SdError } from '../engine/errors.js';
 import type { Clock, Timer } from '../io/clock.js';
 import type { Random } from '../io/random.js';
 import type { ZkConnect, ZkSession, ZkState, ZkWatchEvent } from '../io/zk-client.js';
 import type { ClusterDriver, ClusterHandlers, JoinVerdict, Json, NodeInfo } from './driver.js';
-import type { LocalLogger } from './local.js';
-import {
-  applyEvent,
-  formatEventLine,
-  initialState,
-  isJoinVerdict,
-  parseEventLine,
-  type Incarnation,
-  type LocalState,
-  type LogEvent,
-  type Output,
-} from './local-state.js';
+import { applyEvent, formatEventLine, initialState, parseEventLine, type Incarnation, type LocalState, type LogEvent } from './local-state.js';
+import { MemberCore, type DriverLogger, type Waiter } from './member-core.js';
 import { RepeatFilter, zkAncestry, zkLayout, type ZkLayout, type ZkSpec } from './zk-layout.js';
 
 /** One event; ZooKeeper refuses packets over 1 MiB (jute.maxbuffer), path and header included. */
@@ -39,7 +28,7 @@ export interface ZkDriverOptions {
   connect: ZkConnect;
   clock: Clock;
   random: Random;
-  logger?: LocalLogger;
+  logger?: DriverLogger;
   connectTimeoutMs?: number;
 }
 
@@ -52,27 +41,18 @@ export function createZkDriver(options: ZkDriverOptions): ZkClusterDriver {
   return new ZkDriver(options);
 }
 
-type Phase = 'idle' | 'joining' | 'member' | 'leaving' | 'closed';
-
-interface Waiter {
-  resolve(): void;
-  reject(error: Error): void;
-}
-
-const silentLogger: LocalLogger = { debug() {}, info() {}, warn() {}, error() {} };
+const silentLogger: DriverLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 function isLost(error: unknown): boolean {
   return error instanceof SdError && error.code === 'NETWORK';
 }
 
 class ZkDriver implements ZkClusterDriver {
-  private readonly logger: LocalLogger;
+  private readonly logger: DriverLogger;
   private readonly z: ZkLayout;
-  private phase: Phase = 'idle';
+  private readonly core: MemberCore;
   private session: ZkSession | undefined;
   private reachable = true;
-  private self: Incarnation | undefined;
-  private handlers: ClusterHandlers | undefined;
   private state: LocalState = initialState();
   private readonly repeats = new RepeatFilter();
 
@@ -84,7 +64,7 @@ class ZkDriver implements ZkClusterDriver {
   private syncWaiters: Array<Waiter & { after: number }> = [];
 
   /** Events not yet known to be in the queue, in order: re-sent after a lost connection. */
-  private readonly outbox: Array<{ data: Buffer; done: Waiter | undefined }> = [];
+  private readonly outbox: Array<{ data: Buffer; onFailed: ((error: Error) => void) | undefined }> = [];
   private flushing = false;
 
   /** The last listing of /sheepdog/members, and incarnations checked alive since. */
@@ -96,38 +76,37 @@ class ZkDriver implements ZkClusterDriver {
   private checkWanted = false;
   private readonly reportedDead = new Set<string>();
 
-  private nextSeq = 0;
-  private holding = false;
-  private readonly notifyWaiters = new Map<number, Waiter>();
-  private readonly unblockWaiters = new Map<number, Waiter>();
-  private readonly blockWaiters = new Map<number, Waiter>();
-  private joinSettle: ((verdict: JoinVerdict) => void) | undefined;
-  private joinFail: ((error: Error) => void) | undefined;
-  private leavePromise: Promise<void> | undefined;
-  private leaveSettle: (() => void) | undefined;
   private leaveTimer: Timer | undefined;
 
   constructor(private readonly options: ZkDriverOptions) {
     this.logger = options.logger ?? silentLogger;
     this.z = zkLayout(options.spec.root);
+    this.core = new MemberCore('zookeeper driver', this.logger, {
+      append: (event, onFailed) => this.append(event, onFailed),
+      release: () => this.release(),
+    });
+  }
+
+  private get phase(): MemberCore['phase'] {
+    return this.core.phase;
   }
 
   // ---- the ClusterDriver contract ----
 
   async join(self: NodeInfo, request: Json, handlers: ClusterHandlers): Promise<JoinVerdict> {
-    if (this.phase !== 'idle') throw new SdError('INVALID_ARGUMENT', 'join called twice on one driver');
-    this.phase = 'joining';
-    this.handlers = handlers;
-    this.self = { inc: this.options.random.bytes(16).toString('hex'), info: self, pid: 0, start: null };
+    const incarnation: Incarnation = { inc: this.options.random.bytes(16).toString('hex'), info: self, pid: 0, start: null };
+    const verdict = this.core.begin(incarnation, handlers);
     try {
-      return await this.startJoining(this.self, request);
+      return await this.startJoining(incarnation, request, verdict);
     } catch (error) {
+      // The verdict is abandoned: the error below is the answer.
+      verdict.catch(() => undefined);
       this.shutdown();
       throw error;
     }
   }
 
-  private async startJoining(self: Incarnation, request: Json): Promise<JoinVerdict> {
+  private async startJoining(self: Incarnation, request: Json, verdict: Promise<JoinVerdict>): Promise<JoinVerdict> {
     const { spec, clock } = this.options;
     this.session = await this.options.connect({
       servers: spec.servers,
@@ -144,17 +123,14 @@ class ZkDriver implements ZkClusterDriver {
     }
     for (const dir of [...zkAncestry(this.z.root), this.z.queueDir, this.z.membersDir]) await this.ensureNode(dir);
     // Learn the membership from the whole queue, and which incarnations still hold a session.
-    await this.readToEnd();
+    await this.drain();
     await this.listMembers();
     const twin = await this.waitForTwinToGo(self.info.id);
     if (twin !== undefined) {
+      this.core.settleJoin({ accept: false, reason: `node ${self.info.id} is already in the cluster (its ZooKeeper session is alive)` });
       this.shutdown();
-      return { accept: false, reason: `node ${self.info.id} is already in the cluster (its ZooKeeper session is alive)` };
+      return verdict;
     }
-    const verdict = new Promise<JoinVerdict>((resolve, reject) => {
-      this.joinSettle = resolve;
-      this.joinFail = reject;
-    });
     // The ephemeral node first: no process ever reads this join without a session to watch.
     await this.requireSession().create(this.z.memberPath(self.inc), Buffer.from(JSON.stringify(self.info)), 'ephemeral');
     this.liveIncs.add(self.inc);
@@ -165,20 +141,11 @@ class ZkDriver implements ZkClusterDriver {
   }
 
   leave(): Promise<void> {
-    if (this.leavePromise !== undefined) return this.leavePromise;
-    if (this.phase !== 'joining' && this.phase !== 'member') {
-      this.leavePromise = Promise.resolve();
-      this.shutdown();
-      return this.leavePromise;
-    }
-    this.phase = 'leaving';
-    this.leavePromise = new Promise<void>((resolve) => {
-      this.leaveSettle = resolve;
+    return this.core.leave(() => {
+      this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+      // Unreachable ZooKeeper: ending the session is a leave too, seen once the ensemble expires it.
+      this.leaveTimer = this.options.clock.after(this.options.spec.sessionTimeoutMs, () => this.shutdown());
     });
-    this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
-    // Unreachable ZooKeeper: ending the session is a leave too, seen once the ensemble expires it.
-    this.leaveTimer = this.options.clock.after(this.options.spec.sessionTimeoutMs, () => this.shutdown());
-    return this.leavePromise;
   }
 
   close(): void {
@@ -186,20 +153,15 @@ class ZkDriver implements ZkClusterDriver {
   }
 
   notify(message: Json): Promise<void> {
-    return this.sendAndWait('notify', this.notifyWaiters, (seq) => ({ t: 'notify', inc: this.selfInc(), seq, message }));
+    return this.core.notify(message);
   }
 
   block(): Promise<void> {
-    return this.sendAndWait('block', this.blockWaiters, (seq) => ({ t: 'block', inc: this.selfInc(), seq }));
+    return this.core.block();
   }
 
   unblock(message: Json): Promise<void> {
-    if (this.phase === 'member' && !this.holding) {
-      return Promise.reject(new SdError('INVALID_ARGUMENT', 'unblock without holding the lock'));
-    }
-    const done = this.sendAndWait('unblock', this.unblockWaiters, (seq) => ({ t: 'unblock', inc: this.selfInc(), seq, message }));
-    this.holding = false;
-    return done;
+    return this.core.unblock(message);
   }
 
   async sync(): Promise<void> {
@@ -207,7 +169,15 @@ class ZkDriver implements ZkClusterDriver {
     if (session === undefined || this.isClosed()) return;
     // The server we talk to may lag the leader: catch it up, then read to the end once more.
     await session.sync(this.z.queueDir);
-    await new Promise<void>((resolve, reject) => {
+    await this.drain();
+  }
+
+  /**
+   * Resolves once a read of the queue that started after the call has reached its end. Every read
+   * goes through the one pump: two readers at once would apply an entry twice and skip the next.
+   */
+  private drain(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       this.syncWaiters.push({ after: this.passesStarted, resolve, reject });
       this.requestPump();
     });
@@ -223,10 +193,10 @@ class ZkDriver implements ZkClusterDriver {
     }
   }
 
-  private append(event: LogEvent, done?: Waiter): void {
+  private append(event: LogEvent, onFailed?: (error: Error) => void): void {
     const data = Buffer.from(formatEventLine(event), 'utf8');
     if (data.length > zkEventBytesMax) throw new SdError('TOO_LARGE', `cluster event of ${data.length} bytes exceeds ${zkEventBytesMax}`);
-    this.outbox.push({ data, done });
+    this.outbox.push({ data, onFailed });
     void this.flush();
   }
 
@@ -244,7 +214,7 @@ class ZkDriver implements ZkClusterDriver {
           if (isLost(error)) return;
           this.logger.error({ err: String(error) }, 'zookeeper driver: could not append to the queue');
           this.outbox.shift();
-          entry.done?.reject(error as Error);
+          entry.onFailed?.(error as Error);
           continue;
         }
         this.outbox.shift();
@@ -265,7 +235,7 @@ class ZkDriver implements ZkClusterDriver {
       while (this.pumpWanted && !this.isClosed()) {
         this.pumpWanted = false;
         const pass = ++this.passesStarted;
-        await this.readToEnd();
+        await this.readQueue();
         const ready = this.syncWaiters.filter((w) => w.after < pass);
         this.syncWaiters = this.syncWaiters.filter((w) => w.after >= pass);
         for (const waiter of ready) waiter.resolve();
@@ -273,14 +243,17 @@ class ZkDriver implements ZkClusterDriver {
       }
     } catch (error) {
       // Read again when the session is back (onSessionState), or never once it is gone.
-      if (!isLost(error)) this.logger.error({ err: String(error) }, 'zookeeper driver: reading the queue failed');
+      if (!isLost(error)) {
+        this.logger.error({ err: String(error) }, 'zookeeper driver: reading the queue failed');
+        for (const waiter of this.syncWaiters.splice(0)) waiter.reject(error as Error);
+      }
     } finally {
       this.pumping = false;
     }
   }
 
   /** Applies every queue entry from `nextIndex` on; leaves a watch on the first missing one. */
-  private async readToEnd(): Promise<void> {
+  private async readQueue(): Promise<void> {
     const session = this.requireSession();
     while (!this.isClosed()) {
       const path = this.z.queueEntryPath(this.nextIndex);
@@ -304,109 +277,9 @@ class ZkDriver implements ZkClusterDriver {
     const applied = applyEvent(this.state, event);
     this.state = applied.state;
     for (const output of applied.outputs) {
-      this.act(output);
+      this.core.act(output);
       if (this.isClosed()) return;
     }
-  }
-
-  // ---- acting on the state machine's outputs (as the local driver does) ----
-
-  private act(output: Output): void {
-    const selfInc = this.selfInc();
-    switch (output.kind) {
-      case 'check_join':
-        if (output.responder === selfInc && (this.phase === 'joining' || this.phase === 'member')) this.answerJoin(output.joiner, output.request);
-        return;
-      case 'join':
-        if (output.joiner.inc === selfInc) {
-          this.phase = this.phase === 'leaving' ? 'leaving' : 'member';
-          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
-          this.settleJoin({ accept: true, payload: output.payload });
-        } else if (this.delivering()) {
-          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
-        }
-        return;
-      case 'refused':
-        if (output.joiner.inc === selfInc) {
-          this.settleJoin({ accept: false, reason: output.reason });
-          this.shutdown();
-        }
-        return;
-      case 'dropped':
-        if (output.joiner.inc === selfInc) {
-          this.settleJoin({ accept: false, reason: 'left before the join was decided' });
-          this.shutdown();
-        }
-        return;
-      case 'leave':
-        this.actOnLeave(output);
-        return;
-      case 'notify':
-        if (this.delivering()) this.deliver(() => this.requireHandlers().onNotify(output.from.info, output.message));
-        if (output.ack.inc === selfInc) this.settleWaiter(output.ack.unblock ? this.unblockWaiters : this.notifyWaiters, output.ack.seq);
-        return;
-      case 'granted':
-        if (output.inc === selfInc) {
-          this.holding = true;
-          this.settleWaiter(this.blockWaiters, output.seq);
-        }
-        return;
-      case 'ignored':
-        this.logger.debug({ why: output.why }, 'zookeeper driver: queue entry changed nothing');
-        return;
-    }
-  }
-
-  private actOnLeave(output: Extract<Output, { kind: 'leave' }>): void {
-    if (output.node.inc !== this.selfInc()) {
-      if (this.delivering()) this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
-      return;
-    }
-    if (this.phase === 'leaving') {
-      this.shutdown();
-      return;
-    }
-    // Reported left while alive: our session was seen gone. Out until a new incarnation rejoins.
-    this.expel('this node was reported left');
-  }
-
-  private expel(why: string): void {
-    if (this.isClosed()) return;
-    const wasMember = this.phase === 'member';
-    this.logger.error({ node: this.self?.info.id }, `zookeeper driver: ${why}`);
-    if (wasMember && this.self !== undefined) {
-      const members = this.state.members.filter((m) => m.inc !== this.selfInc()).map((m) => m.info);
-      this.deliver(() => this.requireHandlers().onLeave(this.selfInfo(), members));
-    }
-    this.joinFail?.(new SdError('NETWORK', `${why} before the join was decided`));
-    this.shutdown();
-  }
-
-  private answerJoin(joiner: Incarnation, request: Json): void {
-    let verdict: JoinVerdict | undefined;
-    this.deliver(() => {
-      verdict = this.requireHandlers().checkJoin(joiner.info, request);
-    });
-    if (verdict === undefined) return;
-    assert.ok(isJoinVerdict(verdict), 'checkJoin returned a malformed verdict');
-    this.append({ t: 'join_response', inc: joiner.inc, by: this.selfInc(), verdict });
-  }
-
-  /** A throwing handler is a bug above us: crash loudly rather than fall silently behind. */
-  private deliver(call: () => void): void {
-    try {
-      call();
-    } catch (error) {
-      this.logger.error({ err: error }, 'zookeeper driver: cluster handler threw; crashing');
-      this.shutdown();
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
-  }
-
-  private delivering(): boolean {
-    return this.phase === 'member' || this.phase === 'leaving';
   }
 
   // ---- the session and liveness ----
@@ -414,14 +287,15 @@ class ZkDriver implements ZkClusterDriver {
   private onSessionState(state: ZkState): void {
     if (this.isClosed()) return;
     if (state === 'expired') {
-      this.expel('the ZooKeeper session expired');
+      const others = this.state.members.filter((m) => m.inc !== this.selfInc()).map((m) => m.info);
+      this.core.expel('the ZooKeeper session expired', others);
       return;
     }
     if (state === 'closed') return;
     const reachable = state === 'connected';
     if (reachable === this.reachable) return;
     this.reachable = reachable;
-    if (this.delivering()) this.deliver(() => this.requireHandlers().onCoordinator?.(reachable));
+    if (this.core.delivering()) this.core.deliver(() => this.core.requireHandlers().onCoordinator?.(reachable));
     if (!reachable) return;
     // Watches of the lost connection are gone: read and list afresh, send what is pending.
     void this.flush();
@@ -514,7 +388,7 @@ class ZkDriver implements ZkClusterDriver {
       for (const claim of claims) if (await session.exists(this.z.memberPath(claim.inc), false)) alive.push(claim);
       if (alive.length === 0 || this.options.clock.nowMs() >= deadlineMs) return alive[0];
       await this.options.clock.sleep(twinPollMs);
-      await this.readToEnd();
+      await this.drain();
     }
   }
 
@@ -525,62 +399,20 @@ class ZkDriver implements ZkClusterDriver {
 
   // ---- waiters and shutdown ----
 
-  private sendAndWait(operation: string, waiters: Map<number, Waiter>, makeEvent: (seq: number) => LogEvent): Promise<void> {
-    if (this.phase !== 'member') {
-      return Promise.reject(new SdError('INVALID_ARGUMENT', `${operation} needs a joined node (driver is ${this.phase})`));
-    }
-    const seq = this.nextSeq++;
-    const done = new Promise<void>((resolve, reject) => waiters.set(seq, { resolve, reject }));
-    try {
-      this.append(makeEvent(seq), {
-        resolve: () => undefined,
-        reject: (error) => {
-          waiters.get(seq)?.reject(error);
-          waiters.delete(seq);
-        },
-      });
-    } catch (error) {
-      waiters.delete(seq);
-      return Promise.reject(error);
-    }
-    return done;
-  }
-
-  private settleWaiter(waiters: Map<number, Waiter>, seq: number): void {
-    const waiter = waiters.get(seq);
-    if (waiter === undefined) return;
-    waiters.delete(seq);
-    waiter.resolve();
-  }
-
-  private settleJoin(verdict: JoinVerdict): void {
-    const settle = this.joinSettle;
-    this.joinSettle = undefined;
-    this.joinFail = undefined;
-    settle?.(verdict);
-  }
-
   private shutdown(): void {
-    if (this.phase === 'closed') return;
-    this.phase = 'closed';
-    this.holding = false;
+    this.core.shutdown();
+  }
+
+  /** Ends the session and fails what waits on the queue (the core fails the rest). */
+  private release(): void {
     this.leaveTimer?.cancel();
     const session = this.session;
     this.session = undefined;
     // Ending the session removes our ephemeral node at once: the others report us left.
     void session?.close().catch(() => undefined);
     const gone = new SdError('SHUTDOWN', 'the zookeeper cluster driver has stopped');
-    for (const waiters of [this.notifyWaiters, this.unblockWaiters, this.blockWaiters]) {
-      for (const waiter of waiters.values()) waiter.reject(gone);
-      waiters.clear();
-    }
     for (const waiter of this.syncWaiters.splice(0)) waiter.reject(gone);
     this.outbox.length = 0;
-    this.joinFail?.(gone);
-    this.joinSettle = undefined;
-    this.joinFail = undefined;
-    this.leaveSettle?.();
-    this.leaveSettle = undefined;
   }
 
   private isClosed(): boolean {
@@ -593,16 +425,10 @@ class ZkDriver implements ZkClusterDriver {
   }
 
   private selfInc(): string {
-    return this.self?.inc ?? '';
+    return this.core.selfInc();
   }
 
   private selfInfo(): NodeInfo {
-    assert.ok(this.self !== undefined);
-    return this.self.info;
-  }
-
-  private requireHandlers(): ClusterHandlers {
-    assert.ok(this.handlers !== undefined);
-    return this.handlers;
+    return this.core.selfInfo();
   }
 }

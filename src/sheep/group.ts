@@ -274,8 +274,7 @@ export class Group implements ClusterHandlers {
     this.members = [...members];
     if (joiner.id === this.self.id) {
       this.out = false;
-      // Joined through the driver, after an expiry through a new session: its coordinator answers.
-      // The old session's "cut off" must not outlive it (it has no "reachable again" to come).
+      // A join went through the coordinator: a fence left by an earlier incarnation is lifted.
       this.coordinator.set(true);
     }
     this.adopt(state);
