@@ -13,7 +13,8 @@
 #
 # Data stays in the stores (/var/lib/sheepdog/lab/nodeN) across stop and start. Environment
 # overrides (tests): LAB_ROOT (/var/lib/sheepdog/lab) LAB_MOUNT (/sheep) LAB_PORT (7000)
-#   LAB_NBD_PORT (10809, on each host's loopback) LAB_ZOOKEEPER_PORT (2181) LAB_NET (10.77.0) LAB_BASE (140: node N is LAB_NET.(LAB_BASE+N))
+#   LAB_NBD_PORT (10809, on each host's loopback) LAB_ZOOKEEPER_PORT (2181) LAB_NET (10.77.0)
+#   LAB_BASE (140: node N is LAB_NET.(LAB_BASE+N))
 #   LAB_PREFIX (sdt-lab) LAB_BRIDGE (sdtlab0) LAB_STOP_TIMEOUT (seconds, 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -169,6 +170,6 @@ case "${1:-start}" in
   stop) cmd_stop ;;
   status) print_status ;;
   exec|cut|restore) netns "$@" ;;
-  -h|--help|help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1': expected start, stop or status" ;;
+  -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
+  *) die "unknown command '$1': expected start, stop, status, exec, cut or restore" ;;
 esac

@@ -95,6 +95,6 @@ case "${1:-}" in
     exec nsenter --net="/run/netns/$(name_of "$i")" -- "$@"
     ;;
   list) for ns in $(ours); do echo "$ns $(addr_of "${ns#"$prefix"}")"; done ;;
-  -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
   *) die "unknown command '${1:-}': expected up, down, cut, restore, exec or list" ;;
 esac

@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     --mount) mount_dir=${2:?}; shift 2 ;;
     --no-install) install=0; shift ;;
     --wait) wait_sec=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
