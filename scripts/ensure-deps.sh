@@ -9,7 +9,7 @@ build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl)
+  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper)
 fi
 
 missing=()
@@ -19,8 +19,11 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null
+  # Another install may hold dpkg's lock (a parallel set-up on the same machine): wait for it.
+  # No recommended packages: vagrant's pull in libguestfs and fuse3, which removes fuse (sheepfs).
+  apt=(apt-get -o DPkg::Lock::Timeout=300 -y -q --no-install-recommends)
+  "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 || {
+    "${apt[@]}" update >/dev/null && "${apt[@]}" install "${missing[@]}" >/dev/null
   }
 fi
 

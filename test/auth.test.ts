@@ -191,8 +191,10 @@ describe('the sheep port handshake', () => {
     expect(await rejection(c.call('peer.remove', { oid, epoch: 1, from: 'x' }))).toMatchObject({ code: 'NOT_FORMATTED' });
     expect(ran).toEqual(['cluster.info']);
     serverKey = key; // formatted: the old session serves nothing more, a new one proves the key
+    await c.call('cluster.info', {}); // refused on the old stream, sent again on a new one
+    expect(c.unkeyed).toBe(false);
     await c.call('gw.write', { oid, offset: 0 }, Buffer.from('x'));
-    expect(ran).toEqual(['cluster.info', 'gw.write']);
+    expect(ran).toEqual(['cluster.info', 'cluster.info', 'gw.write']);
     c.close();
   });
 });

@@ -5,13 +5,21 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { localLeaveDetectMsMax } from '../src/engine/limits.js';
 import { buildChild, makeTempDir, Member, type ChildRecord } from './support/driver-harness.js';
+import { startZookeeper, stopAllZookeepers } from './support/zookeeper.js';
 
 interface DriverUnderTest {
   name: string;
+  /** Brings up what the driver needs (a ZooKeeper server). */
+  setUp?(): Promise<void>;
   /** A fresh, empty cluster: the driver spec its members are started with. */
   newCluster(): string;
   leaveDetectMsMax: number;
 }
+
+/** A short session timeout keeps the test quick; the contract's bound is timeout + 2 s. */
+const zkTimeoutSec = 3;
+const zkPort = 12181;
+let zkClusters = 0;
 
 const workDir = makeTempDir('sd-driver-test-');
 const drivers: DriverUnderTest[] = [
@@ -20,13 +28,23 @@ const drivers: DriverUnderTest[] = [
     newCluster: () => `local:${fs.mkdtempSync(path.join(workDir, 'cluster-'))}`,
     leaveDetectMsMax: localLeaveDetectMsMax,
   },
+  {
+    name: 'zookeeper',
+    setUp: async () => void (await startZookeeper(zkPort)),
+    // One server, a fresh root znode per cluster.
+    newCluster: () => `zookeeper:127.0.0.1:${zkPort}/contract${++zkClusters},timeout=${zkTimeoutSec}`,
+    leaveDetectMsMax: zkTimeoutSec * 1000 + 2000,
+  },
 ];
 
 let script = '';
 beforeAll(async () => {
   script = await buildChild(workDir);
 });
-afterAll(() => fs.rmSync(workDir, { recursive: true, force: true }));
+afterAll(async () => {
+  await stopAllZookeepers();
+  fs.rmSync(workDir, { recursive: true, force: true });
+});
 
 const isAccepted = (r: ChildRecord): boolean => r.ev === 'joined' && (r.verdict as { accept: boolean }).accept;
 const isGranted = (r: ChildRecord): boolean => r.ev === 'granted';
@@ -53,6 +71,10 @@ function percentile(sortedMs: number[], fraction: number): number {
 describe.each(drivers)('cluster driver contract: $name', (driver) => {
   let members: Member[] = [];
   let nextPort = 7000;
+
+  beforeAll(async () => {
+    await driver.setUp?.();
+  }, 90_000);
 
   function start(spec: string, count: number, refused: readonly string[] = []): Member[] {
     const started = Array.from({ length: count }, () => new Member(script, spec, nextPort++, refused));
@@ -274,7 +296,7 @@ describe.each(drivers)('cluster driver contract: $name', (driver) => {
     const [a] = (await startJoined(spec, 1)) as [Member];
     nextPort = Number(a.id.split(':')[1]);
     const [twin] = start(spec, 1) as [Member];
-    const joined = await twin.waitFor((r) => r.ev === 'joined', 5000);
+    const joined = await twin.waitFor((r) => r.ev === 'joined', driver.leaveDetectMsMax + 3000);
     expect(joined.verdict).toMatchObject({ accept: false });
     expect(twin.clusterEvents()).toEqual([]);
     await a.run('notify "still-alone"');

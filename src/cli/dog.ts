@@ -1,5 +1,5 @@
 // dog: the admin CLI. Requests go to one sheep (-a/-p); output is formatted in ./format.ts.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import * as readline from 'node:readline';
 import { SdError } from '../engine/errors.js';
 import { copiesMax, portDefault } from '../engine/limits.js';
@@ -436,7 +436,6 @@ export async function main(argv: readonly string[]): Promise<void> {
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({ writeErr: (text) => process.stderr.write(text.replace(/^error: /, '')) });
-  program.addOption(new Option('-a, --address <ADDR>').hideHelp());
   buildCluster(program);
   buildNode(program);
   buildVdi(program);

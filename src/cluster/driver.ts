@@ -32,6 +32,13 @@ export interface ClusterHandlers {
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void;
   /** A notify or an unblock message, on every member, the sender too. */
   onNotify(from: NodeInfo, message: Json): void;
+  /**
+   * The coordinator became unreachable (false) or reachable again within the same membership
+   * (true). While unreachable this node may be reported left at any moment, so it must accept no
+   * write: the rest of the cluster may already be moving on. Drivers that cannot lose their
+   * coordinator (`local`) never call it.
+   */
+  onCoordinator?(reachable: boolean): void;
 }
 
 /**

@@ -19,13 +19,12 @@ import {
   applyEvent,
   formatEventLine,
   initialState,
-  isJoinVerdict,
   parseEventLine,
   type Incarnation,
   type LocalState,
   type LogEvent,
-  type Output,
 } from './local-state.js';
+import { MemberCore, type DriverLogger, type Waiter } from './member-core.js';
 
 /** Fallback poll of the log when fs.watch misses a change (it can, e.g. on some overlay mounts). */
 export const localLogPollMs = 50;
@@ -34,12 +33,7 @@ export const localEventBytesMax = 1024 * 1024;
 const readChunkBytes = 64 * 1024;
 
 /** The subset of a pino logger this driver uses. */
-export interface LocalLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+export type LocalLogger = DriverLogger;
 
 export interface LocalDriverOptions {
   dir: string;
@@ -82,13 +76,6 @@ export function createLocalDriver(options: LocalDriverOptions): LocalClusterDriv
   return new LocalDriver(options);
 }
 
-type Phase = 'idle' | 'joining' | 'member' | 'leaving' | 'closed';
-
-interface Waiter {
-  resolve(): void;
-  reject(error: Error): void;
-}
-
 class LocalDriver implements LocalClusterDriver {
   private readonly dir: string;
   private readonly logPath: string;
@@ -106,9 +93,7 @@ class LocalDriver implements LocalClusterDriver {
   private readonly warnUndecided: (fields: object, message: string) => void;
   private readonly warnUnreadBeat: (fields: object, message: string) => void;
 
-  private phase: Phase = 'idle';
-  private self: Incarnation | undefined;
-  private handlers: ClusterHandlers | undefined;
+  private readonly core: MemberCore;
   private state: LocalState = initialState();
 
   private log: LocalLogFile | undefined;
@@ -123,16 +108,7 @@ class LocalDriver implements LocalClusterDriver {
   /** Incarnations this process already reported dead: report each once. */
   private readonly reportedDead = new Set<string>();
 
-  private nextSeq = 0;
-  private holding = false;
-  private readonly notifyWaiters = new Map<number, Waiter>();
-  private readonly unblockWaiters = new Map<number, Waiter>();
-  private readonly blockWaiters = new Map<number, Waiter>();
   private syncWaiters: Array<Waiter & { offsetBytes: number }> = [];
-  private joinSettle: ((verdict: JoinVerdict) => void) | undefined;
-  private joinFail: ((error: Error) => void) | undefined;
-  private leavePromise: Promise<void> | undefined;
-  private leaveSettle: (() => void) | undefined;
 
   constructor(options: LocalDriverOptions) {
     this.dir = options.dir;
@@ -147,25 +123,36 @@ class LocalDriver implements LocalClusterDriver {
     this.logPollMs = options.logPollMs ?? localLogPollMs;
     this.warnUndecided = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
     this.warnUnreadBeat = rateLimitedWarn(this.clock, localLivenessWarnIntervalMs, this.logger);
+    this.core = new MemberCore('local driver', this.logger, {
+      append: (event) => {
+        this.append(event);
+        this.schedulePump();
+      },
+      release: () => this.release(),
+    });
+  }
+
+  private get phase(): MemberCore['phase'] {
+    return this.core.phase;
   }
 
   // ---- the ClusterDriver contract ----
 
   async join(self: NodeInfo, request: Json, handlers: ClusterHandlers): Promise<JoinVerdict> {
-    if (this.phase !== 'idle') throw new SdError('INVALID_ARGUMENT', 'join called twice on one driver');
-    this.phase = 'joining';
-    this.handlers = handlers;
     const { pid, start } = this.io.self();
-    this.self = { inc: this.random.bytes(16).toString('hex'), info: self, pid, start };
+    const incarnation: Incarnation = { inc: this.random.bytes(16).toString('hex'), info: self, pid, start };
+    const verdict = this.core.begin(incarnation, handlers);
     try {
-      return this.startJoining(this.self, request);
+      return await this.startJoining(incarnation, request, verdict);
     } catch (error) {
+      // The verdict is abandoned: the error below is the answer.
+      verdict.catch(() => undefined);
       this.shutdown();
       throw error;
     }
   }
 
-  private startJoining(self: Incarnation, request: Json): Promise<JoinVerdict> {
+  private startJoining(self: Incarnation, request: Json, verdict: Promise<JoinVerdict>): Promise<JoinVerdict> {
     this.openLog();
     // Replay silently to learn the membership, then clear the way: report dead members (a whole
     // cluster restart leaves only dead ones) so that a dead predecessor of this addr:port is gone.
@@ -174,13 +161,10 @@ class LocalDriver implements LocalClusterDriver {
     this.pumpNow();
     const holder = this.liveHolderOf(self.info.id);
     if (holder !== undefined) {
+      this.core.settleJoin({ accept: false, reason: `node ${self.info.id} is already in the cluster (pid ${holder.pid})` });
       this.shutdown();
-      return Promise.resolve({ accept: false, reason: `node ${self.info.id} is already in the cluster (pid ${holder.pid})` });
+      return verdict;
     }
-    const verdict = new Promise<JoinVerdict>((resolve, reject) => {
-      this.joinSettle = resolve;
-      this.joinFail = reject;
-    });
     // Beating before the request is in the log: no process ever sees this incarnation without one.
     this.beatFile = this.io.openBeat(this.beatPath(self.inc));
     this.beat();
@@ -191,27 +175,16 @@ class LocalDriver implements LocalClusterDriver {
   }
 
   leave(): Promise<void> {
-    if (this.leavePromise !== undefined) return this.leavePromise;
-    if (this.phase !== 'joining' && this.phase !== 'member') {
-      this.leavePromise = Promise.resolve();
-      this.shutdown();
-      return this.leavePromise;
-    }
-    // From here on this node answers no join request: at its leave line the next master is asked,
-    // and two answers to one request must not exist.
-    this.phase = 'leaving';
-    this.leavePromise = new Promise<void>((resolve) => {
-      this.leaveSettle = resolve;
+    return this.core.leave(() => {
+      try {
+        this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
+      } catch (error) {
+        // The others will see this process die instead; nothing more can be done through the log.
+        this.logger.error({ err: error }, 'local driver: could not append the leave');
+        this.shutdown();
+      }
+      this.schedulePump();
     });
-    try {
-      this.append({ t: 'leave', inc: this.selfInc(), node: this.selfInfo().id });
-    } catch (error) {
-      // The others will see this process die instead; nothing more can be done through the log.
-      this.logger.error({ err: error }, 'local driver: could not append the leave');
-      this.shutdown();
-    }
-    this.schedulePump();
-    return this.leavePromise;
   }
 
   close(): void {
@@ -226,21 +199,15 @@ class LocalDriver implements LocalClusterDriver {
   }
 
   notify(message: Json): Promise<void> {
-    return this.sendAndWait('notify', this.notifyWaiters, (seq) => ({ t: 'notify', inc: this.selfInc(), seq, message }));
+    return this.core.notify(message);
   }
 
   block(): Promise<void> {
-    return this.sendAndWait('block', this.blockWaiters, (seq) => ({ t: 'block', inc: this.selfInc(), seq }));
+    return this.core.block();
   }
 
   unblock(message: Json): Promise<void> {
-    if (this.phase === 'member' && !this.holding) {
-      return Promise.reject(new SdError('INVALID_ARGUMENT', 'unblock without holding the lock'));
-    }
-    const done = this.sendAndWait('unblock', this.unblockWaiters, (seq) => ({ t: 'unblock', inc: this.selfInc(), seq, message }));
-    // Released locally at once so that a second unblock cannot slip in before the log is read back.
-    this.holding = false;
-    return done;
+    return this.core.unblock(message);
   }
 
   sync(): Promise<void> {
@@ -344,109 +311,9 @@ class LocalDriver implements LocalClusterDriver {
     const applied = applyEvent(this.state, event);
     this.state = applied.state;
     for (const output of applied.outputs) {
-      this.act(output);
+      this.core.act(output);
       if (this.phase === 'closed') return;
     }
-  }
-
-  // ---- acting on the state machine's outputs ----
-
-  private act(output: Output): void {
-    const selfInc = this.selfInc();
-    switch (output.kind) {
-      case 'check_join':
-        if (output.responder === selfInc && (this.phase === 'joining' || this.phase === 'member')) {
-          this.answerJoin(output.joiner, output.request);
-        }
-        return;
-      case 'join':
-        if (output.joiner.inc === selfInc) {
-          this.phase = this.phase === 'leaving' ? 'leaving' : 'member';
-          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
-          this.settleJoin({ accept: true, payload: output.payload });
-        } else if (this.delivering()) {
-          this.deliver(() => this.requireHandlers().onJoin(output.joiner.info, output.members, output.payload));
-        }
-        return;
-      case 'refused':
-        if (output.joiner.inc === selfInc) {
-          this.settleJoin({ accept: false, reason: output.reason });
-          this.shutdown();
-        }
-        return;
-      case 'dropped':
-        if (output.joiner.inc === selfInc) {
-          this.settleJoin({ accept: false, reason: 'left before the join was decided' });
-          this.shutdown();
-        }
-        return;
-      case 'leave':
-        this.actOnLeave(output);
-        return;
-      case 'notify':
-        if (this.delivering()) this.deliver(() => this.requireHandlers().onNotify(output.from.info, output.message));
-        if (output.ack.inc === selfInc) {
-          const waiters = output.ack.unblock ? this.unblockWaiters : this.notifyWaiters;
-          this.settleWaiter(waiters, output.ack.seq);
-        }
-        return;
-      case 'granted':
-        if (output.inc === selfInc) {
-          this.holding = true;
-          this.settleWaiter(this.blockWaiters, output.seq);
-        }
-        return;
-      case 'ignored':
-        this.logger.debug({ why: output.why }, 'local driver: log line changed nothing');
-        return;
-    }
-  }
-
-  private actOnLeave(output: Extract<Output, { kind: 'leave' }>): void {
-    if (output.node.inc !== this.selfInc()) {
-      if (this.delivering()) this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
-      return;
-    }
-    if (this.phase === 'leaving') {
-      this.shutdown();
-      return;
-    }
-    // Reported dead while alive: only a broken start token or a foreign leave line can do this.
-    // The node is out of the cluster either way; tell the layer above, which must stop serving.
-    this.logger.error({ node: output.node.info.id }, 'local driver: this node was reported as left');
-    this.deliver(() => this.requireHandlers().onLeave(output.node.info, output.members));
-    this.shutdown();
-  }
-
-  private answerJoin(joiner: Incarnation, request: Json): void {
-    let verdict: JoinVerdict | undefined;
-    this.deliver(() => {
-      verdict = this.requireHandlers().checkJoin(joiner.info, request);
-    });
-    if (verdict === undefined) return; // the handler threw: the process is going down
-    assert.ok(isJoinVerdict(verdict), 'checkJoin returned a malformed verdict');
-    this.append({ t: 'join_response', inc: joiner.inc, by: this.selfInc(), verdict });
-    this.schedulePump();
-  }
-
-  /**
-   * Runs one handler. A throwing handler is a bug of the layer above and its state is now unknown:
-   * crash loudly rather than let the tailer stop and the node silently fall behind the cluster.
-   */
-  private deliver(call: () => void): void {
-    try {
-      call();
-    } catch (error) {
-      this.logger.error({ err: error }, 'local driver: cluster handler threw; crashing');
-      this.shutdown();
-      process.nextTick(() => {
-        throw error;
-      });
-    }
-  }
-
-  private delivering(): boolean {
-    return this.phase === 'member' || this.phase === 'leaving';
   }
 
   // ---- liveness ----
@@ -525,34 +392,6 @@ class LocalDriver implements LocalClusterDriver {
 
   // ---- waiters and shutdown ----
 
-  /** Appends the event made for a fresh seq; resolves when the state machine acknowledges that seq. */
-  private sendAndWait(operation: string, waiters: Map<number, Waiter>, makeEvent: (seq: number) => LogEvent): Promise<void> {
-    if (this.phase !== 'member') {
-      return Promise.reject(new SdError('INVALID_ARGUMENT', `${operation} needs a joined node (driver is ${this.phase})`));
-    }
-    const seq = this.nextSeq++;
-    const done = this.waitOn(waiters, seq);
-    try {
-      this.append(makeEvent(seq));
-    } catch (error) {
-      waiters.delete(seq);
-      return Promise.reject(error);
-    }
-    this.schedulePump();
-    return done;
-  }
-
-  private waitOn(waiters: Map<number, Waiter>, seq: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => waiters.set(seq, { resolve, reject }));
-  }
-
-  private settleWaiter(waiters: Map<number, Waiter>, seq: number): void {
-    const waiter = waiters.get(seq);
-    if (waiter === undefined) return;
-    waiters.delete(seq);
-    waiter.resolve();
-  }
-
   private settleSyncWaiters(): void {
     const applied = this.appliedOffsetBytes();
     const ready = this.syncWaiters.filter((waiter) => waiter.offsetBytes <= applied);
@@ -560,18 +399,13 @@ class LocalDriver implements LocalClusterDriver {
     for (const waiter of ready) waiter.resolve();
   }
 
-  private settleJoin(verdict: JoinVerdict): void {
-    const settle = this.joinSettle;
-    this.joinSettle = undefined;
-    this.joinFail = undefined;
-    settle?.(verdict);
+  /** Stops: pending calls fail with SHUTDOWN (member-core.ts), and release() frees the rest. */
+  private shutdown(): void {
+    this.core.shutdown();
   }
 
-  /** Stops every timer and watcher and closes the log; pending calls fail with SHUTDOWN. */
-  private shutdown(): void {
-    if (this.phase === 'closed') return;
-    this.phase = 'closed';
-    this.holding = false;
+  /** Stops every timer and watcher and closes the log. */
+  private release(): void {
     for (const timer of this.timers.splice(0)) timer.cancel();
     this.watcher?.close();
     this.watcher = undefined;
@@ -584,31 +418,16 @@ class LocalDriver implements LocalClusterDriver {
     this.log?.close();
     this.log = undefined;
     const gone = new SdError('SHUTDOWN', 'the local cluster driver has stopped');
-    for (const waiters of [this.notifyWaiters, this.unblockWaiters, this.blockWaiters]) {
-      for (const waiter of waiters.values()) waiter.reject(gone);
-      waiters.clear();
-    }
     for (const waiter of this.syncWaiters.splice(0)) waiter.reject(gone);
-    this.joinFail?.(gone);
-    this.joinSettle = undefined;
-    this.joinFail = undefined;
-    this.leaveSettle?.();
-    this.leaveSettle = undefined;
   }
 
   // ---- small guards ----
 
   private selfInc(): string {
-    return this.self?.inc ?? '';
+    return this.core.selfInc();
   }
 
   private selfInfo(): NodeInfo {
-    assert.ok(this.self !== undefined);
-    return this.self.info;
-  }
-
-  private requireHandlers(): ClusterHandlers {
-    assert.ok(this.handlers !== undefined);
-    return this.handlers;
+    return this.core.selfInfo();
   }
 }

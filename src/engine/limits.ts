@@ -122,6 +122,8 @@ export const ioRequestBytesMax = 32 * 1024 * 1024;
 
 /** A peer request from a sheep on a newer epoch is held this long for ours to catch up. */
 export const epochHoldMs = 3000;
+/** Client I/O on a sheep cut off from ZooKeeper waits this long for it, then is refused. */
+export const coordinatorWaitMs = 10_000;
 /** A sender told that its epoch is old waits this long for its own group to reach the new one. */
 export const epochCatchUpMs = 5000;
 

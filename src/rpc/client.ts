@@ -69,9 +69,26 @@ export class RpcClient {
   }
 
   private async send(op: Op, fields: object, payload: Buffer | undefined): Promise<Frame> {
+    const stream = await this.connectFor(op);
+    const unkeyed = this.session === 'unkeyed';
+    try {
+      return await this.sendOn(stream, op, fields, payload);
+    } catch (error) {
+      // The sheep got its key after this stream was let in (a format since): it refused the
+      // request unserved, so it goes once more on a new stream that proves the key.
+      if (!unkeyed || !(error instanceof SdError) || error.code !== 'AUTH') throw error;
+      this.drop(stream, error);
+      return this.sendOn(await this.connectFor(op), op, fields, payload);
+    }
+  }
+
+  private async connectFor(op: Op): Promise<Duplex> {
     if (this.closed) throw new SdError('NETWORK', 'connection closed');
     if (this.pending.size >= rpcInflightRequestsMax) throw new SdError('BUSY', 'too many requests in flight');
-    const stream = await this.connect(op);
+    return this.connect(op);
+  }
+
+  private sendOn(stream: Duplex, op: Op, fields: object, payload: Buffer | undefined): Promise<Frame> {
     const id = this.nextId++;
     this.idleTimer?.cancel();
     this.idleTimer = undefined;

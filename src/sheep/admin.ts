@@ -54,7 +54,8 @@ export class AdminService {
     // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
     // members in the format message, through the driver: never over the sheep port.
     const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');
-    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000), key });
+    const carried = this.group.keyTravels ? { key } : {};
+    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000), ...carried });
     await driver.sync();
     await this.group.flushed();
     return null;

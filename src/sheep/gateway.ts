@@ -4,7 +4,7 @@
 // write that loses a replica waits for the next epoch and is retried on the new placement.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
-import { epochCatchUpMs } from '../engine/limits.js';
+import { coordinatorWaitMs, epochCatchUpMs } from '../engine/limits.js';
 import { isInodeOid, oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
@@ -54,6 +54,7 @@ export class Gateway {
    * there is, and one is read as it stands.
    */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
     this.placement.checkRange(oid, offsetBytes, lengthBytes);
     this.lastClientIoMs = this.clock.nowMs();
@@ -120,6 +121,7 @@ export class Gateway {
   }
 
   async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+    await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
     this.placement.checkRange(oid, offsetBytes, data.length);
@@ -182,6 +184,7 @@ export class Gateway {
   /** Removes the object everywhere, stale copies of earlier epochs included. */
   /** Removes every member's copy; false if a member could not be reached (it keeps its copy). */
   async remove(oid: Oid): Promise<boolean> {
+    await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
     for (let attempt = 1; ; attempt++) {
       try {

@@ -8,6 +8,7 @@ import { parseKey } from '../engine/cluster-key.js';
 import { SdError } from '../engine/errors.js';
 import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
+import { CoordinatorFence } from './coordinator-fence.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
 import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
@@ -25,6 +26,8 @@ export interface StoreState {
   throttle?: { maxObjects: number; intervalMs: number };
   /** The cluster key (base64), or null before there is one. */
   key?: string | null;
+  /** Its key id instead, where the driver must not carry the key itself (zookeeper). */
+  keyId?: string | null;
 }
 
 export type GroupMessage =
@@ -61,6 +64,8 @@ export class Group implements ClusterHandlers {
   status: ClusterStatus = 'unformatted';
   /** Reported left while alive: out of the cluster until it has rejoined. */
   out = false;
+  /** Raised while the driver cannot reach its coordinator: client I/O waits (coordinator-fence.ts). */
+  readonly coordinator: CoordinatorFence;
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
@@ -92,7 +97,14 @@ export class Group implements ClusterHandlers {
     private readonly clock: Clock,
     private readonly log: { warn(o: object, m?: string): void; info(o: object, m?: string): void; error(o: object, m?: string): void },
     private readonly newKey?: () => Buffer,
-  ) {}
+    /**
+     * false: the driver's messages leave this host and are stored where others may read them
+     * (ZooKeeper), so they name the key by its id only, and every sheep brings its own (-k).
+     */
+    readonly keyTravels = true,
+  ) {
+    this.coordinator = new CoordinatorFence(clock);
+  }
 
   async load(): Promise<void> {
     this.config = (await this.meta.readConfig()) ?? null;
@@ -128,8 +140,14 @@ export class Group implements ClusterHandlers {
       status: this.status,
       recoveryEnabled: this.recoveryEnabled,
       throttle: this.throttle,
-      key: this.key ? this.key.toString('base64') : null,
+      ...this.keyFields(this.key),
     };
+  }
+
+  /** How a store state names the key: itself, or (keyTravels false) its id. */
+  private keyFields(key: Buffer | undefined): Pick<StoreState, 'key' | 'keyId'> {
+    if (!this.keyTravels) return { key: null, keyId: key ? keyIdOf(key) : null };
+    return { key: key ? key.toString('base64') : null };
   }
 
   /** The one answer to "may a client request run now?": throws the status's error otherwise. */
@@ -223,7 +241,7 @@ export class Group implements ClusterHandlers {
       return { accept: true, payload: { state: this.keyed(this.storeState(), null), timeSec: nowSec(this.clock) } as unknown as Json };
     }
     const mine = this.storeState();
-    const keyMismatch = keyRefusal(mine, theirs);
+    const keyMismatch = keyRefusal(mine, theirs, this.keyTravels);
     if (keyMismatch) return { accept: false, reason: keyMismatch };
     // While waiting after a restart, a joiner that saw more epochs than we did brings the history
     // the cluster must resume from; once running, a newer joiner has diverged and is refused.
@@ -245,6 +263,7 @@ export class Group implements ClusterHandlers {
 
   /** `state` with the cluster's key: ours, else the joiner's, else (formatted) a new one. */
   private keyed(state: StoreState, theirs: string | null): StoreState {
+    if (!this.keyTravels) return { ...state, ...this.keyFields(this.key) };
     const mine = this.key ? this.key.toString('base64') : null;
     const key = mine ?? theirs ?? (state.config && this.newKey ? this.newKey().toString('base64') : null);
     return { ...state, key };
@@ -253,7 +272,11 @@ export class Group implements ClusterHandlers {
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
     this.members = [...members];
-    if (joiner.id === this.self.id) this.out = false;
+    if (joiner.id === this.self.id) {
+      this.out = false;
+      // A join went through the coordinator: a fence left by an earlier incarnation is lifted.
+      this.coordinator.set(true);
+    }
     this.adopt(state);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
@@ -278,6 +301,12 @@ export class Group implements ClusterHandlers {
       }
     }
     this.log.info({ node: node.id, epoch: this.epoch }, 'node left');
+  }
+
+  onCoordinator(reachable: boolean): void {
+    this.coordinator.set(reachable);
+    if (reachable) this.log.info({ epoch: this.epoch }, 'the cluster coordinator is reachable again; serving');
+    else this.log.warn({ epoch: this.epoch }, 'cut off from the cluster coordinator; client I/O waits');
   }
 
   onNotify(_from: NodeInfo, message: Json): void {
@@ -327,7 +356,8 @@ export class Group implements ClusterHandlers {
 
   /** Takes the cluster's key (and stores it) unless this node holds one; a different one is a bug. */
   private takeKey(text: string | null | undefined): void {
-    const key = text ? parseKey(text) : undefined;
+    // Where the key does not travel, the cluster took ours (by its id): keep it, stored.
+    const key = text ? parseKey(text) : this.keyTravels ? undefined : this.key;
     if (!key) return;
     if (this.key && !this.key.equals(key)) {
       this.log.error({ ours: keyIdOf(this.key), theirs: keyIdOf(key) }, 'the cluster sent another key than this node holds: keeping ours');
@@ -464,12 +494,20 @@ export function compareNodes(a: NodeInfo, b: NodeInfo): number {
   return a.port - b.port;
 }
 
-/** Why a joiner cannot join for its key: it holds another one than the cluster. */
-function keyRefusal(mine: StoreState, theirs: StoreState): string | undefined {
-  const ours = mine.key ? parseKey(mine.key) : undefined;
-  const their = theirs.key ? parseKey(theirs.key) : undefined;
-  if (!ours || !their || ours.equals(their)) return undefined;
-  return `the node holds another cluster key (key id ${keyIdOf(their)}; the cluster's is ${keyIdOf(ours)})`;
+/**
+ * Why a joiner cannot join for its key: it holds another one than the cluster, or (the key does
+ * not travel) none, which the cluster could not hand it.
+ */
+function keyRefusal(mine: StoreState, theirs: StoreState, keyTravels: boolean): string | undefined {
+  const idOf = (state: StoreState): string | undefined => {
+    const key = state.key ? parseKey(state.key) : undefined;
+    return key ? keyIdOf(key) : (state.keyId ?? undefined);
+  };
+  const ours = idOf(mine);
+  const their = idOf(theirs);
+  if (!keyTravels && !their) return 'the node holds no cluster key, and this driver does not hand it out: start it with -k FILE';
+  if (!ours || !their || ours === their) return undefined;
+  return `the node holds another cluster key (key id ${their}; the cluster's is ${ours})`;
 }
 
 /** Why a joiner with store state `theirs` cannot join a cluster whose state is `mine`. */

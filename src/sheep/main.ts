@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { pino } from 'pino';
 import { createLocalDriver, defaultLocalDir } from '../cluster/local.js';
+import { createZkDriver } from '../cluster/zookeeper.js';
 import { SdError } from '../engine/errors.js';
 import { systemClock } from '../io/clock.js';
 import { spawnDaemon } from '../io/daemon.js';
@@ -11,6 +12,7 @@ import { nodeDisk } from '../io/disk.js';
 import { collectGarbage } from '../io/memory.js';
 import { readKeyFile } from '../io/key-file.js';
 import { nodeLocalDriverIo } from '../io/local-driver-io.js';
+import { connectZk } from '../io/zk-client.js';
 import { systemRandom } from '../io/random.js';
 import { lockStore, type StoreLock } from '../io/store-lock.js';
 import { openFilesLimit } from '../io/fd-limit.js';
@@ -60,14 +62,17 @@ async function run(options: SheepOptions): Promise<void> {
   // Kept in the store; a full store drops lines (counted), never blocks the daemon (log-file.ts).
   const logFile = openLogFile(path.join(storeDir, 'sheep.log'));
   const log = pino({ level: options.logLevel }, logFile);
+  const cluster = options.cluster;
   const newDriver = () =>
-    createLocalDriver({
-      dir: options.cluster.dir ?? defaultLocalDir(),
-      clock: systemClock,
-      io: nodeLocalDriverIo,
-      random: systemRandom,
-      logger: log,
-    });
+    cluster.kind === 'zookeeper'
+      ? createZkDriver({ spec: cluster.spec, connect: connectZk, clock: systemClock, random: systemRandom, logger: log })
+      : createLocalDriver({
+          dir: cluster.dir ?? defaultLocalDir(),
+          clock: systemClock,
+          io: nodeLocalDriverIo,
+          random: systemRandom,
+          logger: log,
+        });
   const driver = newDriver();
   const self = {
     id: `${options.myAddr}:${options.port}`,
@@ -85,7 +90,7 @@ async function run(options: SheepOptions): Promise<void> {
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}) }, exit);
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
   try {
     await sheep.start();
   } catch (error) {

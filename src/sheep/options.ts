@@ -1,11 +1,12 @@
 // `sheep [options] STORE_DIR`: every value checked, one line naming the option on a bad one.
 import { Command, CommanderError, Option } from 'commander';
+import { parseZkSpec, type ZkSpec } from '../cluster/zk-layout.js';
 import { SdError } from '../engine/errors.js';
 import { externalIpv4, isIpAddress } from '../io/net-address.js';
 import type { NbdTlsMode, NbdTlsSettings } from '../nbd/tls-credentials.js';
 import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
 
-export type ClusterChoice = { kind: 'local'; dir: string | undefined };
+export type ClusterChoice = { kind: 'local'; dir: string | undefined } | { kind: 'zookeeper'; spec: ZkSpec };
 
 export interface SheepOptions {
   storeDir: string;
@@ -47,10 +48,8 @@ function address(option: string, text: string): string {
 function parseCluster(text: string): ClusterChoice {
   if (text === 'local') return { kind: 'local', dir: undefined };
   if (text.startsWith('local:') && text.length > 'local:'.length) return { kind: 'local', dir: text.slice('local:'.length) };
-  if (text.startsWith('zookeeper:')) {
-    throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': the zookeeper driver is not built into this sheep yet`);
-  }
-  throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local or local:DIR`);
+  if (text.startsWith('zookeeper:')) return { kind: 'zookeeper', spec: parseZkSpec(text.slice('zookeeper:'.length)) };
+  throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][,timeout=SECONDS]`);
 }
 
 /** NBD listens on loopback unless --nbd names an address: a VM's disk is not for the whole network. */
@@ -146,7 +145,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('-z, --zone <ZONE>', 'zone id, 0-4294967295 (default: from the address)')
     .addOption(new Option('-V, --vnodes <N>', `virtual nodes, 1-${vnodesMax} (default ${vnodesDefault})`).conflicts('gateway'))
     .option('-g, --gateway', 'gateway only: 0 vnodes, stores nothing')
-    .option('-c, --cluster <DRIVER>', 'cluster driver: local or local:DIR', 'local')
+    .option('-c, --cluster <DRIVER>', 'cluster driver: local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][/ROOT][,timeout=SECONDS]', 'local')
     .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
     .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
     .option('-k, --key-file <FILE>', 'cluster key to join with (default: STORE_DIR/cluster.key, or handed over on joining)')

@@ -64,6 +64,11 @@ export interface SheepConfig {
   connectionsMax?: number;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
   key?: { key: Buffer; source: string };
+  /**
+   * false for a driver whose messages leave the host (zookeeper): the key is never put in them,
+   * so every sheep must hold it (-k FILE or its store's) before it starts. Default true.
+   */
+  keyTravels?: boolean;
 }
 
 export class Sheep {
@@ -91,7 +96,7 @@ export class Sheep {
     const driver = (this.driver = new CurrentDriver(world.driver));
     this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
     this.meta = new MetaStore(config.storeDir, disk);
-    this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes));
+    this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes), config.keyTravels ?? true);
     this.peers = new Peers(world, this.group);
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
@@ -156,6 +161,9 @@ export class Sheep {
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
     if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
+    if (!this.group.keyTravels && !this.group.key) {
+      throw new SdError('AUTH', 'this cluster driver does not carry the cluster key between hosts: start the sheep with -k FILE (docs/zookeeper-driver.md)');
+    }
     this.recovery.rememberStoreEpoch(this.group.epoch);
     await this.listen();
     const verdict = await driver.join(this.config.self, this.group.storeState() as never, this.group);

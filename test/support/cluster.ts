@@ -1,7 +1,8 @@
 // The one way tests start a cluster of real sheep daemons on loopback. Each sheep runs in the
 // foreground (-f) as a child of the test process, so a test can SIGKILL it; its stderr is kept for
 // diagnostics. `dog` runs as a child process too, exactly as a user would run it. Node i listens
-// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory.
+// on basePort + i, zone i, store ROOT/store<i>; all share one local cluster directory, or the
+// ZooKeeper of the `driver` option.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -32,6 +33,8 @@ export interface DogResult {
 
 export interface DogOptions {
   input?: Buffer;
+  /** -a: the sheep's address (default: dog's own, 127.0.0.1). */
+  address?: string;
   port?: number;
   timeoutMs?: number;
 }
@@ -48,10 +51,10 @@ export interface ProcessResult {
 export function run(
   command: string,
   args: readonly string[],
-  options: { input?: Buffer; timeoutMs?: number; cwd?: string } = {},
+  options: { input?: Buffer; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ProcessResult & { stdoutBytes: Buffer }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: options.cwd ?? repoRoot, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -79,7 +82,7 @@ export function run(
 /** `node bin/dog ARGS -p PORT`, stdin from `input` (empty by default). */
 export async function dog(args: readonly string[], options: DogOptions & { defaultPort?: number } = {}): Promise<DogResult> {
   const port = options.port ?? options.defaultPort;
-  const full = port === undefined ? [...args] : [...args, '-p', String(port)];
+  const full = [...args, ...(port === undefined ? [] : ['-p', String(port)]), ...(options.address ? ['-a', options.address] : [])];
   const result = await run(process.execPath, [dogBin, ...full], {
     ...(options.input ? { input: options.input } : {}),
     timeoutMs: options.timeoutMs ?? dogTimeoutMs,
@@ -101,12 +104,12 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves once something accepts TCP connections on the port. */
-export async function waitForPort(port: number, timeoutMs = portWaitMs, alive: () => boolean = () => true): Promise<void> {
+/** Resolves once something accepts TCP connections on the port (of `host`, loopback by default). */
+export async function waitForPort(port: number, timeoutMs = portWaitMs, alive: () => boolean = () => true, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
+      const socket = net.connect({ host, port });
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);
@@ -188,14 +191,16 @@ interface SheepProcess {
 
 /**
  * Spawns `node bin/sheep ARGS` (stdout ignored, stderr kept); `done` turns true once it exits.
- * With `openFiles`, under `ulimit -n` of that (bash execs node, so the pid is the sheep's).
+ * With `openFiles`, under `ulimit -n` of that (bash execs node, so the pid is the sheep's). The
+ * `wrap` of a placement (e.g. nsenter) must exec its command too.
  */
-function spawnSheep(args: readonly string[], openFiles?: number): SheepProcess {
+function spawnSheep(args: readonly string[], openFiles?: number, wrap: readonly string[] = []): SheepProcess {
   const [command, argv] =
     openFiles === undefined
       ? [process.execPath, [sheepBin, ...args]]
       : ['bash', ['-c', `ulimit -n ${openFiles} && exec "$@"`, 'sheep', process.execPath, sheepBin, ...args]];
-  const child = spawn(command, argv, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  const [program, ...rest] = [...wrap, command, ...argv];
+  const child = spawn(program!, rest, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
   const stderr: string[] = [];
   child.stderr!.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
   const proc: SheepProcess = {
@@ -225,9 +230,18 @@ function listObjectFiles(storeDir: string): string[] {
   }
 }
 
+/** Where a node runs: the address it listens on and the command prefix that runs a program there. */
+export interface NodePlace {
+  address: string;
+  /** Prepended to the sheep's command line (must exec it); none for this host. */
+  wrap: readonly string[];
+}
+
 export interface ClusterOptions {
   /** Sheep i listens on basePort + i. */
   basePort: number;
+  /** Where sheep i runs (test/support/netns-hosts.ts); default: 127.0.0.1 of this host. */
+  place?: (i: number) => NodePlace;
   /** Directory prefix in the OS temp dir. */
   prefix?: string;
   /** Extra sheep options per node. */
@@ -236,6 +250,8 @@ export interface ClusterOptions {
   openFiles?: (i: number) => number | undefined;
   /** Where a node's store lives; undefined: ROOT/store<i>. */
   storeDir?: (i: number) => string | undefined;
+  /** The cluster driver (`-c`), e.g. zookeeper:127.0.0.1:12182; default local on ROOT/cluster. */
+  driver?: string;
 }
 
 export interface StartClusterOptions extends ClusterOptions {
@@ -272,9 +288,13 @@ export class Cluster {
     return this.options.basePort + i;
   }
 
-  /** The id a node has in `node list`: `127.0.0.1:PORT`. */
+  address(i: number): string {
+    return this.options.place?.(i).address ?? '127.0.0.1';
+  }
+
+  /** The id a node has in `node list`: `ADDRESS:PORT`. */
   nodeId(i: number): string {
-    return `127.0.0.1:${this.port(i)}`;
+    return `${this.address(i)}:${this.port(i)}`;
   }
 
   /** Every node ever started, by index. */
@@ -303,10 +323,10 @@ export class Cluster {
   sheepArgs(i: number, extra: readonly string[] = [], clusterDir = this.clusterDir): string[] {
     return [
       '-f',
-      '-b', '127.0.0.1',
+      '-b', this.address(i),
       '-p', String(this.port(i)),
       '-z', String(i),
-      '-c', `local:${clusterDir}`,
+      '-c', this.options.driver !== undefined && clusterDir === this.clusterDir ? this.options.driver : `local:${clusterDir}`,
       '--nbd', 'off',
       ...(this.options.sheepArgs?.(i) ?? []),
       ...extra,
@@ -322,10 +342,10 @@ export class Cluster {
    */
   async start(i: number, extra: readonly string[] = [], clusterDir?: string): Promise<void> {
     if (this.running(i)) throw new Error(`sheep ${i} is already running`);
-    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir), this.options.openFiles?.(i));
+    const proc = spawnSheep(this.sheepArgs(i, extra, clusterDir), this.options.openFiles?.(i), this.options.place?.(i).wrap);
     this.procs.set(i, proc);
     try {
-      await waitForPort(this.port(i), portWaitMs, () => !proc.done);
+      await waitForPort(this.port(i), portWaitMs, () => !proc.done, this.address(i));
     } catch (error) {
       throw new Error(`sheep ${i} did not start: ${(error as Error).message}\n${this.diagnostics(i)}`);
     }
@@ -405,7 +425,7 @@ export class Cluster {
    * would load two cores with dozens of processes. Undefined when the sheep does not answer.
    */
   async ask<T>(i: number, request: (client: SheepClient) => Promise<T>): Promise<T | undefined> {
-    const client = new SheepClient('127.0.0.1', this.port(i));
+    const client = new SheepClient(this.address(i), this.port(i));
     try {
       return await request(client);
     } catch {
@@ -415,9 +435,11 @@ export class Cluster {
     }
   }
 
-  /** `dog ARGS` against sheep 0 unless `port` says otherwise. */
+  /** `dog ARGS` against sheep 0 unless `port` says otherwise (at the address of that port's node). */
   dog(args: readonly string[], options: DogOptions = {}): Promise<DogResult> {
-    return dog(args, { ...options, defaultPort: this.port(0) });
+    const port = options.port ?? this.port(0);
+    const address = options.address ?? (this.options.place ? this.address(port - this.options.basePort) : undefined);
+    return dog(args, { ...options, port, ...(address !== undefined ? { address } : {}) });
   }
 
   /**

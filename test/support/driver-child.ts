@@ -3,16 +3,24 @@
 //   notify <json>  block  unblock <json>  sync  leave  exit
 // Usage: node driver-child.mjs <driver-spec> <port> [refused-id,...] [slow-joiner-id]
 //   slow-joiner-id: checkJoin for that joiner busy-waits 3 s, so a test can kill a master mid-decision.
-//   driver-spec: local:DIR   (zookeeper:HOSTS once that driver exists)
+//   driver-spec: local:DIR  or  zookeeper:HOST:PORT[/ROOT][,timeout=SECONDS]
 import { createInterface } from 'node:readline';
 import type { ClusterDriver, ClusterHandlers, Json, NodeInfo } from '../../src/cluster/driver.js';
 import { createLocalDriver } from '../../src/cluster/local.js';
+import { parseZkSpec } from '../../src/cluster/zk-layout.js';
+import { createZkDriver } from '../../src/cluster/zookeeper.js';
+import { systemClock } from '../../src/io/clock.js';
+import { systemRandom } from '../../src/io/random.js';
+import { connectZk } from '../../src/io/zk-client.js';
 
 function makeDriver(spec: string): ClusterDriver & { close?: () => void } {
   const colon = spec.indexOf(':');
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const arg = colon < 0 ? '' : spec.slice(colon + 1);
   if (kind === 'local') return createLocalDriver({ dir: arg, logger: stderrLogger });
+  if (kind === 'zookeeper') {
+    return createZkDriver({ spec: parseZkSpec(arg), connect: connectZk, clock: systemClock, random: systemRandom, logger: stderrLogger });
+  }
   throw new Error(`unknown driver ${spec}`);
 }
 
