@@ -19,6 +19,7 @@ import {
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
+import type { RequestStatsData } from '../sheep/stats.js';
 import {
   bool,
   oneOf,
@@ -156,6 +157,11 @@ export const protocol = {
   'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
   'recovery.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
   'recovery.get-throttle': answers<ThrottleData>()({}),
+  /** This node's request counters (sheep/stats.ts). */
+  'node.stat': answers<RequestStatsData>()({}),
+  /** This node's log level (the original's numbers, sheep/log-level.ts): set when given; answers it. */
+  'node.log-level': answers<number>()({ level: optionalInt(0, 7) }),
+  'cluster.reweight': answers<null>()({}),
 
   'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, hyper: bool }),
   'vdi.snapshot': answers<VdiEntry>()({ name, tag: optionalString(snapshotTagBytesMax * 4) }),

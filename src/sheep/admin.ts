@@ -13,6 +13,8 @@ import type { Gateway } from './gateway.js';
 import type { Placement } from './placement.js';
 import { compareNodes, type Group } from './group.js';
 import type { Peers } from './peers.js';
+import type { LogLevelControl } from './log-level.js';
+import type { RequestStats, RequestStatsData } from './stats.js';
 
 export interface AdminDeps {
   group: Group;
@@ -26,6 +28,8 @@ export interface AdminDeps {
   random: Pick<Random, 'bytes'>;
   disk: Disk;
   storeDir: string;
+  stats: Pick<RequestStats, 'snapshot'>;
+  logLevel: LogLevelControl;
   /** Stops this sheep (after the reply that asked for it is sent). */
   stopSelf(): void;
 }
@@ -146,6 +150,25 @@ export class AdminService {
       placement: placement.map((n) => n.id),
       holders: holders.sort(compareNodes).map((n) => n.id),
     };
+  }
+
+  requestStats(): RequestStatsData {
+    return this.deps.stats.snapshot();
+  }
+
+  /** Sets this node's log level when `level` is given; answers the level now in force. */
+  logLevel(level: number | undefined): number {
+    if (level !== undefined) this.deps.logLevel.set(level);
+    return this.deps.logLevel.level;
+  }
+
+  /**
+   * The original recomputed a node's vnodes from its disk space when the cluster used automatic
+   * vnodes. Every node here keeps the vnodes it was started with (-V), the original's fixed
+   * strategy, under which reweight changes nothing: answered, as the original did.
+   */
+  reweight(): null {
+    return null;
   }
 
   private isSelf(node: NodeInfo): boolean {
