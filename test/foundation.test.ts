@@ -492,12 +492,12 @@ describe('three sheep, copies 3', () => {
       const cases: Array<{ args: string[]; mention: RegExp }> = [
         { args: ['-p', '0', ...common, store], mention: /port.*'?0'?/ },
         { args: ['-p', '70000', ...common, store], mention: /port.*70000/ },
-        { args: ['-p', '7130', '-z', '-1', ...common, store], mention: /zone|-z|-1/ },
-        { args: ['-p', '7130', '-V', '0', ...common, store], mention: /vnodes.*0/ },
-        { args: ['-p', '7130', '-g', '-V', '10', ...common, store], mention: /vnodes|gateway/ },
-        { args: ['-p', '7130', '-f', '-b', '127.0.0.1', '--nbd', 'off', '-c', 'bogus', store], mention: /cluster.*bogus/ },
-        { args: ['-p', '7130', '-b', 'not-an-ip', '-f', '--nbd', 'off', store], mention: /bind.*not-an-ip/ },
-        { args: ['-p', '7130', '-l', 'loud', ...common, store], mention: /log-level.*loud/ },
+        { args: ['-p', '7130', '-z', '-1', ...common, store], mention: /^sheep: Invalid zone id '-1': must be an integer between 0 and 4294967295$/ },
+        { args: ['-p', '7130', '-V', '0', ...common, store], mention: /^sheep: Invalid number of vnodes '0': must be an integer between 1 and 65535$/ },
+        { args: ['-p', '7130', '-g', '-V', '10', ...common, store], mention: /^sheep: Options '-g' and '-V' can not be both specified$/ },
+        { args: ['-p', '7130', '-f', '-b', '127.0.0.1', '--nbd', 'off', '-c', 'bogus', store], mention: /^sheep: Invalid cluster driver 'bogus'$/ },
+        { args: ['-p', '7130', '-b', 'not-an-ip', '-f', '--nbd', 'off', store], mention: /^sheep: Bad address 'not-an-ip'$/ },
+        { args: ['-p', '7130', '-l', 'loud', ...common, store], mention: /^sheep: Invalid log level 'loud'$/ },
         { args: ['-p', '7130', ...common], mention: /STORE_DIR|missing|argument/i },
         // The port of a running sheep.
         { args: ['-p', String(c.port(0)), ...common, path.join(tmp, 'store-busy-port')], mention: new RegExp(`${c.port(0)}.*in use|in use.*${c.port(0)}`) },

@@ -71,7 +71,7 @@ export class AdminService {
 
   async recover(action: 'force' | 'enable' | 'disable'): Promise<null> {
     if (action === 'force' && this.group.status !== 'waiting') {
-      throw new SdError('INVALID_ARGUMENT', 'Cluster is not waiting for nodes: nothing to force');
+      throw new SdError('INVALID_ARGUMENT', 'Cluster is running/halted and cannot be force recovered');
     }
     await this.deps.driver.notify({ type: 'recover', action, timeSec: nowSec(this.deps.clock) });
     await this.deps.driver.sync();
