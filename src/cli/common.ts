@@ -36,7 +36,7 @@ export interface Globals {
 
 export function withGlobals(command: Command): Command {
   return command
-    .option('-a, --address <ADDR>', 'specify the daemon address (default: localhost)', '127.0.0.1')
+    .option('-a, --address <ADDR>', 'specify the daemon address', '127.0.0.1')
     .option('-p, --port <PORT>', 'specify the daemon port', String(portDefault))
     .option('-r, --raw', 'raw output mode: omit headers, separate fields with single spaces and print all sizes in decimal bytes')
     .option('-v, --verbose', 'print more information than default')

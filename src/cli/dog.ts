@@ -19,6 +19,7 @@ import {
   withGlobals,
   type Globals,
 } from './common.js';
+import { addInspectCommands } from './inspect.js';
 import { recoverForcePrompt, rollbackPrompt } from './messages.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
@@ -349,6 +350,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   buildCluster(program);
   buildNode(program);
   buildVdi(program);
+  addInspectCommands(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
