@@ -83,6 +83,11 @@ export function formatNodeInfo(stats: readonly NodeStatData[], virtualBytes: num
   return text;
 }
 
+/** In raw output a name is one field: whitespace and backslashes escaped, as the original did. */
+function rawName(name: string): string {
+  return name.replace(/[\s\\]/g, (c) => `\\${c}`);
+}
+
 export function formatVdiList(rows: readonly VdiUsageData[], raw: boolean): string {
   let text = raw ? '' : '  Name        Id    Size    Used  Shared    Creation time   VDI id  Copies  Tag   Block Size Shift\n';
   for (const { entry, usedBytes, sharedBytes } of rows) {
@@ -91,7 +96,7 @@ export function formatVdiList(rows: readonly VdiUsageData[], raw: boolean): stri
     const vid = entry.vid.toString(16);
     if (raw) {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : '=';
-      text += `${mark} ${entry.name} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${entry.copies} ${entry.tag} ${entry.blockSizeShift}\n`;
+      text += `${mark} ${rawName(entry.name)} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${entry.copies} ${entry.tag} ${entry.blockSizeShift}\n`;
     } else {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : ' ';
       text +=
