@@ -1,6 +1,7 @@
 // dog: the admin CLI. Requests go to one sheep (-a/-p); output is formatted in ./format.ts.
 import { Command, CommanderError, Option } from 'commander';
 import { SdError } from '../engine/errors.js';
+import { packageVersion } from '../engine/version.js';
 import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
 import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef } from '../engine/vdi.js';
@@ -342,7 +343,8 @@ function buildNode(program: Command): void {
 
 export async function main(argv: readonly string[]): Promise<void> {
   const program = new Command('dog')
-    .description('Sheepdog administration tool')
+    .description(`Sheepdog administrator utility (version ${packageVersion})`)
+    .version(`Sheepdog administrator utility (version ${packageVersion})`, '--version', 'show the version')
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({ writeErr: (text) => process.stderr.write(text.replace(/^error: /, '')) });

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino, type Logger } from 'pino';
 import { asSdError, sdError } from '../engine/errors.js';
 import { portDefault } from '../engine/limits.js';
+import { packageVersion } from '../engine/version.js';
 import type { SheepfsBackend } from './backend.js';
 import { mountSheepfs, prepareMountpoint, type SheepfsMount } from './sheepfs.js';
 
@@ -59,6 +60,7 @@ function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<
     )
     .option('--log <file>', `log file (default: stderr with -f, ${logFileDefault} in background)`)
     .option('--log-level <level>', 'pino log level', 'info')
+    .version(`sheepfs version ${packageVersion}`, '-v, --version', 'show the version')
     .action(run);
 }
 
