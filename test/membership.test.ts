@@ -230,8 +230,10 @@ describe('membership', () => {
     await format(c, 3);
     await createAndWrite(c, 0, 'v', pattern(40 * MiB, 14));
     await c.waitForFullCopies([0, 1], 2, 30_000, 11);
-    expect((await c.dogOk(['node', 'recovery', 'set-throttle', '2', '1000'], { port: c.port(1) })).out).toBe('max 2 objects per 1000 ms\n');
-    expect((await c.dogOk(['node', 'recovery', 'get-throttle'], { port: c.port(0) })).out).toBe('max 2 objects per 1000 ms\n');
+    // The original's words: set-throttle says nothing, get-throttle "max (N), interval (MS)".
+    expect((await c.dogOk(['node', 'recovery', 'get-throttle'], { port: c.port(0) })).out).toBe('max (0), interval (0)\n');
+    expect((await c.dogOk(['node', 'recovery', 'set-throttle', '2', '1000'], { port: c.port(1) })).out).toBe('');
+    expect((await c.dogOk(['node', 'recovery', 'get-throttle'], { port: c.port(0) })).out).toBe('max (2), interval (1000)\n');
     const started = Date.now();
     await c.start(2); // needs all 11 objects: at 2 per second, at least 5 s
     await c.waitForFullCopies([0, 1, 2], 3, 60_000, 11);

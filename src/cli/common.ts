@@ -71,12 +71,33 @@ export function sizeArg<T extends number | bigint>(text: string, what: string, p
   }
 }
 
+/** `-c COPIES`: the original's refusal, less its lines on erasure coding (not built here). */
 export function copiesArg(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > copiesMax) {
-    throw new DogFailure(`Invalid copies number, must be an integer between 1 and ${copiesMax}: '${text}'`);
+    throw new DogFailure(`Invalid parameter ${text}\nTo create replicated vdi, set -c x\n  x(1 to ${copiesMax})   - number of replicated copies`);
   }
   return Number(text);
+}
+
+const sizeShifts: Record<string, number> = { '': 0, b: 0, k: 10, m: 20, g: 30, t: 40, p: 50 };
+
+/**
+ * A size or offset as the original's option_parse_size read it: a number, decimals allowed,
+ * with an optional B, K, M, G, T or P (powers of 1024; a B after the unit is tolerated too).
+ */
+export function userSize(text: string): bigint {
+  const match = /^(\d+)(?:\.(\d+))?([bkmgtp]?)b?$/i.exec(text);
+  if (match === null) {
+    throw new DogFailure(
+      `Invalid size '${text}'\nYou may use B, K, M, G, T or P suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes and petabytes.`,
+      exitUsage,
+    );
+  }
+  const shift = sizeShifts[match[3]!.toLowerCase()]!;
+  const whole = BigInt(match[1]!) << BigInt(shift);
+  const fraction = match[2] === undefined ? 0n : BigInt(Math.floor(Number(`0.${match[2]}`) * 2 ** shift));
+  return whole + fraction;
 }
 
 export function out(text: string): void {

@@ -37,15 +37,26 @@ export function statusLine(info: ClusterInfoData): string {
   }
 }
 
-export function formatClusterInfo(info: ClusterInfoData, raw: boolean): string {
-  let text = `Cluster status: ${statusLine(info)}\n`;
-  if (!info.config) return text;
-  text += `\nCluster created at ${raw ? Math.floor(info.config.createdMs / 1000) : formatCtime(info.config.createdMs)}\n\n`;
-  text += 'Epoch Time           Version [Host:Port:V-Nodes,,,]\n';
+/**
+ * `cluster info` as the original printed it: with -r no labels or headers; with -v the store,
+ * the vnodes strategy (every node keeps the vnodes it was started with: fixed) and the vnode mode.
+ */
+export function formatClusterInfo(info: ClusterInfoData, raw: boolean, verbose = false): string {
+  const label = (text: string) => (raw ? '' : text);
+  let text = `${label('Cluster status: ')}${statusLine(info)}\n`;
+  if (verbose) {
+    const running = info.status === 'running' && info.config !== null;
+    text += `${label('Cluster store: ')}${running ? `plain with ${info.config!.copies} redundancy policy` : statusLine(info)}\n`;
+    if (running) text += `${label('Cluster vnodes strategy: ')}fixed\n`;
+    text += `${label('Cluster vnode mode: ')}node\n`;
+  } else {
+    text += '\n';
+  }
+  if (!info.config || info.epochs.length === 0) return text;
+  if (!raw) text += `Cluster created at ${formatCtime(info.config.createdMs)}\n\nEpoch Time           Version [Host:Port:V-Nodes,,,]\n`;
   for (const record of info.epochs) {
     const nodes = record.nodes.map((n) => `${n.id}:${n.vnodes}`).join(', ');
-    const time = raw ? String(record.timeSec) : formatDate(record.timeSec, true);
-    text += `${time} ${String(record.epoch).padStart(6)} [${nodes}]\n`;
+    text += raw ? `${record.timeSec} ${record.epoch} [${nodes}]\n` : `${formatDate(record.timeSec, true)} ${String(record.epoch).padStart(6)} [${nodes}]\n`;
   }
   return text;
 }
@@ -182,9 +193,10 @@ export function formatRecovery(rows: readonly RecoveryRow[], raw: boolean): stri
   rows.forEach((row, i) => {
     if (!row.state?.running) return;
     const progress = row.state.total > 0 ? (row.state.done * 100) / row.state.total : 0;
+    // The original's columns; raw gives the objects done and to do, not a percentage.
     text += raw
-      ? `${i} ${row.node.id} ${row.node.vnodes} ${row.node.zone} ${progress.toFixed(1)}\n`
-      : `${String(i).padStart(4)}   ${row.node.id.padEnd(20)}\t${String(row.node.vnodes).padStart(2)}${String(row.node.zone).padStart(11)}${progress.toFixed(1).padStart(10)}%\n`;
+      ? `${i} ${row.node.id} ${row.node.vnodes} ${row.node.zone} ${row.state.done} ${row.state.total}\n`
+      : `${String(i).padStart(4)}   ${row.node.id.padEnd(20)}${String(row.node.vnodes).padStart(5)}${String(row.node.zone).padStart(11)}${progress.toFixed(1).padStart(11)}%\n`;
   });
   return text;
 }

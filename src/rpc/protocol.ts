@@ -155,7 +155,8 @@ export const protocol = {
   'node.info': answers<{ nodes: NodeStatData[]; virtualBytes: number }>()({}),
   'node.kill': answers<null>()({ node: string(nodeIdBytesMax) }),
   'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
-  'recovery.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
+  /** `0 0` lifts the throttle, as in the original. */
+  'recovery.throttle': answers<null>()({ max: int(0, throttleMaxObjectsLimit), interval: int(0, throttleIntervalMsLimit) }),
   'recovery.get-throttle': answers<ThrottleData>()({}),
   /** This node's request counters (sheep/stats.ts). */
   'node.stat': answers<RequestStatsData>()({}),
