@@ -184,7 +184,19 @@ function buildVdi(program: Command): void {
     }));
   withGlobals(vdi.command('list').description('list images').argument('[NAME]'))
     .action(action(async (name: string | undefined, o: Globals) => {
-      const rows = await client(o).vdiList();
+      const sheep = client(o);
+      const rows = await sheep.vdiList().catch(async (error: unknown) => {
+        if (!(error instanceof SdError) || error.code !== 'WAIT_FOR_JOIN') throw error;
+        // The original listed the VDIs, then failed to read each inode: the header, a refusal
+        // per VDI, and exit 0.
+        out(formatVdiList([], o.raw === true));
+        const live = (await sheep.vdiAll()).filter((e) => !e.deleted).sort((a, b) => a.vid - b.vid);
+        for (const entry of live) {
+          process.stderr.write(`Failed to read object ${oidHex(inodeOid(asVid(entry.vid)))} ${error.message}\nFailed to read inode header\n`);
+        }
+        return undefined;
+      });
+      if (rows === undefined) return;
       out(formatVdiList(name === undefined ? rows : rows.filter((r) => r.entry.name === name), o.raw === true));
     }));
   withGlobals(vdi.command('tree').description('show images in tree view format'))

@@ -79,17 +79,22 @@ function percent(used: number, total: number): string {
   return `${String(total > 0 ? Math.floor((used * 100) / total) : 0).padStart(3)}%`;
 }
 
+/** `node info`: with -r no header, fields apart by single spaces, the total on one line. */
 export function formatNodeInfo(stats: readonly NodeStatData[], virtualBytes: number, raw: boolean): string {
-  let text = 'Id\tSize\tUsed\tAvail\tUse%\n';
+  let text = raw ? '' : 'Id\tSize\tUsed\tAvail\tUse%\n';
   let used = 0;
   let available = 0;
   stats.forEach((s, i) => {
     const total = s.usedBytes + s.availableBytes;
     used += s.usedBytes;
     available += s.availableBytes;
-    text += `${String(i).padStart(2)}\t${size(total, raw)}\t${size(s.usedBytes, raw)}\t${size(s.availableBytes, raw)}\t${percent(s.usedBytes, total)}\n`;
+    text += raw
+      ? `${i} ${total} ${s.usedBytes} ${s.availableBytes} ${percent(s.usedBytes, total).trim()}\n`
+      : `${String(i).padStart(2)}\t${size(total, raw)}\t${size(s.usedBytes, raw)}\t${size(s.availableBytes, raw)}\t${percent(s.usedBytes, total)}\n`;
   });
-  text += `Total\t${size(used + available, raw)}\t${size(used, raw)}\t${size(available, raw)}\t${percent(used, used + available)}\n\n`;
+  const totalBytes = used + available;
+  if (raw) return `${text}Total ${totalBytes} ${used} ${available} ${percent(used, totalBytes).trim()} ${virtualBytes}\n`;
+  text += `Total\t${size(totalBytes, raw)}\t${size(used, raw)}\t${size(available, raw)}\t${percent(used, totalBytes)}\n\n`;
   text += `Total virtual image size\t${size(virtualBytes, raw)}\n`;
   return text;
 }
