@@ -232,7 +232,6 @@ describe('three sheep, copies 3', () => {
       { args: ['vdi', 'create', 'big', '5T'], message: "VDI size is larger than 4.0 TB bytes, please use '-y' to create a hyper volume with size up to 16 PB bytes or use '-z' to create larger object size volume" },
       { args: ['vdi', 'create', 'big', '4097G'], message: "VDI size is larger than 4.0 TB bytes, please use '-y' to create a hyper volume with size up to 16 PB bytes or use '-z' to create larger object size volume" },
       { args: ['vdi', 'create', '-y', 'huge', '17P'], message: /too large/ },
-      { args: ['vdi', 'create', 'bad', '-5'] },
       { args: ['vdi', 'create', 'test', '1G'], message: 'Failed to create VDI test: VDI exists already' },
       { args: ['vdi', 'create', 'clone1', '1G'], message: 'Failed to create VDI clone1: VDI exists already' },
       { args: ['vdi', 'clone', '-s', 'snap1', 'test', 'test0'], message: 'Failed to create VDI test0: VDI exists already' },

@@ -31,6 +31,8 @@ import {
   withGlobals,
   type Globals,
 } from './common.js';
+import { completeArgumentWith } from './command-tree.js';
+import { addCompletionCommand } from './completion.js';
 import { addInspectCommands, indexArg } from './inspect.js';
 import { snapshotArg } from './snapshot-arg.js';
 import { recoverForcePrompt, rollbackPrompt } from './messages.js';
@@ -383,7 +385,7 @@ function buildCluster(program: Command): void {
         throw error;
       });
     }));
-  withGlobals(cluster.command('recover').description('force recover cluster immediately (force), enable or disable automatic recovery').argument('<ACTION>', 'force, enable or disable'))
+  withGlobals(completeArgumentWith(cluster.command('recover'), ['force', 'enable', 'disable']).description('force recover cluster immediately (force), enable or disable automatic recovery').argument('<ACTION>', 'force, enable or disable'))
     .option('-y, --yes', 'do not prompt for confirmation')
     .action(action(async (verb: string, o: Globals & { yes?: boolean }) => {
       if (verb !== 'force' && verb !== 'enable' && verb !== 'disable') throw new DogFailure(`Unknown recover action '${verb}': use force, enable or disable`, exitUsage);
@@ -424,8 +426,7 @@ function buildNode(program: Command): void {
       out(formatNodeInfo(info.nodes, info.virtualBytes, o.raw === true));
     }));
   withGlobals(
-    node
-      .command('recovery')
+    completeArgumentWith(node.command('recovery'), ['info', 'set-throttle', 'get-throttle'])
       .description('show recovery information or set/get recovery speed throttling of nodes')
       .argument('[ACTION]', 'info (default), set-throttle or get-throttle')
       .argument('[MAX]', 'objects recovered per interval (0-4294967295; 0 0: no throttle)')
@@ -467,7 +468,8 @@ function buildNode(program: Command): void {
     }));
 }
 
-export async function main(argv: readonly string[]): Promise<void> {
+/** dog's whole command table: what main parses, and what completion and man pages are made from. */
+export function dogProgram(): Command {
   const program = new Command('dog')
     .description(`Sheepdog administrator utility (version ${packageVersion})`)
     .version(`Sheepdog administrator utility (version ${packageVersion})`, '--version', 'show the version')
@@ -479,6 +481,12 @@ export async function main(argv: readonly string[]): Promise<void> {
   buildNode(program);
   buildVdi(program);
   addInspectCommands(program);
+  addCompletionCommand(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = dogProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
@@ -491,4 +499,3 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));

@@ -10,6 +10,7 @@ import { logLevelNames } from '../sheep/log-level.js';
 import type { RequestStatsData } from '../sheep/stats.js';
 import type { SheepClient } from '../rpc/sheep-client.js';
 import type { VolumeIo } from '../volume/volume-io.js';
+import { completeArgumentWith } from './command-tree.js';
 import { action, client, DogFailure, openVolume, out, withGlobals, type Globals } from './common.js';
 import {
   formatDumpInode,
@@ -80,7 +81,7 @@ function addNodeCommands(node: Command): void {
     }));
   const log = node.command('log').description('show or set log level of the node');
   const level = log.command('level').description('manipulate loglevel');
-  withGlobals(level.command('set').description('set new loglevel').argument('<LEVEL>', `one of ${logLevelNames.join(', ')}`))
+  withGlobals(completeArgumentWith(level.command('set'), logLevelNames).description('set new loglevel').argument('<LEVEL>', `one of ${logLevelNames.join(', ')}`))
     .action(action(async (text: string, o: Globals) => {
       const number = (logLevelNames as readonly string[]).indexOf(text);
       if (number < 0) throw new DogFailure(`invalid loglevel: ${text}\navailable loglevels:\n${formatLogLevels().trimEnd()}`);

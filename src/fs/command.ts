@@ -44,7 +44,8 @@ function collectOptions(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(',').filter((option) => option.length > 0)];
 }
 
-function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<void>): Command {
+/** sheepfs's options as a commander program (exported for its man page). */
+export function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<void>): Command {
   return new Command('sheepfs')
     .description('Mount a Sheepdog cluster as files (cluster/, node/, vdi/, volume/) over FUSE')
     .argument('<mountpoint>', 'an empty directory that is not already a mountpoint')

@@ -168,8 +168,9 @@ function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: 
   return where && { ...where, tls, idleTimeoutMs };
 }
 
-export function parseSheepOptions(argv: readonly string[]): SheepOptions {
-  const program = new Command('sheep')
+/** sheep's options as a commander program: what parseSheepOptions parses and its man page shows. */
+export function sheepProgram(): Command {
+  return new Command('sheep')
     .description('Sheepdog storage daemon: stores objects of virtual disks in STORE_DIR')
     .argument('<STORE_DIR>', 'directory of this sheep\'s objects, epochs, config and log')
     .option('-p, --port <PORT>', `specify the TCP port on which to listen (default: ${portDefault})`, String(portDefault))
@@ -192,6 +193,10 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
+}
+
+export function parseSheepOptions(argv: readonly string[]): SheepOptions {
+  const program = sheepProgram();
   try {
     program.parse(argv, { from: 'user' });
   } catch (error) {
