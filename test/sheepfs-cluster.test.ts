@@ -213,7 +213,9 @@ describe('sheepfs over a three-node cluster', () => {
     expect((await sh(`echo Alice:nosuchtag > '${mnt}/vdi/mount'`)).stderr).toContain(
       'No such file or directory',
     );
-    for (const line of ["''", "'a b'", "'a:b:c'", "'a/b'"]) {
+    // A line is one name, spaces and all: 'a b' is a VDI that does not exist.
+    expect((await sh(`echo 'a b' > '${mnt}/vdi/mount'`)).stderr).toContain('No such file or directory');
+    for (const line of ["''", "'a\tb'", "'a:b:c'", "'a/b'"]) {
       expect((await sh(`printf '%s\\n' ${line} > '${mnt}/vdi/mount'`)).stderr, line).toContain(
         'Invalid argument',
       );

@@ -130,7 +130,7 @@ interface TreeNode {
 }
 
 /**
- * `vdi tree`, pstree style: one tree per VDI name; a snapshot shows its freeze time, the working
+ * `vdi tree`, pstree style: one tree per VDI name; a snapshot shows when it began, the working
  * VDI `(you are here)`. Deleted VDIs are skipped and their children hang from the nearest live
  * ancestor, so the tree stays whole when a snapshot in the middle of a chain is deleted.
  */
@@ -143,7 +143,8 @@ export function formatVdiTree(all: readonly VdiEntry[]): string {
     while (parent && parent.deleted) parent = byVid.get(parent.parentVid);
     return parent && parent.name === entry.name ? parent : undefined;
   };
-  const label = (e: VdiEntry) => (e.snapshotSec !== 0 ? `[${formatDate(e.snapshotSec)}]` : '(you are here)');
+  // As the original: a snapshot shows its inode's creation time, when that state began.
+  const label = (e: VdiEntry) => (e.snapshotSec !== 0 ? `[${formatDate(e.createdSec)}]` : '(you are here)');
   const live = all.filter((e) => !e.deleted);
   for (const entry of live) nodes.set(entry.vid, { label: label(entry), children: [] });
   for (const entry of live) {
