@@ -34,6 +34,7 @@ import {
 import { completeArgumentWith } from './command-tree.js';
 import { addCompletionCommand } from './completion.js';
 import { addInspectCommands, indexArg } from './inspect.js';
+import { usageOutcome } from './usage.js';
 import { snapshotArg } from './snapshot-arg.js';
 import { recoverForcePrompt, rollbackPrompt } from './messages.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
@@ -487,6 +488,12 @@ export function dogProgram(): Command {
 
 export async function main(argv: readonly string[]): Promise<void> {
   const program = dogProgram();
+  const usage = usageOutcome(program, argv);
+  if (usage !== undefined) {
+    process.stderr.write(usage.stderr);
+    process.stdout.write(usage.stdout, () => process.exit(usage.code));
+    return;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
