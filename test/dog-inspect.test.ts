@@ -3,10 +3,11 @@
 // text in the original's shapes (3ebe5ea dog/node.c, vdi.c), dates masked.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatLogLevels } from '../src/cli/inspect-format.js';
-import { dogBin, startCluster, type Cluster, type DogResult } from './support/cluster.js';
+import { dogBin, md5, run, startCluster, type Cluster, type DogResult } from './support/cluster.js';
 import { maskGraphDates } from './support/mask.js';
 
 const MiB = 1024 * 1024;
+const nbdBasePort = 8690;
 let c: Cluster;
 
 function failure(result: DogResult): { code: number | null; stderr: string; out: string } {
@@ -25,7 +26,7 @@ function sum(rows: number[][]): number[] {
 }
 
 beforeAll(async () => {
-  c = await startCluster({ nodes: 3, copies: 2, basePort: 8600, prefix: 'dog-inspect-' });
+  c = await startCluster({ nodes: 3, copies: 2, basePort: 8600, prefix: 'dog-inspect-', sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`] });
 });
 
 afterAll(async () => {
@@ -55,6 +56,21 @@ describe('dog node stat', () => {
     expect(client2[3] - client[3]).toBeGreaterThanOrEqual(1);
   });
 
+  it('counts NBD writes and flushes as client requests of the node serving them', async () => {
+    await c.dogOk(['vdi', 'create', 'nbd', '16M']);
+    const before = await stat(0);
+    const io = await run('qemu-io', ['-f', 'raw', `nbd://127.0.0.1:${nbdBasePort}/nbd`, '-c', 'write -P 7 0 64k', '-c', 'flush'], { timeoutMs: 60_000 });
+    expect({ code: io.code, stderr: io.stderr }).toEqual({ code: 0, stderr: '' });
+    const after = await stat(0);
+    // active, total, write, read, remove, flush, received bytes, sent bytes
+    expect(after.client[0]).toBe(0);
+    expect(after.client[5] - before.client[5]).toBeGreaterThanOrEqual(1);
+    expect(after.client[2] - before.client[2]).toBeGreaterThanOrEqual(1);
+    expect(after.client[6] - before.client[6]).toBeGreaterThanOrEqual(64 * 1024);
+    expect(md5((await c.dogOk(['vdi', 'read', 'nbd', '0', '64k'], { port: c.port(2) })).stdout)).toBe(md5(Buffer.alloc(64 * 1024, 7)));
+    await c.dogOk(['vdi', 'delete', 'nbd']);
+  });
+
   it('-w prints a block every second with bandwidth and requests per second', async () => {
     const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, [dogBin, 'node', 'stat', '-w', '-p', String(c.port(0))]);
@@ -69,7 +85,7 @@ describe('dog node stat', () => {
     });
     child.kill('SIGKILL');
     const block = text.split(header)[1]!.split('\n');
-    expect(block[0]).toMatch(/^Client\t0\t\d+\t\d+\t\d+\t0\t0\t\S+ MB\t\S+ MB\t0\.0 MB\t0\.0 MB\t0$/);
+    expect(block[0]).toMatch(/^Client\t0\t\d+\t\d+\t\d+\t0\t\d+\t\S+ MB\t\S+ MB\t0\.0 MB\t0\.0 MB\t0$/);
     expect(block[1]).toMatch(/^Peer\t0\t\d+\t\d+\t\d+\t0\t0\t\S+ MB\t\S+ MB\t0\.0 MB\t0\.0 MB\t0$/);
   });
 

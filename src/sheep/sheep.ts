@@ -246,7 +246,11 @@ export class Sheep {
     return {
       open: async (spec: string): Promise<Volume> => {
         const { name, ref } = splitSpec(spec);
-        return new VolumeIo(io, await this.vdi.lookup(name, ref));
+        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
+        // An NBD FLUSH is the client's flush request of the original's counters.
+        const flush = volume.flush.bind(volume);
+        volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);
+        return volume;
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
     };
