@@ -62,15 +62,6 @@ export function openFailure(name: string, ref: SnapshotRef, error: SdError): Dog
   return new DogFailure(`Failed to open VDI ${name} (snapshot id: ${id} snapshot tag: ${tag}): ${error.message}`);
 }
 
-/** A size typed by the user: its parse error becomes dog's one-line failure. */
-export function sizeArg<T extends number | bigint>(text: string, what: string, parse: (text: string, what: string) => T): T {
-  try {
-    return parse(text, what);
-  } catch (error) {
-    throw new DogFailure((error as SdError).message);
-  }
-}
-
 /** `-c COPIES`: the original's refusal, less its lines on erasure coding (not built here). */
 export function copiesArg(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
