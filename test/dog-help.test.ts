@@ -37,6 +37,13 @@ describe('dog usage', () => {
     expect(await dog(['vdi', 'create', '--bogus'])).toEqual({ code: 64, out: '', err: "unknown option '--bogus'\n" });
   });
 
+  it('says why it cannot reach a sheep, as the original', async () => {
+    // Nothing listens on 8699 (this file's port): the connection is refused.
+    expect(await dog(['node', 'list', '-p', '8699'])).toEqual({ code: 1, out: '', err: 'failed to connect to 127.0.0.1:8699: Connection refused\n' });
+    expect(await dog(['node', 'list', '-p', '0'])).toEqual({ code: 64, out: '', err: "Invalid port number '0'\n" });
+    expect(await dog(['node', 'list', '-p', 'x'])).toEqual({ code: 64, out: '', err: "Invalid port number 'x'\n" });
+  });
+
   it('has --help on every command, exit 0, its usage first', async () => {
     const leaves = commandTree(dogProgram()).filter((node) => node.path.length > 0 && node.subcommands.length === 0);
     expect(leaves.length).toBeGreaterThan(25);

@@ -122,6 +122,24 @@ function elapsedLine(globals: unknown): string {
   return time ? `\nElapsed time: ${(performance.now() / 1000).toFixed(3)} seconds\n` : '';
 }
 
+/** strerror(3) of the errors a connection attempt meets. */
+const connectErrors: Record<string, string> = {
+  ECONNREFUSED: 'Connection refused',
+  ECONNRESET: 'Connection reset by peer',
+  ETIMEDOUT: 'Connection timed out',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+};
+
+/** A connection that failed, in the original's words (lib/net.c connect_to) where it had them. */
+function networkFailure(message: string): string {
+  const refused = /^cannot connect to (\S+): (E[A-Z]+)$/.exec(message);
+  const reason = refused ? connectErrors[refused[2]!] : undefined;
+  if (refused && reason !== undefined) return `failed to connect to ${refused[1]}: ${reason}`;
+  return `Failed to connect to sheep: ${message}`;
+}
+
 /** Runs a command body, turning failures into one line and an exit code. */
 export function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -136,7 +154,7 @@ export function action<A extends unknown[]>(body: (...args: A) => Promise<void>)
         return;
       }
       if (error instanceof SdError) {
-        process.stderr.write(`${error.code === 'NETWORK' ? 'Failed to connect to sheep: ' : ''}${error.message}\n`);
+        process.stderr.write(`${error.code === 'NETWORK' ? networkFailure(error.message) : error.message}\n`);
         exitWhenFlushed(exitFailure);
         return;
       }
