@@ -56,6 +56,17 @@ sheepfs_available() {
   [ -f "$repo/dist/fs/cluster-backend.js" ] && node "$repo/bin/sheepfs" --help >/dev/null 2>&1
 }
 
+# Bash completion for dog and the man pages, where this host keeps them (as root); else skipped.
+install_extras() {
+  local completions=/etc/bash_completion.d man1=/usr/local/share/man/man1
+  if [ -d "$completions" ] && [ -w "$completions" ]; then
+    node "$repo/bin/dog" completion bash >"$completions/dog" || say "could not install bash completion"
+  fi
+  if mkdir -p "$man1" 2>/dev/null && [ -w "$man1" ]; then
+    cp "$repo"/man/*.1 "$man1/" || say "could not install the man pages"
+  fi
+}
+
 is_mounted() { mountpoint -q "$mount_dir" 2>/dev/null; }
 
 print_status() {
@@ -171,6 +182,7 @@ cmd_start() {
 
   bash "$repo/scripts/ensure-deps.sh" || die "setting up dependencies failed (scripts/ensure-deps.sh exited $?)"
   command -v node >/dev/null || die "node is not installed (Node 20 is needed)"
+  install_extras
   mkdir -p "$cluster_dir" "$store_root"
 
   for i in "${nodes[@]}"; do

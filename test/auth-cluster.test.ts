@@ -194,11 +194,11 @@ describe('before format', () => {
 
   it('serves anybody only what format needs, and format makes the key that then locks out nobody', async () => {
     const info = await dogAsNobody(['cluster', 'info'], c.port(0));
-    expect([info.code, info.stdout]).toEqual([0, 'Cluster status: Waiting for cluster to be formatted\n']);
+    expect([info.code, info.stdout]).toEqual([0, 'Cluster status: Waiting for cluster to be formatted\n\n']);
     const refused = await dogAsNobody(['vdi', 'create', 'x', '1G'], c.port(0));
-    expect([refused.code, refused.stderr]).toEqual([1, 'Failed to create VDI x: Cluster has not been formatted\n']);
+    expect([refused.code, refused.stderr]).toEqual([1, 'Failed to create VDI x: Waiting for cluster to be formatted\n']);
     const shutdown = await dogAsNobody(['cluster', 'shutdown'], c.port(1));
-    expect([shutdown.code, shutdown.stderr]).toEqual([1, 'Cluster has not been formatted\n']);
+    expect([shutdown.code, shutdown.stderr]).toEqual([1, "Response's result: Waiting for cluster to be formatted\nfailed to execute request\n"]);
     expect(c.live()).toEqual([0, 1]);
     expect(fs.existsSync(path.join(c.storeDir(0), 'cluster.key'))).toBe(false);
 
@@ -210,7 +210,7 @@ describe('before format', () => {
       1,
       `Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${keyFile}: start every sheep with -k ${keyFile}, or format without -k\n`,
     ]);
-    expect((await c.dogOk(['cluster', 'info'])).out).toBe('Cluster status: Waiting for cluster to be formatted\n');
+    expect((await c.dogOk(['cluster', 'info'])).out).toBe('Cluster status: Waiting for cluster to be formatted\n\n');
 
     await c.dogOk(['cluster', 'format', '-c', '2']);
     const after = await dogAsNobody(['cluster', 'info'], c.port(1));
@@ -245,7 +245,7 @@ describe('a cluster whose sheep were given the key (-k) before format', () => {
     );
     const format = await dogAsNobody(['cluster', 'format', '-c', '1'], c.port(0));
     expect(format.code).toBe(1);
-    expect((await c.dogOk(['cluster', 'info', '-k', keyFile])).out).toBe('Cluster status: Waiting for cluster to be formatted\n');
+    expect((await c.dogOk(['cluster', 'info', '-k', keyFile])).out).toBe('Cluster status: Waiting for cluster to be formatted\n\n');
     await c.dogOk(['cluster', 'format', '-c', '2', '-k', keyFile]);
     for (const i of [0, 1]) expect(parseKey(fs.readFileSync(path.join(c.storeDir(i), 'cluster.key')))).toEqual(key);
     await c.dogOk(['vdi', 'create', 'v', '4M', '-k', keyFile], { port: c.port(1) });

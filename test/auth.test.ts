@@ -187,7 +187,7 @@ describe('the sheep port handshake', () => {
     const c = client(transport, 7000, blindAuth(key), clock);
     await c.call('cluster.info', {});
     const refusedWrite = await rejection(c.call('gw.write', { oid, offset: 0 }, Buffer.from('x')));
-    expect([refusedWrite.code, refusedWrite.message]).toEqual(['NOT_FORMATTED', 'Cluster has not been formatted']);
+    expect([refusedWrite.code, refusedWrite.message]).toEqual(['NOT_FORMATTED', 'Waiting for cluster to be formatted']);
     expect(await rejection(c.call('peer.remove', { oid, epoch: 1, from: 'x' }))).toMatchObject({ code: 'NOT_FORMATTED' });
     expect(ran).toEqual(['cluster.info']);
     serverKey = key; // formatted: the old session serves nothing more, a new one proves the key

@@ -99,8 +99,9 @@ describe('placement ring', () => {
 });
 
 describe('vdi tree', () => {
+  // A snapshot's state began long before it was frozen; the tree shows when it began, as the original.
   const entry = (vid: number, parentVid: number, snapshotSec: number, name = 'test', deleted = false) => ({
-    vid, name, tag: '', snapId: 1, parentVid, createdSec: 0, snapshotSec, sizeBytes: 1, copies: 1,
+    vid, name, tag: '', snapId: 1, parentVid, createdSec: snapshotSec * 1000, snapshotSec, sizeBytes: 1, copies: 1,
     blockSizeShift: 22, hyper: false, deleted,
   });
 
@@ -111,8 +112,9 @@ describe('vdi tree', () => {
 
   test('branches are drawn like pstree', () => {
     const tree = formatVdiTree([entry(1, 0, 60), entry(2, 1, 120), entry(3, 1, 0)]);
-    const first = '[' + formatDate(60) + ']';
-    const second = '[' + formatDate(120) + ']';
+    const first = '[' + formatDate(60_000) + ']';
+    const second = '[' + formatDate(120_000) + ']';
+    expect(tree).not.toContain(formatDate(60));
     const head = `test---${first}`;
     expect(tree).toBe(`${head}-+-${second}\n${' '.repeat(head.length + 1)}\`-(you are here)\n`);
   });

@@ -170,7 +170,7 @@ describe('sheepfs over a three-node cluster', () => {
   });
 
   it('snapshots, serves the snapshot read-only, rolls back and deletes', async () => {
-    await shOk(`echo 'Alice snap1' > '${mnt}/vdi/snapshot'`);
+    await shOk(`echo 'Alice:snap1' > '${mnt}/vdi/snapshot'`);
     await shOk(`dd if=/dev/zero of='${mnt}/volume/Alice' bs=4M count=2 conv=fsync status=none`);
     const zeroed = Buffer.from(expected);
     zeroed.fill(0, 0, 8 * MiB);
@@ -191,14 +191,14 @@ describe('sheepfs over a three-node cluster', () => {
     );
     expect(await shOk(`cat '${mnt}/vdi/list'`)).toMatch(/^s Alice .* snap1 /m);
 
-    await shOk(`echo 'Alice snap1' > '${mnt}/vdi/rollback'`);
+    await shOk(`echo 'Alice:snap1' > '${mnt}/vdi/rollback'`);
     expect(await md5Of(`${mnt}/volume/Alice`, 0, expected.length)).toBe(md5(expected));
     expect(md5(await dogRead('Alice', 0, expected.length))).toBe(md5(expected));
 
-    const busy = await sh(`echo 'Alice snap1' > '${mnt}/vdi/delete'`);
+    const busy = await sh(`echo 'Alice:snap1' > '${mnt}/vdi/delete'`);
     expect(busy.stderr).toContain('Device or resource busy');
     await shOk(`echo Alice:snap1 > '${mnt}/vdi/unmount'`);
-    await shOk(`echo 'Alice snap1' > '${mnt}/vdi/delete'`);
+    await shOk(`echo 'Alice:snap1' > '${mnt}/vdi/delete'`);
     expect((await cluster!.dogOk(['vdi', 'list'])).out).not.toContain('snap1');
 
     await cluster!.dogOk(['vdi', 'create', 'Carol', '4M']);
@@ -213,7 +213,9 @@ describe('sheepfs over a three-node cluster', () => {
     expect((await sh(`echo Alice:nosuchtag > '${mnt}/vdi/mount'`)).stderr).toContain(
       'No such file or directory',
     );
-    for (const line of ["''", "'a b'", "'a:b:c'", "'a/b'"]) {
+    // A line is one name, spaces and all: 'a b' is a VDI that does not exist.
+    expect((await sh(`echo 'a b' > '${mnt}/vdi/mount'`)).stderr).toContain('No such file or directory');
+    for (const line of ["''", "'a\tb'", "'a:b:c'", "'a/b'"]) {
       expect((await sh(`printf '%s\\n' ${line} > '${mnt}/vdi/mount'`)).stderr, line).toContain(
         'Invalid argument',
       );

@@ -28,6 +28,7 @@ describe('tree', () => {
     expect([...fixedChildrenOf('/')].sort()).toEqual(['cluster', 'node', 'vdi', 'volume']);
     expect([...fixedChildrenOf('/node')].sort()).toEqual(['info', 'list']);
     expect([...fixedChildrenOf('/vdi')].sort()).toEqual([
+      'clone',
       'delete',
       'list',
       'mount',
@@ -53,11 +54,11 @@ describe('control lines', () => {
       ok: true,
       value: { command: 'snapshot', name: 'Alice', tag: undefined },
     });
-    expect(parseControlLine('snapshot', 'Alice\tt1')).toEqual({
+    expect(parseControlLine('snapshot', 'Alice:t1')).toEqual({
       ok: true,
       value: { command: 'snapshot', name: 'Alice', tag: 't1' },
     });
-    expect(parseControlLine('rollback', 'Alice t1')).toEqual({
+    expect(parseControlLine('rollback', 'Alice:t1')).toEqual({
       ok: true,
       value: { command: 'rollback', name: 'Alice', tag: 't1' },
     });
@@ -65,12 +66,29 @@ describe('control lines', () => {
       ok: true,
       value: { command: 'delete', name: 'Alice', tag: undefined },
     });
+    expect(parseControlLine('clone', 'Alice:t1 Bob')).toEqual({
+      ok: true,
+      value: { command: 'clone', source: 'Alice', tag: 't1', target: 'Bob' },
+    });
+  });
+
+  it('takes the whole line as the name: names may hold spaces', () => {
+    expect(parseControlLine('mount', 'my disk')).toEqual({ ok: true, value: { command: 'mount', spec: 'my disk' } });
+    expect(parseControlLine('mount', '\tmy  disk:2 ')).toEqual({ ok: true, value: { command: 'mount', spec: 'my  disk:2' } });
+    expect(parseControlLine('unmount', 'my disk:snap 1'.replace(' 1', ''))).toEqual({ ok: true, value: { command: 'unmount', spec: 'my disk:snap' } });
+    expect(parseControlLine('snapshot', 'my disk')).toEqual({ ok: true, value: { command: 'snapshot', name: 'my disk', tag: undefined } });
+    expect(parseControlLine('snapshot', 'my disk:before upgrade').ok).toBe(false); // a tag has no spaces
+    expect(parseControlLine('rollback', 'my disk:t1')).toEqual({ ok: true, value: { command: 'rollback', name: 'my disk', tag: 't1' } });
+    expect(parseControlLine('delete', 'my disk:3')).toEqual({ ok: true, value: { command: 'delete', name: 'my disk', tag: '3' } });
+    expect(parseControlLine('clone', 'my disk:t1   new  disk ')).toEqual({
+      ok: true,
+      value: { command: 'clone', source: 'my disk', tag: 't1', target: 'new  disk' },
+    });
   });
 
   it.each([
     ['mount', ''],
     ['mount', '   '],
-    ['mount', 'a b'],
     ['mount', 'a:b:c'],
     ['mount', ':tag'],
     ['mount', 'a:'],
@@ -78,9 +96,14 @@ describe('control lines', () => {
     ['mount', 'x'.repeat(256)],
     ['mount', 'x'.repeat(2000)],
     ['rollback', 'Alice'],
-    ['snapshot', 'a b c'],
+    ['snapshot', 'a:b:c'],
     ['snapshot', 'a:b t'],
     ['delete', 'a/b'],
+    ['clone', 'Alice Bob'],
+    ['clone', 'Alice:t1'],
+    ['clone', 'Alice: Bob'],
+    ['clone', 'Alice:t1 B/b'],
+    ['clone', ':t1 Bob'],
   ] as const)('refuses %s %j with INVALID_ARGUMENT', (command, line) => {
     const parsed = parseControlLine(command, line);
     expect(parsed.ok).toBe(false);

@@ -139,7 +139,7 @@ describe('sheepfs over the memory backend', () => {
   });
 
   it('snapshots, serves the snapshot read-only, and rolls back', () => {
-    expect(sh(`echo 'Alice snap1' > '${mnt}/vdi/snapshot'`).status).toBe(0);
+    expect(sh(`echo 'Alice:snap1' > '${mnt}/vdi/snapshot'`).status).toBe(0);
     expect(sh(`dd if=/dev/zero of='${mnt}/volume/Alice' bs=4M count=2 conv=notrunc`).status).toBe(
       0,
     );
@@ -152,7 +152,7 @@ describe('sheepfs over the memory backend', () => {
     expect(write.stderr).toContain('Read-only file system');
     expect(sh(`cat '${mnt}/vdi/list'`).stdout).toMatch(/^s Alice .* snap1 /m);
 
-    expect(sh(`echo 'Alice snap1' > '${mnt}/vdi/rollback'`).status).toBe(0);
+    expect(sh(`echo 'Alice:snap1' > '${mnt}/vdi/rollback'`).status).toBe(0);
     expect(md5Of(`${mnt}/volume/Alice`, expected.length)).toBe(md5(expected));
     expect(sh(`echo Alice:snap1 > '${mnt}/vdi/unmount'`).status).toBe(0);
     expect(sh(`ls '${mnt}/volume'`).stdout.trim()).toBe('Alice');
@@ -162,10 +162,12 @@ describe('sheepfs over the memory backend', () => {
 
   it('answers bad control lines with the right errno and keeps serving', () => {
     expect(sh(`echo nosuch > '${mnt}/vdi/mount'`).stderr).toContain('No such file or directory');
-    expect(sh(`echo 'Alice nosuchtag' > '${mnt}/vdi/rollback'`).stderr).toContain(
+    expect(sh(`echo 'Alice:nosuchtag' > '${mnt}/vdi/rollback'`).stderr).toContain(
       'No such file or directory',
     );
-    for (const line of ["''", "'a b'", "'a:b:c'", `'${'x'.repeat(2000)}'`, "'a\tb c'"]) {
+    // A line is one name: spaces are part of it.
+    expect(sh(`echo 'no such' > '${mnt}/vdi/mount'`).stderr).toContain('No such file or directory');
+    for (const line of ["''", "'a/b'", "'a:b:c'", `'${'x'.repeat(2000)}'`, "'a\tb c'"]) {
       expect(sh(`printf '%s\\n' ${line} > '${mnt}/vdi/mount'`).stderr).toContain(
         'Invalid argument',
       );
@@ -206,7 +208,7 @@ describe('sheepfs over the memory backend', () => {
     expect(after.trim().split('\n').pop()?.trim()).toBe('*'); // ...with zeros only
     expect(sh(`echo Bob > '${mnt}/vdi/delete'`).stderr).toContain('Device or resource busy');
     expect(
-      sh(`echo Bob > '${mnt}/vdi/unmount' && echo 'Bob base' > '${mnt}/vdi/delete'`).status,
+      sh(`echo Bob > '${mnt}/vdi/unmount' && echo 'Bob:base' > '${mnt}/vdi/delete'`).status,
     ).toBe(0);
     expect(sh(`cat '${mnt}/vdi/list'`).stdout).not.toContain('base');
   });

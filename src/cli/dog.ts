@@ -1,131 +1,52 @@
 // dog: the admin CLI. Requests go to one sheep (-a/-p); output is formatted in ./format.ts.
 import { Command, CommanderError } from 'commander';
-import * as readline from 'node:readline';
 import { SdError } from '../engine/errors.js';
-import { copiesMax, portDefault } from '../engine/limits.js';
+import {
+  blockSizeShiftDefault,
+  blockSizeShiftMax,
+  blockSizeShiftMin,
+  hyperObjectsMax,
+  normalObjectsMax,
+  throttleIntervalMsLimit,
+  throttleMaxObjectsLimit,
+} from '../engine/limits.js';
+import { formatSize } from '../engine/size.js';
+import { packageVersion } from '../engine/version.js';
+import type { SheepClient } from '../rpc/sheep-client.js';
 import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
-import { parseSize, parseSizeBigint } from '../engine/size.js';
-import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
+import { checkName, maxSizeBytes, objectCount } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
-import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
+import {
+  action,
+  client,
+  confirm,
+  copiesArg,
+  DogFailure,
+  exitSysfail,
+  exitUsage,
+  openFailure,
+  openVolume,
+  out,
+  userSize,
+  withGlobals,
+  type Globals,
+} from './common.js';
+import { completeArgumentWith } from './command-tree.js';
+import { addCompletionCommand } from './completion.js';
+import { addInspectCommands, indexArg } from './inspect.js';
+import { usageOutcome } from './usage.js';
+import { snapshotArg } from './snapshot-arg.js';
+import { recoverForcePrompt, rollbackPrompt } from './messages.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
-const exitFailure = 1;
-const exitUsage = 64;
 const ioWindow = 16; // requests in flight for read/write
 
-/** A failure already worded for the user. */
-class DogFailure extends Error {
-  constructor(message: string, readonly exitCode = exitFailure) {
-    super(message);
-  }
-}
-
-interface Globals {
-  address: string;
-  port: string;
-  raw?: boolean;
-  keyFile?: string;
-}
-
-function withGlobals(command: Command): Command {
-  return command
-    .option('-a, --address <ADDR>', 'sheep address', '127.0.0.1')
-    .option('-p, --port <PORT>', 'sheep port', String(portDefault))
-    .option('-r, --raw', 'raw output, one line per row')
-    .option('-k, --key-file <FILE>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)');
-}
-
-function client(globals: Globals): SheepClient {
-  const port = Number(globals.port);
-  if (!/^\d+$/.test(globals.port) || port < 1 || port > 65535) throw new DogFailure(`Invalid port number '${globals.port}'`);
-  return new SheepClient(globals.address, port, sheepClientWorld(globals.keyFile));
-}
-
-function openFailure(name: string, ref: SnapshotRef, error: SdError): DogFailure {
-  const { id, tag } = snapshotRefText(ref);
-  return new DogFailure(`Failed to open VDI ${name} (snapshot id: ${id} snapshot tag: ${tag}): ${error.message}`);
-}
-
-/** A size typed by the user: its parse error becomes dog's one-line failure. */
-function sizeArg<T extends number | bigint>(text: string, what: string, parse: (text: string, what: string) => T): T {
-  try {
-    return parse(text, what);
-  } catch (error) {
-    throw new DogFailure((error as SdError).message);
-  }
-}
-
-function copiesArg(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > copiesMax) {
-    throw new DogFailure(`Invalid copies number, must be an integer between 1 and ${copiesMax}: '${text}'`);
-  }
-  return Number(text);
-}
-
-function out(text: string): void {
-  process.stdout.write(text);
-}
-
-async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(question);
-  const lines = readline.createInterface({ input: process.stdin });
-  for await (const line of lines) {
-    lines.close();
-    return line.trim() === 'yes' || line.trim() === 'y';
-  }
-  return false;
-}
-
-/** Exits once stdout has drained: with a pipe, process.exit() would cut the output short. */
-function exitWhenFlushed(code: number): void {
-  process.stdout.write('', () => process.exit(code));
-}
-
-/** Runs a command body, turning failures into one line and an exit code. */
-function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    try {
-      await body(...args);
-    } catch (error) {
-      if (error instanceof DogFailure) {
-        process.stderr.write(`${error.message}\n`);
-        exitWhenFlushed(error.exitCode);
-        return;
-      }
-      if (error instanceof SdError) {
-        process.stderr.write(`${error.code === 'NETWORK' ? 'Failed to connect to sheep: ' : ''}${error.message}\n`);
-        exitWhenFlushed(exitFailure);
-        return;
-      }
-      throw error;
-    }
-    exitWhenFlushed(0);
-  };
-}
-
-async function openVolume(sheep: SheepClient, name: string, ref: SnapshotRef): Promise<VolumeIo> {
-  try {
-    const entry = await sheep.lookup(name, ref);
-    await sheep.enableDirectIo();
-    return new VolumeIo(sheep, entry);
-  } catch (error) {
-    if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
-    throw error;
-  }
-}
-
 /** Byte positions as bigint: a hyper VDI reaches 2^54, past what a double counts exactly. */
-function rangeArgs(volumeSize: number, offsetText: string | undefined, lengthText: string | undefined): { offset: bigint; length: bigint } {
+function rangeArgs(volumeSize: number, asked: { offset: bigint; length: bigint | undefined }, what: 'Read' | 'Write'): { offset: bigint; length: bigint } {
   const size = BigInt(volumeSize);
-  const parse = (text: string, what: string) => sizeArg(text, what, parseSizeBigint);
-  const offset = offsetText === undefined ? 0n : parse(offsetText, 'offset');
-  if (offset > size || (offset === size && offset !== 0n)) {
-    throw new DogFailure(`Invalid offset ${offset}: beyond the end of the VDI (${volumeSize} bytes)`);
-  }
-  const length = lengthText === undefined ? size - offset : parse(lengthText, 'length');
-  return { offset, length: length < size - offset ? length : size - offset };
+  if (asked.offset > size) throw new DogFailure(`${what} offset is beyond the end of the VDI`);
+  const rest = size - asked.offset;
+  return { offset: asked.offset, length: asked.length === undefined || asked.length > rest ? rest : asked.length };
 }
 
 /** The object piece at `at`: its index, offset inside it and length up to `end`. */
@@ -196,26 +117,62 @@ async function writeRange(volume: VolumeIo, offset: bigint, length: bigint): Pro
   if (failure !== undefined) throw failure;
 }
 
+/** The original's usage failures: the reason, then the command's help (on stderr here). */
+function usageFailure(reason: string, command: Command): DogFailure {
+  return new DogFailure(`${reason}\n${command.helpInformation().trimEnd()}`, exitUsage);
+}
+
+/** The sheep refused (not: could not be reached or would not let us in). */
+function refusedBySheep(error: unknown): error is SdError {
+  return error instanceof SdError && error.code !== 'NETWORK' && error.code !== 'AUTH';
+}
+
+/** A command's failure from the sheep, worded as the original's `prefix: reason`. */
+function failedAs(prefix: string, error: unknown): never {
+  if (refusedBySheep(error)) throw new DogFailure(`${prefix}: ${error.message}`);
+  throw error;
+}
+
+/** `-v`: a line (`verbose`) or, with -r, just the ids (`raw`). */
+function verboseLine(o: Globals, verbose: string, raw: string): void {
+  if (o.verbose) out(`${o.raw ? raw : verbose}\n`);
+}
+
 function buildVdi(program: Command): void {
   const vdi = program.command('vdi').description('manage virtual disk images');
-  withGlobals(vdi.command('create').description('create a VDI').argument('<NAME>').argument('<SIZE>'))
-    .option('-P, --prealloc', 'preallocate every object')
-    .option('-y, --hyper', 'hyper volume: up to 16 PB')
-    .option('-c, --copies <COPIES>', 'number of copies')
-    .action(action(async (name: string, sizeText: string, o: Globals & { prealloc?: boolean; hyper?: boolean; copies?: string }) => {
-      const size = sizeArg(sizeText, 'VDI size', parseSize);
+  withGlobals(vdi.command('create').description('create an image').argument('<NAME>').argument('[SIZE]'))
+    .option('-P, --prealloc', 'preallocate all the data objects')
+    .option('-y, --hyper', 'create a hyper volume')
+    .option('-c, --copies <COPIES>', 'specify the data redundancy level')
+    .action(action(async (name: string, sizeText: string | undefined, o: Globals & { prealloc?: boolean; hyper?: boolean; copies?: string }, command: Command) => {
+      if (sizeText === undefined) throw usageFailure('Please specify the VDI size', command);
+      const copies = copiesArg(o.copies);
+      const asked = userSize(sizeText);
       try {
         checkName(name);
       } catch (error) {
         throw new DogFailure(`Failed to create VDI ${name.slice(0, 40)}: ${(error as SdError).message}`);
       }
       const sheep = client(o);
+      const info = await sheep.clusterInfo();
+      if (info.config === null) throw new DogFailure(`Failed to create VDI ${name}: Waiting for cluster to be formatted`);
+      // The original's limits: 2^20 objects of the cluster's size, or a hyper volume of 2^32 4 MiB objects.
+      const normalMax = BigInt(normalObjectsMax) << BigInt(info.config.blockSizeShift);
+      const hyperMax = BigInt(hyperObjectsMax) << BigInt(blockSizeShiftDefault);
+      if (asked > normalMax && o.hyper !== true) {
+        throw new DogFailure(
+          `VDI size is larger than ${formatSize(Number(normalMax))} bytes, please use '-y' to create a hyper volume with size up to ` +
+            `${formatSize(Number(hyperMax))} bytes or use '-z' to create larger object size volume`,
+          exitUsage,
+        );
+      }
+      if (asked > hyperMax) throw new DogFailure('VDI size is too large', exitUsage);
+      const size = Number(asked);
       let entry;
       try {
-        entry = await sheep.vdiCreate(name, size, copiesArg(o.copies), o.hyper === true);
+        entry = await sheep.vdiCreate(name, size, copies, o.hyper === true);
       } catch (error) {
-        if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Failed to create VDI ${name}: ${error.message}`);
-        throw error;
+        failedAs(`Failed to create VDI ${name}`, error);
       }
       if (o.prealloc) {
         const volume = new VolumeIo(sheep, entry);
@@ -226,61 +183,81 @@ function buildVdi(program: Command): void {
         }
         if (process.stderr.isTTY) process.stderr.write('\n');
       }
+      verboseLine(o, `VDI ID of newly created VDI: ${entry.vid.toString(16)}`, entry.vid.toString(16));
     }));
-  withGlobals(vdi.command('list').description('list VDIs').argument('[NAME]'))
+  withGlobals(vdi.command('list').description('list images').argument('[NAME]'))
     .action(action(async (name: string | undefined, o: Globals) => {
-      const rows = await client(o).vdiList();
+      const sheep = client(o);
+      const rows = await sheep.vdiList().catch(async (error: unknown) => {
+        if (!(error instanceof SdError) || error.code !== 'WAIT_FOR_JOIN') throw error;
+        // The original listed the VDIs, then failed to read each inode: the header, a refusal
+        // per VDI, and exit 0.
+        out(formatVdiList([], o.raw === true));
+        const live = (await sheep.vdiAll()).filter((e) => !e.deleted).sort((a, b) => a.vid - b.vid);
+        for (const entry of live) {
+          process.stderr.write(`Failed to read object ${oidHex(inodeOid(asVid(entry.vid)))} ${error.message}\nFailed to read inode header\n`);
+        }
+        return undefined;
+      });
+      if (rows === undefined) return;
       out(formatVdiList(name === undefined ? rows : rows.filter((r) => r.entry.name === name), o.raw === true));
     }));
-  withGlobals(vdi.command('tree').description('show VDIs as trees of snapshots'))
+  withGlobals(vdi.command('tree').description('show images in tree view format'))
     .action(action(async (o: Globals) => out(formatVdiTree(await client(o).vdiAll()))));
-  withGlobals(vdi.command('snapshot').description('take a snapshot').argument('<NAME>'))
-    .option('-s, --snapshot <TAG>', 'snapshot tag')
-    .action(action(async (name: string, o: Globals & { snapshot?: string }) => {
+  withGlobals(vdi.command('snapshot').description('create a snapshot').argument('<NAME>'))
+    .option('-s, --snapshot <TAG>', 'specify a snapshot id or tag name')
+    .action(action(async (name: string, o: Globals & { snapshot?: string }, command: Command) => {
+      const ref = snapshotArg(o.snapshot);
+      if (ref !== undefined && 'snapId' in ref) throw usageFailure('Please specify a non-integer value for a snapshot tag name', command);
+      const sheep = client(o);
+      let snapshot;
       try {
-        await client(o).vdiSnapshot(name, o.snapshot ?? '');
+        snapshot = await sheep.vdiSnapshot(name, o.snapshot ?? '');
       } catch (error) {
-        if (!(error instanceof SdError) || error.code === 'NETWORK') throw error;
-        if (error.code === 'NO_VDI') throw openFailure(name, undefined, error);
-        if (error.code === 'SNAPSHOT_EXISTS') {
+        if (error instanceof SdError && error.code === 'SNAPSHOT_EXISTS') {
           throw new DogFailure(`Failed to create snapshot for ${name}, maybe snapshot id (0) or tag (${o.snapshot ?? ''}) is existed`);
         }
-        throw new DogFailure(`Failed to create snapshot for ${name}: ${error.message}`);
+        failedAs(`Failed to create snapshot for ${name}`, error);
+      }
+      if (o.verbose) {
+        const working = (await sheep.lookup(name, undefined)).vid.toString(16);
+        const frozen = snapshot.vid.toString(16);
+        verboseLine(o, `new VID of original VDI: ${working}, VDI ID of newly created snapshot: ${frozen}`, `${working} ${frozen}`);
       }
     }));
-  withGlobals(vdi.command('clone').description('clone a snapshot into a new writable VDI').argument('<SRC>').argument('<DST>'))
-    .option('-s, --snapshot <SNAP>', 'snapshot tag or id of SRC')
-    .option('-c, --copies <COPIES>', 'number of copies')
-    .action(action(async (source: string, target: string, o: Globals & { snapshot?: string; copies?: string }, command: Command) => {
-      if (o.snapshot === undefined) {
-        throw new DogFailure(`Only snapshot VDIs can be cloned\nPlease specify the '-s' option\n${command.helpInformation().trimEnd()}`, exitUsage);
-      }
-      const ref = parseSnapshotRef(o.snapshot);
+  withGlobals(vdi.command('clone').description('clone an image').argument('<SRC>').argument('[DST]'))
+    .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
+    .option('-c, --copies <COPIES>', 'specify the data redundancy level')
+    .action(action(async (source: string, target: string | undefined, o: Globals & { snapshot?: string; copies?: string }, command: Command) => {
+      if (target === undefined) throw usageFailure('Destination VDI name must be specified', command);
+      if (o.snapshot === undefined) throw usageFailure("Only snapshot VDIs can be cloned\nPlease specify the '-s' option", command);
+      const ref = snapshotArg(o.snapshot);
+      let clone;
       try {
-        await client(o).vdiClone(source, ref, target, copiesArg(o.copies));
+        clone = await client(o).vdiClone(source, ref, target, copiesArg(o.copies));
       } catch (error) {
-        if (!(error instanceof SdError) || error.code === 'NETWORK') throw error;
-        if (error.code === 'NO_VDI' || error.code === 'NO_TAG') throw openFailure(source, ref, error);
-        throw new DogFailure(`Failed to create VDI ${target}: ${error.message}`);
+        if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(source, ref, error);
+        failedAs(`Failed to create VDI ${target}`, error);
       }
+      verboseLine(o, `VDI ID of newly created clone: ${clone.vid.toString(16)}`, clone.vid.toString(16));
     }));
-  withGlobals(vdi.command('delete').description('delete a VDI or one of its snapshots').argument('<NAME>'))
-    .option('-s, --snapshot <SNAP>', 'snapshot tag or id')
+  withGlobals(vdi.command('delete').description('delete an image').argument('<NAME>'))
+    .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
     .action(action(async (name: string, o: Globals & { snapshot?: string }) => {
-      const ref = parseSnapshotRef(o.snapshot);
+      const ref = snapshotArg(o.snapshot);
       try {
         await client(o).vdiDelete(name, ref);
       } catch (error) {
         if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
-        throw error;
+        failedAs(`Failed to delete ${name}`, error);
       }
     }));
-  withGlobals(vdi.command('rollback').description('roll a VDI back to a snapshot').argument('<NAME>'))
-    .option('-s, --snapshot <SNAP>', 'snapshot tag or id')
-    .option('-y, --yes', 'do not ask for confirmation')
+  withGlobals(vdi.command('rollback').description('rollback to a snapshot').argument('<NAME>'))
+    .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
+    .option('-y, --yes', 'do operation forcibly: do not ask for confirmation')
     .action(action(async (name: string, o: Globals & { snapshot?: string; yes?: boolean }, command: Command) => {
-      if (o.snapshot === undefined) throw new DogFailure(`Please specify the '-s' option\n${command.helpInformation().trimEnd()}`, exitUsage);
-      const ref = parseSnapshotRef(o.snapshot);
+      if (o.snapshot === undefined) throw usageFailure("Please specify the '-s' option", command);
+      const ref = snapshotArg(o.snapshot);
       const sheep = client(o);
       try {
         await sheep.lookup(name, ref);
@@ -288,157 +265,234 @@ function buildVdi(program: Command): void {
         if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
         throw error;
       }
-      if (!o.yes && !(await confirm('This operation dicards any changes made since the previous\nsnapshot was taken.  Continue? [yes/no]: '))) {
-        throw new DogFailure('Rollback cancelled');
-      }
-      await sheep.vdiRollback(name, ref);
+      if (!o.yes) await confirm(rollbackPrompt);
+      const working = await sheep.vdiRollback(name, ref).catch((error: unknown) => failedAs(`Failed to create VDI ${name}`, error));
+      verboseLine(o, `New VDI ID of rollbacked VDI: ${working.vid.toString(16)}`, working.vid.toString(16));
     }));
-  withGlobals(vdi.command('resize').description('grow a VDI').argument('<NAME>').argument('<SIZE>'))
-    .action(action(async (name: string, sizeText: string, o: Globals) => {
-      const size = sizeArg(sizeText, 'VDI size', parseSize);
-      try {
-        await client(o).vdiResize(name, size);
-      } catch (error) {
-        if (!(error instanceof SdError) || error.code === 'NETWORK') throw error;
-        if (error.code === 'NO_VDI') throw openFailure(name, undefined, error);
-        throw new DogFailure(`Failed to resize VDI ${name}: ${error.message}`);
+  withGlobals(vdi.command('resize').description('resize an image').argument('<NAME>').argument('[SIZE]'))
+    .action(action(async (name: string, sizeText: string | undefined, o: Globals, command: Command) => {
+      if (sizeText === undefined) throw usageFailure('Please specify the new size for the VDI', command);
+      const asked = userSize(sizeText);
+      const sheep = client(o);
+      const entry = await sheep.lookup(name, undefined).catch((error: unknown) => {
+        if (error instanceof SdError && error.code === 'NO_VDI') throw openFailure(name, undefined, error);
+        throw error;
+      });
+      const max = BigInt(maxSizeBytes(entry.hyper, entry.blockSizeShift));
+      if (asked > max) {
+        throw new DogFailure(entry.hyper ? `New VDI size is too large This volume's max size is ${max}` : `New VDI size is too large. This volume's max size is ${max}`, exitUsage);
       }
+      if (asked < BigInt(entry.sizeBytes)) throw new DogFailure('Shrinking VDIs is not implemented', exitUsage);
+      await sheep.vdiResize(name, Number(asked)).catch((error: unknown) => failedAs('Failed to update an inode header', error));
     }));
-  withGlobals(vdi.command('read').description('read a VDI to stdout').argument('<NAME>').argument('[OFFSET]').argument('[LEN]'))
-    .option('-s, --snapshot <SNAP>', 'snapshot tag or id')
+  withGlobals(vdi.command('read').description('read data from an image').argument('<NAME>').argument('[OFFSET]').argument('[LEN]'))
+    .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
     .action(action(async (name: string, offsetText: string | undefined, lengthText: string | undefined, o: Globals & { snapshot?: string }) => {
-      const volume = await openVolume(client(o), name, parseSnapshotRef(o.snapshot));
-      const { offset, length } = rangeArgs(volume.info.sizeBytes, offsetText, lengthText);
+      const range = { offset: offsetText === undefined ? 0n : userSize(offsetText), length: lengthText === undefined ? undefined : userSize(lengthText) };
+      const volume = await openVolume(client(o), name, snapshotArg(o.snapshot));
+      const { offset, length } = rangeArgs(volume.info.sizeBytes, range, 'Read');
       await readRange(volume, offset, length);
     }));
-  withGlobals(vdi.command('write').description('write stdin into a VDI').argument('<NAME>').argument('[OFFSET]').argument('[LEN]'))
+  withGlobals(vdi.command('write').description('write data to an image').argument('<NAME>').argument('[OFFSET]').argument('[LEN]'))
     .action(action(async (name: string, offsetText: string | undefined, lengthText: string | undefined, o: Globals) => {
+      const range = { offset: offsetText === undefined ? 0n : userSize(offsetText), length: lengthText === undefined ? undefined : userSize(lengthText) };
       const volume = await openVolume(client(o), name, undefined);
-      const { offset, length } = rangeArgs(volume.info.sizeBytes, offsetText, lengthText);
+      const { offset, length } = rangeArgs(volume.info.sizeBytes, range, 'Write');
       await writeRange(volume, offset, length);
     }));
-  const object = vdi.command('object').description('object-level views of a VDI');
-  withGlobals(object.command('location').description('where the replicas of an object are').argument('<NAME>').argument('[IDX]'))
-    .option('-i, --index <IDX>', 'object index')
-    .option('-s, --snapshot <SNAP>', 'snapshot tag or id')
+  const object = vdi.command('object').description('show object information in the image');
+  withGlobals(object.command('location').description('show object location information').argument('<NAME>').argument('[IDX]'))
+    .option('-i, --index <IDX>', 'specify the index of data objects')
+    .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
     .action(action(async (name: string, indexText: string | undefined, o: Globals & { index?: string; snapshot?: string }) => {
       const sheep = client(o);
-      const volume = await openVolume(sheep, name, parseSnapshotRef(o.snapshot));
       const text = o.index ?? indexText;
-      const objects = Math.ceil(volume.info.sizeBytes / volume.info.objectSizeBytes);
-      if (text !== undefined && (!/^\d+$/.test(text) || Number(text) >= objects)) {
-        throw new DogFailure(`Invalid object index '${text}': the VDI has ${objects} objects`);
-      }
-      const vid = asVid(volume.info.vid);
-      const oid = text === undefined ? inodeOid(vid) : dataOid(asVid((await volume.owner(Number(text))) || vid), Number(text));
-      const where = await sheep.location(oid);
-      const index = text === undefined ? 0 : Number(text);
-      let report = `Looking for the object ${oidHex(oid)} (vid 0x${(Number(oid >> 32n) & 0xffffff).toString(16)} idx ${index}, ${where.copies} copies) with ${where.nodeCount} nodes\n\n`;
-      const nodes = await sheep.nodeList();
-      for (const node of nodes) {
-        report += where.holders.includes(node.id) ? `${node.id} has the object\n` : `${node.id} doesn't have the object\n`;
-      }
-      report += `\nAccording to sheepdog algorithm, the object should be located at:\n${where.placement.join(' ')}\n`;
-      out(report);
+      const index = text === undefined ? undefined : indexArg(text);
+      const volume = await openVolume(sheep, name, snapshotArg(o.snapshot)).catch((error: unknown) => {
+        if (error instanceof DogFailure) throw new DogFailure(`${error.message}\nFATAL: no inode objects`);
+        throw error;
+      });
+      out(await locationReport(sheep, volume, index));
     }));
+}
+
+/** `vdi object location`: which nodes hold the object, and where placement says it belongs. */
+async function locationReport(sheep: SheepClient, volume: VolumeIo, index: number | undefined): Promise<string> {
+  const vid = asVid(volume.info.vid);
+  const nodes = await sheep.nodeList();
+  let oid;
+  let report;
+  if (index === undefined) {
+    oid = inodeOid(vid);
+    report = `Looking for the inode object 0x${vid.toString(16)} with ${nodes.length} nodes\n\n`;
+  } else {
+    if (index >= hyperObjectsMax) throw new DogFailure('The offset is too large!');
+    const owner = index < objectCount(volume.entry) ? await volume.owner(index) : 0;
+    if (owner === 0) return `The inode object 0x${vid.toString(16)} idx ${index} is not allocated\n`;
+    oid = dataOid(asVid(owner), index);
+    report = `Looking for the object ${oidHex(oid)} (vid 0x${vid.toString(16)} idx ${index}, ${volume.entry.copies} copies) with ${nodes.length} nodes\n\n`;
+  }
+  const where = await sheep.location(oid);
+  for (const node of nodes) report += where.holders.includes(node.id) ? `${node.id} has the object\n` : `${node.id} doesn't have the object\n`;
+  if (nodes.length < volume.entry.copies) {
+    return `${report}\nBecause number of nodes (${nodes.length}) is less than number of copies (${volume.entry.copies}), the object should be located at every nodes.\n`;
+  }
+  return `${report}\nAccording to sheepdog algorithm, the object should be located at:\n${where.placement.join(' ')}\n`;
+}
+
+/** `cluster format -z`: the original's messages below 20 and above 31; this store's objects end at 2^26. */
+function blockSizeShiftArg(text: string): number {
+  const shift = /^\d+$/.test(text) ? Number(text) : 0;
+  if (shift > 31) throw new DogFailure('Object Size is limited to 2^31. Please set shift bit lower than 31');
+  if (shift < blockSizeShiftMin) throw new DogFailure('Object Size is larger than 2^20. Please set shift bit larger than 20');
+  if (shift > blockSizeShiftMax) throw new DogFailure(`Object Size is limited to 2^${blockSizeShiftMax} here. Please set shift bit lower than ${blockSizeShiftMax + 1}`);
+  return shift;
 }
 
 function buildCluster(program: Command): void {
   const cluster = program.command('cluster').description('manage the cluster');
-  withGlobals(cluster.command('info').description('show cluster status and epoch history'))
-    .action(action(async (o: Globals) => out(formatClusterInfo(await client(o).clusterInfo(), o.raw === true))));
-  withGlobals(cluster.command('format').description('create a new cluster'))
-    .option('-c, --copies <COPIES>', 'default number of copies', '3')
-    .option('-z, --block-size-shift <SHIFT>', 'object size as a power of 2 (20-26)', '22')
-    .option('-b, --backend <STORE>', 'store backend (plain)', 'plain')
+  withGlobals(cluster.command('info').description('show cluster information'))
+    .action(action(async (o: Globals) => out(formatClusterInfo(await client(o).clusterInfo(), o.raw === true, o.verbose === true))));
+  withGlobals(cluster.command('format').description('create a Sheepdog store'))
+    .option('-c, --copies <COPIES>', 'specify the default data redundancy (number of copies)', '3')
+    .option('-z, --block-size-shift <SHIFT>', 'specify the shift num of default data object size (20-26)', '22')
+    .option('-b, --backend <STORE>', 'specify backend store (plain)', 'plain')
     .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string }) => {
-      if (o.backend !== 'plain') throw new DogFailure(`Unknown store backend '${o.backend}': the backend is plain`);
-      const shift = Number(o.blockSizeShift);
-      if (!/^\d+$/.test(o.blockSizeShift) || shift < 20 || shift > 26) throw new DogFailure(`Invalid block size shift '${o.blockSizeShift}': must be 20 to 26`);
+      const copies = copiesArg(o.copies)!;
+      const shift = blockSizeShiftArg(o.blockSizeShift);
       const sheep = client(o);
       try {
-        if (o.keyFile !== undefined) {
-          // The key travels to no sheep: one that holds none would make a new one, not FILE's.
-          await sheep.ping();
-          if (sheep.rpc.unkeyed) {
-            throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
-          }
+        // Reached and let in before the original's first line.
+        await sheep.ping();
+        // The key travels to no sheep: one that holds none would make a new one, not FILE's.
+        if (o.keyFile !== undefined && sheep.rpc.unkeyed) {
+          throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
         }
-        await sheep.format(copiesArg(o.copies)!, shift);
+        out(`using backend ${o.backend} store\n`);
+        if (o.backend !== 'plain') {
+          out('Available stores:\n---------------------------------------\nplain\n');
+          throw new DogFailure('Format failed: Targeted backend store is not found', exitSysfail);
+        }
+        await sheep.format(copies, shift);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;
       }
-      out('using backend plain store\n');
     }));
-  withGlobals(cluster.command('shutdown').description('stop every sheep cleanly'))
-    .action(action(async (o: Globals) => void (await client(o).shutdown())));
-  withGlobals(cluster.command('recover').description('recover force|enable|disable').argument('<ACTION>'))
-    .option('-y, --yes', 'do not ask for confirmation')
+  withGlobals(cluster.command('shutdown').description('stop Sheepdog'))
+    .action(action(async (o: Globals) => {
+      await client(o).shutdown().catch((error: unknown) => {
+        if (refusedBySheep(error)) throw new DogFailure(`Response's result: ${error.message}\nfailed to execute request`);
+        throw error;
+      });
+    }));
+  withGlobals(completeArgumentWith(cluster.command('recover'), ['force', 'enable', 'disable']).description('force recover cluster immediately (force), enable or disable automatic recovery').argument('<ACTION>', 'force, enable or disable'))
+    .option('-y, --yes', 'do not prompt for confirmation')
     .action(action(async (verb: string, o: Globals & { yes?: boolean }) => {
       if (verb !== 'force' && verb !== 'enable' && verb !== 'disable') throw new DogFailure(`Unknown recover action '${verb}': use force, enable or disable`, exitUsage);
-      if (verb === 'force' && !o.yes && !(await confirm('Forcing recovery with the nodes present may lose data on the missing nodes.\nContinue? [yes/no]: '))) {
-        throw new DogFailure('Recovery cancelled');
+      if (verb === 'force' && !o.yes) await confirm(recoverForcePrompt);
+      try {
+        await client(o).recover(verb);
+      } catch (error) {
+        // The original's words: force's own, enable's and disable's from send_light_req.
+        if (refusedBySheep(error)) throw new DogFailure(verb === 'force' ? `failed to execute request, ${error.message}` : `Response's result: ${error.message}`);
+        throw error;
       }
-      await client(o).recover(verb);
       if (verb === 'enable') out('Cluster recovery: enable\n');
       if (verb === 'disable') out('Cluster recovery: disable\n');
     }));
+}
+
+/** `node recovery set-throttle`: the original's ranges, bounded by what a timer can wait. */
+function throttleArgs(maxText: string | undefined, intervalText: string | undefined): { max: number; interval: number } {
+  if (maxText === undefined || intervalText === undefined) {
+    throw new DogFailure(`Invalid interval max (${maxText ?? '(null)'}), interval (${intervalText ?? '(null)'})`, exitUsage);
+  }
+  if (!/^\d+$/.test(maxText) || Number(maxText) > throttleMaxObjectsLimit) throw new DogFailure(`Invalid max (${maxText})`, exitUsage);
+  if (!/^\d+$/.test(intervalText) || Number(intervalText) > throttleIntervalMsLimit) throw new DogFailure(`Invalid interval (${intervalText})`, exitUsage);
+  const max = Number(maxText);
+  const interval = Number(intervalText);
+  if ((max === 0) !== (interval === 0)) throw new DogFailure(`Invalid interval max (${max}), interval (${interval})`, exitUsage);
+  return { max, interval };
 }
 
 function buildNode(program: Command): void {
   const node = program.command('node').description('inspect and manage nodes');
   withGlobals(node.command('list').description('list nodes'))
     .action(action(async (o: Globals) => out(formatNodeList(await client(o).nodeList(), o.raw === true))));
-  withGlobals(node.command('info').description('space per node'))
+  withGlobals(node.command('info').description('show information about each node'))
     .action(action(async (o: Globals) => {
       const info = await client(o).nodeInfo();
+      if (info.nodes.length === 0) throw new DogFailure('Cannot get information from any nodes', exitSysfail);
       out(formatNodeInfo(info.nodes, info.virtualBytes, o.raw === true));
     }));
   withGlobals(
-    node
-      .command('recovery')
-      .description('show nodes in recovery; set-throttle MAX INTERVAL | get-throttle')
-      .argument('[ACTION]', 'set-throttle or get-throttle')
-      .argument('[MAX]', 'objects recovered per interval (1-1000)')
-      .argument('[INTERVAL]', 'interval in milliseconds (1-1000)'),
+    completeArgumentWith(node.command('recovery'), ['info', 'set-throttle', 'get-throttle'])
+      .description('show recovery information or set/get recovery speed throttling of nodes')
+      .argument('[ACTION]', 'info (default), set-throttle or get-throttle')
+      .argument('[MAX]', 'objects recovered per interval (0-4294967295; 0 0: no throttle)')
+      .argument('[INTERVAL]', `interval in milliseconds (0-${throttleIntervalMsLimit})`),
   ).action(action(async (verb: string | undefined, maxText: string | undefined, intervalText: string | undefined, o: Globals) => {
     const sheep = client(o);
-    if (verb === undefined) {
+    if (verb === undefined || verb === 'info') {
       out(formatRecovery(await sheep.recoveryStates(), o.raw === true));
       return;
     }
     if (verb === 'get-throttle') {
-      const throttle = await sheep.getThrottle();
-      out(throttle.maxObjects > 0 ? `max ${throttle.maxObjects} objects per ${throttle.intervalMs} ms\n` : 'Recovery throttle is not set\n');
+      const throttle = await sheep.getThrottle().catch((error: unknown) => failedAs('Failed to execute request', error));
+      out(`max (${throttle.maxObjects}), interval (${throttle.intervalMs})\n`);
       return;
     }
-    if (verb !== 'set-throttle') throw new DogFailure(`Unknown recovery action '${verb}': use set-throttle or get-throttle`, exitUsage);
-    if (maxText === undefined || intervalText === undefined) throw new DogFailure('Usage: dog node recovery set-throttle MAX INTERVAL', exitUsage);
-    if (!/^\d+$/.test(maxText) || Number(maxText) < 1 || Number(maxText) > 1000) throw new DogFailure(`Invalid max '${maxText}': must be 1 to 1000 objects`);
-    if (!/^\d+$/.test(intervalText) || Number(intervalText) < 1 || Number(intervalText) > 1000) throw new DogFailure(`Invalid interval '${intervalText}': must be 1 to 1000 ms`);
-    await sheep.setThrottle(Number(maxText), Number(intervalText));
-    out(`max ${Number(maxText)} objects per ${Number(intervalText)} ms\n`);
+    if (verb !== 'set-throttle') throw new DogFailure(`Unknown recovery action '${verb}': use info, set-throttle or get-throttle`, exitUsage);
+    const { max, interval } = throttleArgs(maxText, intervalText);
+    await sheep.setThrottle(max, interval).catch((error: unknown) => failedAs('Failed to execute request', error));
   }));
-  withGlobals(node.command('kill').description('stop a node').argument('<ID>'))
-    .action(action(async (idText: string, o: Globals) => {
+  withGlobals(node.command('kill').description('kill node').argument('[ID]', 'node id (its index in node list)'))
+    .option('-l, --local', 'issue request to local node')
+    .action(action(async (idText: string | undefined, o: Globals & { local?: boolean }) => {
+      if (o.local && idText !== undefined) throw new DogFailure("don't use -l option and specify node id at the same time", exitUsage);
+      if (!o.local && idText === undefined) throw new DogFailure('please specify -l option or node id', exitUsage);
       const sheep = client(o);
       const nodes = await sheep.nodeList();
-      const target = /^\d+$/.test(idText) ? nodes[Number(idText)] : undefined;
-      if (!target) throw new DogFailure(`Invalid node id '${idText}': there are ${nodes.length} nodes`);
-      await sheep.killNode(target.id);
+      let target;
+      if (idText === undefined) {
+        // -l: the node dog talks to, by its port (and address, when more than one node has it).
+        const onPort = nodes.filter((n) => n.port === Number(o.port));
+        target = onPort.length === 1 ? onPort[0] : onPort.find((n) => n.addr === o.address);
+      } else {
+        if (!/^\d+$/.test(idText)) throw new DogFailure(`Invalid node id '${idText}', please specify a numeric value`, exitUsage);
+        target = nodes[Number(idText)];
+        if (!target) throw new DogFailure(`Invalid node id '${Number(idText)}'`, exitUsage);
+      }
+      if (!target) throw new DogFailure('Failed to execute request');
+      await sheep.killNode(target.id).catch((error: unknown) => failedAs('Failed to execute request', error));
     }));
 }
 
-export async function main(argv: readonly string[]): Promise<void> {
+/** dog's whole command table: what main parses, and what completion and man pages are made from. */
+export function dogProgram(): Command {
   const program = new Command('dog')
-    .description('Sheepdog administration tool')
+    .description(`Sheepdog administrator utility (version ${packageVersion})`)
+    .version(`Sheepdog administrator utility (version ${packageVersion})`, '--version', 'show the version')
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({ writeErr: (text) => process.stderr.write(text.replace(/^error: /, '')) });
   buildCluster(program);
   buildNode(program);
   buildVdi(program);
+  addInspectCommands(program);
+  addCompletionCommand(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = dogProgram();
+  const usage = usageOutcome(program, argv);
+  if (usage !== undefined) {
+    process.stderr.write(usage.stderr);
+    process.stdout.write(usage.stdout, () => process.exit(usage.code));
+    return;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
@@ -451,4 +505,3 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));

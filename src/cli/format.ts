@@ -37,15 +37,26 @@ export function statusLine(info: ClusterInfoData): string {
   }
 }
 
-export function formatClusterInfo(info: ClusterInfoData, raw: boolean): string {
-  let text = `Cluster status: ${statusLine(info)}\n`;
-  if (!info.config) return text;
-  text += `\nCluster created at ${raw ? Math.floor(info.config.createdMs / 1000) : formatCtime(info.config.createdMs)}\n\n`;
-  text += 'Epoch Time           Version [Host:Port:V-Nodes,,,]\n';
+/**
+ * `cluster info` as the original printed it: with -r no labels or headers; with -v the store,
+ * the vnodes strategy (every node keeps the vnodes it was started with: fixed) and the vnode mode.
+ */
+export function formatClusterInfo(info: ClusterInfoData, raw: boolean, verbose = false): string {
+  const label = (text: string) => (raw ? '' : text);
+  let text = `${label('Cluster status: ')}${statusLine(info)}\n`;
+  if (verbose) {
+    const running = info.status === 'running' && info.config !== null;
+    text += `${label('Cluster store: ')}${running ? `plain with ${info.config!.copies} redundancy policy` : statusLine(info)}\n`;
+    if (running) text += `${label('Cluster vnodes strategy: ')}fixed\n`;
+    text += `${label('Cluster vnode mode: ')}node\n`;
+  } else {
+    text += '\n';
+  }
+  if (!info.config || info.epochs.length === 0) return text;
+  if (!raw) text += `Cluster created at ${formatCtime(info.config.createdMs)}\n\nEpoch Time           Version [Host:Port:V-Nodes,,,]\n`;
   for (const record of info.epochs) {
     const nodes = record.nodes.map((n) => `${n.id}:${n.vnodes}`).join(', ');
-    const time = raw ? String(record.timeSec) : formatDate(record.timeSec, true);
-    text += `${time} ${String(record.epoch).padStart(6)} [${nodes}]\n`;
+    text += raw ? `${record.timeSec} ${record.epoch} [${nodes}]\n` : `${formatDate(record.timeSec, true)} ${String(record.epoch).padStart(6)} [${nodes}]\n`;
   }
   return text;
 }
@@ -68,19 +79,29 @@ function percent(used: number, total: number): string {
   return `${String(total > 0 ? Math.floor((used * 100) / total) : 0).padStart(3)}%`;
 }
 
+/** `node info`: with -r no header, fields apart by single spaces, the total on one line. */
 export function formatNodeInfo(stats: readonly NodeStatData[], virtualBytes: number, raw: boolean): string {
-  let text = 'Id\tSize\tUsed\tAvail\tUse%\n';
+  let text = raw ? '' : 'Id\tSize\tUsed\tAvail\tUse%\n';
   let used = 0;
   let available = 0;
   stats.forEach((s, i) => {
     const total = s.usedBytes + s.availableBytes;
     used += s.usedBytes;
     available += s.availableBytes;
-    text += `${String(i).padStart(2)}\t${size(total, raw)}\t${size(s.usedBytes, raw)}\t${size(s.availableBytes, raw)}\t${percent(s.usedBytes, total)}\n`;
+    text += raw
+      ? `${i} ${total} ${s.usedBytes} ${s.availableBytes} ${percent(s.usedBytes, total).trim()}\n`
+      : `${String(i).padStart(2)}\t${size(total, raw)}\t${size(s.usedBytes, raw)}\t${size(s.availableBytes, raw)}\t${percent(s.usedBytes, total)}\n`;
   });
-  text += `Total\t${size(used + available, raw)}\t${size(used, raw)}\t${size(available, raw)}\t${percent(used, used + available)}\n\n`;
+  const totalBytes = used + available;
+  if (raw) return `${text}Total ${totalBytes} ${used} ${available} ${percent(used, totalBytes).trim()} ${virtualBytes}\n`;
+  text += `Total\t${size(totalBytes, raw)}\t${size(used, raw)}\t${size(available, raw)}\t${percent(used, totalBytes)}\n\n`;
   text += `Total virtual image size\t${size(virtualBytes, raw)}\n`;
   return text;
+}
+
+/** In raw output a name is one field: whitespace and backslashes escaped, as the original did. */
+function rawName(name: string): string {
+  return name.replace(/[\s\\]/g, (c) => `\\${c}`);
 }
 
 export function formatVdiList(rows: readonly VdiUsageData[], raw: boolean): string {
@@ -91,7 +112,7 @@ export function formatVdiList(rows: readonly VdiUsageData[], raw: boolean): stri
     const vid = entry.vid.toString(16);
     if (raw) {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : '=';
-      text += `${mark} ${entry.name} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${entry.copies} ${entry.tag} ${entry.blockSizeShift}\n`;
+      text += `${mark} ${rawName(entry.name)} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${entry.copies} ${entry.tag} ${entry.blockSizeShift}\n`;
     } else {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : ' ';
       text +=
@@ -109,7 +130,7 @@ interface TreeNode {
 }
 
 /**
- * `vdi tree`, pstree style: one tree per VDI name; a snapshot shows its freeze time, the working
+ * `vdi tree`, pstree style: one tree per VDI name; a snapshot shows when it began, the working
  * VDI `(you are here)`. Deleted VDIs are skipped and their children hang from the nearest live
  * ancestor, so the tree stays whole when a snapshot in the middle of a chain is deleted.
  */
@@ -122,7 +143,8 @@ export function formatVdiTree(all: readonly VdiEntry[]): string {
     while (parent && parent.deleted) parent = byVid.get(parent.parentVid);
     return parent && parent.name === entry.name ? parent : undefined;
   };
-  const label = (e: VdiEntry) => (e.snapshotSec !== 0 ? `[${formatDate(e.snapshotSec)}]` : '(you are here)');
+  // As the original: a snapshot shows its inode's creation time, when that state began.
+  const label = (e: VdiEntry) => (e.snapshotSec !== 0 ? `[${formatDate(e.createdSec)}]` : '(you are here)');
   const live = all.filter((e) => !e.deleted);
   for (const entry of live) nodes.set(entry.vid, { label: label(entry), children: [] });
   for (const entry of live) {
@@ -177,9 +199,10 @@ export function formatRecovery(rows: readonly RecoveryRow[], raw: boolean): stri
   rows.forEach((row, i) => {
     if (!row.state?.running) return;
     const progress = row.state.total > 0 ? (row.state.done * 100) / row.state.total : 0;
+    // The original's columns; raw gives the objects done and to do, not a percentage.
     text += raw
-      ? `${i} ${row.node.id} ${row.node.vnodes} ${row.node.zone} ${progress.toFixed(1)}\n`
-      : `${String(i).padStart(4)}   ${row.node.id.padEnd(20)}\t${String(row.node.vnodes).padStart(2)}${String(row.node.zone).padStart(11)}${progress.toFixed(1).padStart(10)}%\n`;
+      ? `${i} ${row.node.id} ${row.node.vnodes} ${row.node.zone} ${row.state.done} ${row.state.total}\n`
+      : `${String(i).padStart(4)}   ${row.node.id.padEnd(20)}${String(row.node.vnodes).padStart(5)}${String(row.node.zone).padStart(11)}${progress.toFixed(1).padStart(11)}%\n`;
   });
   return text;
 }

@@ -6,6 +6,7 @@ export const errorCodes = [
   'NO_VDI', // no VDI of that name
   'NO_TAG', // no snapshot with that tag or id
   'VDI_EXISTS',
+  'VDI_WRITE', // the VDI's objects cannot be written: no node stores data
   'SNAPSHOT_EXISTS',
   'VDI_NOT_SNAPSHOT', // clone source must be a snapshot
   'VDI_IS_SNAPSHOT', // a snapshot cannot be written or resized

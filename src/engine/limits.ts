@@ -127,9 +127,12 @@ export const coordinatorWaitMs = 10_000;
 /** A sender told that its epoch is old waits this long for its own group to reach the new one. */
 export const epochCatchUpMs = 5000;
 
-/** Recovery throttle bounds (`dog node recovery set-throttle`). */
-export const throttleMaxObjectsLimit = 1000;
-export const throttleIntervalMsLimit = 1000;
+/**
+ * Recovery throttle bounds (`dog node recovery set-throttle`): the original's u32 of objects; its
+ * interval was unbounded, here it ends where a timer can still wait (about 24.8 days).
+ */
+export const throttleMaxObjectsLimit = 2 ** 32 - 1;
+export const throttleIntervalMsLimit = 2 ** 31 - 1;
 
 /**
  * Malformed requests are logged through a token bucket per server: this many at once, then one

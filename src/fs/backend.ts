@@ -17,6 +17,8 @@ export interface SheepfsBackend {
   rollback(name: string, tag: string): Promise<void>;
   /** Like `dog vdi delete [-s TAG] NAME`. */
   deleteVdi(name: string, tag: string | undefined): Promise<void>;
+  /** Like `dog vdi clone -s TAG SOURCE TARGET`: a new writable VDI from a snapshot. */
+  clone(source: string, tag: string, target: string): Promise<void>;
   /** `NAME` (writable) or `NAME:TAG` / `NAME:SNAPID` (read-only). Throws SdError NO_VDI/NO_TAG. */
   openVolume(spec: string): Promise<Volume>;
   /** Answers or throws SdError NETWORK: used at start-up to fail fast when no sheep answers. */

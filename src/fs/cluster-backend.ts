@@ -46,6 +46,10 @@ class ClusterBackend implements SheepfsBackend {
     await this.client.vdiDelete(name, parseSnapshotRef(tag));
   }
 
+  async clone(source: string, tag: string, target: string): Promise<void> {
+    await this.client.vdiClone(source, parseSnapshotRef(tag), target, undefined);
+  }
+
   async openVolume(spec: string): Promise<Volume> {
     const { name, ref } = splitSpec(spec);
     return new VolumeIo(this.client, await this.client.lookup(name, ref));

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino, type Logger } from 'pino';
 import { asSdError, sdError } from '../engine/errors.js';
 import { portDefault } from '../engine/limits.js';
+import { packageVersion } from '../engine/version.js';
 import type { SheepfsBackend } from './backend.js';
 import { mountSheepfs, prepareMountpoint, type SheepfsMount } from './sheepfs.js';
 
@@ -43,7 +44,8 @@ function collectOptions(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(',').filter((option) => option.length > 0)];
 }
 
-function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<void>): Command {
+/** sheepfs's options as a commander program (exported for its man page). */
+export function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<void>): Command {
   return new Command('sheepfs')
     .description('Mount a Sheepdog cluster as files (cluster/, node/, vdi/, volume/) over FUSE')
     .argument('<mountpoint>', 'an empty directory that is not already a mountpoint')
@@ -59,6 +61,7 @@ function buildProgram(run: (mountpoint: string, options: CliOptions) => Promise<
     )
     .option('--log <file>', `log file (default: stderr with -f, ${logFileDefault} in background)`)
     .option('--log-level <level>', 'pino log level', 'info')
+    .version(`sheepfs version ${packageVersion}`, '-v, --version', 'show the version')
     .action(run);
 }
 

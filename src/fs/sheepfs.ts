@@ -362,6 +362,9 @@ const controlHandlers: ControlHandlers = {
     if (busy) throw sdError('BUSY', `${spec} is mounted: unmount it first`);
     await state.backend.deleteVdi(request.name, request.tag);
   },
+  clone: async (state, request) => {
+    await state.backend.clone(request.source, request.tag, request.target);
+  },
 };
 
 async function mountVolume(state: MountState, spec: string): Promise<MountedVolume> {

@@ -2,7 +2,7 @@
 // dynamic directory (volume/) whose entries are the mounted VDIs. Pure: no I/O, no state.
 
 export type InfoSource = 'clusterInfo' | 'nodeList' | 'nodeInfo' | 'vdiList';
-export type ControlCommand = 'mount' | 'unmount' | 'snapshot' | 'rollback' | 'delete';
+export type ControlCommand = 'mount' | 'unmount' | 'snapshot' | 'rollback' | 'delete' | 'clone';
 
 export type FsPath =
   | { kind: 'directory'; path: string }
@@ -25,6 +25,7 @@ const fileTable: ReadonlyArray<readonly [string, FsPath]> = [
   ['/vdi/snapshot', { kind: 'control', command: 'snapshot' }],
   ['/vdi/rollback', { kind: 'control', command: 'rollback' }],
   ['/vdi/delete', { kind: 'control', command: 'delete' }],
+  ['/vdi/clone', { kind: 'control', command: 'clone' }],
 ];
 
 function parentOf(path: string): string {

@@ -181,7 +181,7 @@ export function unkeyedHandler(handle: FrameHandler, hasKey: () => boolean, form
     if (hasKey()) throw new SdError('AUTH', 'this connection was opened before the cluster had a key: reconnect and prove it');
     const op = header['op'];
     if (typeof op === 'string' && unkeyedOps.has(op as Op)) return handle(header, payload);
-    if (!formatted()) throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
+    if (!formatted()) throw new SdError('NOT_FORMATTED', 'Waiting for cluster to be formatted');
     throw new SdError('AUTH', `this node has no cluster key yet: it serves only ${[...unkeyedOps].join(', ')}`);
   };
 }

@@ -26,6 +26,8 @@ export interface RpcClientOptions {
   timeoutMs?: number;
   /** The key handshake of every new stream; without it the stream is used as it is (tests). */
   auth?: ClientAuth;
+  /** Told of every request when it settles, with its time (`dog -T`). */
+  onRequest?: (op: Op, elapsedMs: number, ok: boolean) => void;
 }
 
 export class RpcClient {
@@ -35,6 +37,7 @@ export class RpcClient {
   private readonly clock: Clock;
   private readonly timeoutMs: number;
   private readonly auth: ClientAuth | undefined;
+  private readonly onRequest: RpcClientOptions['onRequest'];
   private stream: Duplex | undefined;
   /** How the current stream was let in: an unkeyed one serves only `unkeyedOps`. */
   private session: Session = 'authenticated';
@@ -51,6 +54,7 @@ export class RpcClient {
     this.port = options.port;
     this.timeoutMs = options.timeoutMs ?? rpcRequestTimeoutMs;
     this.auth = options.auth;
+    this.onRequest = options.onRequest;
   }
 
   /** The current stream was let in before the sheep had a key (it serves only `unkeyedOps`). */
@@ -60,12 +64,24 @@ export class RpcClient {
 
   /** Sends one request; resolves with the op's result (for data-answering ops, the data). */
   async call<K extends Op>(op: K, fields: RequestFields<K>, ...payload: PayloadArgs<K>): Promise<ResultOf<K>> {
-    const frame = await this.send(op, fields, payload[0]);
+    const frame = this.onRequest === undefined ? await this.send(op, fields, payload[0]) : await this.timed(op, this.send(op, fields, payload[0]));
     // The server answers each op with the result the protocol declares for it.
     const data = frame.payload ?? Buffer.alloc(0);
     const kind = protocol[op].payload;
     const result = kind === 'reply' ? data : kind === 'valueAndData' ? { value: frame.header['value'], data } : frame.header['value'];
     return result as ResultOf<K>;
+  }
+
+  private async timed(op: Op, sending: Promise<Frame>): Promise<Frame> {
+    const startMs = this.clock.nowMs();
+    try {
+      const frame = await sending;
+      this.onRequest?.(op, this.clock.nowMs() - startMs, true);
+      return frame;
+    } catch (error) {
+      this.onRequest?.(op, this.clock.nowMs() - startMs, false);
+      throw error;
+    }
   }
 
   private async send(op: Op, fields: object, payload: Buffer | undefined): Promise<Frame> {

@@ -19,6 +19,7 @@ import {
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
+import type { RequestStatsData } from '../sheep/stats.js';
 import {
   bool,
   oneOf,
@@ -154,8 +155,14 @@ export const protocol = {
   'node.info': answers<{ nodes: NodeStatData[]; virtualBytes: number }>()({}),
   'node.kill': answers<null>()({ node: string(nodeIdBytesMax) }),
   'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
-  'recovery.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
+  /** `0 0` lifts the throttle, as in the original. */
+  'recovery.throttle': answers<null>()({ max: int(0, throttleMaxObjectsLimit), interval: int(0, throttleIntervalMsLimit) }),
   'recovery.get-throttle': answers<ThrottleData>()({}),
+  /** This node's request counters (sheep/stats.ts). */
+  'node.stat': answers<RequestStatsData>()({}),
+  /** This node's log level (the original's numbers, sheep/log-level.ts): set when given; answers it. */
+  'node.log-level': answers<number>()({ level: optionalInt(0, 7) }),
+  'cluster.reweight': answers<null>()({}),
 
   'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, hyper: bool }),
   'vdi.snapshot': answers<VdiEntry>()({ name, tag: optionalString(snapshotTagBytesMax * 4) }),

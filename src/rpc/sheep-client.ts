@@ -36,6 +36,7 @@ export interface SheepClientWorld {
   transport: Transport;
   clock: Clock;
   auth?: ClientAuth;
+  onRequest?: (op: Op, elapsedMs: number, ok: boolean) => void;
 }
 
 /** TCP, the system clock, and the key of `keyFile` (-k), or the one found without it. */

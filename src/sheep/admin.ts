@@ -13,6 +13,8 @@ import type { Gateway } from './gateway.js';
 import type { Placement } from './placement.js';
 import { compareNodes, type Group } from './group.js';
 import type { Peers } from './peers.js';
+import type { LogLevelControl } from './log-level.js';
+import type { RequestStats, RequestStatsData } from './stats.js';
 
 export interface AdminDeps {
   group: Group;
@@ -26,6 +28,8 @@ export interface AdminDeps {
   random: Pick<Random, 'bytes'>;
   disk: Disk;
   storeDir: string;
+  stats: Pick<RequestStats, 'snapshot'>;
+  logLevel: LogLevelControl;
   /** Stops this sheep (after the reply that asked for it is sent). */
   stopSelf(): void;
 }
@@ -68,7 +72,7 @@ export class AdminService {
 
   async recover(action: 'force' | 'enable' | 'disable'): Promise<null> {
     if (action === 'force' && this.group.status !== 'waiting') {
-      throw new SdError('INVALID_ARGUMENT', 'Cluster is not waiting for nodes: nothing to force');
+      throw new SdError('INVALID_ARGUMENT', 'Cluster is running/halted and cannot be force recovered');
     }
     await this.deps.driver.notify({ type: 'recover', action, timeSec: nowSec(this.deps.clock) });
     await this.deps.driver.sync();
@@ -147,6 +151,25 @@ export class AdminService {
       placement: placement.map((n) => n.id),
       holders: holders.sort(compareNodes).map((n) => n.id),
     };
+  }
+
+  requestStats(): RequestStatsData {
+    return this.deps.stats.snapshot();
+  }
+
+  /** Sets this node's log level when `level` is given; answers the level now in force. */
+  logLevel(level: number | undefined): number {
+    if (level !== undefined) this.deps.logLevel.set(level);
+    return this.deps.logLevel.level;
+  }
+
+  /**
+   * The original recomputed a node's vnodes from its disk space when the cluster used automatic
+   * vnodes. Every node here keeps the vnodes it was started with (-V), the original's fixed
+   * strategy, under which reweight changes nothing: answered, as the original did.
+   */
+  reweight(): null {
+    return null;
   }
 
   private isSelf(node: NodeInfo): boolean {

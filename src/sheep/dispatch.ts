@@ -61,6 +61,9 @@ export function makeHandlers(s: Services): Handlers {
     'node.recovery': async () => s.admin.recoveryStates(),
     'recovery.throttle': async (r) => s.admin.setThrottle(r.max, r.interval),
     'recovery.get-throttle': async () => s.group.throttle,
+    'node.stat': async () => s.admin.requestStats(),
+    'node.log-level': async (r) => s.admin.logLevel(r.level),
+    'cluster.reweight': async () => s.admin.reweight(),
 
     'vdi.create': async (r) => s.vdi.create({ name: r.name, sizeBytes: r.size, copies: r.copies, hyper: r.hyper }),
     'vdi.snapshot': async (r) => s.vdi.snapshot(r.name, r.tag ?? ''),

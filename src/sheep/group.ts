@@ -153,7 +153,7 @@ export class Group implements ClusterHandlers {
   /** The one answer to "may a client request run now?": throws the status's error otherwise. */
   requireRunning(): void {
     if (this.out) throw new SdError('WAIT_FOR_JOIN', 'This node was reported left and waits to rejoin the cluster');
-    if (this.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
+    if (this.status === 'unformatted') throw new SdError('NOT_FORMATTED', 'Waiting for cluster to be formatted');
     if (this.status === 'waiting') throw new SdError('WAIT_FOR_JOIN', 'Waiting for other nodes to join cluster');
     if (this.status === 'shutdown') throw new SdError('SHUTDOWN', 'Cluster is shutting down');
   }

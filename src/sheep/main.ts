@@ -20,6 +20,7 @@ import { openLogFile } from '../io/log-file.js';
 import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { prepareNbdTls } from '../nbd/tls.js';
+import { logLevelControl, pinoLevel } from './log-level.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
 
@@ -61,7 +62,8 @@ async function run(options: SheepOptions): Promise<void> {
   if (process.send) process.once('disconnect', () => void (started || process.exit(1)));
   // Kept in the store; a full store drops lines (counted), never blocks the daemon (log-file.ts).
   const logFile = openLogFile(path.join(storeDir, 'sheep.log'));
-  const log = pino({ level: options.logLevel }, logFile);
+  const log = pino({ level: pinoLevel(options.logLevel) }, logFile);
+  const logLevel = logLevelControl(log, options.logLevel);
   const cluster = options.cluster;
   const newDriver = () =>
     cluster.kind === 'zookeeper'
@@ -86,7 +88,7 @@ async function run(options: SheepOptions): Promise<void> {
     logFile.flush(() => process.exit(code));
     systemClock.after(exitFlushWaitMs, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log, releaseMemory: collectGarbage };
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log, logLevel, releaseMemory: collectGarbage };
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');

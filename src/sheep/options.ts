@@ -5,6 +5,8 @@ import { SdError } from '../engine/errors.js';
 import { externalIpv4, isIpAddress } from '../io/net-address.js';
 import type { NbdTlsMode, NbdTlsSettings } from '../nbd/tls-credentials.js';
 import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
+import { packageVersion } from '../engine/version.js';
+import { logLevelDefault, logLevelNames, parseLogLevel } from './log-level.js';
 
 export type ClusterChoice = { kind: 'local'; dir: string | undefined } | { kind: 'zookeeper'; spec: ZkSpec };
 
@@ -17,7 +19,8 @@ export interface SheepOptions {
   vnodes: number;
   cluster: ClusterChoice;
   foreground: boolean;
-  logLevel: string;
+  /** The original's level number (sheep/log-level.ts). */
+  logLevel: number;
   nbd: { host: string; port: number; tls: NbdTlsSettings; idleTimeoutMs: number } | null;
   /** How long a daemonizing launcher waits for the daemon to be up before it stops it. */
   startTimeoutSec: number;
@@ -29,15 +32,44 @@ export const startTimeoutSecDefault = 30;
 const startTimeoutSecMax = 3600;
 const nbdTlsModes: readonly NbdTlsMode[] = ['off', 'on', 'require'];
 
-const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 /** A week: longer is as good as never. */
 const nbdIdleTimeoutSecMax = 7 * 24 * 3600;
 
 function integer(option: string, text: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': must be an integer from ${min} to ${max}`);
-  }
+  if (!inRange(text, min, max)) throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': must be an integer from ${min} to ${max}`);
   return Number(text);
+}
+
+function inRange(text: string, min: number, max: number): boolean {
+  return /^\d+$/.test(text) && Number(text) >= min && Number(text) <= max;
+}
+
+/** An option the original had, refused with the original's words. */
+function checked(text: string, min: number, max: number, message: string): number {
+  if (!inRange(text, min, max)) throw new SdError('INVALID_ARGUMENT', message);
+  return Number(text);
+}
+
+/** `-v`: the original's version text and features. */
+export const versionText = `Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: local\n\tMiscellaneous: nbd\n`;
+
+/**
+ * `-l LEVEL` or the original's `-l level=LEVEL`: its level names (emerg ... debug) or pino's
+ * (fatal, error, warn, info, debug, trace).
+ */
+function parseLogOption(text: string): number {
+  let levelText = text;
+  if (text.includes('=')) {
+    levelText = 'info';
+    for (const part of text.split(',')) {
+      const [key, value] = part.split('=', 2) as [string, string | undefined];
+      if (key !== 'level' || value === undefined) throw new SdError('INVALID_ARGUMENT', `invalid option ${part}`);
+      levelText = value;
+    }
+  }
+  const level = parseLogLevel(levelText);
+  if (level === undefined) throw new SdError('INVALID_ARGUMENT', `Invalid log level '${levelText}'`);
+  return level;
 }
 
 function address(option: string, text: string): string {
@@ -49,7 +81,7 @@ function parseCluster(text: string): ClusterChoice {
   if (text === 'local') return { kind: 'local', dir: undefined };
   if (text.startsWith('local:') && text.length > 'local:'.length) return { kind: 'local', dir: text.slice('local:'.length) };
   if (text.startsWith('zookeeper:')) return { kind: 'zookeeper', spec: parseZkSpec(text.slice('zookeeper:'.length)) };
-  throw new SdError('INVALID_ARGUMENT', `invalid --cluster '${text}': expected local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][,timeout=SECONDS]`);
+  throw new SdError('INVALID_ARGUMENT', `Invalid cluster driver '${text}'`);
 }
 
 /** NBD listens on loopback unless --nbd names an address: a VM's disk is not for the whole network. */
@@ -135,19 +167,21 @@ function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: 
   return where && { ...where, tls, idleTimeoutMs };
 }
 
-export function parseSheepOptions(argv: readonly string[]): SheepOptions {
-  const program = new Command('sheep')
+/** sheep's options as a commander program: what parseSheepOptions parses and its man page shows. */
+export function sheepProgram(): Command {
+  return new Command('sheep')
     .description('Sheepdog storage daemon: stores objects of virtual disks in STORE_DIR')
     .argument('<STORE_DIR>', 'directory of this sheep\'s objects, epochs, config and log')
-    .option('-p, --port <PORT>', `listen port (1-65535)`, String(portDefault))
-    .option('-b, --bind <ADDR>', 'listen address', '0.0.0.0')
-    .option('-y, --myaddr <ADDR>', 'address advertised to other nodes (default: the bind address)')
-    .option('-z, --zone <ZONE>', 'zone id, 0-4294967295 (default: from the address)')
-    .addOption(new Option('-V, --vnodes <N>', `virtual nodes, 1-${vnodesMax} (default ${vnodesDefault})`).conflicts('gateway'))
-    .option('-g, --gateway', 'gateway only: 0 vnodes, stores nothing')
-    .option('-c, --cluster <DRIVER>', 'cluster driver: local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][/ROOT][,timeout=SECONDS]', 'local')
-    .option('-f, --foreground', 'stay in the foreground (default: daemonize, pid file in the store)')
-    .option('-l, --log-level <LEVEL>', `log level: ${logLevels.join(', ')}`, 'info')
+    .option('-p, --port <PORT>', `specify the TCP port on which to listen (default: ${portDefault})`, String(portDefault))
+    .option('-b, --bind <ADDR>', 'specify IP address of interface to listen on', '0.0.0.0')
+    .option('-y, --myaddr <ADDR>', 'specify the address advertised to other sheep (default: the bind address)')
+    .option('-z, --zone <ZONE>', 'specify the zone id, 0-4294967295 (default: determined by listen address)')
+    .addOption(new Option('-V, --vnodes <N>', `set number of vnodes, 1-${vnodesMax} (default ${vnodesDefault})`).conflicts('gateway'))
+    .option('-g, --gateway', 'make the program run as a gateway mode: 0 vnodes, stores nothing')
+    .option('-c, --cluster <DRIVER>', 'specify the cluster driver: local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][/ROOT][,timeout=SECONDS]', 'local')
+    .option('-f, --foreground', 'make the program run in foreground (default: daemonize, pid file in the store)')
+    .option('-l, --log-level <LEVEL>', `specify the log level: ${logLevelNames.join(', ')} (or level=LEVEL)`, logLevelNames[logLevelDefault])
+    .version(versionText.trimEnd(), '-v, --version', 'show the version')
     .option('-k, --key-file <FILE>', 'cluster key to join with (default: STORE_DIR/cluster.key, or handed over on joining)')
     .option('--nbd <[ADDR:]PORT|off>', `NBD listen address (default ${nbdHostDefault}) and port (default ${nbdPortBase} + port - ${portDefault})`)
     .option('--nbd-tls <off|on|require>', 'NBD STARTTLS: off, on (offered) or require (default: off on loopback, else on)')
@@ -158,31 +192,49 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
+}
+
+export function parseSheepOptions(argv: readonly string[]): SheepOptions {
+  const program = sheepProgram();
   try {
     program.parse(argv, { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.exitCode === 0) throw error; // --help, --version
+      if (error.exitCode === 0) throw error; // --help
+      if (error.code === 'commander.unknownOption') {
+        throw new SdError('INVALID_ARGUMENT', `${error.message.replace(/^error: unknown/, 'unrecognized')}\nTry 'sheep --help' for more information.`);
+      }
       throw new SdError('INVALID_ARGUMENT', error.message.replace(/^error: /, ''));
     }
     throw error;
   }
   const o = program.opts<Record<string, string | boolean | undefined>>();
-  const port = integer('--port', String(o['port']), 1, 65535);
-  const bindAddr = address('--bind', String(o['bind']));
-  const myAddr = o['myaddr'] ? address('--myaddr', String(o['myaddr'])) : defaultMyAddr(bindAddr);
-  const level = String(o['logLevel']);
-  if (!logLevels.includes(level)) throw new SdError('INVALID_ARGUMENT', `invalid --log-level '${level}': expected one of ${logLevels.join(', ')}`);
+  const port = checked(String(o['port']), 1, 65535, `Invalid port number '${String(o['port'])}'`);
+  const bindText = String(o['bind']);
+  if (!isIpAddress(bindText)) throw new SdError('INVALID_ARGUMENT', `Bad address '${bindText}'`);
+  const bindAddr = bindText;
+  const myAddrText = o['myaddr'] ? String(o['myaddr']) : undefined;
+  if (myAddrText !== undefined && !isIpAddress(myAddrText)) throw new SdError('INVALID_ARGUMENT', `Invalid address: '${myAddrText}'`);
+  const myAddr = myAddrText ?? defaultMyAddr(bindAddr);
+  if (o['gateway'] && o['vnodes'] !== undefined) throw new SdError('INVALID_ARGUMENT', "Options '-g' and '-V' can not be both specified");
+  const vnodesText = String(o['vnodes']);
+  const zoneText = String(o['zone']);
   return {
     storeDir: program.args[0]!,
     port,
     bindAddr,
     myAddr,
-    zone: o['zone'] === undefined ? defaultZone(myAddr, port) : integer('--zone', String(o['zone']), 0, zoneMax),
-    vnodes: o['gateway'] ? 0 : o['vnodes'] === undefined ? vnodesDefault : integer('--vnodes', String(o['vnodes']), 1, vnodesMax),
+    zone:
+      o['zone'] === undefined
+        ? defaultZone(myAddr, port)
+        : checked(zoneText, 0, zoneMax, `Invalid zone id '${zoneText}': must be an integer between 0 and ${zoneMax}`),
+    vnodes:
+      o['gateway'] ? 0
+      : o['vnodes'] === undefined ? vnodesDefault
+      : checked(vnodesText, 1, vnodesMax, `Invalid number of vnodes '${vnodesText}': must be an integer between 1 and ${vnodesMax}`),
     cluster: parseCluster(String(o['cluster'])),
     foreground: o['foreground'] === true,
-    logLevel: level,
+    logLevel: parseLogOption(String(o['logLevel'])),
     nbd: nbdOptions(o, port, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
     startTimeoutSec: integer('--start-timeout', String(o['startTimeout']), 1, startTimeoutSecMax),
     keyFile: o['keyFile'] === undefined ? undefined : String(o['keyFile']),

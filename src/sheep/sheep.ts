@@ -22,7 +22,10 @@ import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
+import { countedHandler } from './counted-handler.js';
 import { makeHandlers } from './dispatch.js';
+import { logLevelControl, logLevelDefault, type LogLevelControl } from './log-level.js';
+import { RequestStats } from './stats.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
 import { Peers } from './peers.js';
@@ -45,6 +48,8 @@ export interface SheepWorld {
   log: Log;
   /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
   releaseMemory?: () => void;
+  /** Changes the log's level at run time (`dog node log level set`); none: a level kept only here. */
+  logLevel?: LogLevelControl;
 }
 
 /** A sheep that finds itself out tries to rejoin this often, this far apart, before it stops. */
@@ -81,6 +86,8 @@ export class Sheep {
   readonly recovery: Recovery;
   readonly admin: AdminService;
   readonly peers: Peers;
+  /** Request counters for `dog node stat` (and a metrics exporter). */
+  readonly stats = new RequestStats();
   private listener: Listener | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -113,6 +120,8 @@ export class Sheep {
       random: world.random,
       disk,
       storeDir: config.storeDir,
+      stats: this.stats,
+      logLevel: world.logLevel ?? logLevelControl({ level: 'info' }, logLevelDefault),
       // After the reply that asked for it has gone out.
       stopSelf: () => void clock.after(0, () => void this.stop(0)),
     });
@@ -176,7 +185,7 @@ export class Sheep {
 
   private async listen(): Promise<void> {
     const { transport, clock, log } = this.world;
-    const handle = protocolHandler(
+    const handle = countedHandler(this.stats, protocolHandler(
       makeHandlers({
         admin: this.admin,
         vdi: this.vdi,
@@ -189,7 +198,7 @@ export class Sheep {
       }),
       clock,
       log,
-    );
+    ));
     const onBug = (bug: unknown) => log.error({ err: bug instanceof Error ? bug.stack : String(bug) }, 'bug while serving a request');
     const server = new RpcServer(handle, {
       clock,
@@ -233,16 +242,24 @@ export class Sheep {
 
   /** Volumes served in-process by this sheep's gateway (NBD). */
   volumeProvider(): VolumeProvider {
+    const { gateway, stats } = this;
+    // NBD's I/O is a client's too: counted as the rpc ops are.
     const io = {
-      read: this.gateway.read.bind(this.gateway),
-      write: this.gateway.write.bind(this.gateway),
-      remove: async (oid: Oid) => void (await this.gateway.remove(oid)),
+      read: (oid: Oid, offset: number, length: number) =>
+        stats.count('client', 'read', 0, () => gateway.read(oid, offset, length), (data) => data.length),
+      write: (oid: Oid, offset: number, data: Buffer, create: boolean) =>
+        stats.count('client', 'write', data.length, () => gateway.write(oid, offset, data, create), () => 0),
+      remove: (oid: Oid) => stats.count('client', 'remove', 0, async () => void (await gateway.remove(oid)), () => 0),
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
       open: async (spec: string): Promise<Volume> => {
         const { name, ref } = splitSpec(spec);
-        return new VolumeIo(io, await this.vdi.lookup(name, ref));
+        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
+        // An NBD FLUSH is the client's flush request of the original's counters.
+        const flush = volume.flush.bind(volume);
+        volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);
+        return volume;
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
     };

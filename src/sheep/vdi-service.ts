@@ -141,6 +141,8 @@ export class VdiService {
   }
 
   async create(request: { name: string; sizeBytes: number; copies?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
+    // A cluster of gateways stores nothing: the original failed writing the new inode.
+    if (this.group.ring().zoneCount === 0) throw new SdError('VDI_WRITE', 'Failed to write to requested VDI');
     const [entry] = await this.critical(async () => [
       planCreate(this.group.registry, {
         ...request,

@@ -23,3 +23,8 @@ export function maskRawVdiList(text: string): string {
     })
     .join('\n');
 }
+
+/** `vdi graph` labels: `Date: 2026-11-23` and `Time: 16:27:02`, each padded to 10. */
+export function maskGraphDates(text: string): string {
+  return text.replace(/Date: +\d{4}-\d{2}-\d{2}/g, 'Date: YYYY-MM-DD').replace(/Time: +\d{2}:\d{2}:\d{2}/g, 'Time:   HH:MM:SS');
+}

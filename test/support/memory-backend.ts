@@ -317,6 +317,16 @@ export class MemoryBackend implements SheepfsBackend {
     );
   }
 
+  async clone(source: string, tag: string, target: string): Promise<void> {
+    await this.answer();
+    const snapshot = this.snapshotOf(source, tag);
+    if (this.working.has(target)) throw sdError('VDI_EXISTS', `Failed to create VDI ${target}: VDI exists already`);
+    const clone = this.newRecord(target, '', 1, snapshot.sizeBytes);
+    clone.objects = new Map(snapshot.objects);
+    clone.shared = new Set(snapshot.objects.keys());
+    this.working.set(target, clone);
+  }
+
   async openVolume(spec: string): Promise<Volume> {
     await this.answer();
     const colon = spec.indexOf(':');
