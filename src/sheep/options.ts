@@ -1,5 +1,5 @@
 // `sheep [options] STORE_DIR`: every value checked, one line naming the option on a bad one.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { parseZkSpec, type ZkSpec } from '../cluster/zk-layout.js';
 import { SdError } from '../engine/errors.js';
 import { externalIpv4, isIpAddress } from '../io/net-address.js';
@@ -176,7 +176,7 @@ export function sheepProgram(): Command {
     .option('-b, --bind <ADDR>', 'specify IP address of interface to listen on', '0.0.0.0')
     .option('-y, --myaddr <ADDR>', 'specify the address advertised to other sheep (default: the bind address)')
     .option('-z, --zone <ZONE>', 'specify the zone id, 0-4294967295 (default: determined by listen address)')
-    .addOption(new Option('-V, --vnodes <N>', `set number of vnodes, 1-${vnodesMax} (default ${vnodesDefault})`).conflicts('gateway'))
+    .option('-V, --vnodes <N>', `set number of vnodes, 1-${vnodesMax} (default ${vnodesDefault})`)
     .option('-g, --gateway', 'make the program run as a gateway mode: 0 vnodes, stores nothing')
     .option('-c, --cluster <DRIVER>', 'specify the cluster driver: local, local:DIR or zookeeper:HOST:PORT[,HOST:PORT...][/ROOT][,timeout=SECONDS]', 'local')
     .option('-f, --foreground', 'make the program run in foreground (default: daemonize, pid file in the store)')
