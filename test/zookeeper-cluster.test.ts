@@ -21,6 +21,14 @@ const removedWithinMs = timeoutSec * 1000 + 2000;
 const zkPort = 12182;
 let zk: PrivateZookeeper;
 let clusters: Cluster[] = [];
+/** Key files and stores made outside a Cluster's own directory, removed in afterAll. */
+const tempDirs: string[] = [];
+
+function tempDir(prefix: string): string {
+  const dir = makeTempDir(prefix);
+  tempDirs.push(dir);
+  return dir;
+}
 
 beforeAll(async () => {
   zk = await startZookeeper(zkPort);
@@ -28,6 +36,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAllZookeepers();
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 afterEach(async () => {
@@ -39,7 +48,7 @@ afterEach(async () => {
 
 /** A cluster key file, as `openssl rand -base64 32 > FILE; chmod 600 FILE` makes one. */
 function newKeyFile(): string {
-  const file = path.join(makeTempDir('sheep-zk-key-'), 'cluster.key');
+  const file = path.join(tempDir('sheep-zk-key-'), 'cluster.key');
   fs.writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   return file;
 }
@@ -183,7 +192,7 @@ describe('sheep over ZooKeeper', () => {
   });
 
   it('a sheep that cannot reach ZooKeeper at start says so in one line and exits non-zero', async () => {
-    const store = makeTempDir('sheep-zk-unreachable-');
+    const store = tempDir('sheep-zk-unreachable-');
     const result = await runSheep(['-f', '-b', '127.0.0.1', '-p', '8330', '--nbd', 'off', '-k', newKeyFile(), '-c', 'zookeeper:127.0.0.1:12199,timeout=3', store], 30_000);
     expect({ code: result.code, stderr: result.stderr }).toEqual({
       code: 1,
@@ -192,7 +201,7 @@ describe('sheep over ZooKeeper', () => {
   });
 
   it('refuses to start a sheep without the cluster key, which ZooKeeper must not carry', async () => {
-    const store = makeTempDir('sheep-zk-keyless-');
+    const store = tempDir('sheep-zk-keyless-');
     const result = await runSheep(['-f', '-b', '127.0.0.1', '-p', '8331', '--nbd', 'off', '-c', `zookeeper:${zk.address}/keyless`, store], 30_000);
     expect({ code: result.code, stderr: result.stderr }).toEqual({
       code: 1,
