@@ -1,120 +1,28 @@
 // dog: the admin CLI. Requests go to one sheep (-a/-p); output is formatted in ./format.ts.
 import { Command, CommanderError, Option } from 'commander';
-import * as readline from 'node:readline';
 import { SdError } from '../engine/errors.js';
-import { copiesMax, portDefault } from '../engine/limits.js';
 import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
 import { parseSize, parseSizeBigint } from '../engine/size.js';
-import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
+import { checkName, parseSnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
-import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
-const exitFailure = 1;
-const exitUsage = 64;
+import {
+  action,
+  client,
+  confirm,
+  copiesArg,
+  DogFailure,
+  exitUsage,
+  openFailure,
+  openVolume,
+  out,
+  sizeArg,
+  withGlobals,
+  type Globals,
+} from './common.js';
+
 const ioWindow = 16; // requests in flight for read/write
-
-/** A failure already worded for the user. */
-class DogFailure extends Error {
-  constructor(message: string, readonly exitCode = exitFailure) {
-    super(message);
-  }
-}
-
-interface Globals {
-  address: string;
-  port: string;
-  raw?: boolean;
-  keyFile?: string;
-}
-
-function withGlobals(command: Command): Command {
-  return command
-    .option('-a, --address <ADDR>', 'sheep address', '127.0.0.1')
-    .option('-p, --port <PORT>', 'sheep port', String(portDefault))
-    .option('-r, --raw', 'raw output, one line per row')
-    .option('-k, --key-file <FILE>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)');
-}
-
-function client(globals: Globals): SheepClient {
-  const port = Number(globals.port);
-  if (!/^\d+$/.test(globals.port) || port < 1 || port > 65535) throw new DogFailure(`Invalid port number '${globals.port}'`);
-  return new SheepClient(globals.address, port, sheepClientWorld(globals.keyFile));
-}
-
-function openFailure(name: string, ref: SnapshotRef, error: SdError): DogFailure {
-  const { id, tag } = snapshotRefText(ref);
-  return new DogFailure(`Failed to open VDI ${name} (snapshot id: ${id} snapshot tag: ${tag}): ${error.message}`);
-}
-
-/** A size typed by the user: its parse error becomes dog's one-line failure. */
-function sizeArg<T extends number | bigint>(text: string, what: string, parse: (text: string, what: string) => T): T {
-  try {
-    return parse(text, what);
-  } catch (error) {
-    throw new DogFailure((error as SdError).message);
-  }
-}
-
-function copiesArg(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > copiesMax) {
-    throw new DogFailure(`Invalid copies number, must be an integer between 1 and ${copiesMax}: '${text}'`);
-  }
-  return Number(text);
-}
-
-function out(text: string): void {
-  process.stdout.write(text);
-}
-
-async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(question);
-  const lines = readline.createInterface({ input: process.stdin });
-  for await (const line of lines) {
-    lines.close();
-    return line.trim() === 'yes' || line.trim() === 'y';
-  }
-  return false;
-}
-
-/** Exits once stdout has drained: with a pipe, process.exit() would cut the output short. */
-function exitWhenFlushed(code: number): void {
-  process.stdout.write('', () => process.exit(code));
-}
-
-/** Runs a command body, turning failures into one line and an exit code. */
-function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    try {
-      await body(...args);
-    } catch (error) {
-      if (error instanceof DogFailure) {
-        process.stderr.write(`${error.message}\n`);
-        exitWhenFlushed(error.exitCode);
-        return;
-      }
-      if (error instanceof SdError) {
-        process.stderr.write(`${error.code === 'NETWORK' ? 'Failed to connect to sheep: ' : ''}${error.message}\n`);
-        exitWhenFlushed(exitFailure);
-        return;
-      }
-      throw error;
-    }
-    exitWhenFlushed(0);
-  };
-}
-
-async function openVolume(sheep: SheepClient, name: string, ref: SnapshotRef): Promise<VolumeIo> {
-  try {
-    const entry = await sheep.lookup(name, ref);
-    await sheep.enableDirectIo();
-    return new VolumeIo(sheep, entry);
-  } catch (error) {
-    if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
-    throw error;
-  }
-}
 
 /** Byte positions as bigint: a hyper VDI reaches 2^54, past what a double counts exactly. */
 function rangeArgs(volumeSize: number, offsetText: string | undefined, lengthText: string | undefined): { offset: bigint; length: bigint } {

@@ -18,6 +18,7 @@ import {
   vdiSizeBytesMax,
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
+import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import {
   bool,
@@ -167,6 +168,12 @@ export const protocol = {
   'vdi.list': answers<VdiUsageData[]>()({}),
   'vdi.all': answers<VdiEntry[]>()({}),
   'vdi.location': answers<LocationData>()({ oid }),
+  /** The payload is the value (empty with `delete`); `exclusive`: only if the key is new. */
+  'vdi.setattr': takesData<null>()({ name, key: string(attrKeyBytesMax * 4), delete: bool, exclusive: bool }),
+  'vdi.getattr': answersData({ name, key: string(attrKeyBytesMax * 4) }),
+  /** Answers the copies the VDI (or the cluster) had before. */
+  'vdi.alter-copy': answers<{ old: number }>()({ name, copies: int(1, copiesMax) }),
+  'cluster.alter-copy': answers<{ old: number }>()({ copies: int(1, copiesMax) }),
 
   'gw.read': answersData({ oid, offset, length }),
   'gw.write': takesData<null>()({ oid, offset, create: bool }),

@@ -189,6 +189,18 @@ export class SheepClient implements ObjectIo {
   location(oid: Oid): Promise<LocationData> {
     return this.call('vdi.location', { oid });
   }
+  setAttr(name: string, key: string, value: Buffer | null, exclusive: boolean): Promise<null> {
+    return this.call('vdi.setattr', { name, key, delete: value === null, exclusive }, value ?? Buffer.alloc(0));
+  }
+  getAttr(name: string, key: string): Promise<Buffer> {
+    return this.call('vdi.getattr', { name, key });
+  }
+  alterVdiCopies(name: string, copies: number): Promise<{ old: number }> {
+    return this.call('vdi.alter-copy', { name, copies });
+  }
+  alterClusterCopies(copies: number): Promise<{ old: number }> {
+    return this.call('cluster.alter-copy', { copies });
+  }
 
   // ObjectIo, through the sheep's gateway
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {

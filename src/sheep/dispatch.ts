@@ -9,6 +9,8 @@ import type { PeerOp } from '../rpc/protocol.js';
 import type { Handler, Handlers } from '../rpc/server.js';
 import { parseSnapshotRef } from '../engine/vdi.js';
 import type { AdminService } from './admin.js';
+import type { AttrService } from './attr-service.js';
+import type { CopiesService } from './copies-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
@@ -20,6 +22,8 @@ import type { ObjectStore } from '../store/object-store.js';
 export interface Services {
   admin: AdminService;
   vdi: VdiService;
+  attrs: AttrService;
+  copies: CopiesService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -75,6 +79,10 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.list': async () => s.vdi.usage(),
     'vdi.all': async () => s.group.registry.all(),
     'vdi.location': async (r) => s.admin.location(r.oid),
+    'vdi.setattr': async (r, data) => s.attrs.set(r.name, r.key, r.delete ? null : data, r.exclusive),
+    'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
+    'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
+    'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),
 
     // A client names objects of VDIs that exist, within their size (vdi-service.ts).
     'gw.read': async (r) => {

@@ -9,6 +9,7 @@ import { SdError } from '../engine/errors.js';
 import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
+import type { AttrChange } from '../engine/vdi-attrs.js';
 import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
@@ -30,6 +31,9 @@ export interface StoreState {
 export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
+  | { type: 'attr'; change: AttrChange }
+  /** alter-copy: new copies for these VDIs (and the cluster default), then a new epoch recovers. */
+  | { type: 'copies'; entries: VdiEntry[]; clusterCopies?: number; timeSec: number }
   | { type: 'noop' }
   | { type: 'shutdown' }
   | { type: 'epoch_time'; epoch: number; timeSec: number }
@@ -291,6 +295,13 @@ export class Group implements ClusterHandlers {
         this.registry.apply(m.entries);
         this.storeRegistry();
         break;
+      case 'attr':
+        this.registry.applyAttr(m.change);
+        this.storeRegistry();
+        break;
+      case 'copies':
+        this.applyCopies(m.entries, m.clusterCopies, m.timeSec);
+        break;
       case 'epoch_time': {
         const record = this.epochs.find((e) => e.epoch === m.epoch);
         if (record && record.timeSec !== m.timeSec) {
@@ -341,7 +352,7 @@ export class Group implements ClusterHandlers {
 
   private adopt(state: StoreState): void {
     this.takeKey(state.key);
-    if (state.config && this.config?.createdMs !== state.config.createdMs) {
+    if (state.config && JSON.stringify(this.config) !== JSON.stringify(state.config)) {
       this.config = state.config;
       const config = state.config;
       this.persist(() => this.meta.writeConfig(config));
@@ -374,6 +385,25 @@ export class Group implements ClusterHandlers {
     this.status = 'running';
     this.persist(() => this.meta.writeConfig(config));
     this.newEpoch(timeSec);
+  }
+
+  /**
+   * A change of redundancy: the placement of every object of these VDIs changes with it, so a
+   * new epoch (same members) starts the ordinary recovery, which copies what new replicas lack
+   * and, once every member is done, drops the copies no longer owned.
+   */
+  private applyCopies(entries: VdiEntry[], clusterCopies: number | undefined, timeSec: number): void {
+    if (!this.config) return;
+    if (entries.length > 0) {
+      this.registry.apply(entries);
+      this.storeRegistry();
+    }
+    if (clusterCopies !== undefined && clusterCopies !== this.config.copies) {
+      const config = { ...this.config, copies: clusterCopies };
+      this.config = config;
+      this.persist(() => this.meta.writeConfig(config));
+    }
+    if (this.status === 'running' && entries.length > 0) this.newEpoch(timeSec);
   }
 
   private applyRecover(action: 'force' | 'enable' | 'disable', timeSec: number): void {

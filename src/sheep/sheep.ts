@@ -21,6 +21,8 @@ import { protocolHandler, rateLimitedWarn, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
+import { AttrService } from './attr-service.js';
+import { CopiesService } from './copies-service.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
@@ -171,6 +173,8 @@ export class Sheep {
       makeHandlers({
         admin: this.admin,
         vdi: this.vdi,
+        attrs: new AttrService(this.group, this.vdi),
+        copies: new CopiesService(this.group, this.vdi, clock),
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,
