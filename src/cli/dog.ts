@@ -5,8 +5,9 @@ import { asVid, dataOid, inodeOid, oidHex } from '../engine/oid.js';
 import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
+import { addAttrCommands } from './attr.js';
+import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
-
 import {
   action,
   client,
@@ -249,6 +250,8 @@ function buildVdi(program: Command): void {
       report += `\nAccording to sheepdog algorithm, the object should be located at:\n${where.placement.join(' ')}\n`;
       out(report);
     }));
+  addAttrCommands(vdi);
+  addVdiCopiesCommand(vdi);
 }
 
 function buildCluster(program: Command): void {
@@ -292,6 +295,7 @@ function buildCluster(program: Command): void {
       if (verb === 'enable') out('Cluster recovery: enable\n');
       if (verb === 'disable') out('Cluster recovery: disable\n');
     }));
+  addClusterCopiesCommand(cluster);
 }
 
 function buildNode(program: Command): void {

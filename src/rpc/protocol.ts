@@ -168,8 +168,11 @@ export const protocol = {
   'vdi.list': answers<VdiUsageData[]>()({}),
   'vdi.all': answers<VdiEntry[]>()({}),
   'vdi.location': answers<LocationData>()({ oid }),
-  /** The payload is the value (empty with `delete`); `exclusive`: only if the key is new. */
-  'vdi.setattr': takesData<null>()({ name, key: string(attrKeyBytesMax * 4), delete: bool, exclusive: bool }),
+  /**
+   * The payload is a byte 1 and the value, or the one byte 0 to delete (a request carries data,
+   * and a value may be empty); `exclusive`: only if the key is new.
+   */
+  'vdi.setattr': takesData<null>()({ name, key: string(attrKeyBytesMax * 4), exclusive: bool }),
   'vdi.getattr': answersData({ name, key: string(attrKeyBytesMax * 4) }),
   /** Answers the copies the VDI (or the cluster) had before. */
   'vdi.alter-copy': answers<{ old: number }>()({ name, copies: int(1, copiesMax) }),

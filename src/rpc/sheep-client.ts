@@ -190,7 +190,8 @@ export class SheepClient implements ObjectIo {
     return this.call('vdi.location', { oid });
   }
   setAttr(name: string, key: string, value: Buffer | null, exclusive: boolean): Promise<null> {
-    return this.call('vdi.setattr', { name, key, delete: value === null, exclusive }, value ?? Buffer.alloc(0));
+    const payload = value === null ? Buffer.from([0]) : Buffer.concat([Buffer.from([1]), value]);
+    return this.call('vdi.setattr', { name, key, exclusive }, payload);
   }
   getAttr(name: string, key: string): Promise<Buffer> {
     return this.call('vdi.getattr', { name, key });

@@ -79,7 +79,7 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.list': async () => s.vdi.usage(),
     'vdi.all': async () => s.group.registry.all(),
     'vdi.location': async (r) => s.admin.location(r.oid),
-    'vdi.setattr': async (r, data) => s.attrs.set(r.name, r.key, r.delete ? null : data, r.exclusive),
+    'vdi.setattr': async (r, data) => s.attrs.set(r.name, r.key, data[0] === 1 ? data.subarray(1) : null, r.exclusive),
     'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
     'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
     'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),

@@ -1,0 +1,142 @@
+// dog's data commands end to end (issue #15): attributes, alter-copy, backup and restore, locks.
+// Real sheep on loopback driven by the real dog; every effect is checked through another node.
+// Ports 8500-8539 belong to this file.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster, dog, md5, pattern, poll, startCluster, type DogResult } from './support/cluster.js';
+
+const MiB = 1024 * 1024;
+
+function expectOneLineFailure(result: DogResult, message: string, code?: number): void {
+  expect(result.code, `stdout: ${result.out} stderr: ${result.stderr}`).not.toBe(0);
+  if (code !== undefined) expect(result.code).toBe(code);
+  expect(result.stderr).toBe(`${message}\n`);
+  expect(result.out).toBe('');
+}
+
+describe('attributes', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster({ nodes: 3, copies: 2, basePort: 8500, prefix: 'dog-attr-' });
+    await c.dogOk(['vdi', 'create', 'vm', '16M']);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('sets, reads through another node, refuses -x on an existing key, deletes', async () => {
+    expect((await c.dogOk(['vdi', 'setattr', 'vm', 'owner', 'alice'], { port: c.port(0) })).out).toBe('');
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'owner'], { port: c.port(1) })).out).toBe('alice');
+    // The value from stdin, bytes as given.
+    const blob = Buffer.from([0, 1, 2, 255, 10, 13]);
+    await c.dogOk(['vdi', 'setattr', 'vm', 'blob'], { port: c.port(2), input: blob });
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'blob'], { port: c.port(0) })).stdout.equals(blob)).toBe(true);
+    expectOneLineFailure(await c.dog(['vdi', 'setattr', '-x', 'vm', 'owner', 'bob'], { port: c.port(1) }), "The attribute 'owner' already exists", 3);
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'owner'], { port: c.port(2) })).out).toBe('alice');
+    // Without -x a value is replaced.
+    await c.dogOk(['vdi', 'setattr', 'vm', 'owner', 'carol'], { port: c.port(1) });
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'owner'], { port: c.port(0) })).out).toBe('carol');
+    await c.dogOk(['vdi', 'setattr', '-d', 'vm', 'owner'], { port: c.port(2) });
+    expectOneLineFailure(await c.dog(['vdi', 'getattr', 'vm', 'owner'], { port: c.port(1) }), "Attribute 'owner' not found", 5);
+    expectOneLineFailure(await c.dog(['vdi', 'setattr', '-d', 'vm', 'owner'], { port: c.port(0) }), "Attribute 'owner' not found", 5);
+  });
+
+  it('refuses a missing VDI, a missing key and an oversized value in one line', async () => {
+    expectOneLineFailure(await c.dog(['vdi', 'getattr', 'nope', 'k']), 'VDI not found', 5);
+    expectOneLineFailure(await c.dog(['vdi', 'setattr', 'nope', 'k', 'v']), 'VDI not found', 5);
+    expectOneLineFailure(await c.dog(['vdi', 'getattr', 'vm']), 'Please specify the attribute key', 64);
+    expectOneLineFailure(await c.dog(['vdi', 'setattr', 'vm', 'big'], { input: Buffer.alloc(64 * 1024 + 1, 97) }), 'Failed to set attribute: the value is over 65536 bytes');
+    expectOneLineFailure(await c.dog(['vdi', 'getattr', 'vm', 'big'], { port: c.port(1) }), "Attribute 'big' not found", 5);
+  });
+
+  it('of concurrent setattr -x on every node exactly one wins', async () => {
+    for (let round = 0; round < 3; round++) {
+      const key = `race${round}`;
+      const runs = await Promise.all(
+        Array.from({ length: 6 }, (_, k) => dog(['vdi', 'setattr', '-x', 'vm', key, `writer${k}`], { port: c.port(k % 3) })),
+      );
+      const winners = runs.map((r, k) => (r.code === 0 ? k : -1)).filter((k) => k >= 0);
+      expect(winners, runs.map((r) => r.stderr).join('')).toHaveLength(1);
+      for (const [k, r] of runs.entries()) if (k !== winners[0]) expectOneLineFailure(r, `The attribute '${key}' already exists`, 3);
+      for (const i of [0, 1, 2]) expect((await c.dogOk(['vdi', 'getattr', 'vm', key], { port: c.port(i) })).out).toBe(`writer${winners[0]}`);
+    }
+  });
+
+  it('survives a restart of the whole cluster', async () => {
+    await c.dogOk(['vdi', 'setattr', 'vm', 'kept', 'yes']);
+    await c.dogOk(['cluster', 'shutdown']);
+    await Promise.all([0, 1, 2].map((i) => c.exited(i)));
+    await c.startAll([0, 1, 2], 'at once');
+    await poll('running', async () => (await c.status(2)) === 'running, auto-recovery enabled', 20_000);
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'kept'], { port: c.port(2) })).out).toBe('yes');
+    expect((await c.dogOk(['vdi', 'getattr', 'vm', 'blob'], { port: c.port(1) })).stdout.length).toBe(6);
+  });
+
+  it('has --help', async () => {
+    const help = await c.dogOk(['vdi', 'setattr', '--help']);
+    expect(help.out).toMatch(/^Usage: dog vdi setattr \[options\] <NAME> \[KEY\] \[VALUE\]/);
+    expect(help.out).toContain('-x, --exclusive');
+    expect((await c.dogOk(['vdi', 'getattr', '--help'])).out).toMatch(/^Usage: dog vdi getattr \[options\] <NAME> \[KEY\]/);
+  });
+});
+
+describe('alter-copy', () => {
+  let c: Cluster;
+  const data = pattern(24 * MiB, 7);
+  beforeAll(async () => {
+    c = await startCluster({ nodes: 3, copies: 2, basePort: 8510, prefix: 'dog-copies-' });
+    await c.dogOk(['vdi', 'create', 'disk', '32M']);
+    await c.dogOk(['vdi', 'write', 'disk', '0', String(data.length)], { input: data });
+    await c.dogOk(['vdi', 'create', 'other', '8M']);
+    await c.dogOk(['vdi', 'write', 'other'], { input: pattern(8 * MiB, 8) });
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  /** Copies of a VDI's objects per `dog vdi object location`, through sheep i. */
+  async function locationCopies(name: string, index: number, i: number): Promise<{ copies: number; holders: number }> {
+    const text = (await c.dogOk(['vdi', 'object', 'location', name, '-i', String(index)], { port: c.port(i) })).out;
+    return { copies: Number(/, (\d+) copies\)/.exec(text)![1]), holders: text.split('\n').filter((l) => l.endsWith(' has the object')).length };
+  }
+
+  it('raises one VDI to 3 copies and trims it back to 1, data intact', async () => {
+    const vid = (await c.dogOk(['vdi', 'list', '-r'])).out.split('\n').find((l) => l.split(' ')[1] === 'disk')!.split(' ')[7]!;
+    const copiesOf = (oid: string) => (oid.slice(2, 8).replace(/^0+/, '') === vid ? want : 2);
+    let want = 3;
+    const raised = await c.dogOk(['vdi', 'alter-copy', '-f', '-c', '3', 'disk'], { port: c.port(1) });
+    expect(raised.out).toBe("disk's redundancy level is set to 3, the old one was 2.\n");
+    await c.waitForFullCopies([0, 1, 2], copiesOf);
+    expect(await locationCopies('disk', 2, 2)).toEqual({ copies: 3, holders: 3 });
+    expect(await locationCopies('other', 0, 2)).toEqual({ copies: 2, holders: 2 });
+    expect((await c.dogOk(['vdi', 'list', '-r'], { port: c.port(2) })).out).toMatch(/^= disk 0 33554432 \d+ 0 \d+ [0-9a-f]+ 3 {2}22$/m);
+    want = 1;
+    await c.dogOk(['vdi', 'alter-copy', '-f', '-c', '1', 'disk'], { port: c.port(2) });
+    await c.waitForFullCopies([0, 1, 2], copiesOf);
+    expect(await locationCopies('disk', 5, 0)).toEqual({ copies: 1, holders: 1 });
+    expect(md5((await c.dogOk(['vdi', 'read', 'disk', '0', String(data.length)], { port: c.port(1) })).stdout)).toBe(md5(data));
+  });
+
+  it("refuses the same level, a VDI with snapshots, a missing VDI, as the original", async () => {
+    expectOneLineFailure(await c.dog(['vdi', 'alter-copy', '-f', '-c', '1', 'disk']), "disk's redundancy level is already set to 1, nothing changed.");
+    await c.dogOk(['vdi', 'snapshot', '-s', 'snap', 'other']);
+    expectOneLineFailure(await c.dog(['vdi', 'alter-copy', '-f', '-c', '3', 'other']), 'Only standalone vdi supports changing redundancy level.');
+    expectOneLineFailure(await c.dog(['vdi', 'alter-copy', '-f', '-c', '3', 'nope']), "Reading nope's vdi object failure.");
+    expectOneLineFailure(await c.dog(['vdi', 'alter-copy', '-f', '-c', '99', 'disk']), "Invalid copies number, must be an integer between 1 and 31: '99'");
+  });
+
+  it('asks before more copies than nodes and before the change', async () => {
+    const asked = await c.dog(['vdi', 'alter-copy', '-c', '4', 'disk'], { input: Buffer.from('no\n') });
+    expect(asked.out).toBe('Number of copies (4) is larger than number of nodes (3).\nAre you sure you want to continue? [yes/no]: ');
+    expect(asked.code).toBe(1);
+  });
+
+  it('cluster alter-copy changes every VDI and the default for new ones', async () => {
+    const result = await c.dogOk(['cluster', 'alter-copy', '-f', '-c', '3'], { port: c.port(2) });
+    expect(result.out).toBe("The cluster's redundancy level is set to 3, the old one was 2.\n");
+    await c.waitForFullCopies([0, 1, 2], 3);
+    await c.dogOk(['vdi', 'create', 'fresh', '4M'], { port: c.port(1) });
+    const rows = (await c.dogOk(['vdi', 'list', '-r'], { port: c.port(0) })).out.split('\n').filter(Boolean);
+    expect(rows.map((r) => `${r.split(' ')[1]} ${r.split(' ')[8]}`).sort()).toEqual(['disk 3', 'fresh 3', 'other 3', 'other 3']);
+    expect(md5((await c.dogOk(['vdi', 'read', 'disk', '0', String(data.length)], { port: c.port(0) })).stdout)).toBe(md5(data));
+  });
+});
