@@ -1,8 +1,12 @@
 // dog's data commands end to end (issue #15): attributes, alter-copy, backup and restore, locks.
 // Real sheep on loopback driven by the real dog; every effect is checked through another node.
 // Ports 8500-8539 belong to this file.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dog, md5, pattern, poll, startCluster, type DogResult } from './support/cluster.js';
+import { Cluster, dog, dogBin, md5, pattern, poll, run, startCluster, type DogResult, type ProcessResult } from './support/cluster.js';
+import { maskDates, maskRawVdiList } from './support/mask.js';
 
 const MiB = 1024 * 1024;
 
@@ -138,5 +142,117 @@ describe('alter-copy', () => {
     const rows = (await c.dogOk(['vdi', 'list', '-r'], { port: c.port(0) })).out.split('\n').filter(Boolean);
     expect(rows.map((r) => `${r.split(' ')[1]} ${r.split(' ')[8]}`).sort()).toEqual(['disk 3', 'fresh 3', 'other 3', 'other 3']);
     expect(md5((await c.dogOk(['vdi', 'read', 'disk', '0', String(data.length)], { port: c.port(0) })).stdout)).toBe(md5(data));
+  });
+});
+
+describe('backup and restore', () => {
+  let c: Cluster;
+  let dir: string;
+  const base = pattern(128 * MiB, 11);
+  const overwrite = pattern(32 * MiB, 12);
+  const fresh = pattern(32 * MiB, 13);
+  beforeAll(async () => {
+    c = await startCluster({ nodes: 3, copies: 2, basePort: 8520, prefix: 'dog-backup-' });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dog-backup-files-'));
+    await c.dogOk(['vdi', 'create', 'vm', '1G']);
+    await c.dogOk(['vdi', 'write', 'vm', '0', String(base.length)], { input: base });
+    await c.dogOk(['vdi', 'snapshot', '-s', 'base', 'vm']);
+    // 64 MiB changed: 32 MiB over objects the snapshot has, 32 MiB where it has none.
+    await c.dogOk(['vdi', 'write', 'vm', String(64 * MiB), String(overwrite.length)], { input: overwrite });
+    await c.dogOk(['vdi', 'write', 'vm', String(700 * MiB), String(fresh.length)], { input: fresh });
+    await c.dogOk(['vdi', 'snapshot', '-s', 'next', 'vm']);
+  });
+  afterAll(async () => {
+    await c?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** `bash -c SCRIPT` with dog on PATH as `dog`; stdout and stderr as text. */
+  function sh(script: string): Promise<ProcessResult> {
+    return run('bash', ['-c', `dog() { "${process.execPath}" "${dogBin}" "$@"; }; ${script}`]);
+  }
+
+  /** md5 of the whole VDI (or snapshot) read through sheep i, without holding it in memory. */
+  async function vdiMd5(i: number, name: string, snapshot?: string): Promise<string> {
+    const result = await sh(`set -o pipefail; dog vdi read ${snapshot ? `-s ${snapshot} ` : ''}${name} -p ${c.port(i)} | md5sum`);
+    expect(result.code, result.stderr).toBe(0);
+    return result.stdout.split(' ')[0]!;
+  }
+
+  /** Everything a restore could change: the VDI list and the working VDI's content. */
+  async function state(i: number): Promise<string> {
+    return `${maskRawVdiList((await c.dogOk(['vdi', 'list', '-r'], { port: c.port(i) })).out)}${await vdiMd5(i, 'vm')}`;
+  }
+
+  it('streams only the 64 MiB that changed, and restore reproduces the snapshot through another node', async () => {
+    const file = path.join(dir, 'inc');
+    const made = await sh(`dog vdi backup -F base -s next vm -p ${c.port(0)} > ${file}`);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toBe(''); // no progress into a pipe or file
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThanOrEqual(64 * MiB);
+    expect(size).toBeLessThan(64 * MiB + 64 * 1024);
+    const next = await vdiMd5(2, 'vm', 'next');
+    // The working VDI moves on, then is restored to base + the stream, through another node.
+    await c.dogOk(['vdi', 'write', 'vm', String(300 * MiB), String(8 * MiB)], { input: pattern(8 * MiB, 14) });
+    const before = await vdiMd5(0, 'vm');
+    const restored = await sh(`dog vdi restore -s base vm -p ${c.port(1)} < ${file}`);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout + restored.stderr).toBe('');
+    expect(await vdiMd5(2, 'vm')).toBe(next);
+    // The working VDI as it was is kept as an untagged snapshot (id 3), as the original did.
+    expect(await vdiMd5(0, 'vm', '3')).toBe(before);
+    const list = maskDates((await c.dogOk(['vdi', 'list'], { port: c.port(2) })).out);
+    expect(list.split('\n').filter((l) => / vm /.test(l)).map((l) => l.slice(0, 16))).toEqual(['s vm           1', 's vm           2', 's vm           3', '  vm           0']);
+  });
+
+  it('a whole-snapshot stream holds only allocated data, and restores exactly, holes included', async () => {
+    const file = path.join(dir, 'full');
+    expect((await sh(`dog vdi backup -s base vm -p ${c.port(2)} > ${file}`)).code).toBe(0);
+    const size = fs.statSync(file).size;
+    expect(size).toBeGreaterThanOrEqual(128 * MiB);
+    expect(size).toBeLessThan(128 * MiB + 64 * 1024);
+    // Restored onto `next`, which has data base has not (at 700 MiB): that becomes a hole again.
+    const restored = await sh(`cat ${file} | dog vdi restore -s next vm -p ${c.port(0)}`);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await vdiMd5(1, 'vm')).toBe(await vdiMd5(1, 'vm', 'base'));
+    const extents = (await c.dogOk(['vdi', 'read', 'vm', String(700 * MiB), String(4 * MiB)], { port: c.port(2) })).stdout;
+    expect(extents.equals(Buffer.alloc(4 * MiB))).toBe(true);
+  });
+
+  it('refuses a truncated, altered or foreign stream with nothing changed', async () => {
+    const file = path.join(dir, 'inc');
+    const good = fs.readFileSync(file);
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ['truncated', good.subarray(0, good.length - 1000), /^The backup stream is refused, nothing was changed: it is truncated: it ends after \d+ bytes, inside its records$/],
+      ['altered', Buffer.concat([good.subarray(0, 40 * MiB), Buffer.from([good[40 * MiB]! ^ 1]), good.subarray(40 * MiB + 1)]), /^The backup stream is refused, nothing was changed: the SHA-256 checksum does not match$/],
+      ['foreign', pattern(MiB, 99), /^The backup stream is refused, nothing was changed: it is not a dog vdi backup stream \(no SDOGBKUP magic\)$/],
+      ['empty', Buffer.alloc(0), /^The backup stream is refused, nothing was changed: it is truncated: it ends after 0 bytes, inside its header$/],
+    ];
+    const before = await state(1);
+    for (const [what, bytes, message] of cases) {
+      const bad = path.join(dir, what);
+      fs.writeFileSync(bad, bytes);
+      for (const how of [`< ${bad}`, `< <(cat ${bad})`]) {
+        const result = await sh(`dog vdi restore -s base vm -p ${c.port(0)} ${how}`);
+        expect(result.code, `${what} ${how}`).toBe(2);
+        expect(result.stdout).toBe('');
+        expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+        expect(result.stderr.trimEnd()).toMatch(message);
+      }
+    }
+    expect(await state(2)).toBe(before);
+    expect(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('dog-restore-'))).toEqual([]);
+  });
+
+  it('refuses bad arguments in one line', async () => {
+    expectOneLineFailure(await c.dog(['vdi', 'backup', 'vm'], { input: Buffer.alloc(0) }), "Please specify the snapshot to back up with the '-s' option", 64);
+    const missing = await sh(`dog vdi backup -s nosuch vm -p ${c.port(0)} > /dev/null`);
+    expect(missing.stderr).toBe("Snapshot ID 0 or tag nosuch doesn't exist\n");
+    expect(missing.code).toBe(1);
+    expectOneLineFailure(await c.dog(['vdi', 'restore', 'vm']), "We can restore a backup file only to snapshots: please specify the '-s' option", 64);
+    expectOneLineFailure(await c.dog(['vdi', 'restore', '-s', '9', 'vm']), "Snapshot ID 9 or tag  doesn't exist", 1);
+    expect((await c.dogOk(['vdi', 'backup', '--help'])).out).toContain('-F, --from <FROM>');
+    expect((await c.dogOk(['vdi', 'restore', '--help'])).out).toMatch(/^Usage: dog vdi restore \[options\] <NAME>/);
   });
 });

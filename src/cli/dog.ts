@@ -6,6 +6,7 @@ import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import { addAttrCommands } from './attr.js';
+import { addBackupCommands } from './backup.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 import {
@@ -251,6 +252,7 @@ function buildVdi(program: Command): void {
       out(report);
     }));
   addAttrCommands(vdi);
+  addBackupCommands(vdi);
   addVdiCopiesCommand(vdi);
 }
 
