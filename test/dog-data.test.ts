@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, dog, dogBin, md5, pattern, poll, run, startCluster, type DogResult, type ProcessResult } from './support/cluster.js';
 import { maskDates, maskRawVdiList } from './support/mask.js';
+import { rawNbdOpen } from './support/nbd-raw.js';
 
 const MiB = 1024 * 1024;
 
@@ -206,6 +207,17 @@ describe('backup and restore', () => {
     expect(list.split('\n').filter((l) => / vm /.test(l)).map((l) => l.slice(0, 16))).toEqual(['s vm           1', 's vm           2', 's vm           3', '  vm           0']);
   });
 
+  it('shows progress on a terminal (bytes, rate, ETA), and refuses to write the stream to one', async () => {
+    const dogLine = `"${process.execPath}" "${dogBin}"`;
+    const file = path.join(dir, 'inc-tty');
+    const shown = await run('script', ['-qec', `${dogLine} vdi backup -F base -s next vm -p ${c.port(0)} > ${file}`, '/dev/null']);
+    expect(shown.code, shown.stdout).toBe(0);
+    expect(shown.stdout).toMatch(/backup: 64 MB \/ 64 MB {2}[\d.]+ MB\/s {2}ETA 0:00\r?\n$/);
+    expect(fs.readFileSync(file).equals(fs.readFileSync(path.join(dir, 'inc')))).toBe(true);
+    const refused = await run('script', ['-qec', `${dogLine} vdi backup -s base vm -p ${c.port(0)}`, '/dev/null']);
+    expect(refused.stdout.trimEnd()).toBe('The backup stream is binary: redirect stdout to a file or a pipe');
+  });
+
   it('a whole-snapshot stream holds only allocated data, and restores exactly, holes included', async () => {
     const file = path.join(dir, 'full');
     expect((await sh(`dog vdi backup -s base vm -p ${c.port(2)} > ${file}`)).code).toBe(0);
@@ -254,5 +266,110 @@ describe('backup and restore', () => {
     expectOneLineFailure(await c.dog(['vdi', 'restore', '-s', '9', 'vm']), "Snapshot ID 9 or tag  doesn't exist", 1);
     expect((await c.dogOk(['vdi', 'backup', '--help'])).out).toContain('-F, --from <FROM>');
     expect((await c.dogOk(['vdi', 'restore', '--help'])).out).toMatch(/^Usage: dog vdi restore \[options\] <NAME>/);
+  });
+});
+
+describe('locks, and -f / -R', () => {
+  let c: Cluster;
+  const nbdPort = (i: number) => 10500 + i;
+  beforeAll(async () => {
+    c = await startCluster({ nodes: 3, copies: 2, basePort: 8530, prefix: 'dog-locks-', sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdPort(i)}`] });
+    await c.dogOk(['vdi', 'create', 'vm', '64M']);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  async function lockList(i: number, raw = false): Promise<string> {
+    return maskDates((await c.dogOk(['vdi', 'lock', 'list', ...(raw ? ['-r'] : [])], { port: c.port(i) })).out);
+  }
+  const header = '  Name        Node                  Since             Lock       Client\n';
+  const row = (node: number, lock: string) =>
+    new RegExp(`^  vm {10}127\\.0\\.0\\.1:${c.port(node)} {8}YYYY-MM-DD HH:MM  ${lock.padEnd(10)} nbd 127\\.0\\.0\\.1:\\d+$`);
+  async function unlocked(): Promise<void> {
+    await poll('no locks', async () => (await lockList(1)) === header, 10_000);
+  }
+
+  it('shows an NBD writer, refuses a writer through another node, lets one through the same node', async () => {
+    const first = await rawNbdOpen(nbdPort(0), 'vm');
+    const list = (await lockList(2)).split('\n');
+    expect(list[0]! + '\n').toBe(header);
+    expect(list[1]).toMatch(row(0, 'exclusive'));
+    expect(list.slice(2)).toEqual(['']);
+    expect((await lockList(1, true)).trimEnd()).toMatch(new RegExp(`^vm 127\\.0\\.0\\.1:${c.port(0)} \\d+ exclusive nbd 127\\.0\\.0\\.1:\\d+$`));
+    await expect(rawNbdOpen(nbdPort(1), 'vm')).rejects.toThrow();
+    // libnbd shows the server's text of a refusal in its debug output.
+    const info = await run('env', ['LIBNBD_DEBUG=1', 'nbdinfo', `nbd://127.0.0.1:${nbdPort(1)}/vm`]);
+    expect(info.code).not.toBe(0);
+    expect(info.stderr).toMatch(new RegExp(`VDI vm is locked by nbd 127\\.0\\.0\\.1:\\d+ through 127\\.0\\.0\\.1:${c.port(0)}: open it shared from every node, or free it with 'dog vdi lock unlock vm'`));
+    // NBD multi-conn: a second connection through the same node writes as well.
+    const second = await rawNbdOpen(nbdPort(0), 'vm');
+    expect(await second.write(0, Buffer.alloc(4096, 5))).toBe(0);
+    first.close();
+    second.close();
+    await unlocked();
+    const now = await rawNbdOpen(nbdPort(1), 'vm');
+    expect(await now.write(4096, Buffer.alloc(4096, 6))).toBe(0);
+    now.close();
+    await unlocked();
+    const data = (await c.dogOk(['vdi', 'read', 'vm', '0', '8192'], { port: c.port(2) })).stdout;
+    expect(data.equals(Buffer.concat([Buffer.alloc(4096, 5), Buffer.alloc(4096, 6)]))).toBe(true);
+  });
+
+  it('lets writers through two nodes share a VDI opened shared, and only them', async () => {
+    const a = await rawNbdOpen(nbdPort(0), 'vm/shared');
+    const b = await rawNbdOpen(nbdPort(1), 'vm/shared');
+    const rows = (await lockList(2)).split('\n').slice(1, 3);
+    expect(rows.map((r) => (row(0, 'shared').test(r) ? 0 : row(1, 'shared').test(r) ? 1 : r)).sort()).toEqual([0, 1]);
+    await expect(rawNbdOpen(nbdPort(2), 'vm')).rejects.toThrow();
+    expect(await b.write(8192, Buffer.alloc(512, 7))).toBe(0);
+    a.close();
+    b.close();
+    await unlocked();
+  });
+
+  it('keeps the lock of a writer whose sheep died until `lock unlock`, as the original', async () => {
+    const held = await rawNbdOpen(nbdPort(2), 'vm');
+    await c.kill(2);
+    held.close();
+    await c.waitForMembers();
+    expect((await lockList(0)).split('\n')[1]).toMatch(row(2, 'exclusive'));
+    await expect(rawNbdOpen(nbdPort(0), 'vm')).rejects.toThrow();
+    expect((await c.dogOk(['vdi', 'lock', 'unlock', 'vm'], { port: c.port(1) })).out).toBe('');
+    expect(await lockList(0)).toBe(header);
+    const after = await rawNbdOpen(nbdPort(0), 'vm');
+    after.close();
+    await unlocked();
+    expectOneLineFailure(await c.dog(['vdi', 'lock', 'unlock', 'vm']), 'VDI vm is not locked', 1);
+    expectOneLineFailure(await c.dog(['vdi', 'lock', 'unlock', 'nope']), 'Failed to find VDI nope: No VDI found', 1);
+    expectOneLineFailure(await c.dog(['vdi', 'lock', 'unlock']), 'VDI name must be specified', 64);
+    expect((await c.dogOk(['vdi', 'lock', '--help'])).out).toMatch(/list \[options\] +list locked VDIs\n.*unlock \[options\] \[NAME\]/s);
+  });
+
+  it('vdi snapshot -R skips a snapshot identical to the previous one', async () => {
+    const snapshots = async () => (await c.dogOk(['vdi', 'list', '-r'], { port: c.port(1) })).out.split('\n').filter((l) => l.startsWith('s vm ')).length;
+    await c.dogOk(['vdi', 'snapshot', '-R', '-s', 'one', 'vm']);
+    expect(await snapshots()).toBe(1);
+    expect((await c.dogOk(['vdi', 'snapshot', '-R', '-s', 'two', 'vm'])).out).toBe('');
+    expect(await snapshots()).toBe(1);
+    await c.dogOk(['vdi', 'write', 'vm', '0', '512'], { input: Buffer.alloc(512, 9) });
+    await c.dogOk(['vdi', 'snapshot', '-R', '-s', 'two', 'vm'], { port: c.port(1) });
+    expect(await snapshots()).toBe(2);
+    // Without -R an identical snapshot is taken, as before.
+    await c.dogOk(['vdi', 'snapshot', '-s', 'three', 'vm']);
+    expect(await snapshots()).toBe(3);
+  });
+
+  it('vdi rollback -f and cluster recover -f do not ask; -y stays as the old name', async () => {
+    await c.dogOk(['vdi', 'write', 'vm', '0', '512'], { input: Buffer.alloc(512, 1) });
+    expect((await c.dogOk(['vdi', 'rollback', '-f', '-s', 'one', 'vm'])).out).toBe('');
+    expect((await c.dogOk(['vdi', 'read', 'vm', '0', '4096'], { port: c.port(1) })).stdout.equals(Buffer.alloc(4096, 5))).toBe(true);
+    expect((await c.dogOk(['vdi', 'rollback', '-y', '-s', 'two', 'vm'])).out).toBe('');
+    expect((await c.dogOk(['vdi', 'read', 'vm', '0', '512'], { port: c.port(1) })).stdout.equals(Buffer.alloc(512, 9))).toBe(true);
+    const help = (await c.dogOk(['vdi', 'rollback', '--help'])).out;
+    expect(help).toContain('-f, --force');
+    expect(help).not.toContain('--yes');
+    expect((await c.dogOk(['cluster', 'recover', '--help'])).out).toContain('-f, --force');
+    expectOneLineFailure(await c.dog(['cluster', 'recover', '-f', 'force']), 'Cluster is not waiting for nodes: nothing to force');
   });
 });

@@ -7,7 +7,9 @@ import { checkName, parseSnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import { addAttrCommands } from './attr.js';
 import { addBackupCommands } from './backup.js';
+import { addLockCommands } from './lock.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
+import { hasOwnObjects } from './owners.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 import {
   action,
@@ -146,7 +148,9 @@ function buildVdi(program: Command): void {
     .action(action(async (o: Globals) => out(formatVdiTree(await client(o).vdiAll()))));
   withGlobals(vdi.command('snapshot').description('take a snapshot').argument('<NAME>'))
     .option('-s, --snapshot <TAG>', 'snapshot tag')
-    .action(action(async (name: string, o: Globals & { snapshot?: string }) => {
+    .option('-R, --reduce-identical-snapshots', 'do not take the snapshot if nothing was written since the previous one')
+    .action(action(async (name: string, o: Globals & { snapshot?: string; reduceIdenticalSnapshots?: boolean }) => {
+      if (o.reduceIdenticalSnapshots && !(await hasOwnObjects(await openVolume(client(o), name, undefined)))) return;
       try {
         await client(o).vdiSnapshot(name, o.snapshot ?? '');
       } catch (error) {
@@ -187,8 +191,9 @@ function buildVdi(program: Command): void {
     }));
   withGlobals(vdi.command('rollback').description('roll a VDI back to a snapshot').argument('<NAME>'))
     .option('-s, --snapshot <SNAP>', 'snapshot tag or id')
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(action(async (name: string, o: Globals & { snapshot?: string; yes?: boolean }, command: Command) => {
+    .option('-f, --force', 'do not ask for confirmation')
+    .addOption(new Option('-y, --yes', 'the old name of -f').hideHelp())
+    .action(action(async (name: string, o: Globals & { snapshot?: string; force?: boolean; yes?: boolean }, command: Command) => {
       if (o.snapshot === undefined) throw new DogFailure(`Please specify the '-s' option\n${command.helpInformation().trimEnd()}`, exitUsage);
       const ref = parseSnapshotRef(o.snapshot);
       const sheep = client(o);
@@ -198,7 +203,7 @@ function buildVdi(program: Command): void {
         if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
         throw error;
       }
-      if (!o.yes && !(await confirm('This operation dicards any changes made since the previous\nsnapshot was taken.  Continue? [yes/no]: '))) {
+      if (!o.force && !o.yes && !(await confirm('This operation dicards any changes made since the previous\nsnapshot was taken.  Continue? [yes/no]: '))) {
         throw new DogFailure('Rollback cancelled');
       }
       await sheep.vdiRollback(name, ref);
@@ -253,6 +258,7 @@ function buildVdi(program: Command): void {
     }));
   addAttrCommands(vdi);
   addBackupCommands(vdi);
+  addLockCommands(vdi);
   addVdiCopiesCommand(vdi);
 }
 
@@ -287,10 +293,11 @@ function buildCluster(program: Command): void {
   withGlobals(cluster.command('shutdown').description('stop every sheep cleanly'))
     .action(action(async (o: Globals) => void (await client(o).shutdown())));
   withGlobals(cluster.command('recover').description('recover force|enable|disable').argument('<ACTION>'))
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(action(async (verb: string, o: Globals & { yes?: boolean }) => {
+    .option('-f, --force', 'do not ask for confirmation')
+    .addOption(new Option('-y, --yes', 'the old name of -f').hideHelp())
+    .action(action(async (verb: string, o: Globals & { force?: boolean; yes?: boolean }) => {
       if (verb !== 'force' && verb !== 'enable' && verb !== 'disable') throw new DogFailure(`Unknown recover action '${verb}': use force, enable or disable`, exitUsage);
-      if (verb === 'force' && !o.yes && !(await confirm('Forcing recovery with the nodes present may lose data on the missing nodes.\nContinue? [yes/no]: '))) {
+      if (verb === 'force' && !o.force && !o.yes && !(await confirm('Forcing recovery with the nodes present may lose data on the missing nodes.\nContinue? [yes/no]: '))) {
         throw new DogFailure('Recovery cancelled');
       }
       await client(o).recover(verb);

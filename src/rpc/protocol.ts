@@ -19,6 +19,7 @@ import {
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
 import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
+import { lockClientBytesMax, type VdiLock } from '../engine/vdi-locks.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import {
   bool,
@@ -177,6 +178,11 @@ export const protocol = {
   /** Answers the copies the VDI (or the cluster) had before. */
   'vdi.alter-copy': answers<{ old: number }>()({ name, copies: int(1, copiesMax) }),
   'cluster.alter-copy': answers<{ old: number }>()({ copies: int(1, copiesMax) }),
+  /** A writer (sheepfs) locks the working VDI through this sheep; `release` with the answer's holder. */
+  'vdi.lock': answers<VdiLock>()({ name, client: string(lockClientBytesMax), shared: bool }),
+  'vdi.release': answers<null>()({ holder: string(nodeIdBytesMax + 64) }),
+  'vdi.unlock': answers<null>()({ name }),
+  'vdi.locks': answers<VdiLock[]>()({}),
 
   'gw.read': answersData({ oid, offset, length }),
   'gw.write': takesData<null>()({ oid, offset, create: bool }),

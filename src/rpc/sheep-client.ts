@@ -8,6 +8,7 @@ import type { ObjectIo } from '../engine/object-io.js';
 import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
+import type { VdiLock } from '../engine/vdi-locks.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { tcpTransport, type Transport } from '../io/transport.js';
 import type { ClientAuth } from './auth.js';
@@ -195,6 +196,18 @@ export class SheepClient implements ObjectIo {
   }
   getAttr(name: string, key: string): Promise<Buffer> {
     return this.call('vdi.getattr', { name, key });
+  }
+  lockVdi(name: string, clientText: string, shared: boolean): Promise<VdiLock> {
+    return this.call('vdi.lock', { name, client: clientText, shared });
+  }
+  releaseVdi(holder: string): Promise<null> {
+    return this.call('vdi.release', { holder });
+  }
+  unlockVdi(name: string): Promise<null> {
+    return this.call('vdi.unlock', { name });
+  }
+  vdiLocks(): Promise<VdiLock[]> {
+    return this.call('vdi.locks', {});
   }
   alterVdiCopies(name: string, copies: number): Promise<{ old: number }> {
     return this.call('vdi.alter-copy', { name, copies });

@@ -11,6 +11,7 @@ import { parseSnapshotRef } from '../engine/vdi.js';
 import type { AdminService } from './admin.js';
 import type { AttrService } from './attr-service.js';
 import type { CopiesService } from './copies-service.js';
+import type { LockService } from './lock-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
@@ -24,6 +25,7 @@ export interface Services {
   vdi: VdiService;
   attrs: AttrService;
   copies: CopiesService;
+  locks: LockService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -83,6 +85,10 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
     'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
     'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),
+    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared),
+    'vdi.release': async (r) => s.locks.release(r.holder),
+    'vdi.unlock': async (r) => s.locks.unlock(r.name),
+    'vdi.locks': async () => s.locks.list(),
 
     // A client names objects of VDIs that exist, within their size (vdi-service.ts).
     'gw.read': async (r) => {

@@ -10,6 +10,7 @@ import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
 import type { AttrChange } from '../engine/vdi-attrs.js';
+import type { VdiLock } from '../engine/vdi-locks.js';
 import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
@@ -26,12 +27,17 @@ export interface StoreState {
   throttle?: { maxObjects: number; intervalMs: number };
   /** The cluster key (base64), or null before there is one. */
   key?: string | null;
+  /** Writers' locks (memory only: no writer outlives a restart of the whole cluster). */
+  locks?: VdiLock[];
 }
 
 export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
   | { type: 'attr'; change: AttrChange }
+  | { type: 'lock'; lock: VdiLock }
+  /** Frees the lock of `holder`, or with `name` every lock of that VDI (`dog vdi lock unlock`). */
+  | { type: 'unlock'; holder?: string; name?: string }
   /** alter-copy: new copies for these VDIs (and the cluster default), then a new epoch recovers. */
   | { type: 'copies'; entries: VdiEntry[]; clusterCopies?: number; timeSec: number }
   | { type: 'noop' }
@@ -68,6 +74,10 @@ export class Group implements ClusterHandlers {
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
+  /** Who holds which VDI open for writing (vdi-locks.ts), in the order taken. */
+  locks: VdiLock[] = [];
+  /** Called after every change of `locks` (a writer waiting for a release). */
+  onLocksChanged: () => void = () => undefined;
   /** Members that finished recovering the current epoch. */
   recoveredBy = new Set<string>();
   private rings = new Map<number, Ring<NodeInfo>>();
@@ -133,6 +143,7 @@ export class Group implements ClusterHandlers {
       recoveryEnabled: this.recoveryEnabled,
       throttle: this.throttle,
       key: this.key ? this.key.toString('base64') : null,
+      locks: this.locks,
     };
   }
 
@@ -302,6 +313,14 @@ export class Group implements ClusterHandlers {
       case 'copies':
         this.applyCopies(m.entries, m.clusterCopies, m.timeSec);
         break;
+      case 'lock':
+        this.locks = [...this.locks, m.lock];
+        this.onLocksChanged();
+        break;
+      case 'unlock':
+        this.locks = this.locks.filter((l) => l.holder !== m.holder && l.name !== m.name);
+        this.onLocksChanged();
+        break;
       case 'epoch_time': {
         const record = this.epochs.find((e) => e.epoch === m.epoch);
         if (record && record.timeSec !== m.timeSec) {
@@ -375,6 +394,10 @@ export class Group implements ClusterHandlers {
     this.status = state.config ? (state.status === 'running' ? 'running' : 'waiting') : 'unformatted';
     this.recoveryEnabled = state.recoveryEnabled;
     if (state.throttle) this.throttle = { ...state.throttle };
+    if (state.locks) {
+      this.locks = state.locks.map((l) => ({ ...l }));
+      this.onLocksChanged();
+    }
   }
 
   private applyFormat(config: ClusterConfig, timeSec: number): void {

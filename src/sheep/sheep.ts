@@ -23,6 +23,8 @@ import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
 import { AttrService } from './attr-service.js';
 import { CopiesService } from './copies-service.js';
+import { LockService } from './lock-service.js';
+import { lockedVolume, splitShared } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
@@ -75,6 +77,7 @@ export class Sheep {
   readonly gateway: Gateway;
   readonly placement: Placement;
   readonly vdi: VdiService;
+  readonly locks: LockService;
   readonly recovery: Recovery;
   readonly admin: AdminService;
   readonly peers: Peers;
@@ -98,6 +101,7 @@ export class Sheep {
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
     this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log, clock);
+    this.locks = new LockService(this.group, this.vdi, clock, () => driver.sync());
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.placement, this.peers, clock, log);
     this.admin = new AdminService({
       group: this.group,
@@ -175,6 +179,7 @@ export class Sheep {
         vdi: this.vdi,
         attrs: new AttrService(this.group, this.vdi),
         copies: new CopiesService(this.group, this.vdi, clock),
+        locks: this.locks,
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,
@@ -235,9 +240,14 @@ export class Sheep {
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
-      open: async (spec: string): Promise<Volume> => {
+      open: async (exportSpec: string, opener?: { client: string }): Promise<Volume> => {
+        const { spec, shared } = splitShared(exportSpec);
         const { name, ref } = splitSpec(spec);
-        return new VolumeIo(io, await this.vdi.lookup(name, ref));
+        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
+        // A snapshot is read-only: only a working VDI's writers take the lock.
+        if (volume.info.readOnly) return volume;
+        const lock = await this.locks.acquire(name, `nbd ${opener?.client ?? '?'}`, shared);
+        return lockedVolume(volume, () => this.locks.release(lock.holder));
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
     };
@@ -284,6 +294,8 @@ export class Sheep {
     const { log } = this.world;
     const driver = this.driver;
     log.info({ code }, 'sheep stopping');
+    // NBD clients first, while still a member: their writers' locks are freed cluster-wide.
+    await this.nbdServer?.close().catch(() => undefined);
     try {
       await this.group.flushed();
       await driver.leave();
@@ -294,7 +306,6 @@ export class Sheep {
     this.recovery.catchUp.stop();
     this.vdi.stop();
     void this.listener?.close();
-    await this.nbdServer?.close().catch(() => undefined);
     this.peers.closeAll();
     this.onStopped(code);
   }
