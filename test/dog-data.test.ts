@@ -144,6 +144,28 @@ describe('alter-copy', () => {
     expect(rows.map((r) => `${r.split(' ')[1]} ${r.split(' ')[8]}`).sort()).toEqual(['disk 3', 'fresh 3', 'other 3', 'other 3']);
     expect(md5((await c.dogOk(['vdi', 'read', 'disk', '0', String(data.length)], { port: c.port(0) })).stdout)).toBe(md5(data));
   });
+
+  it('cluster format of a formatted cluster asks, then empties every store; -f does not ask', async () => {
+    const before = (await c.dogOk(['vdi', 'list', '-r'])).out;
+    const asked = await c.dog(['cluster', 'format', '-c', '2'], { input: Buffer.from('no\n'), port: c.port(1) });
+    expect(asked.out).toBe("    __\n   ()'`;\n   /\\|`\n  /  |   Caution! The cluster is not empty.\n(/_)_|_  Are you sure you want to continue? [yes/no]: ");
+    expect(asked.stderr).toBe('Format cancelled\n');
+    expect(asked.code).toBe(1);
+    expect((await c.dogOk(['vdi', 'list', '-r'], { port: c.port(2) })).out).toBe(before);
+    const created = (await c.dogOk(['cluster', 'info', '-r'])).out;
+    expect((await c.dogOk(['cluster', 'format', '-f', '-c', '2'], { port: c.port(1) })).out).toBe('using backend plain store\n');
+    expect((await c.dogOk(['vdi', 'list', '-r'], { port: c.port(2) })).out).toBe('');
+    expect(c.allObjects().size).toBe(0);
+    expect((await c.dogOk(['cluster', 'info', '-r'], { port: c.port(0) })).out.split('\n')[2]).not.toBe(created.split('\n')[2]);
+    // The same name gets the same VID again: it must read zeros, not the old data.
+    await c.dogOk(['vdi', 'create', 'disk', '32M'], { port: c.port(2) });
+    expect((await c.dogOk(['vdi', 'read', 'disk', '0', String(4 * MiB)], { port: c.port(0) })).stdout.equals(Buffer.alloc(4 * MiB))).toBe(true);
+    expect((await c.dogOk(['vdi', 'list', '-r'])).out).toMatch(/^= disk 0 33554432 0 0 \d+ [0-9a-f]+ 2 {2}22\n$/);
+    await c.dogOk(['vdi', 'delete', 'disk']);
+    // Formatted but without VDIs: no question, as the original.
+    expect((await c.dogOk(['cluster', 'format', '-c', '3'])).out).toBe('using backend plain store\n');
+    expect((await c.dogOk(['cluster', 'format', '--help'])).out).toContain('-f, --force');
+  });
 });
 
 describe('backup and restore', () => {
@@ -302,6 +324,9 @@ describe('locks, and -f / -R', () => {
     const info = await run('env', ['LIBNBD_DEBUG=1', 'nbdinfo', `nbd://127.0.0.1:${nbdPort(1)}/vm`]);
     expect(info.code).not.toBe(0);
     expect(info.stderr).toMatch(new RegExp(`VDI vm is locked by nbd 127\\.0\\.0\\.1:\\d+ through 127\\.0\\.0\\.1:${c.port(0)}: open it shared from every node, or free it with 'dog vdi lock unlock vm'`));
+    const format = await c.dog(['cluster', 'format', '-f'], { port: c.port(2) });
+    expect(format.stderr).toMatch(new RegExp(`^Format failed: VDI vm is open for writing by nbd 127\\.0\\.0\\.1:\\d+ through 127\\.0\\.0\\.1:${c.port(0)}: stop its writers first \\(dog vdi lock list\\)\n$`));
+    expect(format.code).toBe(1);
     // NBD multi-conn: a second connection through the same node writes as well.
     const second = await rawNbdOpen(nbdPort(0), 'vm');
     expect(await second.write(0, Buffer.alloc(4096, 5))).toBe(0);

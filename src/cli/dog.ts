@@ -262,6 +262,8 @@ function buildVdi(program: Command): void {
   addVdiCopiesCommand(vdi);
 }
 
+const formatPrompt = "    __\n   ()'`;\n   /\\|`\n  /  |   Caution! The cluster is not empty.\n(/_)_|_  Are you sure you want to continue? [yes/no]: ";
+
 function buildCluster(program: Command): void {
   const cluster = program.command('cluster').description('manage the cluster');
   withGlobals(cluster.command('info').description('show cluster status and epoch history'))
@@ -270,7 +272,8 @@ function buildCluster(program: Command): void {
     .option('-c, --copies <COPIES>', 'default number of copies', '3')
     .option('-z, --block-size-shift <SHIFT>', 'object size as a power of 2 (20-26)', '22')
     .option('-b, --backend <STORE>', 'store backend (plain)', 'plain')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string }) => {
+    .option('-f, --force', 'do not ask before formatting a cluster that holds VDIs')
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean }) => {
       if (o.backend !== 'plain') throw new DogFailure(`Unknown store backend '${o.backend}': the backend is plain`);
       const shift = Number(o.blockSizeShift);
       if (!/^\d+$/.test(o.blockSizeShift) || shift < 20 || shift > 26) throw new DogFailure(`Invalid block size shift '${o.blockSizeShift}': must be 20 to 26`);
@@ -283,7 +286,12 @@ function buildCluster(program: Command): void {
             throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
           }
         }
-        await sheep.format(copiesArg(o.copies)!, shift);
+        // A formatted cluster is formatted anew, its data gone: asked first if it holds VDIs.
+        const reformat = (await sheep.clusterInfo()).config !== null;
+        if (reformat && !o.force && (await sheep.vdiAll()).some((e) => !e.deleted) && !(await confirm(formatPrompt))) {
+          throw new DogFailure('Format cancelled');
+        }
+        await sheep.format(copiesArg(o.copies)!, shift, reformat);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

@@ -145,9 +145,11 @@ export const protocol = {
   ping: answers<'pong'>()({}),
 
   'cluster.info': answers<ClusterInfoData>()({}),
+  /** `reformat`: the cluster may be formatted already; its data is removed (format-service.ts). */
   'cluster.format': answers<null>()({
     copies: int(1, copiesMax),
     blockSizeShift: optionalInt(blockSizeShiftMin, blockSizeShiftMax),
+    reformat: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
@@ -204,6 +206,8 @@ export const protocol = {
   /** Whether the receiver's copy of `oid` is settled, under the sender's epoch. */
   'peer.reconcile': answers<ReconcileAnswer>()({ ...peer, oid, recovery: bool }),
   'peer.kill': answers<null>()({ ...peer }),
+  /** Removes every object of the receiver's store (a reformat); answers how many. */
+  'peer.wipe': answers<number>()({ ...peer }),
   /** Waits (bounded) until the receiver has stored VDI registry `version`. */
   'peer.registry-durable': answers<RegistryDurabilityData>()({ ...peer, version: int(0, Number.MAX_SAFE_INTEGER) }),
 } as const satisfies Record<string, OpSpec>;

@@ -133,8 +133,8 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false): Promise<null> {
+    return this.call('cluster.format', { copies, blockSizeShift, reformat });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});

@@ -11,6 +11,7 @@ import { parseSnapshotRef } from '../engine/vdi.js';
 import type { AdminService } from './admin.js';
 import type { AttrService } from './attr-service.js';
 import type { CopiesService } from './copies-service.js';
+import type { FormatService } from './format-service.js';
 import type { LockService } from './lock-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
@@ -26,6 +27,7 @@ export interface Services {
   attrs: AttrService;
   copies: CopiesService;
   locks: LockService;
+  format: FormatService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -57,7 +59,7 @@ export function makeHandlers(s: Services): Handlers {
     ping: async () => 'pong',
 
     'cluster.info': async () => s.admin.clusterInfo(),
-    'cluster.format': async (r) => s.admin.format(r.copies, r.blockSizeShift),
+    'cluster.format': async (r) => (r.reformat ? s.format.reformat(r.copies, r.blockSizeShift) : s.admin.format(r.copies, r.blockSizeShift)),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 
@@ -135,6 +137,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     },
     'peer.reconcile': async (r) => s.recovery.reconcileState(r.oid, r.epoch),
     'peer.kill': async () => s.admin.killNode(s.group.self.id),
+    'peer.wipe': async () => s.format.wipeLocal(),
     'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
   });
 }

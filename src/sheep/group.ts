@@ -35,6 +35,8 @@ export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
   | { type: 'attr'; change: AttrChange }
+  /** `dog cluster format` of a formatted cluster: every store was emptied before (format-service.ts). */
+  | { type: 'reformat'; config: ClusterConfig; timeSec: number }
   | { type: 'lock'; lock: VdiLock }
   /** Frees the lock of `holder`, or with `name` every lock of that VDI (`dog vdi lock unlock`). */
   | { type: 'unlock'; holder?: string; name?: string }
@@ -310,6 +312,9 @@ export class Group implements ClusterHandlers {
         this.registry.applyAttr(m.change);
         this.storeRegistry();
         break;
+      case 'reformat':
+        this.applyReformat(m.config, m.timeSec);
+        break;
       case 'copies':
         this.applyCopies(m.entries, m.clusterCopies, m.timeSec);
         break;
@@ -408,6 +413,22 @@ export class Group implements ClusterHandlers {
     this.status = 'running';
     this.persist(() => this.meta.writeConfig(config));
     this.newEpoch(timeSec);
+  }
+
+  /**
+   * A new cluster over the old members: a new identity (format time) and an empty registry, whose
+   * version still grows, so no store that missed this can bring the old one back. Epochs go on
+   * (unlike the original, which started again at 1): recovery and fencing rely on them growing.
+   */
+  private applyReformat(config: ClusterConfig, timeSec: number): void {
+    if (!this.config) return;
+    this.config = config;
+    this.persist(() => this.meta.writeConfig(config));
+    this.registry = VdiRegistry.fromJson({ version: this.registry.version + 1, entries: [] });
+    this.storeRegistry();
+    this.locks = [];
+    this.onLocksChanged();
+    if (this.status === 'running') this.newEpoch(timeSec);
   }
 
   /**

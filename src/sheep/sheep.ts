@@ -23,6 +23,7 @@ import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
 import { AttrService } from './attr-service.js';
 import { CopiesService } from './copies-service.js';
+import { FormatService } from './format-service.js';
 import { LockService } from './lock-service.js';
 import { lockedVolume, splitShared } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
@@ -180,6 +181,7 @@ export class Sheep {
         attrs: new AttrService(this.group, this.vdi),
         copies: new CopiesService(this.group, this.vdi, clock),
         locks: this.locks,
+        format: new FormatService(this.group, this.vdi, this.peers, this.store, clock, log),
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,
