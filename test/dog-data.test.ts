@@ -166,6 +166,28 @@ describe('alter-copy', () => {
     expect((await c.dogOk(['cluster', 'format', '-c', '3'])).out).toBe('using backend plain store\n');
     expect((await c.dogOk(['cluster', 'format', '--help'])).out).toContain('-f, --force');
   });
+
+  it('node vnodes set, on a cluster formatted with -V, changes the ring with a new epoch; data stays', async () => {
+    expectOneLineFailure(
+      await c.dog(['node', 'vnodes', 'set', '64']),
+      "Failed to execute request: the cluster was not formatted with -V (fixed vnodes): each node's vnodes are its sheep's -V",
+    );
+    expectOneLineFailure(await c.dog(['node', 'vnodes', 'set', '0']), "Invalid number of vnodes '0': must be an integer between 1 and 65535", 64);
+    await c.dogOk(['cluster', 'format', '-f', '-V', '-c', '2']);
+    await c.dogOk(['vdi', 'create', 'ring', '32M']);
+    const bytes = pattern(32 * MiB, 21);
+    await c.dogOk(['vdi', 'write', 'ring'], { input: bytes });
+    const epochs = (await c.epochHistory(0)).length;
+    await c.dogOk(['node', 'vnodes', 'set', '256'], { port: c.port(1) });
+    const list = (await c.dogOk(['node', 'list'], { port: c.port(2) })).out;
+    expect(list).toBe(
+      '  Id   Host:Port         V-Nodes       Zone\n' +
+        [0, 1, 2].map((i) => `${String(i).padStart(4)}   ${c.nodeId(i).padEnd(20)}\t${String(i === 1 ? 256 : 128).padStart(2)}${String(i).padStart(11)}\n`).join(''),
+    );
+    expect((await c.epochHistory(2)).length).toBe(epochs + 1);
+    await c.waitForFullCopies([0, 1, 2], 2);
+    expect(md5((await c.dogOk(['vdi', 'read', 'ring'], { port: c.port(0) })).stdout)).toBe(md5(bytes));
+  });
 });
 
 describe('backup and restore', () => {

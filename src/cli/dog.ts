@@ -9,6 +9,7 @@ import { addAttrCommands } from './attr.js';
 import { addBackupCommands } from './backup.js';
 import { addLockCommands } from './lock.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
+import { addVnodesCommand } from './vnodes.js';
 import { hasOwnObjects } from './owners.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 import {
@@ -273,7 +274,8 @@ function buildCluster(program: Command): void {
     .option('-z, --block-size-shift <SHIFT>', 'object size as a power of 2 (20-26)', '22')
     .option('-b, --backend <STORE>', 'store backend (plain)', 'plain')
     .option('-f, --force', 'do not ask before formatting a cluster that holds VDIs')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean }) => {
+    .option('-V, --fixedvnodes', "vnodes an admin sets per node with 'dog node vnodes set', not only each sheep's -V")
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean }) => {
       if (o.backend !== 'plain') throw new DogFailure(`Unknown store backend '${o.backend}': the backend is plain`);
       const shift = Number(o.blockSizeShift);
       if (!/^\d+$/.test(o.blockSizeShift) || shift < 20 || shift > 26) throw new DogFailure(`Invalid block size shift '${o.blockSizeShift}': must be 20 to 26`);
@@ -291,7 +293,7 @@ function buildCluster(program: Command): void {
         if (reformat && !o.force && (await sheep.vdiAll()).some((e) => !e.deleted) && !(await confirm(formatPrompt))) {
           throw new DogFailure('Format cancelled');
         }
-        await sheep.format(copiesArg(o.copies)!, shift, reformat);
+        await sheep.format(copiesArg(o.copies)!, shift, reformat, o.fixedvnodes === true);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;
@@ -349,6 +351,7 @@ function buildNode(program: Command): void {
     await sheep.setThrottle(Number(maxText), Number(intervalText));
     out(`max ${Number(maxText)} objects per ${Number(intervalText)} ms\n`);
   }));
+  addVnodesCommand(node);
   withGlobals(node.command('kill').description('stop a node').argument('<ID>'))
     .action(action(async (idText: string, o: Globals) => {
       const sheep = client(o);

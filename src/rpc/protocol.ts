@@ -15,6 +15,7 @@ import {
   throttleIntervalMsLimit,
   throttleMaxObjectsLimit,
   vdiNameBytesMax,
+  vnodesMax,
   vdiSizeBytesMax,
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
@@ -150,6 +151,8 @@ export const protocol = {
     copies: int(1, copiesMax),
     blockSizeShift: optionalInt(blockSizeShiftMin, blockSizeShiftMax),
     reformat: bool,
+    /** -V: vnodes an admin sets per node (`node.vnodes`), not only each sheep's own. */
+    fixedVnodes: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
@@ -157,6 +160,8 @@ export const protocol = {
   'node.list': answers<NodeInfo[]>()({}),
   'node.info': answers<{ nodes: NodeStatData[]; virtualBytes: number }>()({}),
   'node.kill': answers<null>()({ node: string(nodeIdBytesMax) }),
+  /** The receiving node's vnodes (a cluster formatted with fixedVnodes). */
+  'node.vnodes': answers<null>()({ vnodes: int(1, vnodesMax) }),
   'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
   'recovery.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
   'recovery.get-throttle': answers<ThrottleData>()({}),

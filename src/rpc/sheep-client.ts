@@ -133,8 +133,8 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined, reformat = false): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift, reformat });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false): Promise<null> {
+    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});
@@ -147,6 +147,9 @@ export class SheepClient implements ObjectIo {
   }
   nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
     return this.call('node.info', {});
+  }
+  setVnodes(vnodes: number): Promise<null> {
+    return this.call('node.vnodes', { vnodes });
   }
   killNode(nodeId: string): Promise<null> {
     return this.call('node.kill', { node: nodeId });

@@ -13,6 +13,7 @@ import type { AttrService } from './attr-service.js';
 import type { CopiesService } from './copies-service.js';
 import type { FormatService } from './format-service.js';
 import type { LockService } from './lock-service.js';
+import type { VnodesService } from './vnodes-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
@@ -28,6 +29,7 @@ export interface Services {
   copies: CopiesService;
   locks: LockService;
   format: FormatService;
+  vnodes: VnodesService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -59,13 +61,15 @@ export function makeHandlers(s: Services): Handlers {
     ping: async () => 'pong',
 
     'cluster.info': async () => s.admin.clusterInfo(),
-    'cluster.format': async (r) => (r.reformat ? s.format.reformat(r.copies, r.blockSizeShift) : s.admin.format(r.copies, r.blockSizeShift)),
+    'cluster.format': async (r) =>
+      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes) : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 
     'node.list': async () => s.admin.nodeList(),
     'node.info': async () => s.admin.nodeInfo(),
     'node.kill': async (r) => s.admin.killNode(r.node),
+    'node.vnodes': async (r) => s.vnodes.set(r.vnodes),
     'node.recovery': async () => s.admin.recoveryStates(),
     'recovery.throttle': async (r) => s.admin.setThrottle(r.max, r.interval),
     'recovery.get-throttle': async () => s.group.throttle,

@@ -21,7 +21,7 @@ export class FormatService {
     private readonly log: { info(o: object, m?: string): void },
   ) {}
 
-  async reformat(copies: number, blockSizeShift: number | undefined): Promise<null> {
+  async reformat(copies: number, blockSizeShift: number | undefined, fixedVnodes: boolean): Promise<null> {
     await this.vdi.criticalMessage(async () => {
       if (!this.group.config) throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
       const writer = this.group.locks[0];
@@ -39,7 +39,13 @@ export class FormatService {
             }
           }),
       );
-      const config: ClusterConfig = { createdMs: this.clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault };
+      // Vnodes set under the old format go with it: each node has its own again.
+      const config: ClusterConfig = {
+        createdMs: this.clock.nowMs(),
+        copies,
+        blockSizeShift: blockSizeShift ?? blockSizeShiftDefault,
+        ...(fixedVnodes ? { fixedVnodes } : {}),
+      };
       return { type: 'reformat', config, timeSec: nowSec(this.clock) };
     });
     return null;

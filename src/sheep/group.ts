@@ -35,6 +35,8 @@ export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
   | { type: 'attr'; change: AttrChange }
+  /** `dog node vnodes set`: a node's vnodes from now on, with a new epoch. */
+  | { type: 'vnodes'; node: string; vnodes: number; timeSec: number }
   /** `dog cluster format` of a formatted cluster: every store was emptied before (format-service.ts). */
   | { type: 'reformat'; config: ClusterConfig; timeSec: number }
   | { type: 'lock'; lock: VdiLock }
@@ -76,6 +78,8 @@ export class Group implements ClusterHandlers {
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
+  /** The members as the driver reported them, before `withVnodes`. */
+  private driverMembers: NodeInfo[] = [];
   /** Who holds which VDI open for writing (vdi-locks.ts), in the order taken. */
   locks: VdiLock[] = [];
   /** Called after every change of `locks` (a writer waiting for a release). */
@@ -269,16 +273,18 @@ export class Group implements ClusterHandlers {
 
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
-    this.members = [...members];
     if (joiner.id === this.self.id) this.out = false;
     this.adopt(state);
+    this.driverMembers = [...members];
+    this.members = this.withVnodes(members);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
     this.log.info({ node: joiner.id, epoch: this.epoch, status: this.status }, 'node joined');
   }
 
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
-    this.members = [...members];
+    this.driverMembers = [...members];
+    this.members = this.withVnodes(members);
     if (node.id === this.self.id) {
       // Out of the cluster: the epochs the others now make are theirs, learnt back at the rejoin.
       this.log.warn({ node: node.id, epoch: this.epoch }, 'this node was reported left');
@@ -311,6 +317,9 @@ export class Group implements ClusterHandlers {
       case 'attr':
         this.registry.applyAttr(m.change);
         this.storeRegistry();
+        break;
+      case 'vnodes':
+        this.applyVnodes(m.node, m.vnodes, m.timeSec);
         break;
       case 'reformat':
         this.applyReformat(m.config, m.timeSec);
@@ -415,6 +424,22 @@ export class Group implements ClusterHandlers {
     this.newEpoch(timeSec);
   }
 
+  /** Members with the vnodes an admin set (a gateway stays one: it has no store). */
+  private withVnodes(members: readonly NodeInfo[]): NodeInfo[] {
+    const set = this.config?.vnodes ?? {};
+    return members.map((m) => (set[m.id] !== undefined && m.vnodes > 0 ? { ...m, vnodes: set[m.id]! } : { ...m }));
+  }
+
+  /** The ring changes with a node's vnodes: a new epoch recovers what moves. */
+  private applyVnodes(node: string, vnodes: number, timeSec: number): void {
+    if (!this.config) return;
+    const config = { ...this.config, vnodes: { ...this.config.vnodes, [node]: vnodes } };
+    this.config = config;
+    this.persist(() => this.meta.writeConfig(config));
+    this.members = this.withVnodes(this.driverMembers);
+    if (this.status === 'running') this.newEpoch(timeSec);
+  }
+
   /**
    * A new cluster over the old members: a new identity (format time) and an empty registry, whose
    * version still grows, so no store that missed this can bring the old one back. Epochs go on
@@ -428,6 +453,7 @@ export class Group implements ClusterHandlers {
     this.storeRegistry();
     this.locks = [];
     this.onLocksChanged();
+    this.members = this.withVnodes(this.driverMembers);
     if (this.status === 'running') this.newEpoch(timeSec);
   }
 

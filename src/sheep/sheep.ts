@@ -25,6 +25,7 @@ import { AttrService } from './attr-service.js';
 import { CopiesService } from './copies-service.js';
 import { FormatService } from './format-service.js';
 import { LockService } from './lock-service.js';
+import { VnodesService } from './vnodes-service.js';
 import { lockedVolume, splitShared } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
@@ -182,6 +183,7 @@ export class Sheep {
         copies: new CopiesService(this.group, this.vdi, clock),
         locks: this.locks,
         format: new FormatService(this.group, this.vdi, this.peers, this.store, clock, log),
+        vnodes: new VnodesService(this.group, this.driver, clock),
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,
