@@ -1,6 +1,7 @@
 // dog's data commands end to end (issue #15): attributes, alter-copy, backup and restore, locks.
 // Real sheep on loopback driven by the real dog; every effect is checked through another node.
 // Ports 8500-8539 belong to this file.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,8 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, dog, dogBin, md5, pattern, poll, run, startCluster, type DogResult, type ProcessResult } from './support/cluster.js';
 import { maskDates, maskRawVdiList } from './support/mask.js';
 import { rawNbdOpen } from './support/nbd-raw.js';
+import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
 
 const MiB = 1024 * 1024;
+const sheepfsBin = path.join(path.dirname(dogBin), 'sheepfs');
 
 function expectOneLineFailure(result: DogResult, message: string, code?: number): void {
   expect(result.code, `stdout: ${result.out} stderr: ${result.stderr}`).not.toBe(0);
@@ -391,6 +394,45 @@ describe('locks, and -f / -R', () => {
     expectOneLineFailure(await c.dog(['vdi', 'lock', 'unlock', 'nope']), 'Failed to find VDI nope: No VDI found', 1);
     expectOneLineFailure(await c.dog(['vdi', 'lock', 'unlock']), 'VDI name must be specified', 64);
     expect((await c.dogOk(['vdi', 'lock', '--help'])).out).toMatch(/list \[options\] +list locked VDIs\n.*unlock \[options\] \[NAME\]/s);
+  });
+
+  it('shows a sheepfs mount as a writer; --shared mounts share; a killed sheepfs leaves its lock to `lock unlock`', async () => {
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'dog-locks-mnt-'));
+    const mount = async (extra: string[]) => {
+      const child = spawn(process.execPath, [sheepfsBin, '-f', '-p', String(c.port(0)), '--log', `${mnt}.log`, ...extra, mnt], { stdio: 'ignore' });
+      expect(await waitFor(() => isMounted(mnt), 20_000)).toBe(true);
+      return child;
+    };
+    const bash = (command: string) => run('bash', ['-c', command], { timeoutMs: 30_000 });
+    const sheepfsRow = (lock: string) => new RegExp(`^  vm {10}127\\.0\\.0\\.1:${c.port(0)} {8}YYYY-MM-DD HH:MM  ${lock.padEnd(10)} sheepfs \\S+ pid \\d+ on ${mnt}$`);
+    try {
+      let sheepfs = await mount([]);
+      expect((await bash(`echo vm > ${mnt}/vdi/mount`)).code).toBe(0);
+      expect((await lockList(1)).split('\n')[1]).toMatch(sheepfsRow('exclusive'));
+      await expect(rawNbdOpen(nbdPort(1), 'vm')).rejects.toThrow();
+      expect((await bash(`echo vm > ${mnt}/vdi/unmount`)).code).toBe(0);
+      await unlocked();
+      sheepfs.kill('SIGTERM');
+      expect(await waitFor(() => !isMounted(mnt), 10_000)).toBe(true);
+
+      sheepfs = await mount(['--shared']);
+      expect((await bash(`echo vm > ${mnt}/vdi/mount`)).code).toBe(0);
+      const nbd = await rawNbdOpen(nbdPort(1), 'vm/shared');
+      expect(await nbd.write(0, Buffer.alloc(512, 3))).toBe(0);
+      nbd.close();
+      // A sheepfs killed with the VDI mounted cannot free its lock: it stays, shown, until unlocked.
+      sheepfs.kill('SIGKILL');
+      forceUnmount(mnt);
+      await poll('the NBD lock gone', async () => (await lockList(1)).split('\n').length === 3, 10_000);
+      expect((await lockList(1)).split('\n')[1]).toMatch(sheepfsRow('shared'));
+      await expect(rawNbdOpen(nbdPort(1), 'vm')).rejects.toThrow();
+      await c.dogOk(['vdi', 'lock', 'unlock', 'vm'], { port: c.port(1) });
+      expect(await lockList(0)).toBe(header);
+    } finally {
+      forceUnmount(mnt);
+      fs.rmSync(mnt, { recursive: true, force: true });
+      fs.rmSync(`${mnt}.log`, { force: true });
+    }
   });
 
   it('vdi snapshot -R skips a snapshot identical to the previous one', async () => {

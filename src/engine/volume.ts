@@ -43,7 +43,7 @@ export interface Volume {
 export interface VolumeProvider {
   /**
    * `opener.client` names who opens (an NBD client's address) for the writer's lock a working
-   * VDI takes (engine/vdi-locks.ts); `SPEC/shared` opens it shared.
+   * VDI takes (engine/vdi-locks.ts); `SPEC/shared` opens it shared. No opener: no lock.
    */
   open(spec: string, opener?: { client: string }): Promise<Volume>;
   /** Names of working VDIs, for NBD_OPT_LIST. */

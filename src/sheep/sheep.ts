@@ -248,9 +248,10 @@ export class Sheep {
         const { spec, shared } = splitShared(exportSpec);
         const { name, ref } = splitSpec(spec);
         const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
-        // A snapshot is read-only: only a working VDI's writers take the lock.
-        if (volume.info.readOnly) return volume;
-        const lock = await this.locks.acquire(name, `nbd ${opener?.client ?? '?'}`, shared);
+        // A snapshot is read-only: only a working VDI's writers take the lock. Without an opener
+        // (in-process users such as the simulator's clients) nothing is locked.
+        if (volume.info.readOnly || opener === undefined) return volume;
+        const lock = await this.locks.acquire(name, `nbd ${opener.client}`, shared);
         return lockedVolume(volume, () => this.locks.release(lock.holder));
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
