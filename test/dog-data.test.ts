@@ -452,7 +452,9 @@ describe('locks, and -f / -R', () => {
   it('vdi rollback -f and cluster recover -f do not ask; -y stays as the old name', async () => {
     await c.dogOk(['vdi', 'write', 'vm', '0', '512'], { input: Buffer.alloc(512, 1) });
     expect((await c.dogOk(['vdi', 'rollback', '-f', '-s', 'one', 'vm'])).out).toBe('');
-    expect((await c.dogOk(['vdi', 'read', 'vm', '0', '4096'], { port: c.port(1) })).stdout.equals(Buffer.alloc(4096, 5))).toBe(true);
+    const one = (await c.dogOk(['vdi', 'read', '-s', 'one', 'vm', '0', '8192'])).stdout;
+    expect(one.equals(Buffer.alloc(8192, 9))).toBe(false);
+    expect((await c.dogOk(['vdi', 'read', 'vm', '0', '8192'], { port: c.port(1) })).stdout.equals(one)).toBe(true);
     expect((await c.dogOk(['vdi', 'rollback', '-y', '-s', 'two', 'vm'])).out).toBe('');
     expect((await c.dogOk(['vdi', 'read', 'vm', '0', '512'], { port: c.port(1) })).stdout.equals(Buffer.alloc(512, 9))).toBe(true);
     const help = (await c.dogOk(['vdi', 'rollback', '--help'])).out;
