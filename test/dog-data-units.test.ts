@@ -73,3 +73,29 @@ describe('writers locks', () => {
     expect(formatLockList(locks, true)).toBe('alice 127.0.0.1:7000 1800000000 exclusive sheepfs host pid 12 on /mnt\nvm 127.0.0.1:7001 1800000000 shared nbd 127.0.0.1:40000\n');
   });
 });
+
+describe('--help of every new command', () => {
+  it('prints usage, description and options, exit 0', async () => {
+    const { dog } = await import('./support/cluster.js');
+    const usages: Array<[string[], string]> = [
+      [['vdi', 'setattr'], 'Usage: dog vdi setattr [options] <NAME> [KEY] [VALUE]\n\nset a VDI attribute (the value from stdin when not given)\n'],
+      [['vdi', 'getattr'], 'Usage: dog vdi getattr [options] <NAME> [KEY]\n\nget a VDI attribute\n'],
+      [['vdi', 'backup'], 'Usage: dog vdi backup [options] <NAME>\n\nwrite snapshot TO, or only what changed since snapshot FROM, as a backup stream\nto stdout\n'],
+      [['vdi', 'restore'], 'Usage: dog vdi restore [options] <NAME>\n\nroll NAME back to snapshot SNAP and apply the backup stream on stdin (checked\nwhole first)\n'],
+      [['vdi', 'lock', 'list'], 'Usage: dog vdi lock list [options]\n\nlist locked VDIs\n'],
+      [['vdi', 'lock', 'unlock'], 'Usage: dog vdi lock unlock [options] [NAME]\n\nunlock locked VDI forcibly (every writer of it)\n'],
+      [['vdi', 'alter-copy'], "Usage: dog vdi alter-copy [options] <NAME>\n\nset the vdi's redundancy level\n"],
+      [['cluster', 'alter-copy'], "Usage: dog cluster alter-copy [options]\n\nset the cluster's redundancy level (every VDI's too)\n"],
+      [['node', 'vnodes', 'set'], "Usage: dog node vnodes set [options] <VNODES>\n\nset the vnodes of the node asked (-a/-p); the cluster needs 'format -V'\n"],
+    ];
+    for (const [args, head] of usages) {
+      const result = await dog([...args, '--help']);
+      expect(result.code, args.join(' ')).toBe(0);
+      expect(result.out.startsWith(`${head}\nOptions:\n  -a, --address <ADDR>   sheep address (default: "127.0.0.1")\n`), result.out).toBe(true);
+    }
+    const backup = (await dog(['vdi', 'backup', '--help'])).out;
+    expect(backup.split('\n').slice(-4).join('\n')).toBe(
+      '  -s, --snapshot <TO>    snapshot tag or id to back up\n  -F, --from <FROM>      older snapshot: only the blocks changed since it\n  -h, --help             display help for command\n',
+    );
+  });
+});

@@ -462,5 +462,18 @@ describe('locks, and -f / -R', () => {
     expect(help).not.toContain('--yes');
     expect((await c.dogOk(['cluster', 'recover', '--help'])).out).toContain('-f, --force');
     expectOneLineFailure(await c.dog(['cluster', 'recover', '-f', 'force']), 'Cluster is not waiting for nodes: nothing to force');
+    // A restore is refused while a writer holds the VDI, before anything changes.
+    const stream = (await c.dogOk(['vdi', 'backup', '-s', 'one', 'vm'])).stdout;
+    const writer = await rawNbdOpen(nbdPort(0), 'vm');
+    const before = (await c.dogOk(['vdi', 'list', '-r'])).out;
+    expectOneLineFailure(
+      await c.dog(['vdi', 'restore', '-s', 'one', 'vm'], { input: stream, port: c.port(1) }),
+      `VDI vm is open for writing by ${(await c.dogOk(['vdi', 'lock', 'list', '-r'])).out.split(' ').slice(4).join(' ').trimEnd()} through ${c.nodeId(0)}: stop its writers first (dog vdi lock list)`,
+      1,
+    );
+    expect((await c.dogOk(['vdi', 'list', '-r'])).out).toBe(before);
+    writer.close();
+    await unlocked();
+    expect((await c.dogOk(['vdi', 'restore', '-s', 'one', 'vm'], { input: stream, port: c.port(1) })).out).toBe('');
   });
 });

@@ -234,6 +234,9 @@ async function restore(name: string, o: Globals & { snapshot?: string }): Promis
     if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw snapshotMissing(ref);
     throw error;
   }
+  // A writer would go on writing into what becomes a snapshot.
+  const writer = (await sheep.vdiLocks()).find((l) => l.name === name);
+  if (writer) throw new DogFailure(`VDI ${name} is open for writing by ${writer.client} through ${writer.node}: stop its writers first (dog vdi lock list)`);
   const { source, summary } = await verifyStdin().catch((error: unknown) => {
     if (error instanceof SdError && error.code === 'CORRUPT') throw new DogFailure(error.message, exitSysfail);
     throw error;
