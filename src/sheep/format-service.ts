@@ -35,7 +35,8 @@ export class FormatService {
             try {
               return node.id === this.group.self.id ? await this.wipeLocal() : await this.peers.ask(node, 'peer.wipe', {});
             } catch (error) {
-              throw new SdError(asSdError(error).code, `cannot empty the store of ${node.id}: ${asSdError(error).message}`);
+              // Stores emptied already stay so: the admin asked for their data to go; a new format finishes.
+              throw new SdError(asSdError(error).code, `cannot empty the store of ${node.id}: ${asSdError(error).message} (the cluster was not formatted: run the format again)`);
             }
           }),
       );
