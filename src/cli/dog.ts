@@ -7,11 +7,11 @@ import { checkName, parseSnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import { addAttrCommands } from './attr.js';
 import { addBackupCommands } from './backup.js';
-import { addLockCommands } from './lock.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
-import { addVnodesCommand } from './vnodes.js';
-import { hasOwnObjects } from './owners.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
+import { addLockCommands } from './lock.js';
+import { hasOwnObjects } from './owners.js';
+import { addVnodesCommand } from './vnodes.js';
 import {
   action,
   client,
