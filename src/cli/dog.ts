@@ -1,5 +1,5 @@
 // dog: the admin CLI. Requests go to one sheep (-a/-p); output is formatted in ./format.ts.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { SdError } from '../engine/errors.js';
 import {
   blockSizeShiftDefault,
@@ -31,6 +31,9 @@ import {
   withGlobals,
   type Globals,
 } from './common.js';
+import { addAttrCommands } from './attr.js';
+import { addBackupCommands } from './backup.js';
+import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
 import { completeArgumentWith } from './command-tree.js';
 import { addCompletionCommand } from './completion.js';
 import { addInspectCommands, indexArg } from './inspect.js';
@@ -38,6 +41,9 @@ import { usageOutcome } from './usage.js';
 import { snapshotArg } from './snapshot-arg.js';
 import { recoverForcePrompt, rollbackPrompt } from './messages.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
+import { addLockCommands } from './lock.js';
+import { hasOwnObjects } from './owners.js';
+import { addVnodesCommand } from './vnodes.js';
 
 const ioWindow = 16; // requests in flight for read/write
 
@@ -206,10 +212,12 @@ function buildVdi(program: Command): void {
     .action(action(async (o: Globals) => out(formatVdiTree(await client(o).vdiAll()))));
   withGlobals(vdi.command('snapshot').description('create a snapshot').argument('<NAME>'))
     .option('-s, --snapshot <TAG>', 'specify a snapshot id or tag name')
-    .action(action(async (name: string, o: Globals & { snapshot?: string }, command: Command) => {
+    .option('-R, --reduce-identical-snapshots', "do not create snapshot if working VDI doesn't have its own objects")
+    .action(action(async (name: string, o: Globals & { snapshot?: string; reduceIdenticalSnapshots?: boolean }, command: Command) => {
       const ref = snapshotArg(o.snapshot);
       if (ref !== undefined && 'snapId' in ref) throw usageFailure('Please specify a non-integer value for a snapshot tag name', command);
       const sheep = client(o);
+      if (o.reduceIdenticalSnapshots && !(await hasOwnObjects(await openVolume(sheep, name, undefined)))) return;
       let snapshot;
       try {
         snapshot = await sheep.vdiSnapshot(name, o.snapshot ?? '');
@@ -254,8 +262,9 @@ function buildVdi(program: Command): void {
     }));
   withGlobals(vdi.command('rollback').description('rollback to a snapshot').argument('<NAME>'))
     .option('-s, --snapshot <SNAP>', 'specify a snapshot id or tag name')
-    .option('-y, --yes', 'do operation forcibly: do not ask for confirmation')
-    .action(action(async (name: string, o: Globals & { snapshot?: string; yes?: boolean }, command: Command) => {
+    .option('-f, --force', 'do operation forcibly')
+    .addOption(new Option('-y, --yes', 'the old name of -f').hideHelp())
+    .action(action(async (name: string, o: Globals & { snapshot?: string; force?: boolean; yes?: boolean }, command: Command) => {
       if (o.snapshot === undefined) throw usageFailure("Please specify the '-s' option", command);
       const ref = snapshotArg(o.snapshot);
       const sheep = client(o);
@@ -265,7 +274,7 @@ function buildVdi(program: Command): void {
         if (error instanceof SdError && (error.code === 'NO_VDI' || error.code === 'NO_TAG')) throw openFailure(name, ref, error);
         throw error;
       }
-      if (!o.yes) await confirm(rollbackPrompt);
+      if (!o.force && !o.yes) await confirm(rollbackPrompt);
       const working = await sheep.vdiRollback(name, ref).catch((error: unknown) => failedAs(`Failed to create VDI ${name}`, error));
       verboseLine(o, `New VDI ID of rollbacked VDI: ${working.vid.toString(16)}`, working.vid.toString(16));
     }));
@@ -314,6 +323,10 @@ function buildVdi(program: Command): void {
       });
       out(await locationReport(sheep, volume, index));
     }));
+  addAttrCommands(vdi);
+  addBackupCommands(vdi);
+  addLockCommands(vdi);
+  addVdiCopiesCommand(vdi);
 }
 
 /** `vdi object location`: which nodes hold the object, and where placement says it belongs. */
@@ -340,6 +353,8 @@ async function locationReport(sheep: SheepClient, volume: VolumeIo, index: numbe
   return `${report}\nAccording to sheepdog algorithm, the object should be located at:\n${where.placement.join(' ')}\n`;
 }
 
+const formatPrompt = "\n    __\n   ()'`;\n   /\\|`\n  /  |   Caution! The cluster is not empty.\n(/_)_|_  Are you sure you want to continue? [yes/no]: ";
+
 /** `cluster format -z`: the original's messages below 20 and above 31; this store's objects end at 2^26. */
 function blockSizeShiftArg(text: string): number {
   const shift = /^\d+$/.test(text) ? Number(text) : 0;
@@ -357,7 +372,9 @@ function buildCluster(program: Command): void {
     .option('-c, --copies <COPIES>', 'specify the default data redundancy (number of copies)', '3')
     .option('-z, --block-size-shift <SHIFT>', 'specify the shift num of default data object size (20-26)', '22')
     .option('-b, --backend <STORE>', 'specify backend store (plain)', 'plain')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string }) => {
+    .option('-f, --force', 'do not prompt for confirmation')
+    .option('-V, --fixedvnodes', 'disable automatic vnodes calculation')
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean }) => {
       const copies = copiesArg(o.copies)!;
       const shift = blockSizeShiftArg(o.blockSizeShift);
       const sheep = client(o);
@@ -368,12 +385,15 @@ function buildCluster(program: Command): void {
         if (o.keyFile !== undefined && sheep.rpc.unkeyed) {
           throw new DogFailure(`Format failed: the sheep holds no cluster key, so format would make a new one, not the one in ${o.keyFile}: start every sheep with -k ${o.keyFile}, or format without -k`);
         }
+        // A formatted cluster is formatted anew, its data gone: asked first if it holds VDIs.
+        const reformat = (await sheep.clusterInfo()).config !== null;
+        if (reformat && !o.force && (await sheep.vdiAll()).some((e) => !e.deleted)) await confirm(formatPrompt);
         out(`using backend ${o.backend} store\n`);
         if (o.backend !== 'plain') {
           out('Available stores:\n---------------------------------------\nplain\n');
           throw new DogFailure('Format failed: Targeted backend store is not found', exitSysfail);
         }
-        await sheep.format(copies, shift);
+        await sheep.format(copies, shift, reformat, o.fixedvnodes === true);
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;
@@ -387,10 +407,11 @@ function buildCluster(program: Command): void {
       });
     }));
   withGlobals(completeArgumentWith(cluster.command('recover'), ['force', 'enable', 'disable']).description('force recover cluster immediately (force), enable or disable automatic recovery').argument('<ACTION>', 'force, enable or disable'))
-    .option('-y, --yes', 'do not prompt for confirmation')
-    .action(action(async (verb: string, o: Globals & { yes?: boolean }) => {
+    .option('-f, --force', 'do not prompt for confirmation')
+    .addOption(new Option('-y, --yes', 'the old name of -f').hideHelp())
+    .action(action(async (verb: string, o: Globals & { force?: boolean; yes?: boolean }) => {
       if (verb !== 'force' && verb !== 'enable' && verb !== 'disable') throw new DogFailure(`Unknown recover action '${verb}': use force, enable or disable`, exitUsage);
-      if (verb === 'force' && !o.yes) await confirm(recoverForcePrompt);
+      if (verb === 'force' && !o.force && !o.yes) await confirm(recoverForcePrompt);
       try {
         await client(o).recover(verb);
       } catch (error) {
@@ -401,6 +422,7 @@ function buildCluster(program: Command): void {
       if (verb === 'enable') out('Cluster recovery: enable\n');
       if (verb === 'disable') out('Cluster recovery: disable\n');
     }));
+  addClusterCopiesCommand(cluster);
 }
 
 /** `node recovery set-throttle`: the original's ranges, bounded by what a timer can wait. */
@@ -447,6 +469,7 @@ function buildNode(program: Command): void {
     const { max, interval } = throttleArgs(maxText, intervalText);
     await sheep.setThrottle(max, interval).catch((error: unknown) => failedAs('Failed to execute request', error));
   }));
+  addVnodesCommand(node);
   withGlobals(node.command('kill').description('kill node').argument('[ID]', 'node id (its index in node list)'))
     .option('-l, --local', 'issue request to local node')
     .action(action(async (idText: string | undefined, o: Globals & { local?: boolean }) => {

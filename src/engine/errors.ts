@@ -29,6 +29,7 @@ export const errorCodes = [
   'AUTH', // the other end did not prove it holds the cluster key, or we hold none for it
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
+  'VDI_LOCKED', // another node's writer holds the VDI (vdi-locks.ts)
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them
   'OLD_EPOCH', // a peer request's epoch is older than the receiver's (which the error carries)
   'NEW_EPOCH', // a peer request's epoch is newer than the receiver's, and it did not catch up

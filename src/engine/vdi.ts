@@ -16,6 +16,7 @@ import {
 } from './limits.js';
 import type { Json } from './json.js';
 import { isInodeOid, oidIndex, type Oid } from './oid.js';
+import type { AttrChange } from './vdi-attrs.js';
 
 export interface VdiEntry {
   vid: number;
@@ -136,19 +137,43 @@ export function checkSize(sizeBytes: number, hyper: boolean, blockSizeShift: num
 
 export class VdiRegistry {
   private readonly byVid = new Map<number, VdiEntry>();
+  /** Attributes by VDI name, key → base64 value (vdi-attrs.ts); part of the registry's state. */
+  private readonly attrsByName = new Map<string, Map<string, string>>();
   /** Count of applied puts: a node that missed changes has a lower version. */
   version = 0;
 
   static fromJson(json: Json): VdiRegistry {
     const registry = new VdiRegistry();
-    const data = json as { version?: number; entries?: VdiEntry[] } | null;
+    const data = json as { version?: number; entries?: VdiEntry[]; attrs?: Record<string, Record<string, string>> } | null;
     for (const entry of data?.entries ?? []) registry.byVid.set(entry.vid, { ...entry });
+    for (const [name, attrs] of Object.entries(data?.attrs ?? {})) registry.attrsByName.set(name, new Map(Object.entries(attrs)));
     registry.version = data?.version ?? 0;
     return registry;
   }
 
   toJson(): Json {
-    return { version: this.version, entries: this.all() as unknown as Json[] };
+    const json: Record<string, Json> = { version: this.version, entries: this.all() as unknown as Json[] };
+    // Only when there are any: a registry without attributes stays byte-identical to before.
+    if (this.attrsByName.size > 0) {
+      const names = [...this.attrsByName.keys()].sort();
+      json['attrs'] = Object.fromEntries(names.map((name) => [name, Object.fromEntries([...this.attrsByName.get(name)!].sort())]));
+    }
+    return json;
+  }
+
+  /** The attributes of a VDI name (key → base64 value), if it has any. */
+  attrs(name: string): ReadonlyMap<string, string> | undefined {
+    return this.attrsByName.get(name);
+  }
+
+  /** One attribute change, counted as a registry version like a put. */
+  applyAttr(change: AttrChange): void {
+    const attrs = this.attrsByName.get(change.name) ?? new Map<string, string>();
+    if (change.value === null) attrs.delete(change.key);
+    else attrs.set(change.key, change.value);
+    if (attrs.size > 0) this.attrsByName.set(change.name, attrs);
+    else this.attrsByName.delete(change.name);
+    this.version += 1;
   }
 
   get(vid: number): VdiEntry | undefined {
@@ -166,6 +191,10 @@ export class VdiRegistry {
 
   apply(entries: readonly VdiEntry[]): void {
     for (const entry of entries) this.byVid.set(entry.vid, { ...entry });
+    // A name none of whose VDIs is left takes its attributes with it.
+    for (const entry of entries) {
+      if (entry.deleted && this.attrsByName.has(entry.name) && !this.live().some((e) => e.name === entry.name)) this.attrsByName.delete(entry.name);
+    }
     this.version += 1;
   }
 

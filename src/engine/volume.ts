@@ -41,7 +41,11 @@ export interface Volume {
 
 /** Opens volumes by export spec: `NAME`, `NAME:TAG` or `NAME:SNAPID` (snapshots are read-only). */
 export interface VolumeProvider {
-  open(spec: string): Promise<Volume>;
+  /**
+   * `opener.client` names who opens (an NBD client's address) for the writer's lock a working
+   * VDI takes (engine/vdi-locks.ts); `SPEC/shared` opens it shared. No opener: no lock.
+   */
+  open(spec: string, opener?: { client: string }): Promise<Volume>;
   /** Names of working VDIs, for NBD_OPT_LIST. */
   listNames(): Promise<string[]>;
 }

@@ -6,6 +6,7 @@ import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList } from '../cli/format.js';
 import { parseSnapshotRef, splitSpec } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
+import { lockedVolume } from '../volume/locked-volume.js';
 import type { Volume } from '../engine/volume.js';
 import type { SheepfsBackend } from './backend.js';
 
@@ -13,7 +14,10 @@ import type { SheepfsBackend } from './backend.js';
 const raw = false;
 
 class ClusterBackend implements SheepfsBackend {
-  constructor(private readonly client: SheepClient) {}
+  constructor(
+    private readonly client: SheepClient,
+    private readonly writer: { client: string; shared: boolean },
+  ) {}
 
   async clusterInfoText(): Promise<string> {
     return formatClusterInfo(await this.client.clusterInfo(), raw);
@@ -50,9 +54,13 @@ class ClusterBackend implements SheepfsBackend {
     await this.client.vdiClone(source, parseSnapshotRef(tag), target, undefined);
   }
 
+  /** A working VDI is mounted under a writer's lock, freed when the volume closes. */
   async openVolume(spec: string): Promise<Volume> {
     const { name, ref } = splitSpec(spec);
-    return new VolumeIo(this.client, await this.client.lookup(name, ref));
+    const volume = new VolumeIo(this.client, await this.client.lookup(name, ref));
+    if (volume.info.readOnly) return volume;
+    const lock = await this.client.lockVdi(name, this.writer.client, this.writer.shared);
+    return lockedVolume(volume, () => this.client.releaseVdi(lock.holder));
   }
 
   async ping(): Promise<void> {
@@ -64,6 +72,11 @@ class ClusterBackend implements SheepfsBackend {
   }
 }
 
-export function createBackend(address: string, port: number, keyFile: string | undefined): SheepfsBackend {
-  return new ClusterBackend(new SheepClient(address, port, sheepClientWorld(keyFile)));
+export function createBackend(
+  address: string,
+  port: number,
+  keyFile: string | undefined,
+  writer = { client: 'sheepfs', shared: false },
+): SheepfsBackend {
+  return new ClusterBackend(new SheepClient(address, port, sheepClientWorld(keyFile)), writer);
 }

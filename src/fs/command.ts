@@ -3,6 +3,7 @@
 // is up (exit 0) or failed (exit 1, the child's one-line reason on stderr). The backend comes
 // from the entry point: the cluster in src/fs/main.ts, an in-memory double in the tests.
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -28,6 +29,7 @@ interface CliOptions {
   log?: string;
   logLevel: string;
   keyFile?: string;
+  shared: boolean;
 }
 
 type ChildReport =
@@ -53,6 +55,7 @@ export function buildProgram(run: (mountpoint: string, options: CliOptions) => P
     .option('-p, --port <port>', 'port of the sheep', parsePort, portDefault)
     .option('-k, --key-file <file>', 'cluster key file (default: the sheep\'s STORE/cluster.key on this host, else /etc/sheepdog/cluster.key)')
     .option('-f, --foreground', 'stay in the foreground (logs to stderr unless --log)', false)
+    .option('--shared', "mount writable VDIs shared: writers through other nodes may open them too (docs/sheepfs.md)", false)
     .option(
       '-o, --options <fuse-options>',
       'extra FUSE options, comma separated, repeatable',
@@ -90,7 +93,13 @@ function makeLogger(options: CliOptions): Logger {
  * Makes the backend for a sheep at address:port, proving the key of `keyFile` (absolute; default:
  * found as src/rpc/key-auth.ts says). The child makes its own after the re-spawn.
  */
-export type OpenBackend = (address: string, port: number, keyFile: string | undefined) => SheepfsBackend | Promise<SheepfsBackend>;
+export type OpenBackend = (
+  address: string,
+  port: number,
+  keyFile: string | undefined,
+  /** The writer's lock a mounted working VDI takes: who the mount is, and whether it is shared. */
+  writer?: { client: string; shared: boolean },
+) => SheepfsBackend | Promise<SheepfsBackend>;
 
 async function pingWithin(backend: SheepfsBackend, address: string, port: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -146,7 +155,10 @@ async function runForeground(
   try {
     for (const message of prepareMountpoint(mountpoint)) await report({ type: 'notice', message });
     const logger = makeLogger(options);
-    backend = await openBackend(options.address, options.port, options.keyFile);
+    backend = await openBackend(options.address, options.port, options.keyFile, {
+      client: `sheepfs ${os.hostname()} pid ${process.pid} on ${path.resolve(mountpoint)}`,
+      shared: options.shared,
+    });
     await pingWithin(backend, options.address, options.port);
     const mount = await mountSheepfs({ mountpoint, backend, fuseOptions: options.options, logger });
     if (isDaemonChild()) process.chdir('/');
@@ -178,6 +190,7 @@ function childArguments(mountpoint: string, options: CliOptions): string[] {
   args.push('--log', path.resolve(options.log ?? logFileDefault));
   if (options.keyFile !== undefined) args.push('-k', options.keyFile);
   if (options.options.length > 0) args.push('-o', options.options.join(','));
+  if (options.shared) args.push('--shared');
   return [...args, '--', mountpoint];
 }
 

@@ -37,6 +37,7 @@ const errnoByCode: Partial<Record<ErrorCode, ErrnoName>> = {
   VDI_EXISTS: 'EEXIST',
   SNAPSHOT_EXISTS: 'EEXIST',
   BUSY: 'EBUSY',
+  VDI_LOCKED: 'EBUSY', // another node's writer holds it (engine/vdi-locks.ts)
 };
 
 export interface ErrnoVerdict {

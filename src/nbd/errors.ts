@@ -50,6 +50,7 @@ const optionReplyByCode: Partial<Record<ErrorCode, number>> = {
   SHUTDOWN: NBD_REP_ERR_SHUTDOWN,
   BUSY: NBD_REP_ERR_POLICY, // too many sessions: the server's policy, with the limit in the message
   INVALID_ARGUMENT: NBD_REP_ERR_INVALID,
+  VDI_LOCKED: NBD_REP_ERR_POLICY, // another node's writer holds the VDI: the message says who
 };
 
 /** Opening an export failed: NO_VDI, NO_TAG and cluster failures all mean "not available". */

@@ -25,10 +25,11 @@ export class ExportRegistry {
     private readonly gatherWrites = false,
   ) {}
 
-  async acquire(spec: string): Promise<VolumeLease> {
+  /** `client`: who asks (its address), for the provider's writer lock. */
+  async acquire(spec: string, client?: string): Promise<VolumeLease> {
     let entry = this.entries.get(spec);
     if (!entry) {
-      const opening = this.provider.open(spec);
+      const opening = this.provider.open(spec, client === undefined ? undefined : { client });
       entry = { opening: this.gatherWrites ? opening.then((volume) => new GatheringVolume(volume)) : opening, leaseCount: 0 };
       this.entries.set(spec, entry);
     }

@@ -377,7 +377,8 @@ async function refuseExport(
     error.code === 'NO_VDI' ||
     error.code === 'NO_TAG' ||
     error.code === 'INVALID_ARGUMENT' ||
-    error.code === 'BUSY';
+    error.code === 'BUSY' ||
+    error.code === 'VDI_LOCKED';
   const fields = { exportName, code: error.code, err: error };
   if (known) context.logger.info(fields, 'nbd: export not available');
   else context.logger.error(fields, 'nbd: opening export failed');

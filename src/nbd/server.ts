@@ -192,7 +192,7 @@ async function serveConnection(
     const context = {
       reader,
       writer,
-      registry: refused ? refusingRegistry(state) : state.registry,
+      registry: refused ? refusingRegistry(state) : { acquire: (spec: string) => state.registry.acquire(spec, peer) },
       logger,
       listNames: () => state.provider.listNames(),
       tlsMode: state.tls.mode,

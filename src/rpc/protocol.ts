@@ -15,9 +15,12 @@ import {
   throttleIntervalMsLimit,
   throttleMaxObjectsLimit,
   vdiNameBytesMax,
+  vnodesMax,
   vdiSizeBytesMax,
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
+import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
+import { lockClientBytesMax, type VdiLock } from '../engine/vdi-locks.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import type { RequestStatsData } from '../sheep/stats.js';
 import {
@@ -144,9 +147,13 @@ export const protocol = {
   ping: answers<'pong'>()({}),
 
   'cluster.info': answers<ClusterInfoData>()({}),
+  /** `reformat`: the cluster may be formatted already; its data is removed (format-service.ts). */
   'cluster.format': answers<null>()({
     copies: int(1, copiesMax),
     blockSizeShift: optionalInt(blockSizeShiftMin, blockSizeShiftMax),
+    reformat: bool,
+    /** -V: vnodes an admin sets per node (`node.vnodes`), not only each sheep's own. */
+    fixedVnodes: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
@@ -154,6 +161,8 @@ export const protocol = {
   'node.list': answers<NodeInfo[]>()({}),
   'node.info': answers<{ nodes: NodeStatData[]; virtualBytes: number }>()({}),
   'node.kill': answers<null>()({ node: string(nodeIdBytesMax) }),
+  /** The receiving node's vnodes (a cluster formatted with fixedVnodes). */
+  'node.vnodes': answers<null>()({ vnodes: int(1, vnodesMax) }),
   'node.recovery': answers<Array<{ node: NodeInfo; state: RecoveryState | null }>>()({}),
   /** `0 0` lifts the throttle, as in the original. */
   'recovery.throttle': answers<null>()({ max: int(0, throttleMaxObjectsLimit), interval: int(0, throttleIntervalMsLimit) }),
@@ -174,6 +183,20 @@ export const protocol = {
   'vdi.list': answers<VdiUsageData[]>()({}),
   'vdi.all': answers<VdiEntry[]>()({}),
   'vdi.location': answers<LocationData>()({ oid }),
+  /**
+   * The payload is a byte 1 and the value, or the one byte 0 to delete (a request carries data,
+   * and a value may be empty); `exclusive`: only if the key is new.
+   */
+  'vdi.setattr': takesData<null>()({ name, key: string(attrKeyBytesMax * 4), exclusive: bool }),
+  'vdi.getattr': answersData({ name, key: string(attrKeyBytesMax * 4) }),
+  /** Answers the copies the VDI (or the cluster) had before. */
+  'vdi.alter-copy': answers<{ old: number }>()({ name, copies: int(1, copiesMax) }),
+  'cluster.alter-copy': answers<{ old: number }>()({ copies: int(1, copiesMax) }),
+  /** A writer (sheepfs) locks the working VDI through this sheep; `release` with the answer's holder. */
+  'vdi.lock': answers<VdiLock>()({ name, client: string(lockClientBytesMax), shared: bool }),
+  'vdi.release': answers<null>()({ holder: string(nodeIdBytesMax + 64) }),
+  'vdi.unlock': answers<null>()({ name }),
+  'vdi.locks': answers<VdiLock[]>()({}),
 
   'gw.read': answersData({ oid, offset, length }),
   'gw.write': takesData<null>()({ oid, offset, create: bool }),
@@ -195,6 +218,8 @@ export const protocol = {
   /** Whether the receiver's copy of `oid` is settled, under the sender's epoch. */
   'peer.reconcile': answers<ReconcileAnswer>()({ ...peer, oid, recovery: bool }),
   'peer.kill': answers<null>()({ ...peer }),
+  /** Removes every object of the receiver's store (a reformat); answers how many. */
+  'peer.wipe': answers<number>()({ ...peer }),
   /** Waits (bounded) until the receiver has stored VDI registry `version`. */
   'peer.registry-durable': answers<RegistryDurabilityData>()({ ...peer, version: int(0, Number.MAX_SAFE_INTEGER) }),
 } as const satisfies Record<string, OpSpec>;

@@ -8,6 +8,7 @@ import type { ObjectIo } from '../engine/object-io.js';
 import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
+import type { VdiLock } from '../engine/vdi-locks.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { tcpTransport, type Transport } from '../io/transport.js';
 import type { ClientAuth } from './auth.js';
@@ -133,8 +134,8 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false): Promise<null> {
+    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});
@@ -147,6 +148,9 @@ export class SheepClient implements ObjectIo {
   }
   nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
     return this.call('node.info', {});
+  }
+  setVnodes(vnodes: number): Promise<null> {
+    return this.call('node.vnodes', { vnodes });
   }
   killNode(nodeId: string): Promise<null> {
     return this.call('node.kill', { node: nodeId });
@@ -189,6 +193,31 @@ export class SheepClient implements ObjectIo {
   }
   location(oid: Oid): Promise<LocationData> {
     return this.call('vdi.location', { oid });
+  }
+  setAttr(name: string, key: string, value: Buffer | null, exclusive: boolean): Promise<null> {
+    const payload = value === null ? Buffer.from([0]) : Buffer.concat([Buffer.from([1]), value]);
+    return this.call('vdi.setattr', { name, key, exclusive }, payload);
+  }
+  getAttr(name: string, key: string): Promise<Buffer> {
+    return this.call('vdi.getattr', { name, key });
+  }
+  lockVdi(name: string, clientText: string, shared: boolean): Promise<VdiLock> {
+    return this.call('vdi.lock', { name, client: clientText, shared });
+  }
+  releaseVdi(holder: string): Promise<null> {
+    return this.call('vdi.release', { holder });
+  }
+  unlockVdi(name: string): Promise<null> {
+    return this.call('vdi.unlock', { name });
+  }
+  vdiLocks(): Promise<VdiLock[]> {
+    return this.call('vdi.locks', {});
+  }
+  alterVdiCopies(name: string, copies: number): Promise<{ old: number }> {
+    return this.call('vdi.alter-copy', { name, copies });
+  }
+  alterClusterCopies(copies: number): Promise<{ old: number }> {
+    return this.call('cluster.alter-copy', { copies });
   }
 
   // ObjectIo, through the sheep's gateway

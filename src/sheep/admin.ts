@@ -50,11 +50,11 @@ export class AdminService {
     };
   }
 
-  async format(copies: number, blockSizeShift: number | undefined): Promise<null> {
+  async format(copies: number, blockSizeShift: number | undefined, fixedVnodes = false): Promise<null> {
     const { driver, clock } = this.deps;
     await driver.sync();
     if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
-    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault };
+    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault, ...(fixedVnodes ? { fixedVnodes } : {}) };
     // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
     // members in the format message, through the driver: never over the sheep port.
     const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');

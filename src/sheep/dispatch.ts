@@ -9,6 +9,11 @@ import type { PeerOp } from '../rpc/protocol.js';
 import type { Handler, Handlers } from '../rpc/server.js';
 import { parseSnapshotRef } from '../engine/vdi.js';
 import type { AdminService } from './admin.js';
+import type { AttrService } from './attr-service.js';
+import type { CopiesService } from './copies-service.js';
+import type { FormatService } from './format-service.js';
+import type { LockService } from './lock-service.js';
+import type { VnodesService } from './vnodes-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
@@ -20,6 +25,11 @@ import type { ObjectStore } from '../store/object-store.js';
 export interface Services {
   admin: AdminService;
   vdi: VdiService;
+  attrs: AttrService;
+  copies: CopiesService;
+  locks: LockService;
+  format: FormatService;
+  vnodes: VnodesService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -51,13 +61,15 @@ export function makeHandlers(s: Services): Handlers {
     ping: async () => 'pong',
 
     'cluster.info': async () => s.admin.clusterInfo(),
-    'cluster.format': async (r) => s.admin.format(r.copies, r.blockSizeShift),
+    'cluster.format': async (r) =>
+      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes) : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 
     'node.list': async () => s.admin.nodeList(),
     'node.info': async () => s.admin.nodeInfo(),
     'node.kill': async (r) => s.admin.killNode(r.node),
+    'node.vnodes': async (r) => s.vnodes.set(r.vnodes),
     'node.recovery': async () => s.admin.recoveryStates(),
     'recovery.throttle': async (r) => s.admin.setThrottle(r.max, r.interval),
     'recovery.get-throttle': async () => s.group.throttle,
@@ -78,6 +90,14 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.list': async () => s.vdi.usage(),
     'vdi.all': async () => s.group.registry.all(),
     'vdi.location': async (r) => s.admin.location(r.oid),
+    'vdi.setattr': async (r, data) => s.attrs.set(r.name, r.key, data[0] === 1 ? data.subarray(1) : null, r.exclusive),
+    'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
+    'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
+    'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),
+    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared),
+    'vdi.release': async (r) => s.locks.release(r.holder),
+    'vdi.unlock': async (r) => s.locks.unlock(r.name),
+    'vdi.locks': async () => s.locks.list(),
 
     // A client names objects of VDIs that exist, within their size (vdi-service.ts).
     'gw.read': async (r) => {
@@ -124,6 +144,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     },
     'peer.reconcile': async (r) => s.recovery.reconcileState(r.oid, r.epoch),
     'peer.kill': async () => s.admin.killNode(s.group.self.id),
+    'peer.wipe': async () => s.format.wipeLocal(),
     'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
   });
 }

@@ -10,6 +10,8 @@ import { Ring } from '../engine/ring.js';
 import { nowSec, type Clock, type Timer } from '../io/clock.js';
 import { CoordinatorFence } from './coordinator-fence.js';
 import { VdiRegistry, type VdiEntry } from '../engine/vdi.js';
+import type { AttrChange } from '../engine/vdi-attrs.js';
+import type { VdiLock } from '../engine/vdi-locks.js';
 import { keyIdOf } from '../rpc/auth.js';
 import type { ClusterStatus, RegistryDurabilityData } from '../rpc/protocol.js';
 import type { ClusterConfig, EpochRecord, MetaStore } from '../store/meta.js';
@@ -28,11 +30,23 @@ export interface StoreState {
   key?: string | null;
   /** Its key id instead, where the driver must not carry the key itself (zookeeper). */
   keyId?: string | null;
+  /** Writers' locks (memory only: no writer outlives a restart of the whole cluster). */
+  locks?: VdiLock[];
 }
 
 export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
   | { type: 'vdi'; entries: VdiEntry[] }
+  | { type: 'attr'; change: AttrChange }
+  /** `dog node vnodes set`: a node's vnodes from now on, with a new epoch. */
+  | { type: 'vnodes'; node: string; vnodes: number; timeSec: number }
+  /** `dog cluster format` of a formatted cluster: every store was emptied before (format-service.ts). */
+  | { type: 'reformat'; config: ClusterConfig; timeSec: number }
+  | { type: 'lock'; lock: VdiLock }
+  /** Frees the lock of `holder`, or with `name` every lock of that VDI (`dog vdi lock unlock`). */
+  | { type: 'unlock'; holder?: string; name?: string }
+  /** alter-copy: new copies for these VDIs (and the cluster default), then a new epoch recovers. */
+  | { type: 'copies'; entries: VdiEntry[]; clusterCopies?: number; timeSec: number }
   | { type: 'noop' }
   | { type: 'shutdown' }
   | { type: 'epoch_time'; epoch: number; timeSec: number }
@@ -69,6 +83,12 @@ export class Group implements ClusterHandlers {
   recoveryEnabled = true;
   /** Recovery pace, cluster-wide (`dog node recovery set-throttle`); 0 objects: unthrottled. */
   throttle = { maxObjects: 0, intervalMs: 0 };
+  /** The members as the driver reported them, before `withVnodes`. */
+  private driverMembers: NodeInfo[] = [];
+  /** Who holds which VDI open for writing (vdi-locks.ts), in the order taken. */
+  locks: VdiLock[] = [];
+  /** Called after every change of `locks` (a writer waiting for a release). */
+  onLocksChanged: () => void = () => undefined;
   /** Members that finished recovering the current epoch. */
   recoveredBy = new Set<string>();
   private rings = new Map<number, Ring<NodeInfo>>();
@@ -141,6 +161,7 @@ export class Group implements ClusterHandlers {
       recoveryEnabled: this.recoveryEnabled,
       throttle: this.throttle,
       ...this.keyFields(this.key),
+      locks: this.locks,
     };
   }
 
@@ -271,20 +292,22 @@ export class Group implements ClusterHandlers {
 
   onJoin(joiner: NodeInfo, members: readonly NodeInfo[], payload: Json): void {
     const { state, timeSec } = payload as unknown as { state: StoreState; timeSec: number };
-    this.members = [...members];
     if (joiner.id === this.self.id) {
       this.out = false;
       // A join went through the coordinator: a fence left by an earlier incarnation is lifted.
       this.coordinator.set(true);
     }
     this.adopt(state);
+    this.driverMembers = [...members];
+    this.members = this.withVnodes(members);
     if (this.status === 'waiting') this.maybeStopWaiting(timeSec);
     else if (this.status === 'running') this.newEpoch(timeSec);
     this.log.info({ node: joiner.id, epoch: this.epoch, status: this.status }, 'node joined');
   }
 
   onLeave(node: NodeInfo, members: readonly NodeInfo[]): void {
-    this.members = [...members];
+    this.driverMembers = [...members];
+    this.members = this.withVnodes(members);
     if (node.id === this.self.id) {
       // Out of the cluster: the epochs the others now make are theirs, learnt back at the rejoin.
       this.log.warn({ node: node.id, epoch: this.epoch }, 'this node was reported left');
@@ -319,6 +342,27 @@ export class Group implements ClusterHandlers {
       case 'vdi':
         this.registry.apply(m.entries);
         this.storeRegistry();
+        break;
+      case 'attr':
+        this.registry.applyAttr(m.change);
+        this.storeRegistry();
+        break;
+      case 'vnodes':
+        this.applyVnodes(m.node, m.vnodes, m.timeSec);
+        break;
+      case 'reformat':
+        this.applyReformat(m.config, m.timeSec);
+        break;
+      case 'copies':
+        this.applyCopies(m.entries, m.clusterCopies, m.timeSec);
+        break;
+      case 'lock':
+        this.locks = [...this.locks, m.lock];
+        this.onLocksChanged();
+        break;
+      case 'unlock':
+        this.locks = this.locks.filter((l) => l.holder !== m.holder && l.name !== m.name);
+        this.onLocksChanged();
         break;
       case 'epoch_time': {
         const record = this.epochs.find((e) => e.epoch === m.epoch);
@@ -371,7 +415,7 @@ export class Group implements ClusterHandlers {
 
   private adopt(state: StoreState): void {
     this.takeKey(state.key);
-    if (state.config && this.config?.createdMs !== state.config.createdMs) {
+    if (state.config && JSON.stringify(this.config) !== JSON.stringify(state.config)) {
       this.config = state.config;
       const config = state.config;
       this.persist(() => this.meta.writeConfig(config));
@@ -394,6 +438,10 @@ export class Group implements ClusterHandlers {
     this.status = state.config ? (state.status === 'running' ? 'running' : 'waiting') : 'unformatted';
     this.recoveryEnabled = state.recoveryEnabled;
     if (state.throttle) this.throttle = { ...state.throttle };
+    if (state.locks) {
+      this.locks = state.locks.map((l) => ({ ...l }));
+      this.onLocksChanged();
+    }
   }
 
   private applyFormat(config: ClusterConfig, timeSec: number): void {
@@ -404,6 +452,58 @@ export class Group implements ClusterHandlers {
     this.status = 'running';
     this.persist(() => this.meta.writeConfig(config));
     this.newEpoch(timeSec);
+  }
+
+  /** Members with the vnodes an admin set (a gateway stays one: it has no store). */
+  private withVnodes(members: readonly NodeInfo[]): NodeInfo[] {
+    const set = this.config?.vnodes ?? {};
+    return members.map((m) => (set[m.id] !== undefined && m.vnodes > 0 ? { ...m, vnodes: set[m.id]! } : { ...m }));
+  }
+
+  /** The ring changes with a node's vnodes: a new epoch recovers what moves. */
+  private applyVnodes(node: string, vnodes: number, timeSec: number): void {
+    if (!this.config) return;
+    const config = { ...this.config, vnodes: { ...this.config.vnodes, [node]: vnodes } };
+    this.config = config;
+    this.persist(() => this.meta.writeConfig(config));
+    this.members = this.withVnodes(this.driverMembers);
+    if (this.status === 'running') this.newEpoch(timeSec);
+  }
+
+  /**
+   * A new cluster over the old members: a new identity (format time) and an empty registry, whose
+   * version still grows, so no store that missed this can bring the old one back. Epochs go on
+   * (unlike the original, which started again at 1): recovery and fencing rely on them growing.
+   */
+  private applyReformat(config: ClusterConfig, timeSec: number): void {
+    if (!this.config) return;
+    this.config = config;
+    this.persist(() => this.meta.writeConfig(config));
+    this.registry = VdiRegistry.fromJson({ version: this.registry.version + 1, entries: [] });
+    this.storeRegistry();
+    this.locks = [];
+    this.onLocksChanged();
+    this.members = this.withVnodes(this.driverMembers);
+    if (this.status === 'running') this.newEpoch(timeSec);
+  }
+
+  /**
+   * A change of redundancy: the placement of every object of these VDIs changes with it, so a
+   * new epoch (same members) starts the ordinary recovery, which copies what new replicas lack
+   * and, once every member is done, drops the copies no longer owned.
+   */
+  private applyCopies(entries: VdiEntry[], clusterCopies: number | undefined, timeSec: number): void {
+    if (!this.config) return;
+    if (entries.length > 0) {
+      this.registry.apply(entries);
+      this.storeRegistry();
+    }
+    if (clusterCopies !== undefined && clusterCopies !== this.config.copies) {
+      const config = { ...this.config, copies: clusterCopies };
+      this.config = config;
+      this.persist(() => this.meta.writeConfig(config));
+    }
+    if (this.status === 'running' && entries.length > 0) this.newEpoch(timeSec);
   }
 
   private applyRecover(action: 'force' | 'enable' | 'disable', timeSec: number): void {

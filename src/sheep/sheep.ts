@@ -21,6 +21,12 @@ import { protocolHandler, rateLimitedWarn, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
 import { ObjectStore } from '../store/object-store.js';
 import { AdminService } from './admin.js';
+import { AttrService } from './attr-service.js';
+import { CopiesService } from './copies-service.js';
+import { FormatService } from './format-service.js';
+import { LockService } from './lock-service.js';
+import { VnodesService } from './vnodes-service.js';
+import { lockedVolume, splitShared } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { countedHandler } from './counted-handler.js';
 import { makeHandlers } from './dispatch.js';
@@ -83,6 +89,7 @@ export class Sheep {
   readonly gateway: Gateway;
   readonly placement: Placement;
   readonly vdi: VdiService;
+  readonly locks: LockService;
   readonly recovery: Recovery;
   readonly admin: AdminService;
   readonly peers: Peers;
@@ -108,6 +115,7 @@ export class Sheep {
     this.placement = new Placement(this.group);
     this.gateway = new Gateway(this.group, this.store, this.peers, clock, this.placement);
     this.vdi = new VdiService(this.group, driver, this.gateway, this.peers, () => nowSec(clock), log, clock);
+    this.locks = new LockService(this.group, this.vdi, clock, () => driver.sync());
     this.recovery = new Recovery(this.group, this.store, this.gateway, this.placement, this.peers, clock, log);
     this.admin = new AdminService({
       group: this.group,
@@ -189,6 +197,11 @@ export class Sheep {
       makeHandlers({
         admin: this.admin,
         vdi: this.vdi,
+        attrs: new AttrService(this.group, this.vdi),
+        copies: new CopiesService(this.group, this.vdi, clock),
+        locks: this.locks,
+        format: new FormatService(this.group, this.vdi, this.peers, this.store, clock, log),
+        vnodes: new VnodesService(this.group, this.driver, clock),
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,
@@ -253,13 +266,18 @@ export class Sheep {
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
-      open: async (spec: string): Promise<Volume> => {
+      open: async (exportSpec: string, opener?: { client: string }): Promise<Volume> => {
+        const { spec, shared } = splitShared(exportSpec);
         const { name, ref } = splitSpec(spec);
         const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
         // An NBD FLUSH is the client's flush request of the original's counters.
         const flush = volume.flush.bind(volume);
         volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);
-        return volume;
+        // A snapshot is read-only: only a working VDI's writers take the lock. Without an opener
+        // (in-process users such as the simulator's clients) nothing is locked.
+        if (volume.info.readOnly || opener === undefined) return volume;
+        const lock = await this.locks.acquire(name, `nbd ${opener.client}`, shared);
+        return lockedVolume(volume, () => this.locks.release(lock.holder));
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
     };
@@ -306,6 +324,8 @@ export class Sheep {
     const { log } = this.world;
     const driver = this.driver;
     log.info({ code }, 'sheep stopping');
+    // NBD clients first, while still a member: their writers' locks are freed cluster-wide.
+    await this.nbdServer?.close().catch(() => undefined);
     try {
       await this.group.flushed();
       await driver.leave();
@@ -316,7 +336,6 @@ export class Sheep {
     this.recovery.catchUp.stop();
     this.vdi.stop();
     void this.listener?.close();
-    await this.nbdServer?.close().catch(() => undefined);
     this.peers.closeAll();
     this.onStopped(code);
   }

@@ -57,22 +57,33 @@ export class VdiService {
 
   /** Runs `plan` holding the cluster lock; its entries are published as the lock is released. */
   private async critical(plan: () => Promise<VdiEntry[]>): Promise<VdiEntry[]> {
+    let entries: VdiEntry[] = [];
+    await this.criticalMessage(async () => {
+      entries = await plan();
+      return entries.length > 0 ? { type: 'vdi', entries } : undefined;
+    });
+    return entries;
+  }
+
+  /**
+   * Runs `plan` holding the cluster lock; the registry change it returns is published as the
+   * lock is released, and acknowledged once every member stored it.
+   */
+  async criticalMessage(plan: () => Promise<GroupMessage | undefined>): Promise<void> {
     this.group.requireRunning();
     await this.driver.block();
-    let entries: VdiEntry[] = [];
+    let message: GroupMessage | undefined;
     let failure: unknown;
     try {
-      entries = await plan();
+      message = await plan();
     } catch (error) {
       failure = error;
     }
-    const message: GroupMessage = entries.length > 0 ? { type: 'vdi', entries } : { type: 'noop' };
-    await this.driver.unblock(message as never);
+    await this.driver.unblock((message ?? { type: 'noop' }) as never);
     await this.driver.sync();
     if (failure !== undefined) throw failure;
     await this.group.flushed();
-    if (entries.length > 0) await this.confirmDurable(this.group.registry.version);
-    return entries;
+    if (message !== undefined) await this.confirmDurable(this.group.registry.version);
   }
 
   /**

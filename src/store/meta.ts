@@ -11,6 +11,10 @@ export interface ClusterConfig {
   createdMs: number;
   copies: number;
   blockSizeShift: number;
+  /** `cluster format -V`: an admin may set a node's vnodes (`dog node vnodes set`). */
+  fixedVnodes?: boolean;
+  /** Vnodes set so, by node id: they replace what the node joins with. */
+  vnodes?: Record<string, number>;
 }
 
 export interface EpochRecord {

@@ -61,13 +61,36 @@ function reader(socket: net.Socket): (n: number) => Promise<Buffer> {
 
 /** Opens `exportName` and sends one WRITE of `data` at `offset`; returns the server's answer. */
 export async function rawNbdWrite(port: number, exportName: string, offset: number, data: Buffer): Promise<RawWriteResult> {
+  const session = await rawNbdOpen(port, exportName);
+  try {
+    const error = await session.write(offset, data);
+    return { transmissionFlags: session.transmissionFlags, sizeBytes: session.sizeBytes, error };
+  } finally {
+    session.close();
+  }
+}
+
+export interface RawNbdSession {
+  sizeBytes: bigint;
+  /** Transmission flags the server sent for the export. */
+  transmissionFlags: number;
+  /** One WRITE; resolves with the reply's NBD error (0: success). */
+  write(offset: number, data: Buffer): Promise<number>;
+  /** Sends NBD_CMD_DISC and closes the socket. */
+  close(): void;
+}
+
+/**
+ * Opens `exportName` with NBD_OPT_EXPORT_NAME and keeps the session, for tests that hold an
+ * export open (a writer's lock). A refused export is a hard disconnect: this rejects.
+ */
+export async function rawNbdOpen(port: number, exportName: string): Promise<RawNbdSession> {
   const socket = net.connect({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
   const read = reader(socket);
   try {
     const greeting = await read(18);
-    if (!greeting.subarray(0, 8).equals(nbdMagic) || !greeting.subarray(8, 16).equals(optMagic)) {
-      throw new Error('not a fixed-newstyle NBD server');
-    }
+    if (!greeting.subarray(0, 8).equals(nbdMagic) || !greeting.subarray(8, 16).equals(optMagic)) throw new Error('not a fixed-newstyle NBD server');
     const flags = Buffer.alloc(4);
     flags.writeUInt32BE(clientFixedNewstyle | clientNoZeroes);
     const name = Buffer.from(exportName);
@@ -77,29 +100,32 @@ export async function rawNbdWrite(port: number, exportName: string, offset: numb
     option.writeUInt32BE(name.length, 12);
     socket.write(Buffer.concat([flags, option, name]));
     const exportInfo = await read(10);
-    const sizeBytes = exportInfo.readBigUInt64BE(0);
-    const transmissionFlags = exportInfo.readUInt16BE(8);
-
-    const request = Buffer.alloc(28);
-    request.writeUInt32BE(requestMagic, 0);
-    request.writeUInt16BE(0, 4);
-    request.writeUInt16BE(cmdWrite, 6);
-    request.writeBigUInt64BE(0x1234n, 8);
-    request.writeBigUInt64BE(BigInt(offset), 16);
-    request.writeUInt32BE(data.length, 24);
-    socket.write(Buffer.concat([request, data]));
-    const reply = await read(16);
-    if (reply.readUInt32BE(0) !== simpleReplyMagic) throw new Error('expected a simple reply');
-    if (reply.readBigUInt64BE(8) !== 0x1234n) throw new Error('reply to an unknown handle');
-    const error = reply.readUInt32BE(4);
-
-    const disconnect = Buffer.alloc(28);
-    disconnect.writeUInt32BE(requestMagic, 0);
-    disconnect.writeUInt16BE(cmdDisconnect, 6);
-    socket.write(disconnect);
-    return { transmissionFlags, sizeBytes, error };
-  } finally {
-    socket.end();
+    let handle = 0n;
+    return {
+      sizeBytes: exportInfo.readBigUInt64BE(0),
+      transmissionFlags: exportInfo.readUInt16BE(8),
+      write: async (offset, data) => {
+        handle += 1n;
+        const request = Buffer.alloc(28);
+        request.writeUInt32BE(requestMagic, 0);
+        request.writeUInt16BE(cmdWrite, 6);
+        request.writeBigUInt64BE(handle, 8);
+        request.writeBigUInt64BE(BigInt(offset), 16);
+        request.writeUInt32BE(data.length, 24);
+        socket.write(Buffer.concat([request, data]));
+        const reply = await read(16);
+        if (reply.readUInt32BE(0) !== simpleReplyMagic || reply.readBigUInt64BE(8) !== handle) throw new Error('unexpected reply');
+        return reply.readUInt32BE(4);
+      },
+      close: () => {
+        const disconnect = Buffer.alloc(28);
+        disconnect.writeUInt32BE(requestMagic, 0);
+        disconnect.writeUInt16BE(cmdDisconnect, 6);
+        socket.end(disconnect);
+      },
+    };
+  } catch (error) {
     socket.destroy();
+    throw error;
   }
 }
