@@ -80,8 +80,8 @@ describe('--help of every new command', () => {
     const usages: Array<[string[], string]> = [
       [['vdi', 'setattr'], 'Usage: dog vdi setattr [options] <NAME> [KEY] [VALUE]\n\nset a VDI attribute (the value from stdin when not given)\n'],
       [['vdi', 'getattr'], 'Usage: dog vdi getattr [options] <NAME> [KEY]\n\nget a VDI attribute\n'],
-      [['vdi', 'backup'], 'Usage: dog vdi backup [options] <NAME>\n\nwrite snapshot TO, or only what changed since snapshot FROM, as a backup stream\nto stdout\n'],
-      [['vdi', 'restore'], 'Usage: dog vdi restore [options] <NAME>\n\nroll NAME back to snapshot SNAP and apply the backup stream on stdin (checked\nwhole first)\n'],
+      [['vdi', 'backup'], 'Usage: dog vdi backup [options] <NAME>\n\nwrite snapshot TO (or what changed since FROM) as a backup stream to stdout\n'],
+      [['vdi', 'restore'], 'Usage: dog vdi restore [options] <NAME>\n\nroll NAME back to snapshot SNAP and apply the backup stream on stdin\n'],
       [['vdi', 'lock', 'list'], 'Usage: dog vdi lock list [options]\n\nlist locked VDIs\n'],
       [['vdi', 'lock', 'unlock'], 'Usage: dog vdi lock unlock [options] [NAME]\n\nunlock locked VDI forcibly (every writer of it)\n'],
       [['vdi', 'alter-copy'], "Usage: dog vdi alter-copy [options] <NAME>\n\nset the vdi's redundancy level\n"],
@@ -91,7 +91,7 @@ describe('--help of every new command', () => {
     for (const [args, head] of usages) {
       const result = await dog([...args, '--help']);
       expect(result.code, args.join(' ')).toBe(0);
-      expect(result.out.startsWith(`${head}\nOptions:\n  -a, --address <ADDR>   sheep address (default: "127.0.0.1")\n`), result.out).toBe(true);
+      expect(result.out.startsWith(`${head}\nOptions:\n  -a, --address <ADDR>   specify the daemon address (default: "127.0.0.1")\n`), result.out).toBe(true);
     }
     const backup = (await dog(['vdi', 'backup', '--help'])).out;
     expect(backup.split('\n').slice(-4).join('\n')).toBe(

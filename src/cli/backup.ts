@@ -279,7 +279,7 @@ export function addBackupCommands(vdi: Command): void {
   withGlobals(
     vdi
       .command('backup')
-      .description('write snapshot TO, or only what changed since snapshot FROM, as a backup stream to stdout')
+      .description('write snapshot TO (or what changed since FROM) as a backup stream to stdout')
       .argument('<NAME>'),
   )
     .option('-s, --snapshot <TO>', 'snapshot tag or id to back up')
@@ -288,7 +288,7 @@ export function addBackupCommands(vdi: Command): void {
   withGlobals(
     vdi
       .command('restore')
-      .description('roll NAME back to snapshot SNAP and apply the backup stream on stdin (checked whole first)')
+      .description('roll NAME back to snapshot SNAP and apply the backup stream on stdin')
       .argument('<NAME>'),
   )
     .option('-s, --snapshot <SNAP>', 'snapshot tag or id the stream applies to')
