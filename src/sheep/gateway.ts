@@ -33,6 +33,10 @@ export class Gateway {
   lastClientIoMs = 0;
   /** A read found our copy still being verified. */
   onBusyRead: (oid: Oid) => void = () => undefined;
+  /** Our copy failed its checksums (read repair takes it from here: catch-up.ts). */
+  onDamaged: (oid: Oid, problem: string) => void = () => undefined;
+  /** Why our copy must not be served, while it waits to be repaired. */
+  localDamage: (oid: Oid) => string | undefined = () => undefined;
 
   constructor(
     private readonly group: Group,
@@ -74,6 +78,7 @@ export class Gateway {
     if (outcome.busy && outcome.error.code === 'NO_OBJECT') outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
     if (outcome.data) return outcome.data;
     const error = outcome.error;
+    if (error.code === 'CORRUPT') throw new SdError('IO', `no copy of object ${oidHex(oid)} passes its checksums (${error.message})`);
     throw error.code === 'NO_OBJECT' || error.code === 'NETWORK' ? error : new SdError('IO', error.message);
   }
 
@@ -246,17 +251,31 @@ export class Gateway {
   /** The checksum of our copy, on the terms of `localRead`. */
   async localChecksum(oid: Oid, sizeBytes: number, force: boolean): Promise<string> {
     await this.checkServable(oid, force);
-    return this.store.checksum(oid, sizeBytes);
+    return this.checked(oid, () => this.store.checksum(oid, sizeBytes));
   }
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     this.placement.checkRange(oid, offsetBytes, lengthBytes);
     await this.checkServable(oid, force);
-    return this.store.read(oid, offsetBytes, lengthBytes);
+    return this.checked(oid, () => this.store.read(oid, offsetBytes, lengthBytes));
+  }
+
+  /** A local read that finds our copy damaged reports it (once per damage) and fails CORRUPT. */
+  private async checked<T>(oid: Oid, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'CORRUPT') this.onDamaged(oid, sd.message);
+      throw error;
+    }
   }
 
   private async checkServable(oid: Oid, force: boolean): Promise<void> {
+    // Damaged is never served, not even forced: nothing wrong is ever returned.
+    const damage = this.localDamage(oid);
+    if (damage !== undefined) throw new SdError('CORRUPT', damage);
     if (!force && !this.localIsCurrent(oid)) {
       if (this.localIsBehind(oid)) throw new SdError('BEHIND', `copy of ${oidHex(oid)} missed a write that failed here`);
       if (await this.store.exists(oid)) {
@@ -294,6 +313,7 @@ export class Gateway {
     } catch (error) {
       const sd = asSdError(error);
       if (sd.code === 'IO' || sd.code === 'NO_SPACE') this.onFailedWrite(oid, sd.message);
+      if (sd.code === 'CORRUPT') this.onDamaged(oid, sd.message); // a partial write into a damaged block
       throw error;
     }
   }

@@ -127,6 +127,13 @@ export class Recovery {
     this.catchUp.markBehind(oid, cause);
   }
 
+  /** Our copy failed its checksums: like a failed write, it is behind until repaired. */
+  markDamaged(oid: Oid, problem: string): void {
+    this.verified.delete(oid);
+    this.trusted.delete(oid);
+    this.catchUp.markDamaged(oid, problem);
+  }
+
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
   noteWrite(gateway: string, oid: Oid): void {
     this.recentWrites.note(gateway, oid, this.clock.nowMs());
@@ -144,7 +151,8 @@ export class Recovery {
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
     if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
-    return { state: 'verified', sum: await this.store.checksum(oid, this.placement.contentBytes(oid)) };
+    const sum = await this.soundSum(oid, this.placement.contentBytes(oid));
+    return sum === undefined ? { state: 'none' } : { state: 'verified', sum };
   }
 
   onEpoch(epoch: number): void {
@@ -486,7 +494,7 @@ export class Recovery {
   private async takeCopy(source: NodeInfo, oid: Oid, sum: string | undefined, force: boolean, generation: number): Promise<void> {
     const size = this.placement.objectSizeBytes(oid);
     const content = this.placement.contentBytes(oid);
-    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, content) : undefined;
+    const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.soundSum(oid, content) : undefined;
     if (this.verified.has(oid) || generation !== this.generation) return; // a whole write made it current meanwhile, or a newer epoch's run decides
     if (sum !== undefined && localSum === sum) {
       this.markCurrent(oid);
@@ -505,6 +513,17 @@ export class Recovery {
     }
     this.markCurrent(oid);
     this.state.receivedBytes += data.length;
+  }
+
+  /** Our copy's sum; none when it is gone or fails its block checksums (it is no copy to keep). */
+  private async soundSum(oid: Oid, content: number): Promise<string | undefined> {
+    try {
+      return await this.store.checksum(oid, content);
+    } catch (error) {
+      const code = asSdError(error).code;
+      if (code === 'CORRUPT' || code === 'NO_OBJECT') return undefined;
+      throw error;
+    }
   }
 
   /** Sources newest epoch first: the replicas of the previous epochs that still hold a copy. */

@@ -116,6 +116,8 @@ export class Sheep {
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
+    this.gateway.onDamaged = (oid, problem) => this.recovery.markDamaged(oid, problem);
+    this.gateway.localDamage = (oid) => this.recovery.catchUp.damage(oid);
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
