@@ -8,6 +8,7 @@ import { parseSize, parseSizeBigint } from '../engine/size.js';
 import { checkName, parseSnapshotRef, snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import { SheepClient, sheepClientWorld } from '../rpc/sheep-client.js';
+import { buildCheck } from './check.js';
 import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, formatVdiList, formatVdiTree } from './format.js';
 
 const exitFailure = 1;
@@ -90,7 +91,7 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<void>): (...a
       await body(...args);
     } catch (error) {
       if (error instanceof DogFailure) {
-        process.stderr.write(`${error.message}\n`);
+        if (error.message !== '') process.stderr.write(`${error.message}\n`); // '': already said
         exitWhenFlushed(error.exitCode);
         return;
       }
@@ -440,6 +441,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   buildCluster(program);
   buildNode(program);
   buildVdi(program);
+  buildCheck<Globals>(program, { withGlobals, client, action, openVolume, failure: (message, code) => new DogFailure(message, code) });
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {

@@ -90,6 +90,29 @@ export interface ThrottleData {
   intervalMs: number;
 }
 
+/** One replica's copy as `object.check` found it (dog vdi check). */
+export type CopyState = 'ok' | 'missing' | 'damaged' | 'differs';
+
+/** What `object.check` found of an object's copies and what it repaired (src/sheep/object-check.ts). */
+export interface ObjectCheckData {
+  copies: Array<{ node: string; state: CopyState; fixed: boolean }>;
+  /** fine, repaired, no copy anywhere, no copy that passes its checksums, or verified copies that disagree. */
+  outcome: 'fine' | 'repaired' | 'none' | 'all-damaged' | 'no-majority';
+  /** The source was the only copy that passed its checksums: no majority was needed. */
+  onlyVerified: boolean;
+}
+
+/** Scrubbing on one node (src/sheep/scrub.ts). */
+export interface ScrubState {
+  running: boolean;
+  /** Objects checked in the current pass, of `total`. */
+  done: number;
+  total: number;
+  passes: number;
+  damaged: number;
+  repaired: number;
+}
+
 export interface LocationData {
   oid: string;
   copies: number;
@@ -167,6 +190,11 @@ export const protocol = {
   'vdi.list': answers<VdiUsageData[]>()({}),
   'vdi.all': answers<VdiEntry[]>()({}),
   'vdi.location': answers<LocationData>()({ oid }),
+  /** Compares the copies of `oid` and repairs those that are missing, damaged or outvoted. */
+  'object.check': answers<ObjectCheckData>()({ oid, existOnly: bool }),
+  'scrub.state': answers<Array<{ node: NodeInfo; state: ScrubState | null }>>()({}),
+  'scrub.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
+  'scrub.get-throttle': answers<ThrottleData>()({}),
 
   'gw.read': answersData({ oid, offset, length }),
   'gw.write': takesData<null>()({ oid, offset, create: bool }),
@@ -174,7 +202,8 @@ export const protocol = {
 
   /** `recovery`: recovery's own traffic, which does not count as client I/O. */
   'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),
-  'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool }),
+  /** `verify`: read the copy again, checked against its block sums, not the sum remembered. */
+  'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool, verify: bool }),
   /** The receiver sizes the object from its own placement: a sender cannot choose it. */
   'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
@@ -188,6 +217,10 @@ export const protocol = {
   /** Whether the receiver's copy of `oid` is settled, under the sender's epoch. */
   'peer.reconcile': answers<ReconcileAnswer>()({ ...peer, oid, recovery: bool }),
   'peer.kill': answers<null>()({ ...peer }),
+  /** The receiver rewrites its copy of `oid` from `source`'s (check and repair). */
+  'peer.repair': answers<null>()({ ...peer, oid, source: string(nodeIdBytesMax) }),
+  'peer.scrub': answers<ScrubState>()({ ...peer }),
+  'peer.scrub-throttle': answers<null>()({ ...peer, max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
   /** Waits (bounded) until the receiver has stored VDI registry `version`. */
   'peer.registry-durable': answers<RegistryDurabilityData>()({ ...peer, version: int(0, Number.MAX_SAFE_INTEGER) }),
 } as const satisfies Record<string, OpSpec>;

@@ -6,7 +6,7 @@
 // behind too, they all missed the same writes, and the first behind owner in placement order
 // keeps its own copy, as suspects are settled (recovery.ts).
 import type { NodeInfo } from '../cluster/driver.js';
-import { asSdError } from '../engine/errors.js';
+import { SdError, asSdError } from '../engine/errors.js';
 import { behindObjectsMax, catchUpFirstMs, catchUpLongestMs } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
@@ -80,6 +80,18 @@ export class CatchUp {
   caughtUp(oid: Oid): void {
     this.behind.delete(oid);
     this.damaged.delete(oid);
+  }
+
+  /** Rewrites our copy of `oid` from `sourceId`'s, now (check and repair, scrub). */
+  async repairFrom(oid: Oid, sourceId: string): Promise<void> {
+    const source = this.group.members.find((m) => m.id === sourceId);
+    if (!source) throw new SdError('NODE_NOT_FOUND', `no node ${sourceId} in the cluster`);
+    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: this.placement.contentBytes(oid), force: false, recovery: true });
+    await this.store.writeWhole(oid, data, this.placement.objectSizeBytes(oid));
+    this.log.info({ oid: oidHex(oid), node: this.group.self.id, from: source.id }, 'repaired a copy from another replica');
+    this.onRepaired(oid, source);
+    this.caughtUp(oid);
+    this.onCaughtUp(oid);
   }
 
   stop(): void {

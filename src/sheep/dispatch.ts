@@ -16,6 +16,7 @@ import type { Recovery } from './recovery.js';
 import type { VdiService } from './vdi-service.js';
 import type { Placement } from './placement.js';
 import type { ObjectStore } from '../store/object-store.js';
+import type { Integrity } from './integrity.js';
 
 export interface Services {
   admin: AdminService;
@@ -25,6 +26,7 @@ export interface Services {
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
   recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
   store: Pick<ObjectStore, 'remove' | 'exists'>;
+  integrity: Pick<Integrity, 'handlers' | 'peerHandlers'>;
   clock: Clock;
 }
 
@@ -91,6 +93,7 @@ export function makeHandlers(s: Services): Handlers {
       return null; // a member that was away keeps its copy; the reclaim after recovery takes it
     },
 
+    ...s.integrity.handlers(),
     ...peerHandlers(s, markClientIo),
   };
 }
@@ -102,7 +105,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
     },
     'peer.checksum': async (r) =>
-      s.gateway.localChecksum(r.oid, s.placement.contentBytes(r.oid), r.force),
+      s.gateway.localChecksum(r.oid, s.placement.contentBytes(r.oid), r.force, r.verify),
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);
@@ -122,5 +125,6 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.reconcile': async (r) => s.recovery.reconcileState(r.oid, r.epoch),
     'peer.kill': async () => s.admin.killNode(s.group.self.id),
     'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
+    ...s.integrity.peerHandlers(),
   });
 }

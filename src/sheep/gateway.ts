@@ -249,9 +249,9 @@ export class Gateway {
   }
 
   /** The checksum of our copy, on the terms of `localRead`. */
-  async localChecksum(oid: Oid, sizeBytes: number, force: boolean): Promise<string> {
+  async localChecksum(oid: Oid, sizeBytes: number, force: boolean, fresh = false): Promise<string> {
     await this.checkServable(oid, force);
-    return this.checked(oid, () => this.store.checksum(oid, sizeBytes));
+    return this.checked(oid, () => this.store.checksum(oid, sizeBytes, fresh));
   }
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
@@ -324,6 +324,11 @@ export class Gateway {
       return;
     }
     await this.peers.call(node, 'peer.remove', { oid });
+  }
+
+  /** Whether our store has a file for `oid`, good or not. */
+  holds(oid: Oid): Promise<boolean> {
+    return this.store.exists(oid);
   }
 
   private async peerExists(node: NodeInfo, oid: Oid): Promise<boolean> {

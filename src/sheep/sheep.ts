@@ -25,6 +25,8 @@ import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { makeHandlers } from './dispatch.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
+import { Integrity } from './integrity.js';
+import { instrument } from './metrics.js';
 import { Peers } from './peers.js';
 import { Placement } from './placement.js';
 import { Recovery } from './recovery.js';
@@ -62,6 +64,8 @@ export interface SheepConfig {
   nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
   /** Connections served at once (default rpcServerConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
   connectionsMax?: number;
+  /** Background scrubbing (scrub.ts); off unless asked for (the simulator does not). */
+  scrub?: boolean;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
   key?: { key: Buffer; source: string };
 }
@@ -76,6 +80,7 @@ export class Sheep {
   readonly recovery: Recovery;
   readonly admin: AdminService;
   readonly peers: Peers;
+  readonly integrity: Integrity;
   private listener: Listener | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -118,6 +123,17 @@ export class Sheep {
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
     this.gateway.onDamaged = (oid, problem) => this.recovery.markDamaged(oid, problem);
     this.gateway.localDamage = (oid) => this.recovery.catchUp.damage(oid);
+    this.integrity = new Integrity({
+      group: this.group,
+      store: this.store,
+      placement: this.placement,
+      gateway: this.gateway,
+      peers: this.peers,
+      recovery: this.recovery,
+      clock,
+      log,
+      usedBytes: () => disk.usedBytes(path.join(config.storeDir, 'obj')),
+    });
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
@@ -164,13 +180,14 @@ export class Sheep {
       throw new SdError('REFUSED', `the cluster refused this node: ${verdict.reason}`);
     }
     if (this.config.nbd) await this.startNbd(this.config.nbd);
+    if (this.config.scrub) this.integrity.scrub.start();
     log.info({ node: this.config.self.id, epoch: this.group.epoch, status: this.group.status }, 'sheep started');
   }
 
   private async listen(): Promise<void> {
     const { transport, clock, log } = this.world;
     const handle = protocolHandler(
-      makeHandlers({
+      instrument(makeHandlers({
         admin: this.admin,
         vdi: this.vdi,
         gateway: this.gateway,
@@ -178,8 +195,9 @@ export class Sheep {
         group: this.group,
         recovery: this.recovery,
         store: this.store,
+        integrity: this.integrity,
         clock,
-      }),
+      }), this.integrity.metrics, clock),
       clock,
       log,
     );
@@ -290,6 +308,7 @@ export class Sheep {
     }
     driver.close?.();
     this.recovery.catchUp.stop();
+    this.integrity.stop();
     this.vdi.stop();
     void this.listener?.close();
     await this.nbdServer?.close().catch(() => undefined);

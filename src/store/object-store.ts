@@ -120,8 +120,16 @@ export class ObjectStore {
     return this.disk.exists(this.objectPath(oid));
   }
 
-  /** sha1 of the object's first `sizeBytes` (holes and bytes past its end as zeros). */
-  async checksum(oid: Oid, sizeBytes: number): Promise<string> {
+  /**
+   * sha1 of the object's first `sizeBytes` (holes and bytes past its end as zeros); `fresh`: read
+   * (and so verify) the copy again rather than trust a remembered sum, which damage at rest
+   * would not change.
+   */
+  async checksum(oid: Oid, sizeBytes: number, fresh = false): Promise<string> {
+    if (fresh) {
+      this.checksums.forget(oid);
+      this.readHandles.forget(oid); // a file removed or replaced behind our back is looked up again
+    }
     return this.checksums.get(oid, sizeBytes, () => this.read(oid, 0, sizeBytes));
   }
 
@@ -141,6 +149,7 @@ export class ObjectStore {
 
   /** Why our copy of `oid` (its first `lengthBytes`) cannot be served, or undefined when it can. */
   async verify(oid: Oid, lengthBytes: number): Promise<string | undefined> {
+    this.readHandles.forget(oid);
     try {
       await this.read(oid, 0, lengthBytes);
       return undefined;
