@@ -18,11 +18,13 @@ import {
   vdiSizeBytesMax,
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
+import { sumsSentBytesMax } from '../store/block-sums.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import {
   bool,
   oneOf,
   int,
+  optionalBytes,
   oid,
   optionalInt,
   optionalString,
@@ -204,8 +206,12 @@ export const protocol = {
   'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),
   /** `verify`: read the copy again, checked against its block sums, not the sum remembered. */
   'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool, verify: bool }),
-  /** The receiver sizes the object from its own placement: a sender cannot choose it. */
-  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool }),
+  /**
+   * The receiver sizes the object from its own placement: a sender cannot choose it. `sums`: of
+   * a whole object, its block sums as the gateway made them when the data came in (stored as
+   * given: a copy that arrived damaged fails its first read); absent, the receiver makes them.
+   */
+  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax) }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
   /** The payload is the object ids, 8 bytes each (oid-list.ts). */

@@ -109,7 +109,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);
-      await s.gateway.localWrite(r.oid, r.offset, data, r.create);
+      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.sums);
       return null;
     },
     'peer.remove': async (r) => s.store.remove(r.oid),

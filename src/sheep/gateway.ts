@@ -12,6 +12,7 @@ import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
+import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
 
 const writeAttemptsMax = 5;
 /** A read or removal re-planned after a peer reported a newer epoch, at most this often. */
@@ -118,12 +119,15 @@ export class Gateway {
     this.lastClientIoMs = this.clock.nowMs();
     this.placement.checkRange(oid, offsetBytes, data.length);
     const sizeBytes = this.placement.objectSizeBytes(oid);
+    // A whole object's block sums are made once, here, and travel with it to every replica.
+    const whole = offsetBytes === 0 && data.length === sizeBytes && (sizeBytes / sumBlockBytes) * 4 <= sumsSentBytesMax;
+    const sums = whole && this.store.keepsSums ? sumsOf(data) : undefined;
     for (let attempt = 1; ; attempt++) {
       const epoch = this.group.epoch;
       const nodes = this.placement.nodes(oid, epoch);
       if (nodes.length === 0) throw new SdError('NO_SPACE', 'no node stores data');
       const results = await Promise.allSettled(
-        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes)),
+        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes, sums)),
       );
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failure) return;
@@ -142,10 +146,11 @@ export class Gateway {
     data: Buffer,
     create: boolean,
     sizeBytes: number,
+    sums: Buffer | undefined,
   ): Promise<void> {
     const whole = offsetBytes === 0 && data.length === sizeBytes;
     try {
-      await this.peerWrite(node, oid, offsetBytes, data, whole || create);
+      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sums);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       // This replica lacks an object others have (it joined since): give it the whole object
@@ -234,10 +239,11 @@ export class Gateway {
     offsetBytes: number,
     data: Buffer,
     create: boolean,
+    sums?: Buffer,
   ): Promise<void> {
-    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create);
+    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sums);
     // Peers stamps `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
-    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create }, data);
+    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, sums }, data);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
@@ -287,11 +293,14 @@ export class Gateway {
   }
 
   /** A replica's write: the object's size is this node's to know (placement), not the sender's. */
-  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sums?: Buffer): Promise<void> {
     this.placement.checkRange(oid, offsetBytes, data.length);
     const sizeBytes = this.placement.objectSizeBytes(oid);
     if (offsetBytes === 0 && data.length === sizeBytes) {
-      await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
+      if (sums !== undefined && sums.length !== Math.ceil(data.length / sumBlockBytes) * 4) {
+        throw new SdError('INVALID_ARGUMENT', `${sums.length} bytes of block sums for ${data.length} bytes of data`);
+      }
+      await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes, sums));
       this.onWholeWrite(oid);
       return;
     }

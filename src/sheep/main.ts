@@ -86,7 +86,9 @@ async function run(options: SheepOptions): Promise<void> {
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub, ...(key ? { key } : {}) }, exit);
+  // Not an option: only the integrity benchmark turns block sums off, to measure what they cost.
+  const blockSums = process.env['SHEEP_BENCH_NO_BLOCK_SUMS'] !== '1';
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, ...(key ? { key } : {}) }, exit);
   try {
     await sheep.start();
     if (options.metrics) {

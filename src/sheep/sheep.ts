@@ -64,6 +64,8 @@ export interface SheepConfig {
   nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
   /** Connections served at once (default rpcServerConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
   connectionsMax?: number;
+  /** false: the store keeps no block sums (bench only: ObjectStoreOptions.blockSums). */
+  blockSums?: boolean;
   /** Background scrubbing (scrub.ts); off unless asked for (the simulator does not). */
   scrub?: boolean;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
@@ -94,7 +96,7 @@ export class Sheep {
   ) {
     const { clock, disk, log } = world;
     const driver = (this.driver = new CurrentDriver(world.driver));
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
+    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock, blockSums: config.blockSums ?? true });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes));
     this.peers = new Peers(world, this.group);

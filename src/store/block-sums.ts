@@ -18,6 +18,9 @@ const sumsBytesMax = (objectSizeBytesMax / sumBlockBytes) * 4;
 /** Where data begins: past the largest table, on a block boundary. */
 export const dataOffset = Math.ceil((sumsOffset + sumsBytesMax) / sumBlockBytes) * sumBlockBytes;
 
+/** Sums travel with a whole write for objects up to 16 MiB (in the rpc header, under its limit). */
+export const sumsSentBytesMax = 16 * 1024;
+
 const magic = 0x53444f32; // "SDO2"
 const zeroSum = crc32(Buffer.alloc(sumBlockBytes));
 

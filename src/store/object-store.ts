@@ -40,6 +40,11 @@ export interface ObjectStoreOptions {
   disk: Disk;
   /** When a replaced file may be reused (see recycleDelayMs). */
   clock: Clock;
+  /**
+   * false: block sums neither kept nor checked (the header still names the object). Only for
+   * `npm run bench` to measure what they cost; a store is never to change between the two.
+   */
+  blockSums?: boolean;
 }
 
 export class ObjectStore {
@@ -55,8 +60,10 @@ export class ObjectStore {
   private readonly objectDirSync: GroupSync;
   private readonly readHandles: ReadHandles<Oid>;
   private readonly journal: Journal;
+  private readonly blockSums: boolean;
 
   constructor(options: ObjectStoreOptions) {
+    this.blockSums = options.blockSums ?? true;
     this.dir = options.dir;
     this.temporaryDir = path.join(options.dir, '.tmp');
     this.journalDir = path.join(options.dir, '.journal');
@@ -68,6 +75,11 @@ export class ObjectStore {
       replay: (record) => this.applyRange(record.oid, record.offsetBytes, record.data, record.sizeBytes, true),
       syncObject: (oid) => this.syncObject(oid),
     });
+  }
+
+  /** Whether this store keeps block sums (always, but for the integrity benchmark's baseline). */
+  get keepsSums(): boolean {
+    return this.blockSums;
   }
 
   /** Creates the directories, drops temporary files, replays what the journal holds. */
@@ -179,7 +191,7 @@ export class ObjectStore {
         // Blocks past the object's end have no sums: they read as zeros, unchecked.
         const checkedEnd = Math.min(end, Math.ceil(identitySizeBytes(head) / sumBlockBytes));
         if (checkedEnd < end) span.fill(0, Math.max(0, checkedEnd - first) * sumBlockBytes);
-        const bad = checkedEnd > first ? firstBadBlock(span.subarray(0, (checkedEnd - first) * sumBlockBytes), head.subarray(sumsOffset + first * 4), first) : -1;
+        const bad = this.blockSums && checkedEnd > first ? firstBadBlock(span.subarray(0, (checkedEnd - first) * sumBlockBytes), head.subarray(sumsOffset + first * 4), first) : -1;
         if (bad >= 0) return { problem: `block ${bad} (bytes ${bad * sumBlockBytes}+${sumBlockBytes}) fails its checksum` };
         const at = offsetBytes - first * sumBlockBytes;
         return { data: at === 0 && lengthBytes === span.length ? span : span.subarray(at, at + lengthBytes) };
@@ -197,7 +209,8 @@ export class ObjectStore {
    * over. The replaced file is kept (hard-linked) to take a later write into blocks that are
    * already allocated; data with zero blocks goes to a fresh sparse file instead, to stay thin.
    */
-  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number): Promise<void> {
+  /** `sums`: the data's block sums when the caller has them (made where the data came in). */
+  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer): Promise<void> {
     if (data.length > sizeBytes) throw new SdError('INVALID_ARGUMENT', 'object data larger than the object');
     await this.exclusive(oid, async () => {
       await this.supersedeLogged(oid);
@@ -208,7 +221,7 @@ export class ObjectStore {
       const temporary = reuse ?? path.join(this.temporaryDir, `${oidHex(oid)}.${process.pid}.${this.sequence++}`);
       const file = await this.disk.open(temporary, 'create');
       try {
-        const header = Buffer.concat([encodeIdentity(oid, sizeBytes), sumsOf(data)]);
+        const header = this.blockSums ? Buffer.concat([encodeIdentity(oid, sizeBytes), sums ?? sumsOf(data)]) : encodeIdentity(oid, sizeBytes);
         if (reuse) {
           await file.write(header, 0);
           await file.write(data, dataOffset);
@@ -296,9 +309,9 @@ export class ObjectStore {
     try {
       if (created || (await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
       if (created || replaying) await file.write(encodeIdentity(oid, sizeBytes), 0);
-      const sums = sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying));
+      const sums = this.blockSums ? sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying)) : undefined;
       await file.write(data, dataOffset + offsetBytes);
-      await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
+      if (sums) await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
       if (replaying) await file.datasync();
     } finally {
       await file.close();
