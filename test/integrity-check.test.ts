@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseOid } from '../src/engine/oid.js';
 import { dataOffset, encodeIdentity, sumsOf } from '../src/store/block-sums.js';
+import { flipByte } from './support/damage.js';
 import { md5, pattern, startCluster, type Cluster } from './support/cluster.js';
 
 const MiB = 2 ** 20;
@@ -29,15 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await c?.destroy();
 });
-
-function flipByte(file: string, at: number): void {
-  const fd = fs.openSync(file, 'r+');
-  const byte = Buffer.alloc(1);
-  fs.readSync(fd, byte, 0, 1, at);
-  byte[0] = byte[0]! ^ 0xff;
-  fs.writeSync(fd, byte, 0, 1, at);
-  fs.closeSync(fd);
-}
 
 /** A copy that passes its checksums but holds other bytes (as a lost write would leave). */
 function plantValidCopy(i: number, oid: string, content: Buffer): void {

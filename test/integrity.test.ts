@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dataOffset } from '../src/store/block-sums.js';
+import { flipByte } from './support/damage.js';
 import { md5, pattern, poll, startCluster, type Cluster } from './support/cluster.js';
 
 const MiB = 2 ** 20;
@@ -23,15 +24,6 @@ async function located(c: Cluster, index: number): Promise<{ oid: string; primar
 async function primaryObjects(c: Cluster, objects: number): Promise<string[]> {
   const all = await Promise.all(Array.from({ length: objects }, (_, index) => located(c, index)));
   return [0, 1, 2].map((i) => all.find((o) => o.primary === c.nodeId(i))!.oid);
-}
-
-function flipByte(file: string, at: number): void {
-  const fd = fs.openSync(file, 'r+');
-  const byte = Buffer.alloc(1);
-  fs.readSync(fd, byte, 0, 1, at);
-  byte[0] = byte[0]! ^ 0x5a;
-  fs.writeSync(fd, byte, 0, 1, at);
-  fs.closeSync(fd);
 }
 
 describe('read repair', () => {
