@@ -182,11 +182,11 @@ export class ObjectStore {
       return await this.readHandles.use(oid, async (file) => {
         const { first, end } = blocksSpanned(offsetBytes, lengthBytes);
         const head = Buffer.alloc(sumsOffset + end * 4);
-        const headGot = await file.read(head, 0);
+        const span = Buffer.allocUnsafe((end - first) * sumBlockBytes);
+        // Header and data at once: two reads in flight, not one after the other.
+        const [headGot, got] = await Promise.all([file.read(head, 0), file.read(span, dataOffset + first * sumBlockBytes)]);
         const problem = identityProblem(head.subarray(0, Math.min(headGot, identityBytes)), oid);
         if (problem) return { problem };
-        const span = Buffer.allocUnsafe((end - first) * sumBlockBytes);
-        const got = await file.read(span, dataOffset + first * sumBlockBytes);
         if (got < span.length) span.fill(0, got);
         // Blocks past the object's end have no sums: they read as zeros, unchecked.
         const checkedEnd = Math.min(end, Math.ceil(identitySizeBytes(head) / sumBlockBytes));
