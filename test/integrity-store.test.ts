@@ -133,6 +133,22 @@ describe('object store checksums', () => {
     await Promise.all([...writes, ...reads]);
   });
 
+  test('a store of the format before block sums is refused with one line, not read as all damaged', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, oidHex(oid)), pattern(9, 4096));
+    const store = new ObjectStore({ dir, disk: nodeDisk, clock: systemClock });
+    await expect(store.open()).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+      message: `${dir} holds objects of an earlier format, without block checksums: copy the data out with the earlier version`,
+    });
+    // A store of this format opens again and again.
+    const fresh = await openStore();
+    await fresh.store.writeWhole(oid, pattern(10), objectBytes);
+    await fresh.store.close();
+    const again = await openStore(path.dirname(fresh.file()));
+    expect(await again.store.verify(oid, objectBytes)).toBeUndefined();
+  });
+
   test('after a crash at any point, data and sums agree and what was acknowledged is there', async () => {
     for (let seed = 1; seed <= 20; seed++) {
       const disk = new MemoryDisk();

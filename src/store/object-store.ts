@@ -9,7 +9,7 @@ import { crc32 } from 'node:zlib';
 import { SdError, asSdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
-import { GroupSync, type Disk, type DiskFile } from '../io/disk.js';
+import { GroupSync, writeFileAtomic, type Disk, type DiskFile } from '../io/disk.js';
 import {
   blocksSpanned,
   dataOffset,
@@ -30,6 +30,9 @@ import { ReadHandles } from './read-handles.js';
 const recycledFilesMax = 32;
 /** A replaced file is reused only after reads that began before the replacement have ended. */
 const recycleDelayMs = 2000;
+
+/** Named in STORE/obj/.format: objects carry their identity and block sums (block-sums.ts). */
+const storeFormat = 'sdo2';
 
 /** Records of the earlier one-file-per-record journal, still replayed at open. */
 const journalMagic = 0x53444a31; // "SDJ1"
@@ -82,10 +85,20 @@ export class ObjectStore {
     return this.blockSums;
   }
 
-  /** Creates the directories, drops temporary files, replays what the journal holds. */
+  /**
+   * Creates the directories, drops temporary files, replays what the journal holds. Refuses a
+   * store whose objects are of the format before block sums: every read of them would fail.
+   */
   async open(): Promise<{ replayed: number; dropped: number }> {
     await this.disk.mkdirs(this.temporaryDir);
     await this.disk.mkdirs(this.journalDir);
+    const formatFile = path.join(this.dir, '.format');
+    if (!(await this.disk.exists(formatFile))) {
+      if ((await this.list()).length > 0) {
+        throw new SdError('UNSUPPORTED', `${this.dir} holds objects of an earlier format, without block checksums: copy the data out with the earlier version`);
+      }
+      await writeFileAtomic(this.disk, formatFile, Buffer.from(`${storeFormat}\n`));
+    }
     for (const name of await this.disk.list(this.temporaryDir)) {
       await this.disk.remove(path.join(this.temporaryDir, name));
     }
