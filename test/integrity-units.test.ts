@@ -29,6 +29,9 @@ describe('vote', () => {
     expect(vote([{ node: a, state: 'damaged' }, { node: b, state: 'missing' }])).toEqual({ outcome: 'all-damaged' });
     expect(vote([{ node: a, sum: 'x' }, { node: b, sum: 'y' }, { node: c, sum: 'z' }])).toEqual({ outcome: 'no-majority' });
     expect(vote([{ node: a, sum: 'x' }, { node: b, sum: 'y' }])).toEqual({ outcome: 'no-majority' });
+    // Copies under recovery are recovery's: not voted, not repaired.
+    expect(vote([{ node: a, state: 'busy' }, { node: b, state: 'damaged' }])).toEqual({ outcome: 'busy' });
+    expect(vote([{ node: a, state: 'busy' }, { node: b, sum: 'x' }])).toEqual({ sum: 'x', onlyVerified: false });
   });
 });
 

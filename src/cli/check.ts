@@ -91,6 +91,7 @@ export function describeCheck(oid: Oid, result: ObjectCheckData): Outcome {
   }
   if (result.outcome === 'no-majority') return { stdout, stderr: `no majority of ${hex}\n`, failed: true };
   if (result.outcome === 'none') return { stdout, stderr: `no node has ${hex}\n`, failed: true };
+  if (result.outcome === 'busy') return { stdout, stderr: `${hex} is being recovered: check again once recovery is done\n`, failed: true };
   if (result.outcome === 'all-damaged') return { stdout, stderr: `no copy of ${hex} passes its checksums\n`, failed: true };
   return { stdout, stderr: '', failed: false };
 }

@@ -92,14 +92,14 @@ export interface ThrottleData {
   intervalMs: number;
 }
 
-/** One replica's copy as `object.check` found it (dog vdi check). */
-export type CopyState = 'ok' | 'missing' | 'damaged' | 'differs';
+/** One replica's copy as `object.check` found it (dog vdi check); `busy`: under recovery there, left to it. */
+export type CopyState = 'ok' | 'missing' | 'damaged' | 'differs' | 'busy';
 
 /** What `object.check` found of an object's copies and what it repaired (src/sheep/object-check.ts). */
 export interface ObjectCheckData {
   copies: Array<{ node: string; state: CopyState; fixed: boolean }>;
-  /** fine, repaired, no copy anywhere, no copy that passes its checksums, or verified copies that disagree. */
-  outcome: 'fine' | 'repaired' | 'none' | 'all-damaged' | 'no-majority';
+  /** fine, repaired, no copy anywhere, none that passes its checksums, passing copies that disagree, or copies under recovery only. */
+  outcome: 'fine' | 'repaired' | 'none' | 'all-damaged' | 'no-majority' | 'busy';
   /** The source was the only copy that passed its checksums: no majority was needed. */
   onlyVerified: boolean;
 }

@@ -16,15 +16,16 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 
 /** What one replica said of its copy. */
-export type Copy = { node: NodeInfo; sum: string } | { node: NodeInfo; state: 'missing' | 'damaged' };
+export type Copy = { node: NodeInfo; sum: string } | { node: NodeInfo; state: 'missing' | 'damaged' | 'busy' };
 
 /**
  * The copies' verdict: the sum every copy should have, or why there is none. A majority of the
  * copies that pass their checksums decides (Boyer-Moore, as the original's vote).
  */
-export function vote(copies: readonly Copy[]): { sum: string; onlyVerified: boolean } | { outcome: 'none' | 'all-damaged' | 'no-majority' } {
+export function vote(copies: readonly Copy[]): { sum: string; onlyVerified: boolean } | { outcome: 'none' | 'all-damaged' | 'no-majority' | 'busy' } {
   const sums = copies.flatMap((copy) => ('sum' in copy ? [copy.sum] : []));
-  if (sums.length === 0) return { outcome: copies.some((c) => 'state' in c && c.state === 'damaged') ? 'all-damaged' : 'none' };
+  const has = (state: string) => copies.some((c) => 'state' in c && c.state === state);
+  if (sums.length === 0) return { outcome: has('busy') ? 'busy' : has('damaged') ? 'all-damaged' : 'none' };
   const counts = new Map<string, number>();
   for (const sum of sums) counts.set(sum, (counts.get(sum) ?? 0) + 1);
   const [best, count] = [...counts].sort((a, b) => b[1] - a[1])[0]!;
@@ -73,7 +74,7 @@ export class ObjectCheck {
       let fixed = false;
       if (was === 'differs' && !outvoted) {
         this.log.warn({ oid: oidHex(oid), node: copy.node.id, from: source.id }, 'a copy differs from the majority: dog vdi check repairs it');
-      } else if (was !== 'ok') {
+      } else if (was !== 'ok' && was !== 'busy') {
         await this.repair(copy.node, oid, source);
         this.log.info({ oid: oidHex(oid), node: copy.node.id, from: source.id, was }, 'check repaired a copy');
         fixed = repaired = true;
@@ -99,7 +100,9 @@ export class ObjectCheck {
       const code = asSdError(error).code;
       if (code === 'NO_OBJECT') return { node, state: 'missing' };
       // Damaged, or behind (a write failed there, or it waits to be repaired): no copy to trust.
-      if (code === 'CORRUPT' || code === 'BEHIND' || code === 'BUSY') return { node, state: 'damaged' };
+      if (code === 'CORRUPT' || code === 'BEHIND') return { node, state: 'damaged' };
+      // Being recovered there: recovery settles it; a repair now would race it.
+      if (code === 'BUSY') return { node, state: 'busy' };
       throw error;
     }
   }
