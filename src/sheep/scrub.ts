@@ -44,8 +44,6 @@ export class Scrub {
   private bucket = bucketOf(scrubThrottleDefault);
   private timer: Timer | undefined;
   private stopped = false;
-  /** A pass asked for while one runs (set-throttle starts one at once). */
-  private again = false;
 
   constructor(private readonly deps: ScrubDeps) {}
 
@@ -75,25 +73,26 @@ export class Scrub {
     if (this.stopped) return;
     this.timer = this.deps.clock.after(ms, () => {
       this.timer = undefined;
-      void this.pass()
-        .catch((error: unknown) => this.deps.log.warn({ err: asSdError(error).message }, 'scrub pass failed'))
-        .finally(() => this.schedule(this.again ? 0 : scrubPassGapMs));
+      void this.pass().then(
+        (ran) => this.schedule(ran ? scrubPassGapMs : scrubFirstPassMs),
+        (error: unknown) => {
+          this.deps.log.error({ err: error instanceof Error ? error.stack : String(error) }, 'scrub pass failed');
+          this.schedule(scrubFirstPassMs);
+        },
+      );
     });
   }
 
-  private async pass(): Promise<void> {
+  /** One pass over our objects; false when it could not run now (tried again a minute later). */
+  private async pass(): Promise<boolean> {
     const { group, store, recovery } = this.deps;
-    this.again = false;
     // Recovery moves copies around: what a pass would find then is its business.
-    if (group.status !== 'running' || recovery.state.running) {
-      this.again = false;
-      return;
-    }
+    if (group.status !== 'running' || recovery.state.running) return false;
     const oids = await store.list();
     Object.assign(this.state, { running: true, done: 0, total: oids.length });
     try {
       for (const oid of oids) {
-        if (this.stopped) return;
+        if (this.stopped) return true;
         await this.pace();
         try {
           await this.scrubOne(oid);
@@ -103,6 +102,7 @@ export class Scrub {
         this.state.done += 1;
       }
       this.state.passes += 1;
+      return true;
     } finally {
       this.state.running = false;
     }
