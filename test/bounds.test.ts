@@ -19,6 +19,7 @@ import { RpcClient } from '../src/rpc/client.js';
 import { encodeFrame } from '../src/rpc/frame.js';
 import { protocolHandler, RpcServer, type Handlers } from '../src/rpc/server.js';
 import { poll, sleep, startCluster, type Cluster } from './support/cluster.js';
+import { dataOffset } from '../src/store/block-sums.js';
 
 const MiB = 1024 * 1024;
 const objectBytes = 4 * MiB;
@@ -108,7 +109,7 @@ describe('the sheep port of a real sheep', () => {
     const peer = { epoch: 1, from: '127.0.0.1:1' };
     const raw = client as unknown as { call(op: string, fields: object, payload: Buffer): Promise<unknown> };
     await raw.call('peer.write', { ...peer, oid: object(1), offset: 0, create: true, size: 64 * MiB }, Buffer.from('y'));
-    expect(fs.statSync(path.join(c.storeDir(0), 'obj', oidHex(object(1)))).size).toBe(objectBytes);
+    expect(fs.statSync(path.join(c.storeDir(0), 'obj', oidHex(object(1)))).size).toBe(dataOffset + objectBytes);
     const peerPast = await rejection(raw.call('peer.write', { ...peer, oid: object(1), offset: objectBytes, create: true }, Buffer.from('y')));
     expect(peerPast.code).toBe('OUT_OF_RANGE');
     expect((await rejection(client.call('peer.read', { ...peer, oid: object(1), offset: objectBytes - 1, length: 2 }))).code).toBe('OUT_OF_RANGE');

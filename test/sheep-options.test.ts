@@ -51,7 +51,7 @@ describe('sheep options', () => {
   });
 
   it('-v prints the version as the original did', () => {
-    expect(versionText).toBe(`Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: local\n\tMiscellaneous: nbd\n`);
+    expect(versionText).toBe(`Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: zookeeper local\n\tMiscellaneous: nbd\n`);
     const written: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stdout.write;

@@ -17,7 +17,7 @@ it('dog, sheep and sheepfs print it for --version, exit 0', async () => {
     return { code: result.code, stdout: result.stdout, stderr: result.stderr };
   };
   expect(await answer(dogBin, '--version')).toEqual({ code: 0, stdout: `Sheepdog administrator utility (version ${packageVersion})\n`, stderr: '' });
-  const sheep = `Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: local\n\tMiscellaneous: nbd\n`;
+  const sheep = `Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: zookeeper local\n\tMiscellaneous: nbd\n`;
   expect(await answer(sheepBin, '--version')).toEqual({ code: 0, stdout: sheep, stderr: '' });
   expect(await answer(sheepBin, '-v')).toEqual({ code: 0, stdout: sheep, stderr: '' });
   expect(await answer(sheepfsBin, '--version')).toEqual({ code: 0, stdout: `sheepfs version ${packageVersion}\n`, stderr: '' });

@@ -36,6 +36,7 @@ import { addBackupCommands } from './backup.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
 import { completeArgumentWith } from './command-tree.js';
 import { addCompletionCommand } from './completion.js';
+import { buildCheck } from './check.js';
 import { addInspectCommands, indexArg } from './inspect.js';
 import { usageOutcome } from './usage.js';
 import { snapshotArg } from './snapshot-arg.js';
@@ -503,6 +504,7 @@ export function dogProgram(): Command {
   buildCluster(program);
   buildNode(program);
   buildVdi(program);
+  buildCheck<Globals>(program, { withGlobals, client, action, openVolume, failure: (message, code) => new DogFailure(message, code) });
   addInspectCommands(program);
   addCompletionCommand(program);
   return program;

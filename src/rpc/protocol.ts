@@ -21,12 +21,14 @@ import {
 import type { VdiEntry } from '../engine/vdi.js';
 import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
 import { lockClientBytesMax, type VdiLock } from '../engine/vdi-locks.js';
+import { sumsSentBytesMax } from '../store/block-sums.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import type { RequestStatsData } from '../sheep/stats.js';
 import {
   bool,
   oneOf,
   int,
+  optionalBytes,
   oid,
   optionalInt,
   optionalString,
@@ -92,6 +94,29 @@ export type ReconcileAnswer =
 export interface ThrottleData {
   maxObjects: number;
   intervalMs: number;
+}
+
+/** One replica's copy as `object.check` found it (dog vdi check); `busy`: under recovery there, left to it. */
+export type CopyState = 'ok' | 'missing' | 'damaged' | 'differs' | 'busy';
+
+/** What `object.check` found of an object's copies and what it repaired (src/sheep/object-check.ts). */
+export interface ObjectCheckData {
+  copies: Array<{ node: string; state: CopyState; fixed: boolean }>;
+  /** fine, repaired, no copy anywhere, none that passes its checksums, passing copies that disagree, or copies under recovery only. */
+  outcome: 'fine' | 'repaired' | 'none' | 'all-damaged' | 'no-majority' | 'busy';
+  /** The source was the only copy that passed its checksums: no majority was needed. */
+  onlyVerified: boolean;
+}
+
+/** Scrubbing on one node (src/sheep/scrub.ts). */
+export interface ScrubState {
+  running: boolean;
+  /** Objects checked in the current pass, of `total`. */
+  done: number;
+  total: number;
+  passes: number;
+  damaged: number;
+  repaired: number;
 }
 
 export interface LocationData {
@@ -197,6 +222,11 @@ export const protocol = {
   'vdi.release': answers<null>()({ holder: string(nodeIdBytesMax + 64) }),
   'vdi.unlock': answers<null>()({ name }),
   'vdi.locks': answers<VdiLock[]>()({}),
+  /** Compares the copies of `oid` and repairs those that are missing, damaged or outvoted. */
+  'object.check': answers<ObjectCheckData>()({ oid, existOnly: bool }),
+  'scrub.state': answers<Array<{ node: NodeInfo; state: ScrubState | null }>>()({}),
+  'scrub.throttle': answers<null>()({ max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
+  'scrub.get-throttle': answers<ThrottleData>()({}),
 
   'gw.read': answersData({ oid, offset, length }),
   'gw.write': takesData<null>()({ oid, offset, create: bool }),
@@ -204,9 +234,14 @@ export const protocol = {
 
   /** `recovery`: recovery's own traffic, which does not count as client I/O. */
   'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),
-  'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool }),
-  /** The receiver sizes the object from its own placement: a sender cannot choose it. */
-  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool }),
+  /** `verify`: read the copy again, checked against its block sums, not the sum remembered. */
+  'peer.checksum': answers<string>()({ ...peer, oid, force: bool, recovery: bool, verify: bool }),
+  /**
+   * The receiver sizes the object from its own placement: a sender cannot choose it. `sums`: of
+   * a whole object, its block sums as the gateway made them when the data came in (stored as
+   * given: a copy that arrived damaged fails its first read); absent, the receiver makes them.
+   */
+  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax) }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
   /** The payload is the object ids, 8 bytes each (oid-list.ts). */
@@ -220,6 +255,10 @@ export const protocol = {
   'peer.kill': answers<null>()({ ...peer }),
   /** Removes every object of the receiver's store (a reformat); answers how many. */
   'peer.wipe': answers<number>()({ ...peer }),
+  /** The receiver rewrites its copy of `oid` from `source`'s (check and repair). */
+  'peer.repair': answers<null>()({ ...peer, oid, source: string(nodeIdBytesMax) }),
+  'peer.scrub': answers<ScrubState>()({ ...peer }),
+  'peer.scrub-throttle': answers<null>()({ ...peer, max: int(1, throttleMaxObjectsLimit), interval: int(1, throttleIntervalMsLimit) }),
   /** Waits (bounded) until the receiver has stored VDI registry `version`. */
   'peer.registry-durable': answers<RegistryDurabilityData>()({ ...peer, version: int(0, Number.MAX_SAFE_INTEGER) }),
 } as const satisfies Record<string, OpSpec>;

@@ -33,7 +33,14 @@ export interface OneOfField<V extends string = string> {
   readonly values: readonly V[];
 }
 
-export type Field = StringField | IntField | SizeField | BoolField | OidField | OneOfField;
+/** Bytes in the header (msgpack bin), optional: small binary beside a request's payload. */
+export interface BytesField {
+  readonly kind: 'bytes';
+  readonly maxBytes: number;
+  readonly optional: true;
+}
+
+export type Field = StringField | IntField | SizeField | BoolField | OidField | OneOfField | BytesField;
 export type Fields = Readonly<Record<string, Field>>;
 
 export const string = (maxBytes: number): StringField<false> => ({ kind: 'string', maxBytes, optional: false });
@@ -43,6 +50,7 @@ export const optionalInt = (min: number, max: number): IntField<true> => ({ kind
 export const size = (max: number): SizeField => ({ kind: 'size', max });
 export const bool: BoolField = { kind: 'bool' };
 export const oid: OidField = { kind: 'oid' };
+export const optionalBytes = (maxBytes: number): BytesField => ({ kind: 'bytes', maxBytes, optional: true });
 export const oneOf = <const V extends string>(values: readonly V[]): OneOfField<V> => ({ kind: 'oneOf', values });
 
 type ValueOf<F> =
@@ -52,6 +60,7 @@ type ValueOf<F> =
   : F extends BoolField ? boolean
   : F extends OidField ? Oid
   : F extends OneOfField<infer V> ? V
+  : F extends BytesField ? Buffer | undefined
   : never;
 
 /** Fields a sender may leave out. */
@@ -103,6 +112,12 @@ export function checkField(name: string, field: Field, raw: unknown): unknown {
       const value = parseOid(raw);
       if (value === undefined) throw invalid(name, 'is not an object id');
       return value;
+    }
+    case 'bytes': {
+      if (raw === undefined || raw === null) return undefined;
+      if (!(raw instanceof Uint8Array)) throw invalid(name, 'must be bytes');
+      if (raw.length > field.maxBytes) throw invalid(name, `is longer than ${field.maxBytes} bytes`);
+      return Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.length);
     }
     case 'oneOf':
       if (typeof raw !== 'string' || !field.values.includes(raw)) {

@@ -6,7 +6,7 @@
 // behind too, they all missed the same writes, and the first behind owner in placement order
 // keeps its own copy, as suspects are settled (recovery.ts).
 import type { NodeInfo } from '../cluster/driver.js';
-import { asSdError } from '../engine/errors.js';
+import { SdError, asSdError } from '../engine/errors.js';
 import { behindObjectsMax, catchUpFirstMs, catchUpLongestMs } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
@@ -20,6 +20,10 @@ import { RetryLoop } from './retry-loop.js';
 
 export class CatchUp {
   private readonly behind = new Set<Oid>();
+  /** Behind because our copy failed its checksums (and why): never served, never kept. */
+  private readonly damaged = new Map<Oid, string>();
+  /** A damaged copy was rewritten from another replica's (read repair). */
+  onRepaired: (oid: Oid, from: NodeInfo) => void = () => undefined;
   /** More failed than could be tracked: every local copy counts as behind until a full pass. */
   private allBehind = false;
   /** Times the cap was passed: a pass clears `allBehind` only if none happened during it. */
@@ -45,8 +49,22 @@ export class CatchUp {
     return this.allBehind || this.behind.has(oid);
   }
 
+  /** Why our copy of `oid` must not be served, when it failed its checksums. */
+  damage(oid: Oid): string | undefined {
+    return this.damaged.get(oid);
+  }
+
+  /** Our copy failed its checksums: it is behind, and is rewritten from a replica that vouches for its own. */
+  markDamaged(oid: Oid, problem: string): void {
+    if (!this.damaged.has(oid)) {
+      this.log.error({ oid: oidHex(oid), node: this.group.self.id, err: problem }, 'copy fails its checksum: it is repaired from another replica');
+      if (this.damaged.size < behindObjectsMax) this.damaged.set(oid, problem);
+    }
+    this.markBehind(oid, problem, true);
+  }
+
   /** A write of `oid` failed here: its outcome on the other replicas is unknown. */
-  markBehind(oid: Oid, cause: string): void {
+  markBehind(oid: Oid, cause: string, quiet = false): void {
     if (!this.behind.has(oid)) {
       if (this.behind.size >= behindObjectsMax) {
         if (!this.allBehind) this.log.error({ tracked: this.behind.size }, 'too many failed writes to track: every local copy counts as behind');
@@ -54,7 +72,7 @@ export class CatchUp {
         this.overflows += 1;
       } else {
         this.behind.add(oid);
-        this.log.warn({ oid: oidHex(oid), err: cause }, 'a write failed here: this copy is behind until it catches up');
+        if (!quiet) this.log.warn({ oid: oidHex(oid), err: cause }, 'a write failed here: this copy is behind until it catches up');
       }
     }
     this.loop.request();
@@ -63,6 +81,19 @@ export class CatchUp {
   /** Our copy became current another way (a whole write, recovery). */
   caughtUp(oid: Oid): void {
     this.behind.delete(oid);
+    this.damaged.delete(oid);
+  }
+
+  /** Rewrites our copy of `oid` from `sourceId`'s, now (check and repair, scrub). */
+  async repairFrom(oid: Oid, sourceId: string): Promise<void> {
+    const source = this.group.members.find((m) => m.id === sourceId);
+    if (!source) throw new SdError('NODE_NOT_FOUND', `no node ${sourceId} in the cluster`);
+    const data = await this.peers.ask(source, 'peer.read', { oid, offset: 0, length: this.placement.contentBytes(oid), force: false, recovery: true });
+    await this.store.writeWhole(oid, data, this.placement.objectSizeBytes(oid));
+    this.log.info({ oid: oidHex(oid), node: this.group.self.id, from: source.id }, 'repaired a copy from another replica');
+    this.onRepaired(oid, source);
+    this.caughtUp(oid);
+    this.onCaughtUp(oid);
   }
 
   stop(): void {
@@ -117,6 +148,10 @@ export class CatchUp {
         // catches our copy up by itself; otherwise the next pass tries again.
         if (watch.written) return !this.isBehind(oid);
         await this.store.writeWhole(oid, data, size);
+        if (this.damaged.has(oid)) {
+          this.log.info({ oid: oidHex(oid), node: selfId, from: node.id }, 'repaired a damaged copy from another replica');
+          this.onRepaired(oid, node);
+        }
         this.caughtUp(oid);
         this.onCaughtUp(oid);
         return true;
@@ -132,7 +167,7 @@ export class CatchUp {
     // Every other owner is behind as well: the first behind owner in placement order keeps its
     // copy, and the others take it from there once it vouches for it.
     const first = owners.find((n) => n.id === selfId || behindPeers.some((b) => b.id === n.id));
-    if (first?.id !== selfId) return false;
+    if (first?.id !== selfId || this.damaged.has(oid)) return false; // a damaged copy is never kept
     this.caughtUp(oid);
     this.onCaughtUp(oid);
     return true;

@@ -21,6 +21,7 @@ import type { Recovery } from './recovery.js';
 import type { VdiService } from './vdi-service.js';
 import type { Placement } from './placement.js';
 import type { ObjectStore } from '../store/object-store.js';
+import type { Integrity } from './integrity.js';
 
 export interface Services {
   admin: AdminService;
@@ -35,6 +36,7 @@ export interface Services {
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
   recovery: Pick<Recovery, 'state' | 'suspectsOf' | 'reconcileState' | 'noteWrite'>;
   store: Pick<ObjectStore, 'remove' | 'exists'>;
+  integrity: Pick<Integrity, 'handlers' | 'peerHandlers'>;
   clock: Clock;
 }
 
@@ -114,6 +116,7 @@ export function makeHandlers(s: Services): Handlers {
       return null; // a member that was away keeps its copy; the reclaim after recovery takes it
     },
 
+    ...s.integrity.handlers(),
     ...peerHandlers(s, markClientIo),
   };
 }
@@ -125,11 +128,11 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
       return s.gateway.localRead(r.oid, r.offset, r.length, r.force);
     },
     'peer.checksum': async (r) =>
-      s.gateway.localChecksum(r.oid, s.placement.contentBytes(r.oid), r.force),
+      s.gateway.localChecksum(r.oid, s.placement.contentBytes(r.oid), r.force, r.verify),
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);
-      await s.gateway.localWrite(r.oid, r.offset, data, r.create);
+      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.sums);
       return null;
     },
     'peer.remove': async (r) => s.store.remove(r.oid),
@@ -146,5 +149,6 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.kill': async () => s.admin.killNode(s.group.self.id),
     'peer.wipe': async () => s.format.wipeLocal(),
     'peer.registry-durable': async (r) => s.group.registryDurable(r.version, registryDurableWaitMs),
+    ...s.integrity.peerHandlers(),
   });
 }

@@ -13,6 +13,7 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import { CopyWatch } from './copy-watch.js';
+import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
 
 const writeAttemptsMax = 5;
 /** A read or removal re-planned after a peer reported a newer epoch, at most this often. */
@@ -38,6 +39,10 @@ export class Gateway {
   localWritable: () => Promise<void> = async () => undefined;
   /** Replica writes reaching our store, for recovery and catch-up copying an object meanwhile. */
   readonly copyWatch = new CopyWatch();
+  /** Our copy failed its checksums (read repair takes it from here: catch-up.ts). */
+  onDamaged: (oid: Oid, problem: string) => void = () => undefined;
+  /** Why our copy must not be served, while it waits to be repaired. */
+  localDamage: (oid: Oid) => string | undefined = () => undefined;
 
   constructor(
     private readonly group: Group,
@@ -86,6 +91,7 @@ export class Gateway {
     if (outcome.busy && outcome.error.code === 'NO_OBJECT') outcome = await this.readPass(oid, offsetBytes, lengthBytes, true);
     if (outcome.data) return outcome.data;
     const error = outcome.error;
+    if (error.code === 'CORRUPT') throw new SdError('IO', `no copy of object ${oidHex(oid)} passes its checksums (${error.message})`);
     throw error.code === 'NO_OBJECT' || error.code === 'NETWORK' ? error : new SdError('IO', error.message);
   }
 
@@ -126,12 +132,15 @@ export class Gateway {
     this.lastClientIoMs = this.clock.nowMs();
     this.placement.checkRange(oid, offsetBytes, data.length);
     const sizeBytes = this.placement.objectSizeBytes(oid);
+    // A whole object's block sums are made once, here, and travel with it to every replica.
+    const whole = offsetBytes === 0 && data.length === sizeBytes && (sizeBytes / sumBlockBytes) * 4 <= sumsSentBytesMax;
+    const sums = whole && this.store.keepsSums ? sumsOf(data) : undefined;
     for (let attempt = 1; ; attempt++) {
       const epoch = this.group.epoch;
       const nodes = this.placement.nodes(oid, epoch);
       if (nodes.length === 0) throw new SdError('NO_SPACE', 'no node stores data');
       const results = await Promise.allSettled(
-        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes)),
+        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes, sums)),
       );
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failure) return;
@@ -150,10 +159,11 @@ export class Gateway {
     data: Buffer,
     create: boolean,
     sizeBytes: number,
+    sums: Buffer | undefined,
   ): Promise<void> {
     const whole = offsetBytes === 0 && data.length === sizeBytes;
     try {
-      await this.peerWrite(node, oid, offsetBytes, data, whole || create);
+      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sums);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       // This replica lacks an object others have (it joined since): give it the whole object
@@ -243,10 +253,11 @@ export class Gateway {
     offsetBytes: number,
     data: Buffer,
     create: boolean,
+    sums?: Buffer,
   ): Promise<void> {
-    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create);
+    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sums);
     // Peers stamps `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
-    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create }, data);
+    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, sums }, data);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
@@ -258,19 +269,33 @@ export class Gateway {
   }
 
   /** The checksum of our copy, on the terms of `localRead`. */
-  async localChecksum(oid: Oid, sizeBytes: number, force: boolean): Promise<string> {
+  async localChecksum(oid: Oid, sizeBytes: number, force: boolean, fresh = false): Promise<string> {
     await this.checkServable(oid, force);
-    return this.store.checksum(oid, sizeBytes);
+    return this.checked(oid, () => this.store.checksum(oid, sizeBytes, fresh));
   }
 
   /** A read of our copy; one not yet verified by recovery is reported missing unless forced. */
   async localRead(oid: Oid, offsetBytes: number, lengthBytes: number, force: boolean): Promise<Buffer> {
     this.placement.checkRange(oid, offsetBytes, lengthBytes);
     await this.checkServable(oid, force);
-    return this.store.read(oid, offsetBytes, lengthBytes);
+    return this.checked(oid, () => this.store.read(oid, offsetBytes, lengthBytes));
+  }
+
+  /** A local read that finds our copy damaged reports it (once per damage) and fails CORRUPT. */
+  private async checked<T>(oid: Oid, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'CORRUPT') this.onDamaged(oid, sd.message);
+      throw error;
+    }
   }
 
   private async checkServable(oid: Oid, force: boolean): Promise<void> {
+    // Damaged is never served, not even forced: nothing wrong is ever returned.
+    const damage = this.localDamage(oid);
+    if (damage !== undefined) throw new SdError('CORRUPT', damage);
     if (!force && !this.localIsCurrent(oid)) {
       if (this.localIsBehind(oid)) throw new SdError('BEHIND', `copy of ${oidHex(oid)} missed a write that failed here`);
       if (await this.store.exists(oid)) {
@@ -282,13 +307,16 @@ export class Gateway {
   }
 
   /** A replica's write: the object's size is this node's to know (placement), not the sender's. */
-  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sums?: Buffer): Promise<void> {
     this.placement.checkRange(oid, offsetBytes, data.length);
     await this.localWritable();
     const sizeBytes = this.placement.objectSizeBytes(oid);
     if (offsetBytes === 0 && data.length === sizeBytes) {
+      if (sums !== undefined && sums.length !== Math.ceil(data.length / sumBlockBytes) * 4) {
+        throw new SdError('INVALID_ARGUMENT', `${sums.length} bytes of block sums for ${data.length} bytes of data`);
+      }
       await this.copyWatch.writing(oid, async () => {
-        await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes));
+        await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes, sums));
         this.onWholeWrite(oid);
       });
       return;
@@ -311,6 +339,7 @@ export class Gateway {
     } catch (error) {
       const sd = asSdError(error);
       if (sd.code === 'IO' || sd.code === 'NO_SPACE') this.onFailedWrite(oid, sd.message);
+      if (sd.code === 'CORRUPT') this.onDamaged(oid, sd.message); // a partial write into a damaged block
       throw error;
     }
   }
@@ -321,6 +350,11 @@ export class Gateway {
       return;
     }
     await this.peers.call(node, 'peer.remove', { oid });
+  }
+
+  /** Whether our store has a file for `oid`, good or not. */
+  holds(oid: Oid): Promise<boolean> {
+    return this.store.exists(oid);
   }
 
   private async peerExists(node: NodeInfo, oid: Oid): Promise<boolean> {

@@ -21,6 +21,7 @@ import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { prepareNbdTls } from '../nbd/tls.js';
 import { logLevelControl, pinoLevel } from './log-level.js';
+import { serveMetrics } from '../io/metrics-server.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
 import { Sheep } from './sheep.js';
 
@@ -92,9 +93,18 @@ async function run(options: SheepOptions): Promise<void> {
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
+  // Not an option: only the integrity benchmark turns block sums off, to measure what they cost.
+  const blockSums = process.env['SHEEP_BENCH_NO_BLOCK_SUMS'] !== '1';
+  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
   try {
     await sheep.start();
+    if (options.metrics) {
+      const where = options.metrics;
+      await serveMetrics(where.host, where.port, () => sheep.integrity.scrape()).catch((error: unknown) => {
+        throw new SdError('INVALID_ARGUMENT', `cannot serve --metrics on ${where.host}:${where.port}: ${(error as Error).message}`);
+      });
+      log.info(where, 'serving metrics');
+    }
   } catch (error) {
     log.error({ err: String(error) }, 'start failed');
     logFile.flushSync();

@@ -26,6 +26,10 @@ export interface SheepOptions {
   startTimeoutSec: number;
   /** -k: the cluster key file to join with (default: the store's own cluster.key). */
   keyFile: string | undefined;
+  /** --metrics: where Prometheus text is served over HTTP; off by default. */
+  metrics: { host: string; port: number } | null;
+  /** --scrub off: no background scrubbing (default on). */
+  scrub: boolean;
 }
 
 export const startTimeoutSecDefault = 30;
@@ -51,7 +55,7 @@ function checked(text: string, min: number, max: number, message: string): numbe
 }
 
 /** `-v`: the original's version text and features. */
-export const versionText = `Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: local\n\tMiscellaneous: nbd\n`;
+export const versionText = `Sheepdog daemon version ${packageVersion}\n\nSupported features:\n\tCluster drivers: zookeeper local\n\tMiscellaneous: nbd\n`;
 
 /**
  * `-l LEVEL` or the original's `-l level=LEVEL`: its level names (emerg ... debug) or pino's
@@ -70,6 +74,11 @@ function parseLogOption(text: string): number {
   const level = parseLogLevel(levelText);
   if (level === undefined) throw new SdError('INVALID_ARGUMENT', `Invalid log level '${levelText}'`);
   return level;
+}
+
+function onOff(option: string, text: string): boolean {
+  if (text !== 'on' && text !== 'off') throw new SdError('INVALID_ARGUMENT', `invalid ${option} '${text}': expected on or off`);
+  return text === 'on';
 }
 
 function address(option: string, text: string): string {
@@ -96,6 +105,14 @@ function parseNbdAddress(text: string | undefined, sheepPort: number): { host: s
   const match = /^(?:(.+):)?(\d+)$/.exec(text);
   if (!match) throw new SdError('INVALID_ARGUMENT', `invalid --nbd '${text}': expected [ADDR:]PORT or off`);
   return { host: match[1] ? address('--nbd address', match[1]) : nbdHostDefault, port: integer('--nbd port', match[2]!, 1, 65535) };
+}
+
+/** Metrics too stay on loopback unless an address is given. */
+function parseMetricsAddress(text: string | undefined): { host: string; port: number } | null {
+  if (text === undefined || text === 'off') return null;
+  const match = /^(?:(.+):)?(\d+)$/.exec(text);
+  if (!match) throw new SdError('INVALID_ARGUMENT', `invalid --metrics '${text}': expected [ADDR:]PORT or off`);
+  return { host: match[1] ? address('--metrics address', match[1]) : '127.0.0.1', port: integer('--metrics port', match[2]!, 1, 65535) };
 }
 
 function isLoopback(host: string): boolean {
@@ -189,6 +206,8 @@ export function sheepProgram(): Command {
     .option('--nbd-tls-certificates <DIR>', 'NBD TLS X.509: DIR/server-cert.pem and DIR/server-key.pem')
     .option('--nbd-tls-verify-peer', 'NBD TLS X.509: clients need a certificate signed by DIR/ca-cert.pem')
     .option('--nbd-idle-timeout <SEC>', `close NBD sessions with no traffic for SEC seconds, 0-${nbdIdleTimeoutSecMax} (default 0: never)`, '0')
+    .option('--metrics <[ADDR:]PORT|off>', 'serve Prometheus metrics over HTTP at /metrics (default off; address default 127.0.0.1)')
+    .option('--scrub <on|off>', 'background scrubbing of the objects against their checksums', 'on')
     .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
@@ -238,5 +257,7 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     nbd: nbdOptions(o, port, integer('--nbd-idle-timeout', String(o['nbdIdleTimeout']), 0, nbdIdleTimeoutSecMax) * 1000),
     startTimeoutSec: integer('--start-timeout', String(o['startTimeout']), 1, startTimeoutSecMax),
     keyFile: o['keyFile'] === undefined ? undefined : String(o['keyFile']),
+    metrics: parseMetricsAddress(o['metrics'] as string | undefined),
+    scrub: onOff('--scrub', String(o['scrub'])),
   };
 }

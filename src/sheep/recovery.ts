@@ -158,6 +158,13 @@ export class Recovery {
     for (const wake of waiters) wake();
   }
 
+  /** Our copy failed its checksums: like a failed write, it is behind until repaired. */
+  markDamaged(oid: Oid, problem: string): void {
+    this.verified.delete(oid);
+    this.trusted.delete(oid);
+    this.catchUp.markDamaged(oid, problem);
+  }
+
   /** A replica write arrived from gateway node `gateway` (before it is applied). */
   noteWrite(gateway: string, oid: Oid): void {
     this.recentWrites.note(gateway, oid, this.clock.nowMs());
@@ -175,7 +182,8 @@ export class Recovery {
     if (epoch < this.epoch) return { state: 'none' };
     if (this.undecided?.has(oid)) return { state: 'pending' };
     if (!this.isCurrent(oid) || !(await this.store.exists(oid))) return { state: 'none' };
-    return { state: 'verified', sum: await this.store.checksum(oid, this.placement.contentBytes(oid)) };
+    const sum = await this.soundSum(oid, this.placement.contentBytes(oid));
+    return sum === undefined ? { state: 'none' } : { state: 'verified', sum };
   }
 
   onEpoch(epoch: number): void {
@@ -519,7 +527,7 @@ export class Recovery {
     const content = this.placement.contentBytes(oid);
     const watch = this.gateway.copyWatch.watch(oid);
     try {
-      const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.store.checksum(oid, content) : undefined;
+      const localSum = sum !== undefined && (await this.store.exists(oid)) ? await this.soundSum(oid, content) : undefined;
       // A replica write landed meanwhile (it is newer than the source's copy, and makes ours
       // current once it is whole), or a newer epoch's run decides.
       const overtaken = () => watch.written || this.verified.has(oid) || generation !== this.generation;
@@ -543,6 +551,17 @@ export class Recovery {
       this.state.receivedBytes += data.length;
     } finally {
       watch.release();
+    }
+  }
+
+  /** Our copy's sum; none when it is gone or fails its block checksums (it is no copy to keep). */
+  private async soundSum(oid: Oid, content: number): Promise<string | undefined> {
+    try {
+      return await this.store.checksum(oid, content);
+    } catch (error) {
+      const code = asSdError(error).code;
+      if (code === 'CORRUPT' || code === 'NO_OBJECT') return undefined;
+      throw error;
     }
   }
 

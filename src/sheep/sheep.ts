@@ -34,6 +34,8 @@ import { logLevelControl, logLevelDefault, type LogLevelControl } from './log-le
 import { RequestStats } from './stats.js';
 import { Gateway } from './gateway.js';
 import { Group } from './group.js';
+import { Integrity } from './integrity.js';
+import { instrument } from './metrics.js';
 import { Peers } from './peers.js';
 import { Placement } from './placement.js';
 import { Recovery } from './recovery.js';
@@ -73,6 +75,10 @@ export interface SheepConfig {
   nbd: { host: string; port: number; tls?: NbdTls; idleTimeoutMs?: number } | null;
   /** Connections served at once (default rpcServerConnectionsMax); main.ts derives it from RLIMIT_NOFILE. */
   connectionsMax?: number;
+  /** false: the store keeps no block sums (bench only: ObjectStoreOptions.blockSums). */
+  blockSums?: boolean;
+  /** Background scrubbing (scrub.ts); off unless asked for (the simulator does not). */
+  scrub?: boolean;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
   key?: { key: Buffer; source: string };
   /**
@@ -95,6 +101,7 @@ export class Sheep {
   readonly peers: Peers;
   /** Request counters for `dog node stat` (and a metrics exporter). */
   readonly stats = new RequestStats();
+  readonly integrity: Integrity;
   private listener: Listener | undefined;
   private nbdServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -108,7 +115,7 @@ export class Sheep {
   ) {
     const { clock, disk, log } = world;
     const driver = (this.driver = new CurrentDriver(world.driver));
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock });
+    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock, blockSums: config.blockSums ?? true });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes), config.keyTravels ?? true);
     this.peers = new Peers(world, this.group);
@@ -139,6 +146,19 @@ export class Sheep {
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
+    this.gateway.onDamaged = (oid, problem) => this.recovery.markDamaged(oid, problem);
+    this.gateway.localDamage = (oid) => this.recovery.catchUp.damage(oid);
+    this.integrity = new Integrity({
+      group: this.group,
+      store: this.store,
+      placement: this.placement,
+      gateway: this.gateway,
+      peers: this.peers,
+      recovery: this.recovery,
+      clock,
+      log,
+      usedBytes: () => disk.usedBytes(path.join(config.storeDir, 'obj')),
+    });
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
@@ -188,13 +208,14 @@ export class Sheep {
       throw new SdError('REFUSED', `the cluster refused this node: ${verdict.reason}`);
     }
     if (this.config.nbd) await this.startNbd(this.config.nbd);
+    if (this.config.scrub) this.integrity.scrub.start();
     log.info({ node: this.config.self.id, epoch: this.group.epoch, status: this.group.status }, 'sheep started');
   }
 
   private async listen(): Promise<void> {
     const { transport, clock, log } = this.world;
     const handle = countedHandler(this.stats, protocolHandler(
-      makeHandlers({
+      instrument(makeHandlers({
         admin: this.admin,
         vdi: this.vdi,
         attrs: new AttrService(this.group, this.vdi),
@@ -207,8 +228,9 @@ export class Sheep {
         group: this.group,
         recovery: this.recovery,
         store: this.store,
+        integrity: this.integrity,
         clock,
-      }),
+      }), this.integrity.metrics, clock),
       clock,
       log,
     ));
@@ -334,6 +356,7 @@ export class Sheep {
     }
     driver.close?.();
     this.recovery.catchUp.stop();
+    this.integrity.stop();
     this.vdi.stop();
     void this.listener?.close();
     this.peers.closeAll();

@@ -1,14 +1,27 @@
-// The objects of one sheep, as files named by their 16-hex-digit id under STORE/obj.
+// The objects of one sheep, as files named by their 16-hex-digit id under STORE/obj, each with
+// the checksums of its blocks in front of the data (./block-sums.ts), checked by every read.
 // Atomicity: a write of a whole object goes to a temporary file that is synced and renamed over;
 // a partial write is first appended to the checksummed write-ahead log (./journal.ts), made
 // durable by a group commit, then applied in place. A crash leaves either the old or the new
 // bytes: logged records are replayed at open, a torn tail (bad checksum) was never acknowledged.
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
-import { SdError } from '../engine/errors.js';
+import { SdError, asSdError } from '../engine/errors.js';
 import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
-import { GroupSync, type Disk } from '../io/disk.js';
+import { GroupSync, writeFileAtomic, type Disk, type DiskFile } from '../io/disk.js';
+import {
+  blocksSpanned,
+  dataOffset,
+  encodeIdentity,
+  firstBadBlock,
+  identityBytes,
+  identityProblem,
+  identitySizeBytes,
+  sumBlockBytes,
+  sumsOf,
+  sumsOffset,
+} from './block-sums.js';
 import { ChecksumCache } from './checksums.js';
 import { Journal } from './journal.js';
 import { ReadHandles } from './read-handles.js';
@@ -17,6 +30,9 @@ import { ReadHandles } from './read-handles.js';
 const recycledFilesMax = 32;
 /** A replaced file is reused only after reads that began before the replacement have ended. */
 const recycleDelayMs = 2000;
+
+/** Named in STORE/obj/.format: objects carry their identity and block sums (block-sums.ts). */
+const storeFormat = 'sdo2';
 
 /** Records of the earlier one-file-per-record journal, still replayed at open. */
 const journalMagic = 0x53444a31; // "SDJ1"
@@ -27,6 +43,11 @@ export interface ObjectStoreOptions {
   disk: Disk;
   /** When a replaced file may be reused (see recycleDelayMs). */
   clock: Clock;
+  /**
+   * false: block sums neither kept nor checked (the header still names the object). Only for
+   * `npm run bench` to measure what they cost; a store is never to change between the two.
+   */
+  blockSums?: boolean;
 }
 
 export class ObjectStore {
@@ -42,8 +63,10 @@ export class ObjectStore {
   private readonly objectDirSync: GroupSync;
   private readonly readHandles: ReadHandles<Oid>;
   private readonly journal: Journal;
+  private readonly blockSums: boolean;
 
   constructor(options: ObjectStoreOptions) {
+    this.blockSums = options.blockSums ?? true;
     this.dir = options.dir;
     this.temporaryDir = path.join(options.dir, '.tmp');
     this.journalDir = path.join(options.dir, '.journal');
@@ -57,10 +80,25 @@ export class ObjectStore {
     });
   }
 
-  /** Creates the directories, drops temporary files, replays what the journal holds. */
+  /** Whether this store keeps block sums (always, but for the integrity benchmark's baseline). */
+  get keepsSums(): boolean {
+    return this.blockSums;
+  }
+
+  /**
+   * Creates the directories, drops temporary files, replays what the journal holds. Refuses a
+   * store whose objects are of the format before block sums: every read of them would fail.
+   */
   async open(): Promise<{ replayed: number; dropped: number }> {
     await this.disk.mkdirs(this.temporaryDir);
     await this.disk.mkdirs(this.journalDir);
+    const formatFile = path.join(this.dir, '.format');
+    if (!(await this.disk.exists(formatFile))) {
+      if ((await this.list()).length > 0) {
+        throw new SdError('UNSUPPORTED', `${this.dir} holds objects of an earlier format, without block checksums: copy the data out with the earlier version`);
+      }
+      await writeFileAtomic(this.disk, formatFile, Buffer.from(`${storeFormat}\n`));
+    }
     for (const name of await this.disk.list(this.temporaryDir)) {
       await this.disk.remove(path.join(this.temporaryDir, name));
     }
@@ -107,19 +145,69 @@ export class ObjectStore {
     return this.disk.exists(this.objectPath(oid));
   }
 
-  /** sha1 of the object's first `sizeBytes` (holes and bytes past its end as zeros). */
-  async checksum(oid: Oid, sizeBytes: number): Promise<string> {
+  /**
+   * sha1 of the object's first `sizeBytes` (holes and bytes past its end as zeros); `fresh`: read
+   * (and so verify) the copy again rather than trust a remembered sum, which damage at rest
+   * would not change.
+   */
+  async checksum(oid: Oid, sizeBytes: number, fresh = false): Promise<string> {
+    if (fresh) {
+      this.checksums.forget(oid);
+      this.readHandles.forget(oid); // a file removed or replaced behind our back is looked up again
+    }
     return this.checksums.get(oid, sizeBytes, () => this.read(oid, 0, sizeBytes));
   }
 
-  /** Reads `lengthBytes` at `offsetBytes`; bytes past the file's end read as zeros. */
+  /**
+   * Reads `lengthBytes` at `offsetBytes`, verified against the blocks' sums; bytes past the
+   * file's end read as zeros (and must sum so). A copy that fails is never returned: SdError
+   * CORRUPT. A read that crossed a write in place (its data landed, its sums not yet) is looked
+   * at again once no write of the object runs, so only a copy damaged at rest fails.
+   */
   async read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    const first = await this.readChecked(oid, offsetBytes, lengthBytes);
+    if (first.data) return first.data;
+    const again = await this.exclusive(oid, () => this.readChecked(oid, offsetBytes, lengthBytes));
+    if (again.data) return again.data;
+    throw new SdError('CORRUPT', `object ${oidHex(oid)}: ${again.problem}`);
+  }
+
+  /** Why our copy of `oid` (its first `lengthBytes`) cannot be served, or undefined when it can. */
+  async verify(oid: Oid, lengthBytes: number): Promise<string | undefined> {
+    this.readHandles.forget(oid);
+    try {
+      await this.read(oid, 0, lengthBytes);
+      return undefined;
+    } catch (error) {
+      const sd = asSdError(error);
+      if (sd.code === 'NO_OBJECT') return 'missing';
+      if (sd.code === 'CORRUPT') return sd.message;
+      throw error;
+    }
+  }
+
+  private async readChecked(
+    oid: Oid,
+    offsetBytes: number,
+    lengthBytes: number,
+  ): Promise<{ data: Buffer; problem?: undefined } | { data?: undefined; problem: string }> {
     try {
       return await this.readHandles.use(oid, async (file) => {
-        const buffer = Buffer.allocUnsafe(lengthBytes);
-        const got = await file.read(buffer, offsetBytes);
-        if (got < lengthBytes) buffer.fill(0, got);
-        return buffer;
+        const { first, end } = blocksSpanned(offsetBytes, lengthBytes);
+        const head = Buffer.alloc(sumsOffset + end * 4);
+        const span = Buffer.allocUnsafe((end - first) * sumBlockBytes);
+        // Header and data at once: two reads in flight, not one after the other.
+        const [headGot, got] = await Promise.all([file.read(head, 0), file.read(span, dataOffset + first * sumBlockBytes)]);
+        const problem = identityProblem(head.subarray(0, Math.min(headGot, identityBytes)), oid);
+        if (problem) return { problem };
+        if (got < span.length) span.fill(0, got);
+        // Blocks past the object's end have no sums: they read as zeros, unchecked.
+        const checkedEnd = Math.min(end, Math.ceil(identitySizeBytes(head) / sumBlockBytes));
+        if (checkedEnd < end) span.fill(0, Math.max(0, checkedEnd - first) * sumBlockBytes);
+        const bad = this.blockSums && checkedEnd > first ? firstBadBlock(span.subarray(0, (checkedEnd - first) * sumBlockBytes), head.subarray(sumsOffset + first * 4), first) : -1;
+        if (bad >= 0) return { problem: `block ${bad} (bytes ${bad * sumBlockBytes}+${sumBlockBytes}) fails its checksum` };
+        const at = offsetBytes - first * sumBlockBytes;
+        return { data: at === 0 && lengthBytes === span.length ? span : span.subarray(at, at + lengthBytes) };
       });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -129,13 +217,13 @@ export class ObjectStore {
     }
   }
 
-
   /**
    * Replaces the whole object atomically: the data goes to another file, synced, then renamed
    * over. The replaced file is kept (hard-linked) to take a later write into blocks that are
    * already allocated; data with zero blocks goes to a fresh sparse file instead, to stay thin.
    */
-  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number): Promise<void> {
+  /** `sums`: the data's block sums when the caller has them (made where the data came in). */
+  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer): Promise<void> {
     if (data.length > sizeBytes) throw new SdError('INVALID_ARGUMENT', 'object data larger than the object');
     await this.exclusive(oid, async () => {
       await this.supersedeLogged(oid);
@@ -146,9 +234,15 @@ export class ObjectStore {
       const temporary = reuse ?? path.join(this.temporaryDir, `${oidHex(oid)}.${process.pid}.${this.sequence++}`);
       const file = await this.disk.open(temporary, 'create');
       try {
-        if (reuse) await file.write(data, 0);
-        else await writeSkippingZeroBlocks(file, data, 0);
-        await file.truncate(sizeBytes);
+        const header = this.blockSums ? Buffer.concat([encodeIdentity(oid, sizeBytes), sums ?? sumsOf(data)]) : encodeIdentity(oid, sizeBytes);
+        if (reuse) {
+          await file.write(header, 0);
+          await file.write(data, dataOffset);
+        } else {
+          await writeSkippingZeroBlocks(file, header, 0); // a zero block's sum is 0: holes stay holes
+          await writeSkippingZeroBlocks(file, data, dataOffset);
+        }
+        await file.truncate(dataOffset + sizeBytes);
         await file.datasync();
       } catch (error) {
         // A full disk must not keep what failed: the partial file would hold on to the space.
@@ -209,8 +303,12 @@ export class ObjectStore {
     }
   }
 
-  /** In place; `sync` for replay, where no log stands behind the bytes any more. */
-  private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, sync: boolean): Promise<void> {
+  /**
+   * In place, data then its blocks' sums; `replaying` at open, where no log stands behind the
+   * bytes any more (so they are synced) and the sums are made again from what the file holds: a
+   * crash may have kept the data of a logged write and lost its sums, or the other way round.
+   */
+  private async applyRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, replaying: boolean): Promise<void> {
     this.checksums.forget(oid); // replay runs outside `exclusive`
     let created = false;
     let file;
@@ -222,14 +320,45 @@ export class ObjectStore {
       created = true;
     }
     try {
-      if (created || (await file.sizeBytes()) < sizeBytes) await file.truncate(sizeBytes);
-      await file.write(data, offsetBytes);
-      if (sync) await file.datasync();
+      if (created || (await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
+      if (created || replaying) await file.write(encodeIdentity(oid, sizeBytes), 0);
+      const sums = this.blockSums ? sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying)) : undefined;
+      await file.write(data, dataOffset + offsetBytes);
+      if (sums) await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
+      if (replaying) await file.datasync();
     } finally {
       await file.close();
     }
     // Only a new name needs the directory synced, and only once no log can recreate it.
-    if (created && sync) await this.objectDirSync.sync();
+    if (created && replaying) await this.objectDirSync.sync();
+  }
+
+  /**
+   * `data` widened to whole blocks with the bytes around it, to sum. Those bytes are checked
+   * first (not when replaying: their sums may be the ones a crash lost): a write never makes a
+   * damaged block pass.
+   */
+  private async withWholeBlocks(oid: Oid, file: DiskFile, offsetBytes: number, data: Buffer, replaying: boolean): Promise<Buffer> {
+    const { first, end } = blocksSpanned(offsetBytes, data.length);
+    const startBytes = first * sumBlockBytes;
+    const endBytes = end * sumBlockBytes;
+    if (offsetBytes === startBytes && offsetBytes + data.length === endBytes) return data;
+    const span = Buffer.alloc(endBytes - startBytes);
+    const edges = [...new Set([first, end - 1])].filter(
+      (block) => (block === first && offsetBytes > startBytes) || (block === end - 1 && offsetBytes + data.length < endBytes),
+    );
+    for (const block of edges) {
+      const old = span.subarray((block - first) * sumBlockBytes, (block - first + 1) * sumBlockBytes);
+      await file.read(old, dataOffset + block * sumBlockBytes);
+      if (replaying) continue;
+      const sum = Buffer.alloc(4);
+      await file.read(sum, sumsOffset + block * 4);
+      if (firstBadBlock(old, sum, block) >= 0) {
+        throw new SdError('CORRUPT', `object ${oidHex(oid)}: block ${block} (bytes ${block * sumBlockBytes}+${sumBlockBytes}) fails its checksum`);
+      }
+    }
+    data.copy(span, offsetBytes - startBytes);
+    return span;
   }
 
   private async replay(file: string): Promise<boolean> {
