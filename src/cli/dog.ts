@@ -354,7 +354,7 @@ async function locationReport(sheep: SheepClient, volume: VolumeIo, index: numbe
   return `${report}\nAccording to sheepdog algorithm, the object should be located at:\n${where.placement.join(' ')}\n`;
 }
 
-const formatPrompt = "\n    __\n   ()'`;\n   /\\|`\n  /  |   Caution! The cluster is not empty.\n(/_)_|_  Are you sure you want to continue? [yes/no]: ";
+const formatPrompt = "    __\n   ()'`;\n   /\\|`\n  /  |   Caution! The cluster is not empty.\n(/_)_|_  Are you sure you want to continue? [yes/no]: ";
 
 /** `cluster format -z`: the original's messages below 20 and above 31; this store's objects end at 2^26. */
 function blockSizeShiftArg(text: string): number {
