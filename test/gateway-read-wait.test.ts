@@ -17,7 +17,7 @@ const self = node('10.0.0.3:7000');
 const timeoutMs = 20_000;
 
 function gatewayOver(clock: ManualClock, answered: { n: number }): Gateway {
-  const group = { epoch: 1, self, members: [recovering, unreachable, self], out: false, requireRunning() {} };
+  const group = { epoch: 1, self, members: [recovering, unreachable, self], out: false, requireRunning() {}, coordinator: { admit: async () => undefined } };
   const placement = {
     nodes: (_oid: Oid) => [recovering, unreachable],
     checkRange() {},

@@ -3,7 +3,7 @@
 // docs/simulator.md). The seeds run on worker threads (test/support/sim-pool.ts), one per core.
 // SIM_SEEDS, SIM_STEPS, SIM_CONVERGE_EVERY, SIM_FIRST_SEED, SIM_FAULTS, SIM_FULL_SEEDS,
 // SIM_FULL_STEPS and SIM_WORKERS scale it (the defaults: 100 seeds × 1,000 steps of the ci mix,
-// and 20 seeds × 1,000 steps of the full mix).
+// and 10 seeds × 1,000 steps of the full mix).
 import { describe, expect, test } from 'vitest';
 import { formatFailure, formatResult } from '../src/sim/report.js';
 import { simulate, type SimResult } from '../src/sim/run.js';
@@ -22,7 +22,7 @@ const profile = faultProfiles[profileName];
  * power loss, partitions, disk faults, resets). Each costs about four of the ci mix, so CI runs
  * fewer of them; SIM_FULL_SEEDS scales it (0: none).
  */
-const fullSeeds = Number(process.env.SIM_FULL_SEEDS ?? 20);
+const fullSeeds = Number(process.env.SIM_FULL_SEEDS ?? 10);
 /**
  * Steps of each full-mix seed: 400 pass today; at 1,000 seeds 5 and 10 still break (a lost write
  * and an operation that never settles, docs/simulator.md "Open"), so CI stops short of them.
