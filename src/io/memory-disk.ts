@@ -268,6 +268,66 @@ export class MemoryDisk implements Disk {
     return inode && { sizeBytes: inode.live.sizeBytes, blocks: inode.live.blocks };
   }
 
+  // ---- damage at rest (the simulator's corruption faults) ----
+  // Bit rot, a torn sector, an operator's `cp` over the wrong file: the bytes change on the
+  // platter and in the cache alike, behind every handle's back (open handles see it too).
+
+  /** The file's inode number (a rename over it or a remove changes what the name points at). */
+  fileId(file: string): number | undefined {
+    const { dir, name } = this.split(file);
+    return this.liveDirs.get(dir)?.get(name)?.id;
+  }
+
+  /** XORs one byte of the file with `mask` (1..255); a hole becomes an allocated block. */
+  flipByteAtRest(file: string, offsetBytes: number, mask: number): void {
+    const inode = this.inodeAt(file);
+    const index = Math.floor(offsetBytes / memoryBlockBytes);
+    for (const content of [inode.live, inode.durable]) {
+      if (offsetBytes >= content.sizeBytes) continue;
+      const block = Buffer.from(content.blocks.get(index) ?? zeroBlock);
+      block[offsetBytes % memoryBlockBytes]! ^= mask;
+      content.blocks.set(index, block.equals(zeroBlock) ? zeroBlock : block);
+    }
+    this.recount();
+  }
+
+  /** Cuts the file to `lengthBytes` (at most its size), cache and platter alike. */
+  truncateAtRest(file: string, lengthBytes: number): void {
+    const inode = this.inodeAt(file);
+    for (const content of [inode.live, inode.durable]) {
+      if (lengthBytes >= content.sizeBytes) continue;
+      const keep = Math.ceil(lengthBytes / memoryBlockBytes);
+      for (const index of [...content.blocks.keys()]) if (index >= keep) content.blocks.delete(index);
+      const last = content.blocks.get(keep - 1);
+      if (lengthBytes % memoryBlockBytes !== 0 && last) {
+        const block = Buffer.from(last);
+        block.fill(0, lengthBytes % memoryBlockBytes);
+        content.blocks.set(keep - 1, block.equals(zeroBlock) ? zeroBlock : block);
+      }
+      content.sizeBytes = lengthBytes;
+    }
+    this.recount();
+  }
+
+  /** `file` now holds `source`'s bytes (as `cp source file && sync`), in its own inode. */
+  overwriteAtRest(file: string, source: string): void {
+    const inode = this.inodeAt(file);
+    const from = this.inodeAt(source).live;
+    // Blocks are never mutated once stored: sharing them is a copy.
+    inode.live = { blocks: new Map(from.blocks), sizeBytes: from.sizeBytes };
+    inode.durable = { blocks: new Map(from.blocks), sizeBytes: from.sizeBytes };
+    inode.dirty.clear();
+    inode.unsynced = false;
+    this.recount();
+  }
+
+  private inodeAt(file: string): Inode {
+    const { dir, name } = this.split(file);
+    const inode = this.liveDirs.get(dir)?.get(name);
+    if (inode === undefined) throw errnoError('ENOENT', `no file ${file}`);
+    return inode;
+  }
+
   // ---- for MemoryFile ----
 
   /** Throws EIO when a crash happened since the handle was opened. */

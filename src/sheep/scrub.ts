@@ -69,6 +69,14 @@ export class Scrub {
     this.schedule(0);
   }
 
+  /**
+   * One pass now, to its end (the simulator's repair before it compares copies); false when it
+   * could not run (not running, recovery under way, a pass already running).
+   */
+  async passNow(): Promise<boolean> {
+    return !this.state.running && this.pass();
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.timer = this.deps.clock.after(ms, () => {

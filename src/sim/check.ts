@@ -4,11 +4,13 @@
 //   are active);
 // - a snapshot never changes (snapshots are read and checked like VDIs, their model is frozen);
 // - once faults heal, the cluster converges: one epoch history everywhere, every object on every
-//   node of its placement and nowhere else, all copies equal, no object of a VDI nobody can reach.
+//   node of its placement and nowhere else, every copy passing its block checksums (a copy the
+//   simulator damaged is repaired), all copies equal, no object of a VDI nobody can reach.
 import { asSdError } from '../engine/errors.js';
 import { oidHex, oidVid, type Oid } from '../engine/oid.js';
 import type { VdiEntry } from '../engine/vdi.js';
 import { sameBytes, type FileView } from '../io/memory-disk.js';
+import { copyProblem } from './corruption.js';
 import type { SimHost } from './hosts.js';
 import { unitBytes, type Model, type VdiModel } from './model.js';
 import type { Volumes } from './volumes.js';
@@ -105,6 +107,8 @@ export interface ConvergenceInput {
   /** A copy outside the placement fails the check; when false `onStale` counts it. */
   staleCopiesFail: boolean;
   onStale(oid: Oid, nodeId: string): void;
+  /** The simulator damaged this copy at rest since the last convergence (corruption.ts). */
+  damaged(oid: Oid, nodeId: string): boolean;
 }
 
 /** Whether the live nodes agree and have finished recovering (the convergence wait's goal). */
@@ -175,6 +179,12 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
       const file = sheep[index]!.objectFile(oid);
       const view = hosts[index]!.disk.view(file.path);
       if (view === undefined) throw new Error(`${id} lists ${oidHex(oid)} but holds no file ${file.path}: the checker's object path is out of date`);
+      // Checked by the store's layout, off the disk: nothing the daemon says about it counts.
+      const problem = copyProblem(view, oid, file.contentBytes);
+      if (problem !== undefined) {
+        const invariant = input.damaged(oid, id) ? 'every corrupt copy is repaired' : 'every stored copy passes its checksums';
+        throw new InvariantViolation(invariant, `${oidHex(oid)} on ${id}: ${problem}`);
+      }
       const copy = { view, sizeBytes: file.sizeBytes };
       if (first === undefined) first = copy;
       else if (copy.sizeBytes !== first.sizeBytes || !sameBytes(copy.view, first.view, copy.sizeBytes)) {

@@ -61,13 +61,18 @@ export interface SimSheep {
   deleteVdi(name: string, tag: string | undefined): Promise<void>;
   /** `NAME` or `NAME:TAG`, served by this node's gateway. */
   open(spec: string): Promise<Volume>;
+  /** One scrub pass over this node's copies, to its end: damaged copies go to repair. */
+  scrub(): Promise<boolean>;
   state(): SimNodeState;
   /** The node's current epoch (cheap: read on every delivered request by the epoch oracle). */
   epoch(): number;
   /** The objects in this node's store. */
   objects(): Promise<Oid[]>;
-  /** Where this node's copy of an object is on its disk, and how many bytes a read of it takes. */
-  objectFile(oid: Oid): { path: string; sizeBytes: number };
+  /**
+   * Where this node's copy of an object is on its disk, its file's length (header and data), and
+   * how much of its data the daemon reads (an owner table's usable part).
+   */
+  objectFile(oid: Oid): { path: string; sizeBytes: number; contentBytes: number };
   /** Node ids that hold `oid` in the current epoch, by this node's placement. */
   placement(oid: Oid): string[];
 }

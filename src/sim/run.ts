@@ -7,6 +7,7 @@ import type { Oid } from '../engine/oid.js';
 import { seededRandom } from '../io/random.js';
 import type { Timer } from '../io/clock.js';
 import { checkConverged, checkUnitOn, InvariantViolation, settled } from './check.js';
+import { copyProblem } from './corruption.js';
 import { SimCluster } from './driver.js';
 import { EpochOracle } from './epoch-oracle.js';
 import { Hosts } from './hosts.js';
@@ -28,6 +29,9 @@ export const simThinkMsMax = 200;
 export const simConvergeEveryDefault = 100;
 /** After recovery ends everywhere, time for the removal of copies nodes no longer own. */
 export const simStaleRemovalMs = 2000;
+/** After the convergence's scrub, how long catch-up gets to rewrite damaged copies (simulated). */
+export const simRepairLimitMs = 60_000;
+const simRepairPollMs = 500;
 /** VDIs made at boot, so that I/O starts at once. */
 export const bootVdis = 2;
 
@@ -290,6 +294,7 @@ class SimRun {
       if (!joined) throw new InvariantViolation('the cluster converges', `${host.id} could not rejoin after faults healed`);
     }
     await this.settleCluster();
+    if (this.workload.corruption.struck) await this.timed('repair', () => this.repairDamage());
     const uncertainNames = new Set([...this.model.vdis.values()].filter((vdi) => vdi.hadFailure).map((vdi) => vdi.name));
     // A failed clone or snapshot may have written the table of a VID it never published; its
     // target is not in the model, so no VDI of the model says so.
@@ -305,7 +310,9 @@ class SimRun {
       onLeak: (oid) => leaked.add(oid),
       staleCopiesFail: this.profile.staleCopiesFail,
       onStale: (oid, nodeId) => stale.add(`${oid}@${nodeId}`),
+      damaged: (oid, nodeId) => this.workload.corruption.isDamaged(oid, nodeId),
     });
+    this.workload.corruption.reset();
     this.staleCopies = stale.size;
     this.leakedObjects = leaked.size;
     // Every node opens every VDI afresh: the owner tables are read again through every node.
@@ -321,6 +328,29 @@ class SimRun {
       }
     }
     this.record(`converge: ok (${this.hosts.up().length} nodes, ${this.model.certainVdis().length} VDIs)`);
+  }
+
+  /**
+   * Copies damaged at rest are found and repaired by the daemon itself: every node runs a scrub
+   * pass (the primary of each object compares the replicas' verified sums and rewrites a damaged
+   * copy; a damaged copy elsewhere goes to catch-up), then the catch-ups get their time. The
+   * convergence check then finds any copy still damaged.
+   */
+  private async repairDamage(): Promise<void> {
+    const hosts = this.hosts.up();
+    const ran = await this.bounded(Promise.all(hosts.map((host) => host.sheep()!.scrub())), 'scrub');
+    const skipped = hosts.filter((_, i) => !ran[i]).map((host) => host.name);
+    const damaged = this.workload.corruption.damaged;
+    const left = () =>
+      damaged.filter((copy) => {
+        const sheep = copy.host.sheep();
+        const view = sheep && copy.host.disk.view(copy.path);
+        return view !== undefined && copyProblem(view, copy.oid, sheep!.objectFile(copy.oid).contentBytes) !== undefined;
+      }).length;
+    const untilMs = this.scheduler.nowMs() + simRepairLimitMs;
+    while (left() > 0 && this.scheduler.nowMs() < untilMs) await this.scheduler.runFor(simRepairPollMs);
+    this.failOnSchedulerErrors();
+    this.record(`converge: scrub${skipped.length > 0 ? ` (could not run on ${skipped.join(',')})` : ''}, ${damaged.length} damaged copies, ${left()} left`);
   }
 
   private async settleCluster(): Promise<void> {

@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import { oidHex, type Oid } from '../engine/oid.js';
 import { Sheep } from '../sheep/sheep.js';
+import { dataOffset } from '../store/block-sums.js';
 import type { SheepFactory, SimNodeState, SimSheep } from './node.js';
 
 export const realSheep: SheepFactory = (world, config): SimSheep => simSheepOf(new Sheep(world, { ...config, nbd: null }));
@@ -20,6 +21,7 @@ export function simSheepOf(sheep: Sheep): SimSheep {
     rollback: async (name, tag) => void (await sheep.vdi.rollback(name, { tag })),
     deleteVdi: (name, tag) => sheep.vdi.remove(name, tag === undefined ? undefined : { tag }),
     open: (spec) => volumes.open(spec),
+    scrub: () => sheep.integrity.scrub.passNow(),
     state: (): SimNodeState => {
       const { group, recovery } = sheep;
       const finished = group.members.every((member) => group.recoveredBy.has(member.id));
@@ -33,8 +35,12 @@ export function simSheepOf(sheep: Sheep): SimSheep {
     },
     epoch: () => sheep.group.epoch,
     objects: () => sheep.store.list(),
-    // The object store's layout (ObjectStore.objectPath): the checker fails if it changes.
-    objectFile: (oid: Oid) => ({ path: path.join(sheep.config.storeDir, 'obj', oidHex(oid)), sizeBytes: sheep.placement.objectSizeBytes(oid) }),
+    // The object store's layout (ObjectStore.objectPath, block-sums.ts): the checker fails if it changes.
+    objectFile: (oid: Oid) => ({
+      path: path.join(sheep.config.storeDir, 'obj', oidHex(oid)),
+      sizeBytes: dataOffset + sheep.placement.objectSizeBytes(oid),
+      contentBytes: sheep.placement.contentBytes(oid),
+    }),
     placement: (oid) => sheep.placement.nodes(oid).map((node) => node.id),
   };
 }

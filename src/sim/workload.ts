@@ -7,6 +7,7 @@ import { checkUnitOn, errorCode, type ReadContext } from './check.js';
 import type { Hosts, SimHost } from './hosts.js';
 import { unitBytes, unitPattern, type Model, type VdiModel } from './model.js';
 import type { SimNetwork } from './network.js';
+import { Corruption } from './corruption.js';
 
 export const vdiSizeBytes = 8 * 2 ** 20;
 export const objectSizeShift = 20; // 1 MiB objects: several objects per VDI, cheap to copy
@@ -29,7 +30,8 @@ export type Action =
   | 'join'
   | 'partition'
   | 'heal'
-  | 'diskFault';
+  | 'diskFault'
+  | 'corrupt';
 
 /** Relative weights of the actions of the full fault mix. */
 export const actionWeights: ReadonlyArray<readonly [Action, number]> = [
@@ -47,6 +49,7 @@ export const actionWeights: ReadonlyArray<readonly [Action, number]> = [
   ['partition', 2],
   ['heal', 5],
   ['diskFault', 2],
+  ['corrupt', 2],
 ];
 
 /** What the workload needs of the run beyond reads: faults at a time, starts and exits. */
@@ -83,6 +86,8 @@ export interface FaultProfile {
    * (Missing copies always fail.)
    */
   staleCopiesFail: boolean;
+  /** Weights that differ from `actionWeights` (the corruption profile's). */
+  weights?: Partial<Record<Action, number>>;
 }
 
 function profile(name: string, without: Action[], options: Partial<FaultProfile> = {}): FaultProfile {
@@ -105,17 +110,19 @@ export const faultProfiles: Record<string, FaultProfile> = {
   'no-partitions': profile('no-partitions', ['partition']),
   'no-power-loss': profile('no-power-loss', [], { powerLoss: false }),
   'no-mid-step': profile('no-mid-step', [], { midStepCrashes: false, midStepMembership: false }),
-  crashes: profile('crashes', ['diskFault', 'partition'], { midStepCrashes: false, powerLoss: false }),
+  crashes: profile('crashes', ['diskFault', 'partition', 'corrupt'], { midStepCrashes: false, powerLoss: false }),
   /**
    * What today's daemon survives on every CI seed: membership changes by clean leaves, joins
    * and restarts between operations, VDI operations, client I/O, network delays; orphan objects
    * and stale copies fail the run. What is left out fails today (docs/simulator.md lists the
    * failures and their seeds).
    */
-  ci: profile('ci', ['diskFault', 'partition', 'crash'], quiet),
+  ci: profile('ci', ['diskFault', 'partition', 'crash', 'corrupt'], quiet),
   /** The ci mix (strict since the stale-copy and reclaim fixes); kept so replay lines still work. */
-  'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash'], quiet),
-  none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join'], quiet),
+  'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash', 'corrupt'], quiet),
+  /** The ci mix with copies damaged at rest often (about one step in eight), for targeted runs. */
+  corruption: profile('corruption', ['diskFault', 'partition', 'crash'], { ...quiet, weights: { corrupt: 12 } }),
+  none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join', 'corrupt'], quiet),
 };
 
 export interface WorkloadDeps {
@@ -139,15 +146,22 @@ export class Workload {
   readonly faultyDisks = new Set<SimHost>();
   /** Hosts cut off by a partition: from the network and from the cluster coordinator. */
   readonly cutOff = new Set<SimHost>();
+  /** Copies damaged at rest since the last convergence. */
+  readonly corruption: Corruption;
 
-  constructor(private readonly deps: WorkloadDeps) {}
+  constructor(private readonly deps: WorkloadDeps) {
+    this.corruption = new Corruption(deps.random);
+  }
 
   pick<T>(items: readonly T[]): T | undefined {
     return items.length === 0 ? undefined : items[this.deps.random.int(items.length)];
   }
 
   drawAction(): Action {
-    const weights = actionWeights.filter(([action]) => !this.deps.profile.without.includes(action));
+    const { without, weights: own = {} } = this.deps.profile;
+    const weights = actionWeights
+      .filter(([action]) => !without.includes(action))
+      .map(([action, weight]): [Action, number] => [action, own[action] ?? weight]);
     const total = weights.reduce((sum, [, weight]) => sum + weight, 0);
     let at = this.deps.random.int(total);
     for (const [action, weight] of weights) {
@@ -188,6 +202,8 @@ export class Workload {
         return this.heal();
       case 'diskFault':
         return this.diskFault();
+      case 'corrupt':
+        return this.corrupt();
     }
   }
 
@@ -314,9 +330,17 @@ export class Workload {
 
   // ---- faults ----
 
-  /** Hosts that are down or cut off: at most `downMax` at once. */
+  /** Hosts that are down or cut off. */
   private impaired(): number {
     return this.deps.hosts.all.filter((host) => !host.up).length + (this.deps.network.partitioned ? 1 : 0);
+  }
+
+  /**
+   * Faults that may cost an object a good copy: hosts down or cut off, and the most damaged
+   * copies of any one object. At most `downMax` at once, so every object keeps a good copy.
+   */
+  private faults(): number {
+    return this.impaired() + this.corruption.maxPerObject();
   }
 
   /** Sometimes a crash, a clean leave or a restart strikes in the middle of the operation. */
@@ -337,12 +361,12 @@ export class Workload {
     }
     const leave = kind === 1;
     if (leave ? !profile.midStepMembership : !profile.midStepCrashes) return;
-    if (this.impaired() >= this.deps.downMax) return;
+    if (this.faults() >= this.deps.downMax) return;
     const victim = this.pick(hosts.up());
     if (!victim) return;
     const powerLoss = !leave && profile.powerLoss && random.int(2) === 0;
     context.scheduleFault(delayMs, () => {
-      if (!victim.up || this.impaired() >= this.deps.downMax) return;
+      if (!victim.up || this.faults() >= this.deps.downMax) return;
       context.trace(`  ${leave ? 'leave' : 'crash'} ${victim.name} mid-step${powerLoss ? ' (power loss)' : ''}`);
       if (leave) void hosts.leave(victim);
       else hosts.crash(victim, powerLoss);
@@ -350,7 +374,7 @@ export class Workload {
   }
 
   private crash(): string {
-    if (this.impaired() >= this.deps.downMax) return 'crash: enough is down';
+    if (this.faults() >= this.deps.downMax) return 'crash: enough is down';
     const victim = this.pick(this.deps.hosts.up());
     if (!victim) return 'crash: nobody up';
     const powerLoss = this.deps.profile.powerLoss && this.deps.random.int(2) === 0;
@@ -366,7 +390,7 @@ export class Workload {
   }
 
   private async leave(): Promise<string> {
-    if (this.impaired() >= this.deps.downMax) return 'leave: enough is down';
+    if (this.faults() >= this.deps.downMax) return 'leave: enough is down';
     const host = this.pick(this.deps.hosts.up());
     if (!host) return 'leave: nobody up';
     await this.deps.context.settleLeave(host);
@@ -383,7 +407,7 @@ export class Workload {
 
   private partition(): string {
     const { network, hosts } = this.deps;
-    if (network.partitioned || this.impaired() >= this.deps.downMax) return 'partition: enough is impaired';
+    if (network.partitioned || this.faults() >= this.deps.downMax) return 'partition: enough is impaired';
     const island = this.pick(hosts.up());
     if (!island) return 'partition: nobody up';
     // Cut off from the others, it also loses its coordinator session (ZooKeeper's view; the
@@ -415,10 +439,23 @@ export class Workload {
 
   private diskFault(): string {
     const host = this.pick(this.deps.hosts.up().filter((h) => !this.faultyDisks.has(h)));
-    if (!host || this.faultyDisks.size >= this.deps.downMax || this.impaired() >= this.deps.downMax) return 'diskFault: none';
+    if (!host || this.faultyDisks.size >= this.deps.downMax || this.faults() >= this.deps.downMax) return 'diskFault: none';
     const code = this.deps.random.int(2) === 0 ? 'EIO' : 'ENOSPC';
     host.current?.disk.addRule({ operations: ['write', 'datasync', 'rename'], pathIncludes: '/obj/', probability: 0.2, code });
     this.faultyDisks.add(host);
     return `diskFault ${host.name} ${code}`;
+  }
+
+  /**
+   * One copy on one live host is damaged at rest (corruption.ts), of an object that keeps a
+   * good copy on a host that is up, reachable and not failing writes.
+   */
+  private async corrupt(): Promise<string> {
+    const host = this.pick(this.deps.hosts.up().filter((h) => !this.cutOff.has(h) && !this.faultyDisks.has(h)));
+    if (!host) return 'corrupt: nobody to damage';
+    const perObjectMax = this.deps.downMax - this.impaired() - this.faultyDisks.size;
+    if (perObjectMax <= 0) return 'corrupt: enough is impaired';
+    const sheep = host.sheep()!;
+    return this.corruption.strike(host, perObjectMax, (oid) => sheep.objectFile(oid).contentBytes);
   }
 }

@@ -321,7 +321,7 @@ export class ObjectStore {
     }
     try {
       if (created || (await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
-      if (created || replaying) await file.write(encodeIdentity(oid, sizeBytes), 0);
+      if (created || (replaying && (await this.identityUnwritten(file, oid)))) await file.write(encodeIdentity(oid, sizeBytes), 0);
       const sums = this.blockSums ? sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying)) : undefined;
       await file.write(data, dataOffset + offsetBytes);
       if (sums) await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
@@ -331,6 +331,17 @@ export class ObjectStore {
     }
     // Only a new name needs the directory synced, and only once no log can recreate it.
     if (created && replaying) await this.objectDirSync.sync();
+  }
+
+  /**
+   * At replay the identity is written only where none is yet (a crash after the file was made,
+   * before its header was) or it is ours already. Another object's, or a damaged one, stays:
+   * writing ours over it would make a foreign or damaged file pass as this object's copy.
+   */
+  private async identityUnwritten(file: DiskFile, oid: Oid): Promise<boolean> {
+    const head = Buffer.alloc(identityBytes);
+    const got = await file.read(head, 0);
+    return head.subarray(0, got).every((byte) => byte === 0) || identityProblem(head, oid) === undefined;
   }
 
   /**
