@@ -50,7 +50,8 @@ export function parseOid(value: unknown): Oid | undefined {
   if (oid < 0n || oid >= 1n << 64n) return undefined;
   if ((oid & (vmstateBit | attrBit)) !== 0n) return undefined;
   if (((oid >> 32n) & vidMask) === 0n) return undefined;
-  if ((oid >> 56n) & 0x7fn) return undefined; // unused bits must be zero
+  // Bits 60..56 number an erasure-coded object's strip (ec-layout.ts); an inode is never cut so.
+  if ((oid >> 56n) & 0x1fn && (oid & inodeBit) !== 0n) return undefined;
   return oid as Oid;
 }
 

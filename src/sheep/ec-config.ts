@@ -1,0 +1,17 @@
+// The erasure coding a format asks for, checked once at the edge: a copy_policy byte that names
+// no D:P is refused, and copies must be D+P (the original's nr_copies of an EC VDI).
+import { decodePolicy } from '../engine/ec-layout.js';
+import { SdError } from '../engine/errors.js';
+
+export interface EcConfig {
+  copyPolicy?: number;
+  strict?: boolean;
+}
+
+export function ecConfig(request: { copies: number; copyPolicy?: number | undefined; strict: boolean }): EcConfig {
+  const policy = decodePolicy(request.copyPolicy);
+  if (policy && request.copies !== policy.data + policy.parity) {
+    throw new SdError('INVALID_ARGUMENT', `${policy.data}:${policy.parity} takes ${policy.data + policy.parity} copies, not ${request.copies}`);
+  }
+  return { ...(policy ? { copyPolicy: request.copyPolicy! } : {}), ...(request.strict ? { strict: true } : {}) };
+}
