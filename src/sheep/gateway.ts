@@ -13,6 +13,8 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import { CopyWatch } from './copy-watch.js';
+import { EcGateway } from './ec-gateway.js';
+import { isStripOid, stripOid } from '../engine/ec-layout.js';
 import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
 
 const writeAttemptsMax = 5;
@@ -50,7 +52,12 @@ export class Gateway {
     private readonly peers: Peers,
     private readonly clock: Clock,
     private readonly placement: Placement,
-  ) {}
+  ) {
+    this.ec = new EcGateway(this, placement, group, clock);
+  }
+
+  /** Objects of erasure-coded VDIs: cut in strips, each read and written through this class. */
+  private readonly ec: EcGateway;
 
   /**
    * Reads a verified copy: current placement first, then earlier epochs'. When the only copies
@@ -63,6 +70,7 @@ export class Gateway {
     this.group.requireRunning();
     this.placement.checkRange(oid, offsetBytes, lengthBytes);
     this.lastClientIoMs = this.clock.nowMs();
+    if (this.isStriped(oid)) return this.ec.read(oid, offsetBytes, lengthBytes);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.readPlanned(oid, offsetBytes, lengthBytes);
@@ -131,6 +139,7 @@ export class Gateway {
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
     this.placement.checkRange(oid, offsetBytes, data.length);
+    if (this.isStriped(oid)) return this.ec.write(oid, offsetBytes, data, create);
     const sizeBytes = this.placement.objectSizeBytes(oid);
     // A whole object's block sums are made once, here, and travel with it to every replica.
     const whole = offsetBytes === 0 && data.length === sizeBytes && (sizeBytes / sumBlockBytes) * 4 <= sumsSentBytesMax;
@@ -196,6 +205,11 @@ export class Gateway {
   async remove(oid: Oid): Promise<boolean> {
     await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
+    const policy = this.isStriped(oid) ? this.placement.ecPolicy(oid) : undefined;
+    if (policy) {
+      const strips = Array.from({ length: policy.data + policy.parity }, (_, i) => this.remove(stripOid(oid, i)));
+      return (await Promise.all(strips)).every(Boolean);
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.removeEverywhere(oid);
@@ -234,6 +248,11 @@ export class Gateway {
       }),
     );
     return found.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** A data object of an erasure-coded VDI (not one of its strips, which are plain objects). */
+  private isStriped(oid: Oid): boolean {
+    return !isStripOid(oid) && this.placement.ecPolicy(oid) !== undefined;
   }
 
   // ---- one replica: local store or a peer ----------------------------------------------
