@@ -57,7 +57,7 @@ export class Gateway {
   }
 
   /** Objects of erasure-coded VDIs: cut in strips, each read and written through this class. */
-  private readonly ec: EcGateway;
+  readonly ec: EcGateway;
 
   /**
    * Reads a verified copy: current placement first, then earlier epochs'. When the only copies
