@@ -27,7 +27,7 @@ export interface StripIo {
 }
 
 /** A strip read: its header and bytes, or why it could not be had. */
-type StripRead = { generation: bigint; bytes: Buffer } | { error: SdError };
+export type StripRead = { generation: bigint; bytes: Buffer } | { error: SdError };
 
 export class EcGateway {
   /** One write at a time per object: a partial write reads, patches and rewrites the stripe. */
@@ -64,20 +64,12 @@ export class EcGateway {
 
   /** Every strip of the newest generation that D strips carry (undefined where missing); NO_OBJECT for a hole. */
   async decodableStripe(oid: Oid, policy: EcPolicy, share: number): Promise<{ generation: bigint; strips: Array<Buffer | undefined> }> {
-    const count = policy.data + policy.parity;
-    const reads = await Promise.all(Array.from({ length: count }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, share)));
-    const found = new Map<number, bigint>();
-    reads.forEach((r, i) => 'generation' in r && found.set(i, r.generation));
-    const chosen = decodableGeneration(found, policy.data);
-    if (chosen) {
-      const strips = reads.map((r, i) => (chosen.strips.includes(i) && 'bytes' in r ? r.bytes : undefined));
-      return { generation: chosen.generation, strips };
-    }
-    const errors = reads.flatMap((r) => ('error' in r ? [r.error] : []));
-    // A hole only when every strip said so: one we could not reach may hold data.
-    if (found.size === 0 && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    const other = errors.find((e) => e.code !== 'NO_OBJECT');
-    throw new SdError('IO', `object ${oidHex(oid)}: ${found.size} of ${count} strips readable, ${policy.data} of one generation needed${other ? ` (${other.message})` : ''}`);
+    return chooseStripe(oid, policy, await this.readStrips(oid, policy, share));
+  }
+
+  /** Every strip of the object, whole, each with its generation or why it could not be read. */
+  readStrips(oid: Oid, policy: EcPolicy, share: number): Promise<StripRead[]> {
+    return Promise.all(Array.from({ length: policy.data + policy.parity }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, share)));
   }
 
   /** Bytes of strip `index` (after its header) with the header's generation. */
@@ -158,4 +150,20 @@ export class EcGateway {
       throw new SdError('HALT', 'IO has halted as there are not enough living nodes');
     }
   }
+}
+
+/** The newest generation at least D strips carry, its strips (undefined elsewhere); NO_OBJECT for a hole. */
+export function chooseStripe(oid: Oid, policy: EcPolicy, reads: readonly StripRead[]): { generation: bigint; strips: Array<Buffer | undefined> } {
+  const found = new Map<number, bigint>();
+  reads.forEach((r, i) => 'generation' in r && found.set(i, r.generation));
+  const chosen = decodableGeneration(found, policy.data);
+  if (chosen) {
+    const strips = reads.map((r, i) => (chosen.strips.includes(i) && 'bytes' in r ? r.bytes : undefined));
+    return { generation: chosen.generation, strips };
+  }
+  const errors = reads.flatMap((r) => ('error' in r ? [r.error] : []));
+  // A hole only when every strip said so: one we could not reach may hold data.
+  if (found.size === 0 && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+  const other = errors.find((e) => e.code !== 'NO_OBJECT');
+  throw new SdError('IO', `object ${oidHex(oid)}: ${found.size} of ${reads.length} strips readable, ${policy.data} of one generation needed${other ? ` (${other.message})` : ''}`);
 }
