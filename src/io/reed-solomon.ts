@@ -6,6 +6,8 @@ import { createRequire } from 'node:module';
 import type { EcPolicy } from '../engine/ec-layout.js';
 
 interface Addon {
+  MAX_K: number;
+  MAX_M: number;
   create(k: number, m: number): unknown;
   encode(
     context: unknown,
@@ -23,6 +25,10 @@ interface Addon {
 
 const addon = createRequire(import.meta.url)('@ronomon/reed-solomon') as Addon;
 const contexts = new Map<string, unknown>();
+
+/** The codec's own limits: 24 data and 6 parity strips (the original allowed 15 parity strips). */
+export const codecDataStripsMax = addon.MAX_K;
+export const codecParityStripsMax = addon.MAX_M;
 
 function context(policy: EcPolicy): unknown {
   const key = `${policy.data}:${policy.parity}`;
@@ -49,7 +55,7 @@ export async function encodeParity(policy: EcPolicy, dataStrips: readonly Buffer
   const data = Buffer.concat(dataStrips as Buffer[]);
   const parity = Buffer.alloc(share * policy.parity);
   const all = Array.from({ length: policy.data }, (_, i) => i);
-  await run(policy, all, all.map((_, i) => policy.data + i).slice(0, policy.parity), data, parity);
+  await run(policy, all, Array.from({ length: policy.parity }, (_, i) => policy.data + i), data, parity);
   return Array.from({ length: policy.parity }, (_, i) => parity.subarray(i * share, (i + 1) * share));
 }
 

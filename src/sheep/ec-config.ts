@@ -2,6 +2,7 @@
 // no D:P is refused, and copies must be D+P (the original's nr_copies of an EC VDI).
 import { decodePolicy } from '../engine/ec-layout.js';
 import { SdError } from '../engine/errors.js';
+import { codecParityStripsMax } from '../io/reed-solomon.js';
 
 export interface EcConfig {
   copyPolicy?: number;
@@ -10,6 +11,9 @@ export interface EcConfig {
 
 export function ecConfig(request: { copies: number; copyPolicy?: number | undefined; strict: boolean }): EcConfig {
   const policy = decodePolicy(request.copyPolicy);
+  if (policy && policy.parity > codecParityStripsMax) {
+    throw new SdError('INVALID_ARGUMENT', `${policy.data}:${policy.parity} has more parity strips than the codec makes (${codecParityStripsMax})`);
+  }
   if (policy && request.copies !== policy.data + policy.parity) {
     throw new SdError('INVALID_ARGUMENT', `${policy.data}:${policy.parity} takes ${policy.data + policy.parity} copies, not ${request.copies}`);
   }
