@@ -16,6 +16,7 @@ export const stripHeaderBytes = 4096;
 
 const stripShift = 56n;
 const stripMask = 0x1fn << stripShift;
+const stagedBit = 1n << 62n;
 const stripMagic = 0x53444543; // "SDEC"
 
 export interface EcPolicy {
@@ -81,9 +82,24 @@ export function stripIndex(oid: Oid): number {
   return field - 1;
 }
 
-/** The object a strip belongs to. */
+/** The object a strip (staged or not) belongs to. */
 export function stripParent(oid: Oid): Oid {
-  return (oid & ~stripMask) as Oid;
+  return (oid & ~(stripMask | stagedBit)) as Oid;
+}
+
+/** Where a write puts strip `oid` before it commits it (docs/erasure-coding.md): same node, own file. */
+export function stagedOid(oid: Oid): Oid {
+  if (!isStripOid(oid) || isStagedOid(oid)) throw new RangeError('only a strip is staged');
+  return (oid | stagedBit) as Oid;
+}
+
+export function isStagedOid(oid: Oid): boolean {
+  return (oid & stagedBit) !== 0n && isStripOid(oid);
+}
+
+/** The strip a staged strip commits to. */
+export function committedOid(oid: Oid): Oid {
+  return (oid & ~stagedBit) as Oid;
 }
 
 export interface StripHeader {
@@ -129,21 +145,22 @@ export function stripRanges(offsetBytes: number, lengthBytes: number, shareBytes
 }
 
 /**
- * Of the strips found (index → generation), the newest generation that at least D strips carry,
- * and those strips; undefined when no generation has D. A generation on fewer than D strips is a
- * write that never finished: it is never decoded (docs/erasure-coding.md).
+ * Of the strips found (index, generation: an index may come twice, committed and staged), the
+ * newest generation that at least D distinct strips carry, and those strips; undefined when no
+ * generation has D. A generation on fewer than D strips is a write that never finished: it is
+ * never decoded (docs/erasure-coding.md).
  */
-export function decodableGeneration(found: ReadonlyMap<number, bigint>, data: number): { generation: bigint; strips: number[] } | undefined {
-  const byGeneration = new Map<bigint, number[]>();
+export function decodableGeneration(found: Iterable<readonly [number, bigint]>, data: number): { generation: bigint; strips: number[] } | undefined {
+  const byGeneration = new Map<bigint, Set<number>>();
   for (const [index, generation] of found) {
-    const list = byGeneration.get(generation) ?? [];
-    list.push(index);
-    byGeneration.set(generation, list);
+    const indexes = byGeneration.get(generation) ?? new Set<number>();
+    indexes.add(index);
+    byGeneration.set(generation, indexes);
   }
   let best: { generation: bigint; strips: number[] } | undefined;
   for (const [generation, strips] of byGeneration) {
-    if (strips.length < data) continue;
-    if (!best || generation > best.generation) best = { generation, strips: strips.sort((a, b) => a - b) };
+    if (strips.size < data) continue;
+    if (!best || generation > best.generation) best = { generation, strips: [...strips].sort((a, b) => a - b) };
   }
   return best;
 }

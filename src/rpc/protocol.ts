@@ -247,6 +247,8 @@ export const protocol = {
   'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax) }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
+  /** Moves a strip a write staged over the strip, if the staged one is of `generation` (ec-gateway.ts). */
+  'peer.ec-commit': answers<null>()({ ...peer, oid, generation: string(20) }),
   /** The payload is the object ids, 8 bytes each (oid-list.ts). */
   'peer.list': answersData({ ...peer, inodesOnly: bool }),
   'peer.recovery': answers<RecoveryState>()({ ...peer }),

@@ -15,7 +15,7 @@ import type { FormatService } from './format-service.js';
 import type { LockService } from './lock-service.js';
 import type { VnodesService } from './vnodes-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
-import { ecConfig } from './ec-config.js';
+import { ecConfig, parseGeneration } from './ec-config.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Recovery } from './recovery.js';
@@ -140,6 +140,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     },
     'peer.remove': async (r) => s.store.remove(r.oid),
     'peer.exists': async (r) => s.store.exists(r.oid),
+    'peer.ec-commit': async (r) => s.gateway.commitStripLocal(r.oid, parseGeneration(r.generation)),
     'peer.list': async (r) => encodeOids(await s.gateway.listObjects(s.group.self, r.inodesOnly)),
     'peer.recovery': async () => s.recovery.state,
     'peer.stat': async () => s.admin.localStat(),

@@ -32,10 +32,10 @@ export async function checkStripe(
     return { copies: held.map((h, i) => ({ node: nodeOf(i), state: h ? 'ok' : 'missing', fixed: false })), outcome: 'fine', onlyVerified: false };
   }
   const share = stripDataBytes(deps.placement.objectSizeBytes(oid), policy);
-  const reads = await deps.ec.readStrips(oid, policy, share);
+  const [reads, staged] = await Promise.all([deps.ec.readStrips(oid, policy, share, false), deps.ec.readStrips(oid, policy, share, true)]);
   let stripe;
   try {
-    stripe = chooseStripe(oid, policy, reads);
+    stripe = chooseStripe(oid, policy, reads, staged);
   } catch (error) {
     const code = asSdError(error).code;
     const rows = reads.map((r, i) => ({ node: nodeOf(i), state: stateOf(r, -1n), fixed: false }));

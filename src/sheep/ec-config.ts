@@ -9,6 +9,12 @@ export interface EcConfig {
   strict?: boolean;
 }
 
+/** A strip generation off the wire (a decimal u64). */
+export function parseGeneration(text: string): bigint {
+  if (!/^\d{1,20}$/.test(text) || BigInt(text) >= 1n << 64n) throw new SdError('INVALID_ARGUMENT', `not a strip generation: ${text.slice(0, 24)}`);
+  return BigInt(text);
+}
+
 export function ecConfig(request: { copies: number; copyPolicy?: number | undefined; strict: boolean }): EcConfig {
   const policy = decodePolicy(request.copyPolicy);
   if (policy && policy.parity > codecParityStripsMax) {

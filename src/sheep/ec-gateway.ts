@@ -10,6 +10,7 @@ import {
   stripDataBytes,
   stripHeaderBytes,
   stripOid,
+  stagedOid,
   stripRanges,
   type EcPolicy,
 } from '../engine/ec-layout.js';
@@ -24,6 +25,8 @@ import type { Placement } from './placement.js';
 export interface StripIo {
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void>;
+  /** Moves the staged strip of `generation` over the strip, on its node. */
+  commitStrip(strip: Oid, generation: bigint): Promise<void>;
 }
 
 /** A strip read: its header and bytes, or why it could not be had. */
@@ -62,23 +65,29 @@ export class EcGateway {
     return Buffer.concat(full.slice(0, policy.data));
   }
 
-  /** Every strip of the newest generation that D strips carry (undefined where missing); NO_OBJECT for a hole. */
-  async decodableStripe(oid: Oid, policy: EcPolicy, share: number): Promise<{ generation: bigint; strips: Array<Buffer | undefined> }> {
-    return chooseStripe(oid, policy, await this.readStrips(oid, policy, share));
+  /**
+   * The stripe's newest generation that D strips carry, committed or staged, with those strips
+   * (undefined where missing) and each committed strip's own generation; NO_OBJECT for a hole.
+   */
+  async decodableStripe(oid: Oid, policy: EcPolicy, share: number): Promise<Stripe> {
+    const [committed, staged] = await Promise.all([this.readStrips(oid, policy, share, false), this.readStrips(oid, policy, share, true)]);
+    return chooseStripe(oid, policy, committed, staged);
   }
 
-  /** Every strip of the object, whole, each with its generation or why it could not be read. */
-  readStrips(oid: Oid, policy: EcPolicy, share: number): Promise<StripRead[]> {
-    return Promise.all(Array.from({ length: policy.data + policy.parity }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, share)));
+  /** Every strip of the object (or every staged one), whole, each with its generation or why it could not be read. */
+  readStrips(oid: Oid, policy: EcPolicy, share: number, staged: boolean): Promise<StripRead[]> {
+    return Promise.all(Array.from({ length: policy.data + policy.parity }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, share, staged)));
   }
 
   /** Bytes of strip `index` (after its header) with the header's generation. */
-  private async readStrip(oid: Oid, index: number, offsetBytes: number, lengthBytes: number): Promise<StripRead> {
-    const strip = stripOid(oid, index);
+  private async readStrip(oid: Oid, index: number, offsetBytes: number, lengthBytes: number, staged = false): Promise<StripRead> {
+    const strip = staged ? stagedOid(stripOid(oid, index)) : stripOid(oid, index);
     try {
       // The header is its own 4 KiB block: read with the range only when they touch.
       const [head, bytes] =
-        offsetBytes === stripHeaderBytes
+        lengthBytes === 0
+          ? [await this.strips.read(strip, 0, 16), Buffer.alloc(0)]
+          : offsetBytes === stripHeaderBytes
           ? await this.strips.read(strip, 0, stripHeaderBytes + lengthBytes).then((b) => [b, b.subarray(stripHeaderBytes)] as const)
           : await Promise.all([this.strips.read(strip, 0, 16), this.strips.read(strip, offsetBytes, lengthBytes)]);
       const header = decodeStripHeader(head);
@@ -101,31 +110,75 @@ export class EcGateway {
     }
   }
 
+  /**
+   * A whole-stripe write in two steps: every strip is first staged (its own file on the strip's
+   * node), and only once all are staged is each committed over its strip. A crash at any point
+   * leaves D strips of one generation: the old one in the committed strips while staging, the
+   * new one across committed and staged strips while committing (docs/erasure-coding.md).
+   */
   private async writeStripe(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
     const policy = this.placement.ecPolicy(oid)!;
     this.checkStrict(policy);
     const sizeBytes = this.placement.objectSizeBytes(oid);
     const share = stripDataBytes(sizeBytes, policy);
+    const partial = offsetBytes !== 0 || data.length !== sizeBytes;
+    const current = partial || !(await this.committedAgree(oid, policy)) ? await this.currentStripe(oid, policy, share, partial, create) : undefined;
     let object = data;
-    let known = 0n;
-    if (offsetBytes !== 0 || data.length !== sizeBytes) {
+    if (partial) {
       object = Buffer.alloc(sizeBytes);
-      try {
-        const current = await this.decodableStripe(oid, policy, share);
-        known = current.generation;
+      if (current) {
         const full = await reconstruct(policy, current.strips, Array.from({ length: policy.data }, (_, i) => i));
         full.slice(0, policy.data).forEach((strip, i) => strip.copy(object, i * share));
-      } catch (error) {
-        if (!create || asSdError(error).code !== 'NO_OBJECT') throw error;
       }
       data.copy(object, offsetBytes);
     }
+    // A write cut off while committing left the committed strips mixed: finish it first, so
+    // that staging over its staged strips never takes away the only copies of its generation.
+    if (current && current.committed.some((g) => g !== current.generation)) await this.rollForward(oid, policy, current);
     const dataStrips = Array.from({ length: policy.data }, (_, i) => object.subarray(i * share, (i + 1) * share));
     const parity = await encodeParity(policy, dataStrips);
-    const generation = this.nextGeneration(known);
+    const generation = this.nextGeneration(current?.generation ?? 0n);
+    const strips = [...dataStrips, ...parity].map((bytes, index) =>
+      Buffer.concat([encodeStripHeader({ index, data: policy.data, parity: policy.parity, generation }), bytes]),
+    );
+    await Promise.all(strips.map((bytes, index) => this.strips.write(stagedOid(stripOid(oid, index)), 0, bytes, true)));
+    // A commit that fails (the node left, the staged copy is gone) is done by writing the strip itself.
     await Promise.all(
-      [...dataStrips, ...parity].map((bytes, index) => {
-        const header = encodeStripHeader({ index, data: policy.data, parity: policy.parity, generation });
+      strips.map((bytes, index) => {
+        const strip = stripOid(oid, index);
+        return this.strips.commitStrip(strip, generation).catch(() => this.strips.write(strip, 0, bytes, true));
+      }),
+    );
+  }
+
+  /** Whether the committed strips that answer all carry one generation, D of them at least (or there are none). */
+  private async committedAgree(oid: Oid, policy: EcPolicy): Promise<boolean> {
+    const heads = await Promise.all(Array.from({ length: policy.data + policy.parity }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, 0)));
+    const generations = heads.flatMap((h) => ('generation' in h ? [h.generation] : []));
+    if (generations.length === 0) return heads.every((h) => 'error' in h && h.error.code === 'NO_OBJECT');
+    return generations.length >= policy.data && generations.every((g) => g === generations[0]);
+  }
+
+  /** The stripe as it stands; undefined when there is none to keep. */
+  private async currentStripe(oid: Oid, policy: EcPolicy, share: number, partial: boolean, create: boolean): Promise<Stripe | undefined> {
+    try {
+      return await this.decodableStripe(oid, policy, share);
+    } catch (error) {
+      // A whole write replaces even what no generation decodes; a partial one patches only a
+      // stripe that decodes, or a hole it may create.
+      if (partial && !(create && asSdError(error).code === 'NO_OBJECT')) throw error;
+      return undefined;
+    }
+  }
+
+  /** Every committed strip of another generation rewritten with the stripe's decodable one. */
+  private async rollForward(oid: Oid, policy: EcPolicy, stripe: Stripe): Promise<void> {
+    const count = policy.data + policy.parity;
+    const full = await reconstruct(policy, stripe.strips, Array.from({ length: count }, (_, i) => i));
+    await Promise.all(
+      full.map((bytes, index) => {
+        if (stripe.committed[index] === stripe.generation) return undefined;
+        const header = encodeStripHeader({ index, data: policy.data, parity: policy.parity, generation: stripe.generation });
         return this.strips.write(stripOid(oid, index), 0, Buffer.concat([header, bytes]), true);
       }),
     );
@@ -152,18 +205,30 @@ export class EcGateway {
   }
 }
 
-/** The newest generation at least D strips carry, its strips (undefined elsewhere); NO_OBJECT for a hole. */
-export function chooseStripe(oid: Oid, policy: EcPolicy, reads: readonly StripRead[]): { generation: bigint; strips: Array<Buffer | undefined> } {
-  const found = new Map<number, bigint>();
-  reads.forEach((r, i) => 'generation' in r && found.set(i, r.generation));
+export interface Stripe {
+  generation: bigint;
+  /** The strips of `generation`, committed or staged; undefined where none is. */
+  strips: Array<Buffer | undefined>;
+  /** Each committed strip's generation, undefined where it could not be read. */
+  committed: Array<bigint | undefined>;
+}
+
+/** The newest generation at least D strips carry, committed or staged; NO_OBJECT for a hole. */
+export function chooseStripe(oid: Oid, policy: EcPolicy, committed: readonly StripRead[], staged: readonly StripRead[] = []): Stripe {
+  const reads = [...committed.map((r, i) => [i, r] as const), ...staged.map((r, i) => [i, r] as const)];
+  const found = reads.flatMap(([i, r]) => ('generation' in r ? [[i, r.generation] as const] : []));
   const chosen = decodableGeneration(found, policy.data);
+  const committedGenerations = committed.map((r) => ('generation' in r ? r.generation : undefined));
   if (chosen) {
-    const strips = reads.map((r, i) => (chosen.strips.includes(i) && 'bytes' in r ? r.bytes : undefined));
-    return { generation: chosen.generation, strips };
+    const strips: Array<Buffer | undefined> = committed.map(() => undefined);
+    for (const [i, r] of reads) if ('generation' in r && r.generation === chosen.generation) strips[i] ??= r.bytes;
+    return { generation: chosen.generation, strips, committed: committedGenerations };
   }
-  const errors = reads.flatMap((r) => ('error' in r ? [r.error] : []));
+  const errors = committed.flatMap((r) => ('error' in r ? [r.error] : []));
   // A hole only when every strip said so: one we could not reach may hold data.
-  if (found.size === 0 && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+  const any = found.length > 0;
+  if (!any && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
   const other = errors.find((e) => e.code !== 'NO_OBJECT');
-  throw new SdError('IO', `object ${oidHex(oid)}: ${found.size} of ${reads.length} strips readable, ${policy.data} of one generation needed${other ? ` (${other.message})` : ''}`);
+  const readable = committed.filter((r) => 'generation' in r).length;
+  throw new SdError('IO', `object ${oidHex(oid)}: ${readable} of ${committed.length} strips readable, ${policy.data} of one generation needed${other ? ` (${other.message})` : ''}`);
 }

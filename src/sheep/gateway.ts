@@ -14,7 +14,7 @@ import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import { CopyWatch } from './copy-watch.js';
 import { EcGateway } from './ec-gateway.js';
-import { isStripOid, stripOid } from '../engine/ec-layout.js';
+import { decodeStripHeader, isStagedOid, isStripOid, stagedOid, stripOid } from '../engine/ec-layout.js';
 import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
 
 const writeAttemptsMax = 5;
@@ -207,7 +207,7 @@ export class Gateway {
     this.group.requireRunning();
     const policy = this.isStriped(oid) ? this.placement.ecPolicy(oid) : undefined;
     if (policy) {
-      const strips = Array.from({ length: policy.data + policy.parity }, (_, i) => this.remove(stripOid(oid, i)));
+      const strips = Array.from({ length: policy.data + policy.parity }, (_, i) => stripOid(oid, i)).flatMap((s) => [this.remove(s), this.remove(stagedOid(s))]);
       return (await Promise.all(strips)).every(Boolean);
     }
     for (let attempt = 1; ; attempt++) {
@@ -248,6 +248,28 @@ export class Gateway {
       }),
     );
     return found.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** Commits a strip staged by a write, on the strip's node (ec-gateway.ts). */
+  async commitStrip(strip: Oid, generation: bigint): Promise<void> {
+    const node = this.placement.nodes(strip)[0];
+    if (!node) throw new SdError('NO_SPACE', 'no node stores data');
+    if (this.isSelf(node)) {
+      await this.commitStripLocal(strip, generation);
+      return;
+    }
+    await this.peers.call(node, 'peer.ec-commit', { oid: strip, generation: String(generation) });
+  }
+
+  /** Our staged copy of `strip` becomes the strip (a whole write, as a replica's), then goes. */
+  async commitStripLocal(strip: Oid, generation: bigint): Promise<null> {
+    if (!isStripOid(strip) || isStagedOid(strip)) throw new SdError('INVALID_ARGUMENT', `${oidHex(strip)} is not a strip`);
+    const staged = stagedOid(strip);
+    const bytes = await this.localRead(staged, 0, this.placement.objectSizeBytes(staged), true);
+    if (decodeStripHeader(bytes)?.generation !== generation) throw new SdError('NO_OBJECT', `no staged ${oidHex(strip)} of generation ${generation}`);
+    await this.localWrite(strip, 0, bytes, true);
+    await this.store.remove(staged);
+    return null;
   }
 
   /** A data object of an erasure-coded VDI (not one of its strips, which are plain objects). */
