@@ -66,6 +66,8 @@ describe('a 4:2 VDI on six sheep', () => {
       '  v            0   24 MB  0.0 MB  0.0 MB YYYY-MM-DD HH:MM      VID    4:2                22',
     ]);
     expect((await c.dogOk(['cluster', 'info', '-v'])).out).toContain('Cluster store: plain with 4:2 redundancy policy\n');
+    const alter = await c.dog(['vdi', 'alter-copy', 'v', '-c', '2', '-f']);
+    expect([alter.code, alter.stderr]).toEqual([1, "v's copy policy is erasure code, changing it is not supported yet.\n"]);
   });
 
   it('writes and reads through every node, stored as 1.5 times the data', async () => {
