@@ -66,11 +66,11 @@ export function openFailure(name: string, ref: SnapshotRef, error: SdError): Dog
 const replicatedUsage = `To create replicated vdi, set -c x\n  x(1 to ${copiesMax})   - number of replicated copies`;
 const erasureUsage = 'To create erasure coded vdi, set -c x:y\n  x(2,4,8,16)  - number of data strips\n  y(1 to 15)   - number of parity strips';
 
-/** `-c COPIES` where erasure coding does not apply (alter-copy): the original's refusal, its replicated half. */
+/** `-c COPIES` where erasure coding does not apply (alter-copy): the original's refusal, whole. */
 export function copiesArg(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > copiesMax) {
-    throw new DogFailure(`Invalid parameter ${text}\n${replicatedUsage}`);
+    throw new DogFailure(`Invalid parameter ${text}\n${replicatedUsage}\n${erasureUsage}`);
   }
   return Number(text);
 }
