@@ -6,6 +6,7 @@
 // strip number in bits 60..56), each on one node of the object's D+P placement (docs/erasure-coding.md).
 import { SdError } from './errors.js';
 import { isInodeOid, type Oid } from './oid.js';
+import { piecesOf } from './pieces.js';
 
 /** The original's limits: 2, 4, 8 or 16 data strips, 1 to 15 parity strips (SD_EC_MAX_STRIP). */
 export const ecDataStripChoices = [2, 4, 8, 16] as const;
@@ -128,20 +129,11 @@ export function decodeStripHeader(bytes: Buffer): StripHeader | undefined {
 
 /**
  * Which strips a read of `offset..offset+length` of the object touches, and where in each:
- * data strip `index` holds object bytes [index * share, (index + 1) * share).
+ * data strip `index` holds object bytes [index * share, (index + 1) * share), so the cut is the
+ * one a VDI range makes at object boundaries.
  */
 export function stripRanges(offsetBytes: number, lengthBytes: number, shareBytes: number): Array<{ index: number; offsetBytes: number; lengthBytes: number }> {
-  const ranges: Array<{ index: number; offsetBytes: number; lengthBytes: number }> = [];
-  let at = offsetBytes;
-  const end = offsetBytes + lengthBytes;
-  while (at < end) {
-    const index = Math.floor(at / shareBytes);
-    const within = at - index * shareBytes;
-    const take = Math.min(shareBytes - within, end - at);
-    ranges.push({ index, offsetBytes: within, lengthBytes: take });
-    at += take;
-  }
-  return ranges;
+  return piecesOf(offsetBytes, lengthBytes, shareBytes).map((piece) => ({ index: piece.index, offsetBytes: piece.innerBytes, lengthBytes: piece.lengthBytes }));
 }
 
 /**
