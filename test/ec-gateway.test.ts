@@ -52,9 +52,9 @@ function gateway(strips: MemoryStrips, start: number): EcGateway {
   return new EcGateway(strips, placement, { config: undefined, ring: () => ({ zoneCount: 6 }) } as never, clock);
 }
 
-async function cutOff(strips: MemoryStrips, at: number, data: Buffer, start: number): Promise<void> {
+async function cutOff(strips: MemoryStrips, at: number, data: Buffer, start: number, offsetBytes = 0): Promise<void> {
   strips.budget = at;
-  await gateway(strips, start).write(oid, 0, data, true).catch((error: unknown) => {
+  await gateway(strips, start).write(oid, offsetBytes, data, true).catch((error: unknown) => {
     if (!(error instanceof SdError) || error.message !== 'crashed') throw error;
   });
   strips.budget = Infinity;
@@ -93,6 +93,24 @@ describe('an erasure-coded write cut off at any step', () => {
         const rangeOf = [v1, v2, v3].findIndex((v) => v.subarray(300_000, 305_000).equals(range));
         expect(rangeOf, `range after cuts at ${first} and ${second}`).toBeGreaterThanOrEqual(0);
         if (second === Infinity) expect(rangeOf).toBe(2);
+      }
+    }
+  });
+
+  it('a partial write cut off at any step, after a whole one cut off: the object before or after it', async () => {
+    const patch = crypto.randomBytes(300_000);
+    for (let first = 0; first <= 12; first += 2) {
+      for (const second of [0, 4, 7, 10, Infinity]) {
+        const strips = new MemoryStrips();
+        await gateway(strips, 1000).write(oid, 0, v1, true);
+        await cutOff(strips, first, v2, 2000);
+        const before = await gateway(strips, 3000).read(oid, 0, objectBytes);
+        const after = Buffer.from(before);
+        patch.copy(after, 100_000);
+        await cutOff(strips, second, patch, 4000, 100_000);
+        const now = await gateway(strips, 5000).read(oid, 0, objectBytes);
+        expect(now.equals(before) || now.equals(after), `cuts at ${first} and ${second}`).toBe(true);
+        if (second === Infinity) expect(now.equals(after)).toBe(true);
       }
     }
   });

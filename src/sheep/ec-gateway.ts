@@ -122,10 +122,14 @@ export class EcGateway {
     const sizeBytes = this.placement.objectSizeBytes(oid);
     const share = stripDataBytes(sizeBytes, policy);
     const partial = offsetBytes !== 0 || data.length !== sizeBytes;
-    const current = partial || !(await this.committedAgree(oid, policy)) ? await this.currentStripe(oid, policy, share, partial, create) : undefined;
+    // Healthy: the D data strips of one generation are the object, and that generation stays
+    // decodable from them alone while the new one is staged.
+    const committed = partial ? await this.committedData(oid, policy, share) : undefined;
+    const settled = committed !== undefined || (!partial && (await this.committedAgree(oid, policy)));
+    const current = settled ? undefined : await this.currentStripe(oid, policy, share, partial, create);
     let object = data;
     if (partial) {
-      object = Buffer.alloc(sizeBytes);
+      object = committed?.object ?? Buffer.alloc(sizeBytes);
       if (current) {
         const full = await reconstruct(policy, current.strips, Array.from({ length: policy.data }, (_, i) => i));
         full.slice(0, policy.data).forEach((strip, i) => strip.copy(object, i * share));
@@ -137,7 +141,7 @@ export class EcGateway {
     if (current && current.committed.some((g) => g !== current.generation)) await this.rollForward(oid, policy, current);
     const dataStrips = Array.from({ length: policy.data }, (_, i) => object.subarray(i * share, (i + 1) * share));
     const parity = await encodeParity(policy, dataStrips);
-    const generation = this.nextGeneration(current?.generation ?? 0n);
+    const generation = this.nextGeneration(current?.generation ?? committed?.generation ?? 0n);
     const strips = [...dataStrips, ...parity].map((bytes, index) =>
       Buffer.concat([encodeStripHeader({ index, data: policy.data, parity: policy.parity, generation }), bytes]),
     );
@@ -149,6 +153,14 @@ export class EcGateway {
         return this.strips.commitStrip(strip, generation).catch(() => this.strips.write(strip, 0, bytes, true));
       }),
     );
+  }
+
+  /** The object from its D committed data strips when they all answer with one generation. */
+  private async committedData(oid: Oid, policy: EcPolicy, share: number): Promise<{ object: Buffer; generation: bigint } | undefined> {
+    const reads = await Promise.all(Array.from({ length: policy.data }, (_, i) => this.readStrip(oid, i, stripHeaderBytes, share)));
+    const found = reads.flatMap((r) => ('generation' in r ? [r] : []));
+    if (found.length !== policy.data || found.some((r) => r.generation !== found[0]!.generation)) return undefined;
+    return { object: Buffer.concat(found.map((r) => r.bytes)), generation: found[0]!.generation };
   }
 
   /** Whether the committed strips that answer all carry one generation, D of them at least (or there are none). */
