@@ -97,6 +97,15 @@ describe('an erasure-coded write cut off at any step', () => {
     }
   });
 
+  it('a first write cut off at any step leaves a hole or the whole write', async () => {
+    for (let at = 0; at < 12; at++) {
+      const strips = new MemoryStrips();
+      await cutOff(strips, at, v1, 1000);
+      const read = await gateway(strips, 2000).read(oid, 0, objectBytes).catch((error: SdError) => error.code);
+      expect(read === 'NO_OBJECT' || (read instanceof Buffer && read.equals(v1)), `cut at ${at}: ${String(read).slice(0, 40)}`).toBe(true);
+    }
+  });
+
   it('a partial write cut off at any step, after a whole one cut off: the object before or after it', async () => {
     const patch = crypto.randomBytes(300_000);
     for (let first = 0; first <= 12; first += 2) {

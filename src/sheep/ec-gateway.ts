@@ -237,9 +237,10 @@ export function chooseStripe(oid: Oid, policy: EcPolicy, committed: readonly Str
     return { generation: chosen.generation, strips, committed: committedGenerations };
   }
   const errors = committed.flatMap((r) => ('error' in r ? [r.error] : []));
-  // A hole only when every strip said so: one we could not reach may hold data.
-  const any = found.length > 0;
-  if (!any && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
+  // A hole only when every strip said so: one we could not reach may hold data. Staged strips
+  // of no decodable generation are a first write cut off: still a hole.
+  const anyCommitted = committed.some((r) => 'generation' in r);
+  if (!anyCommitted && errors.every((e) => e.code === 'NO_OBJECT')) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
   const other = errors.find((e) => e.code !== 'NO_OBJECT');
   const readable = committed.filter((r) => 'generation' in r).length;
   throw new SdError('IO', `object ${oidHex(oid)}: ${readable} of ${committed.length} strips readable, ${policy.data} of one generation needed${other ? ` (${other.message})` : ''}`);
