@@ -49,7 +49,7 @@ function gateway(strips: MemoryStrips, start: number): EcGateway {
   const placement = { ecPolicy: () => ({ data: 4, parity: 2 }), objectSizeBytes: () => objectBytes } as unknown as Placement;
   let now = start;
   const clock = { nowMs: () => (now += 1) } as unknown as Clock;
-  return new EcGateway(strips, placement, { config: undefined, ring: () => ({ zoneCount: 6 }) } as never, clock);
+  return new EcGateway(strips, placement, { config: undefined, epoch: 1, ring: () => ({ zoneCount: 6 }) } as never, clock);
 }
 
 async function cutOff(strips: MemoryStrips, at: number, data: Buffer, start: number, offsetBytes = 0): Promise<void> {

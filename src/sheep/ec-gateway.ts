@@ -29,6 +29,9 @@ export interface StripIo {
   commitStrip(strip: Oid, generation: bigint): Promise<void>;
 }
 
+/** Objects a gateway remembers as cleanly written (a few hundred KiB). */
+const ecCleanObjectsMax = 4096;
+
 /** A strip read: its header and bytes, or why it could not be had. */
 export type StripRead = { generation: bigint; bytes: Buffer } | { error: SdError };
 
@@ -36,11 +39,17 @@ export class EcGateway {
   /** One write at a time per object: a partial write reads, patches and rewrites the stripe. */
   private readonly writing = new Map<Oid, Promise<void>>();
   private lastGeneration = 0n;
+  /**
+   * Objects whose last write through this gateway committed every strip, with the epoch: their
+   * committed strips agree until another gateway writes them, which takes the VDI's lock, or a
+   * writer dies mid-commit, which is a new epoch. Bounded; a full map starts over.
+   */
+  private readonly clean = new Map<Oid, number>();
 
   constructor(
     private readonly strips: StripIo,
     private readonly placement: Placement,
-    private readonly group: Pick<Group, 'config' | 'ring'>,
+    private readonly group: Pick<Group, 'config' | 'ring' | 'epoch'>,
     private readonly clock: Clock,
   ) {}
 
@@ -125,7 +134,9 @@ export class EcGateway {
     // Healthy: the D data strips of one generation are the object, and that generation stays
     // decodable from them alone while the new one is staged.
     const committed = partial ? await this.committedData(oid, policy, share) : undefined;
-    const settled = committed !== undefined || (!partial && (await this.committedAgree(oid, policy)));
+    const epoch = this.group.epoch;
+    const settled = committed !== undefined || (!partial && (this.clean.get(oid) === epoch || (await this.committedAgree(oid, policy))));
+    this.clean.delete(oid);
     const current = settled ? undefined : await this.currentStripe(oid, policy, share, partial, create);
     let object = data;
     if (partial) {
@@ -153,6 +164,8 @@ export class EcGateway {
         return this.strips.commitStrip(strip, generation).catch(() => this.strips.write(strip, 0, bytes, true));
       }),
     );
+    if (this.clean.size >= ecCleanObjectsMax) this.clean.clear();
+    this.clean.set(oid, epoch);
   }
 
   /** The object from its D committed data strips when they all answer with one generation. */
