@@ -97,6 +97,19 @@ describe('an erasure-coded write cut off at any step', () => {
     }
   });
 
+  it('settling a stripe cut off while committing makes every range read the newer write', async () => {
+    for (let at = 7; at < 12; at++) {
+      const strips = new MemoryStrips();
+      await gateway(strips, 1000).write(oid, 0, v1, true);
+      await cutOff(strips, at, v2, 2000);
+      await gateway(strips, 3000).settle(oid);
+      for (const offset of [0, 300_000, 600_000, objectBytes - 5000]) {
+        const range = await gateway(strips, 4000).read(oid, offset, 5000);
+        expect(range.equals(v2.subarray(offset, offset + 5000)), `cut at ${at}, offset ${offset}`).toBe(true);
+      }
+    }
+  });
+
   it('a first write cut off at any step leaves a hole or the whole write', async () => {
     for (let at = 0; at < 12; at++) {
       const strips = new MemoryStrips();

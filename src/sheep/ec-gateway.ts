@@ -107,9 +107,13 @@ export class EcGateway {
     }
   }
 
-  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+    return this.serialized(oid, () => this.writeStripe(oid, offsetBytes, data, create));
+  }
+
+  private async serialized(oid: Oid, work: () => Promise<void>): Promise<void> {
     const before = this.writing.get(oid) ?? Promise.resolve();
-    const mine = before.then(() => this.writeStripe(oid, offsetBytes, data, create));
+    const mine = before.then(work);
     const settled = mine.catch(() => undefined);
     this.writing.set(oid, settled);
     try {
@@ -174,6 +178,17 @@ export class EcGateway {
     const found = reads.flatMap((r) => ('generation' in r ? [r] : []));
     if (found.length !== policy.data || found.some((r) => r.generation !== found[0]!.generation)) return undefined;
     return { object: Buffer.concat(found.map((r) => r.bytes)), generation: found[0]!.generation };
+  }
+
+  /** Rolls the stripe forward if a write cut off while committing left it mixed (ec-recovery.ts). */
+  async settle(oid: Oid): Promise<void> {
+    const policy = this.placement.ecPolicy(oid)!;
+    const share = stripDataBytes(this.placement.objectSizeBytes(oid), policy);
+    await this.serialized(oid, async () => {
+      if (await this.committedAgree(oid, policy)) return;
+      const stripe = await this.currentStripe(oid, policy, share, false, true);
+      if (stripe) await this.rollForward(oid, policy, stripe);
+    });
   }
 
   /** Whether the committed strips that answer all carry one generation, D of them at least (or there are none). */

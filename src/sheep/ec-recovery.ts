@@ -10,7 +10,9 @@ import {
   stripOid,
   stripParent,
 } from '../engine/ec-layout.js';
-import type { Oid } from '../engine/oid.js';
+import { asSdError } from '../engine/errors.js';
+import { oidHex, type Oid } from '../engine/oid.js';
+import type { Log } from '../io/log.js';
 import { reconstruct } from '../io/reed-solomon.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { CopyWatch } from './copy-watch.js';
@@ -67,5 +69,26 @@ export async function rebuildStrip(deps: RebuildDeps, oid: Oid, stillWanted: () 
     return bytes.length;
   } finally {
     watch.release();
+  }
+}
+
+/**
+ * The stripes of `suspects` (objects a gateway that left was writing) whose strip 0 this node
+ * holds now, one node per stripe: each rolled forward when its committed strips disagree, one
+ * after another in the background. Failures are logged; the next write or `vdi check` settles them.
+ */
+export async function settleStripes(ec: EcGateway, placement: Placement, suspects: ReadonlySet<Oid>, selfId: string, log: Log): Promise<void> {
+  const parents = new Set<Oid>();
+  for (const oid of suspects) {
+    if (!isStripOid(oid)) continue;
+    const parent = stripParent(oid);
+    if (placement.ecPolicy(parent) && placement.nodes(stripOid(parent, 0))[0]?.id === selfId) parents.add(parent);
+  }
+  for (const parent of parents) {
+    try {
+      await ec.settle(parent);
+    } catch (error) {
+      log.warn({ oid: oidHex(parent), err: asSdError(error).message }, 'stripe not settled');
+    }
   }
 }

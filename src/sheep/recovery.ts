@@ -19,7 +19,7 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { CatchUp } from './catch-up.js';
 import { rankCopies } from './copy-rank.js';
-import { lostStrips, rebuildStrip } from './ec-recovery.js';
+import { lostStrips, rebuildStrip, settleStripes } from './ec-recovery.js';
 import { isStripOid } from '../engine/ec-layout.js';
 import { RecentWrites } from './recent-writes.js';
 
@@ -332,6 +332,8 @@ export class Recovery {
     if (suspects === 'all' || suspects.size > 0) {
       const items = [...(await this.objectLists(generation))].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
+      // Stripes a dead gateway was writing may be half committed: rolled forward (ec-recovery.ts).
+      if (suspects !== 'all') void settleStripes(this.gateway.ec, this.placement, suspects, this.group.self.id, this.log);
     }
     undecided.clear();
     if (generation !== this.generation) return;
