@@ -9,7 +9,9 @@ build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper)
+  # make, g++ and python3: node-gyp builds the native addons npm ci installs (@ronomon/reed-solomon,
+  # the erasure coding codec) against Node's own headers.
+  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper make g++ python3)
 fi
 
 missing=()

@@ -89,7 +89,7 @@ built() {
 
 install_project() {
   install_node
-  local packages=(fuse libfuse2 qemu-utils libnbd-bin openssl)
+  local packages=(fuse libfuse2 qemu-utils libnbd-bin openssl make g++ python3)
   [ -z "$zk_dir" ] || packages+=(zookeeper default-jre-headless)
   bash scripts/ensure-deps.sh --no-build "${packages[@]}" || die "scripts/ensure-deps.sh failed"
   if ! built; then

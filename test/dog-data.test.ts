@@ -131,7 +131,10 @@ describe('alter-copy', () => {
     expectOneLineFailure(await c.dog(['vdi', 'alter-copy', '-f', '-c', '3', 'nope']), "Reading nope's vdi object failure.");
     const invalid = await c.dog(['vdi', 'alter-copy', '-f', '-c', '99', 'disk']);
     expect(invalid.code).toBe(1);
-    expect(invalid.stderr).toBe('Invalid parameter 99\nTo create replicated vdi, set -c x\n  x(1 to 31)   - number of replicated copies\n');
+    expect(invalid.stderr).toBe(
+      'Invalid parameter 99\nTo create replicated vdi, set -c x\n  x(1 to 31)   - number of replicated copies\n' +
+        'To create erasure coded vdi, set -c x:y\n  x(2,4,8,16)  - number of data strips\n  y(1 to 15)   - number of parity strips\n',
+    );
   });
 
   it('asks before more copies than nodes and before the change', async () => {

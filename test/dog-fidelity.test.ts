@@ -8,7 +8,8 @@ import { maskDates } from './support/mask.js';
 
 const MiB = 1024 * 1024;
 const sizeHint = 'You may use B, K, M, G, T or P suffixes for bytes, kilobytes, megabytes, gigabytes, terabytes and petabytes.';
-const copiesHint = (text: string) => `Invalid parameter ${text}\nTo create replicated vdi, set -c x\n  x(1 to 31)   - number of replicated copies`;
+const copiesHint = (text: string) =>
+  `Invalid parameter ${text}\nTo create replicated vdi, set -c x\n  x(1 to 31)   - number of replicated copies\nTo create erasure coded vdi, set -c x:y\n  x(2,4,8,16)  - number of data strips\n  y(1 to 15)   - number of parity strips`;
 
 let c: Cluster;
 

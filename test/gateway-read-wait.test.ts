@@ -23,6 +23,7 @@ function gatewayOver(clock: ManualClock, answered: { n: number }): Gateway {
     checkRange() {},
     objectSizeBytes: () => 4 << 20,
     contentBytes: () => 4 << 20,
+    ecPolicy: () => undefined,
   };
   const peers = {
     async call(to: NodeInfo) {

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
 import { SdError } from '../engine/errors.js';
+import { encodePolicy, isValidPolicy } from '../engine/ec-layout.js';
 import { copiesMax, portDefault } from '../engine/limits.js';
 import { snapshotRefText, type SnapshotRef } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
@@ -62,13 +63,30 @@ export function openFailure(name: string, ref: SnapshotRef, error: SdError): Dog
   return new DogFailure(`Failed to open VDI ${name} (snapshot id: ${id} snapshot tag: ${tag}): ${error.message}`);
 }
 
-/** `-c COPIES`: the original's refusal, less its lines on erasure coding (not built here). */
+const replicatedUsage = `To create replicated vdi, set -c x\n  x(1 to ${copiesMax})   - number of replicated copies`;
+const erasureUsage = 'To create erasure coded vdi, set -c x:y\n  x(2,4,8,16)  - number of data strips\n  y(1 to 15)   - number of parity strips';
+
+/** `-c COPIES` where erasure coding does not apply (alter-copy): the original's refusal, whole. */
 export function copiesArg(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > copiesMax) {
-    throw new DogFailure(`Invalid parameter ${text}\nTo create replicated vdi, set -c x\n  x(1 to ${copiesMax})   - number of replicated copies`);
+    throw new DogFailure(`Invalid parameter ${text}\n${replicatedUsage}\n${erasureUsage}`);
   }
   return Number(text);
+}
+
+/** `-c COPIES` or `-c D:P` (format, vdi create): copies and the copy_policy byte, as the original's parse_copy. */
+export function redundancyArg(text: string | undefined): { copies: number; copyPolicy?: number } | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+):(\d+)$/.exec(text);
+  if (match) {
+    const data = Number(match[1]);
+    const parity = Number(match[2]);
+    if (isValidPolicy(data, parity)) return { copies: data + parity, copyPolicy: encodePolicy({ data, parity }) };
+  } else if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= copiesMax) {
+    return { copies: Number(text) };
+  }
+  throw new DogFailure(`Invalid parameter ${text}\n${replicatedUsage}\n${erasureUsage}`);
 }
 
 const sizeShifts: Record<string, number> = { '': 0, b: 0, k: 10, m: 20, g: 30, t: 40, p: 50 };

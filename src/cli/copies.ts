@@ -2,7 +2,7 @@
 // sheep re-replicates or trims through its ordinary recovery (copies-service.ts).
 import type { Command } from 'commander';
 import { SdError } from '../engine/errors.js';
-import { action, client, confirm, copiesArg, DogFailure, out, withGlobals, type Globals } from './common.js';
+import { action, client, confirm, copiesArg, DogFailure, exitUsage, out, redundancyArg, withGlobals, type Globals } from './common.js';
 
 const defaultCopies = 3; // SD_DEFAULT_COPIES
 
@@ -18,6 +18,10 @@ type Options = Globals & { copies?: string; force?: boolean };
 
 /** -c (default 3, said so), and the "more copies than nodes" question unless -f. */
 async function wantedCopies(o: Options, what: 'vdi' | 'cluster'): Promise<number> {
+  // The original parsed D:P here too, only to refuse it.
+  if (o.copies !== undefined && redundancyArg(o.copies)?.copyPolicy !== undefined) {
+    throw new DogFailure(`Changing redundancy level of erasure coded ${what} is not supported yet.`, exitUsage);
+  }
   let copies = copiesArg(o.copies);
   if (copies === undefined) {
     copies = defaultCopies;

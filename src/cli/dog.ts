@@ -21,6 +21,7 @@ import {
   client,
   confirm,
   copiesArg,
+  redundancyArg,
   DogFailure,
   exitSysfail,
   exitUsage,
@@ -153,7 +154,7 @@ function buildVdi(program: Command): void {
     .option('-c, --copies <COPIES>', 'specify the data redundancy level')
     .action(action(async (name: string, sizeText: string | undefined, o: Globals & { prealloc?: boolean; hyper?: boolean; copies?: string }, command: Command) => {
       if (sizeText === undefined) throw usageFailure('Please specify the VDI size', command);
-      const copies = copiesArg(o.copies);
+      const redundancy = redundancyArg(o.copies);
       const asked = userSize(sizeText);
       try {
         checkName(name);
@@ -177,7 +178,7 @@ function buildVdi(program: Command): void {
       const size = Number(asked);
       let entry;
       try {
-        entry = await sheep.vdiCreate(name, size, copies, o.hyper === true);
+        entry = await sheep.vdiCreate(name, size, redundancy?.copies, o.hyper === true, redundancy?.copyPolicy);
       } catch (error) {
         failedAs(`Failed to create VDI ${name}`, error);
       }
@@ -375,8 +376,9 @@ function buildCluster(program: Command): void {
     .option('-b, --backend <STORE>', 'specify backend store (plain)', 'plain')
     .option('-f, --force', 'do not prompt for confirmation')
     .option('-V, --fixedvnodes', 'disable automatic vnodes calculation')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean }) => {
-      const copies = copiesArg(o.copies)!;
+    .option('-t, --strict', 'do not serve write request if number of nodes is not sufficient')
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean; strict?: boolean }) => {
+      const { copies, copyPolicy } = redundancyArg(o.copies)!;
       const shift = blockSizeShiftArg(o.blockSizeShift);
       const sheep = client(o);
       try {
@@ -394,7 +396,7 @@ function buildCluster(program: Command): void {
           out('Available stores:\n---------------------------------------\nplain\n');
           throw new DogFailure('Format failed: Targeted backend store is not found', exitSysfail);
         }
-        await sheep.format(copies, shift, reformat, o.fixedvnodes === true);
+        await sheep.format(copies, shift, reformat, o.fixedvnodes === true, { ...(copyPolicy ? { copyPolicy } : {}), strict: o.strict === true });
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

@@ -1,5 +1,6 @@
 // Output of `dog` (and of sheepfs's info files), in the original's shapes. Pure: data in, text out.
 import type { NodeInfo } from '../cluster/driver.js';
+import { redundancyText } from '../engine/ec-layout.js';
 import { formatSize } from '../engine/size.js';
 import { vdiKind, type VdiEntry } from '../engine/vdi.js';
 import type { ClusterInfoData, NodeStatData, VdiUsageData } from '../rpc/protocol.js';
@@ -46,7 +47,7 @@ export function formatClusterInfo(info: ClusterInfoData, raw: boolean, verbose =
   let text = `${label('Cluster status: ')}${statusLine(info)}\n`;
   if (verbose) {
     const running = info.status === 'running' && info.config !== null;
-    text += `${label('Cluster store: ')}${running ? `plain with ${info.config!.copies} redundancy policy` : statusLine(info)}\n`;
+    text += `${label('Cluster store: ')}${running ? `plain with ${redundancyText(info.config!.copies, info.config!.copyPolicy)} redundancy policy` : statusLine(info)}\n`;
     if (running) text += `${label('Cluster vnodes strategy: ')}fixed\n`;
     text += `${label('Cluster vnode mode: ')}node\n`;
   } else {
@@ -112,13 +113,13 @@ export function formatVdiList(rows: readonly VdiUsageData[], raw: boolean): stri
     const vid = entry.vid.toString(16);
     if (raw) {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : '=';
-      text += `${mark} ${rawName(entry.name)} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${entry.copies} ${entry.tag} ${entry.blockSizeShift}\n`;
+      text += `${mark} ${rawName(entry.name)} ${id} ${entry.sizeBytes} ${usedBytes} ${sharedBytes} ${entry.createdSec} ${vid} ${redundancyText(entry.copies, entry.copyPolicy)} ${entry.tag} ${entry.blockSizeShift}\n`;
     } else {
       const mark = kind === 'snapshot' ? 's' : kind === 'clone' ? 'c' : ' ';
       text +=
         `${mark} ${entry.name.padEnd(8)} ${String(id).padStart(5)} ${formatSize(entry.sizeBytes).padStart(7)}` +
         ` ${formatSize(usedBytes).padStart(7)} ${formatSize(sharedBytes).padStart(7)} ${formatDate(entry.createdSec)}` +
-        `  ${vid.padStart(7)} ${String(entry.copies).padStart(6)} ${entry.tag.padStart(13)} ${String(entry.blockSizeShift).padStart(3)}\n`;
+        `  ${vid.padStart(7)} ${redundancyText(entry.copies, entry.copyPolicy).padStart(6)} ${entry.tag.padStart(13)} ${String(entry.blockSizeShift).padStart(3)}\n`;
     }
   }
   return text;

@@ -33,6 +33,7 @@ export const errorCodes = [
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them
   'OLD_EPOCH', // a peer request's epoch is older than the receiver's (which the error carries)
   'NEW_EPOCH', // a peer request's epoch is newer than the receiver's, and it did not catch up
+  'HALT', // a strict cluster has fewer living nodes than an erasure-coded write needs (format -t)
   'INTERNAL',
 ] as const;
 

@@ -48,9 +48,12 @@ export function parseOid(value: unknown): Oid | undefined {
   else if (typeof value === 'string' && /^[0-9a-f]{16}$/.test(value)) oid = BigInt(`0x${value}`);
   else return undefined;
   if (oid < 0n || oid >= 1n << 64n) return undefined;
-  if ((oid & (vmstateBit | attrBit)) !== 0n) return undefined;
   if (((oid >> 32n) & vidMask) === 0n) return undefined;
-  if ((oid >> 56n) & 0x7fn) return undefined; // unused bits must be zero
+  // Bits 60..56 number an erasure-coded object's strip and bit 62 marks a strip staged by a
+  // write not yet committed (ec-layout.ts); an inode is never cut so.
+  const strip = ((oid >> 56n) & 0x1fn) !== 0n;
+  if ((oid & attrBit) !== 0n || ((oid & vmstateBit) !== 0n && !strip)) return undefined;
+  if (strip && (oid & inodeBit) !== 0n) return undefined;
   return oid as Oid;
 }
 

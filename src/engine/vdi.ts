@@ -31,6 +31,8 @@ export interface VdiEntry {
   snapshotSec: number;
   sizeBytes: number;
   copies: number;
+  /** The original's copy_policy: 0 or absent replicated, else erasure coded D:P (ec-layout.ts). */
+  copyPolicy?: number;
   blockSizeShift: number;
   hyper: boolean;
   deleted: boolean;
@@ -238,6 +240,7 @@ export interface CreateRequest {
   name: string;
   sizeBytes: number;
   copies: number;
+  copyPolicy?: number | undefined;
   hyper: boolean;
   blockSizeShift: number;
   nowSec: number;
@@ -263,6 +266,7 @@ export function planCreate(registry: VdiRegistry, request: CreateRequest): VdiEn
     snapshotSec: 0,
     sizeBytes: request.sizeBytes,
     copies: request.copies,
+    ...(request.copyPolicy ? { copyPolicy: request.copyPolicy } : {}),
     blockSizeShift: request.blockSizeShift,
     hyper: request.hyper,
     deleted: false,

@@ -179,6 +179,9 @@ export const protocol = {
     reformat: bool,
     /** -V: vnodes an admin sets per node (`node.vnodes`), not only each sheep's own. */
     fixedVnodes: bool,
+    /** -c D:P (ec-layout.ts) and -t. */
+    copyPolicy: optionalInt(0, 255),
+    strict: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
@@ -198,7 +201,7 @@ export const protocol = {
   'node.log-level': answers<number>()({ level: optionalInt(0, 7) }),
   'cluster.reweight': answers<null>()({}),
 
-  'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, hyper: bool }),
+  'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, copyPolicy: optionalInt(0, 255), hyper: bool }),
   'vdi.snapshot': answers<VdiEntry>()({ name, tag: optionalString(snapshotTagBytesMax * 4) }),
   'vdi.clone': answers<VdiEntry>()({ source: name, snapshot, target: name, copies: vdiCopies }),
   'vdi.delete': answers<null>()({ name, snapshot }),
@@ -244,6 +247,8 @@ export const protocol = {
   'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax) }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
+  /** Moves a strip a write staged over the strip, if the staged one is of `generation` (ec-gateway.ts). */
+  'peer.ec-commit': answers<null>()({ ...peer, oid, generation: string(20) }),
   /** The payload is the object ids, 8 bytes each (oid-list.ts). */
   'peer.list': answersData({ ...peer, inodesOnly: bool }),
   'peer.recovery': answers<RecoveryState>()({ ...peer }),

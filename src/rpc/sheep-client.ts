@@ -134,8 +134,8 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false, ec: { copyPolicy?: number; strict?: boolean } = {}): Promise<null> {
+    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes, copyPolicy: ec.copyPolicy, strict: ec.strict === true });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});
@@ -164,8 +164,8 @@ export class SheepClient implements ObjectIo {
   getThrottle(): Promise<ThrottleData> {
     return this.call('recovery.get-throttle', {});
   }
-  vdiCreate(name: string, sizeBytes: number, copies: number | undefined, hyper: boolean): Promise<VdiEntry> {
-    return this.call('vdi.create', { name, size: sizeBytes, copies, hyper });
+  vdiCreate(name: string, sizeBytes: number, copies: number | undefined, hyper: boolean, copyPolicy?: number): Promise<VdiEntry> {
+    return this.call('vdi.create', { name, size: sizeBytes, copies, copyPolicy, hyper });
   }
   vdiSnapshot(name: string, tag: string): Promise<VdiEntry> {
     return this.call('vdi.snapshot', { name, tag });

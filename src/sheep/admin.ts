@@ -9,6 +9,7 @@ import { nowSec, type Clock } from '../io/clock.js';
 import type { Disk } from '../io/disk.js';
 import type { Random } from '../io/random.js';
 import type { ClusterInfoData, DiskUsageData, LocationData, NodeStatData, RecoveryState } from '../rpc/protocol.js';
+import type { EcConfig } from './ec-config.js';
 import type { Gateway } from './gateway.js';
 import type { Placement } from './placement.js';
 import { compareNodes, type Group } from './group.js';
@@ -50,11 +51,11 @@ export class AdminService {
     };
   }
 
-  async format(copies: number, blockSizeShift: number | undefined, fixedVnodes = false): Promise<null> {
+  async format(copies: number, blockSizeShift: number | undefined, fixedVnodes = false, ec: EcConfig = {}): Promise<null> {
     const { driver, clock } = this.deps;
     await driver.sync();
     if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
-    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault, ...(fixedVnodes ? { fixedVnodes } : {}) };
+    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault, ...(fixedVnodes ? { fixedVnodes } : {}), ...ec };
     // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
     // members in the format message, through the driver: never over the sheep port.
     const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');

@@ -22,6 +22,7 @@ export class CopiesService {
     await this.vdi.criticalMessage(async () => {
       const registry = this.group.registry;
       const entry = registry.lookup(name, undefined);
+      if (entry.copyPolicy) throw new SdError('UNSUPPORTED', `${name}'s copy policy is erasure code, changing it is not supported yet.`);
       old = entry.copies;
       if (entry.copies === copies) {
         throw new SdError('INVALID_ARGUMENT', `${name}'s redundancy level is already set to ${copies}, nothing changed.`);
@@ -45,7 +46,9 @@ export class CopiesService {
     let old = 0;
     await this.vdi.criticalMessage(async () => {
       old = this.group.config!.copies;
-      const entries = this.group.registry.all().filter((e) => e.copies !== copies).map((e) => ({ ...e, copies }));
+      if (this.group.config!.copyPolicy) throw new SdError('UNSUPPORTED', "The cluster's copy policy is erasure code, changing it is not supported yet.");
+      // An erasure-coded VDI keeps its D:P: its copies are its strips.
+      const entries = this.group.registry.all().filter((e) => e.copies !== copies && !e.copyPolicy).map((e) => ({ ...e, copies }));
       if (old === copies && entries.length === 0) {
         throw new SdError('INVALID_ARGUMENT', `The cluster's redundancy level is already set to ${copies}, nothing changed.`);
       }

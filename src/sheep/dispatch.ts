@@ -15,6 +15,7 @@ import type { FormatService } from './format-service.js';
 import type { LockService } from './lock-service.js';
 import type { VnodesService } from './vnodes-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
+import { ecConfig, parseGeneration } from './ec-config.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Recovery } from './recovery.js';
@@ -64,7 +65,9 @@ export function makeHandlers(s: Services): Handlers {
 
     'cluster.info': async () => s.admin.clusterInfo(),
     'cluster.format': async (r) =>
-      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes) : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes),
+      r.reformat
+        ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes, ecConfig(r))
+        : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes, ecConfig(r)),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 
@@ -79,7 +82,7 @@ export function makeHandlers(s: Services): Handlers {
     'node.log-level': async (r) => s.admin.logLevel(r.level),
     'cluster.reweight': async () => s.admin.reweight(),
 
-    'vdi.create': async (r) => s.vdi.create({ name: r.name, sizeBytes: r.size, copies: r.copies, hyper: r.hyper }),
+    'vdi.create': async (r) => s.vdi.create({ name: r.name, sizeBytes: r.size, copies: r.copies, copyPolicy: r.copyPolicy, hyper: r.hyper }),
     'vdi.snapshot': async (r) => s.vdi.snapshot(r.name, r.tag ?? ''),
     'vdi.clone': async (r) => s.vdi.clone(r.source, parseSnapshotRef(r.snapshot), r.target, r.copies),
     'vdi.delete': async (r) => {
@@ -137,6 +140,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     },
     'peer.remove': async (r) => s.store.remove(r.oid),
     'peer.exists': async (r) => s.store.exists(r.oid),
+    'peer.ec-commit': async (r) => s.gateway.commitStripLocal(r.oid, parseGeneration(r.generation)),
     'peer.list': async (r) => encodeOids(await s.gateway.listObjects(s.group.self, r.inodesOnly)),
     'peer.recovery': async () => s.recovery.state,
     'peer.stat': async () => s.admin.localStat(),

@@ -7,6 +7,7 @@ import { blockSizeShiftDefault } from '../engine/limits.js';
 import type { Clock } from '../io/clock.js';
 import { nowSec } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
+import type { EcConfig } from './ec-config.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { VdiService } from './vdi-service.js';
@@ -21,7 +22,7 @@ export class FormatService {
     private readonly log: { info(o: object, m?: string): void },
   ) {}
 
-  async reformat(copies: number, blockSizeShift: number | undefined, fixedVnodes: boolean): Promise<null> {
+  async reformat(copies: number, blockSizeShift: number | undefined, fixedVnodes: boolean, ec: EcConfig = {}): Promise<null> {
     await this.vdi.criticalMessage(async () => {
       if (!this.group.config) throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
       const writer = this.group.locks[0];
@@ -46,6 +47,7 @@ export class FormatService {
         copies,
         blockSizeShift: blockSizeShift ?? blockSizeShiftDefault,
         ...(fixedVnodes ? { fixedVnodes } : {}),
+        ...ec,
       };
       return { type: 'reformat', config, timeSec: nowSec(this.clock) };
     });

@@ -13,6 +13,8 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { decodeOids } from '../rpc/oid-list.js';
 import { CopyWatch } from './copy-watch.js';
+import { EcGateway } from './ec-gateway.js';
+import { decodeStripHeader, isStagedOid, isStripOid, stagedOid, stripOid } from '../engine/ec-layout.js';
 import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
 
 const writeAttemptsMax = 5;
@@ -50,7 +52,12 @@ export class Gateway {
     private readonly peers: Peers,
     private readonly clock: Clock,
     private readonly placement: Placement,
-  ) {}
+  ) {
+    this.ec = new EcGateway(this, placement, group, clock);
+  }
+
+  /** Objects of erasure-coded VDIs: cut in strips, each read and written through this class. */
+  readonly ec: EcGateway;
 
   /**
    * Reads a verified copy: current placement first, then earlier epochs'. When the only copies
@@ -63,6 +70,7 @@ export class Gateway {
     this.group.requireRunning();
     this.placement.checkRange(oid, offsetBytes, lengthBytes);
     this.lastClientIoMs = this.clock.nowMs();
+    if (this.isStriped(oid)) return this.ec.read(oid, offsetBytes, lengthBytes);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.readPlanned(oid, offsetBytes, lengthBytes);
@@ -131,6 +139,7 @@ export class Gateway {
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
     this.placement.checkRange(oid, offsetBytes, data.length);
+    if (this.isStriped(oid)) return this.ec.write(oid, offsetBytes, data, create);
     const sizeBytes = this.placement.objectSizeBytes(oid);
     // A whole object's block sums are made once, here, and travel with it to every replica.
     const whole = offsetBytes === 0 && data.length === sizeBytes && (sizeBytes / sumBlockBytes) * 4 <= sumsSentBytesMax;
@@ -196,6 +205,11 @@ export class Gateway {
   async remove(oid: Oid): Promise<boolean> {
     await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
+    const policy = this.isStriped(oid) ? this.placement.ecPolicy(oid) : undefined;
+    if (policy) {
+      const strips = Array.from({ length: policy.data + policy.parity }, (_, i) => stripOid(oid, i)).flatMap((s) => [this.remove(s), this.remove(stagedOid(s))]);
+      return (await Promise.all(strips)).every(Boolean);
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.removeEverywhere(oid);
@@ -234,6 +248,33 @@ export class Gateway {
       }),
     );
     return found.filter((n): n is NodeInfo => n !== undefined);
+  }
+
+  /** Commits a strip staged by a write, on the strip's node (ec-gateway.ts). */
+  async commitStrip(strip: Oid, generation: bigint): Promise<void> {
+    const node = this.placement.nodes(strip)[0];
+    if (!node) throw new SdError('NO_SPACE', 'no node stores data');
+    if (this.isSelf(node)) {
+      await this.commitStripLocal(strip, generation);
+      return;
+    }
+    await this.peers.call(node, 'peer.ec-commit', { oid: strip, generation: String(generation) });
+  }
+
+  /** Our staged copy of `strip` becomes the strip (a whole write, as a replica's), then goes. */
+  async commitStripLocal(strip: Oid, generation: bigint): Promise<null> {
+    if (!isStripOid(strip) || isStagedOid(strip)) throw new SdError('INVALID_ARGUMENT', `${oidHex(strip)} is not a strip`);
+    const staged = stagedOid(strip);
+    const bytes = await this.localRead(staged, 0, this.placement.objectSizeBytes(staged), true);
+    if (decodeStripHeader(bytes)?.generation !== generation) throw new SdError('NO_OBJECT', `no staged ${oidHex(strip)} of generation ${generation}`);
+    await this.localWrite(strip, 0, bytes, true);
+    await this.store.remove(staged);
+    return null;
+  }
+
+  /** A data object of an erasure-coded VDI (not one of its strips, which are plain objects). */
+  private isStriped(oid: Oid): boolean {
+    return !isStripOid(oid) && this.placement.ecPolicy(oid) !== undefined;
   }
 
   // ---- one replica: local store or a peer ----------------------------------------------

@@ -10,6 +10,8 @@ import { asSdError } from '../engine/errors.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Log } from '../io/log.js';
 import type { CopyState, ObjectCheckData } from '../rpc/protocol.js';
+import { isStripOid } from '../engine/ec-layout.js';
+import { checkStripe } from './ec-check.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
@@ -51,6 +53,13 @@ export class ObjectCheck {
    * their sums differ for a moment, and a background repair then could undo it.
    */
   async check(oid: Oid, existOnly: boolean, outvoted = true): Promise<ObjectCheckData> {
+    if (!isStripOid(oid) && this.placement.ecPolicy(oid)) {
+      const existsOn = (id: string, strip: Oid) => {
+        const node = this.group.members.find((m) => m.id === id);
+        return node ? this.exists(node, strip) : Promise.resolve(false);
+      };
+      return checkStripe({ ec: this.gateway.ec, gateway: this.gateway, placement: this.placement, log: this.log, existsOn }, oid, existOnly, outvoted);
+    }
     const nodes = this.placement.nodes(oid);
     if (existOnly) {
       const held = await Promise.all(nodes.map((node) => this.exists(node, oid)));

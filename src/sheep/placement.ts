@@ -2,6 +2,7 @@
 // config, shared by the gateway, recovery and the admin service (no I/O, no state of its own).
 import type { NodeInfo } from '../cluster/driver.js';
 import { tableEntriesPerChunk } from '../engine/limits.js';
+import { decodePolicy, isStripOid, stripIndex, stripObjectBytes, stripParent, type EcPolicy } from '../engine/ec-layout.js';
 import { SdError } from '../engine/errors.js';
 import { isInodeOid, oidHex, oidIndex, oidVid, type Oid } from '../engine/oid.js';
 import { tableEntriesInChunk } from '../engine/vdi.js';
@@ -15,6 +16,7 @@ export class Placement {
 
   objectSizeBytes(oid: Oid): number {
     if (isInodeOid(oid)) return tableChunkBytes;
+    if (isStripOid(oid)) return stripObjectBytes(this.objectSizeBytes(stripParent(oid)), this.ecPolicy(stripParent(oid))!);
     const entry = this.group.registry.get(oidVid(oid));
     return 2 ** (entry?.blockSizeShift ?? this.group.config?.blockSizeShift ?? 22);
   }
@@ -42,11 +44,36 @@ export class Placement {
   }
 
   copies(oid: Oid): number {
-    return this.group.registry.get(oidVid(oid))?.copies ?? this.group.config?.copies ?? 1;
+    const entry = this.group.registry.get(oidVid(oid));
+    const policy = decodePolicy(entry?.copyPolicy);
+    // Each strip is one object on one node; an EC VDI's owner table is replicated to survive
+    // as many losses as its stripes do.
+    if (policy && isStripOid(oid)) return 1;
+    if (policy && isInodeOid(oid)) return policy.parity + 1;
+    return entry?.copies ?? this.group.config?.copies ?? 1;
+  }
+
+  /** The D:P of a data object or strip of an erasure-coded VDI; undefined when replicated. */
+  ecPolicy(oid: Oid): EcPolicy | undefined {
+    if (isInodeOid(oid)) return undefined;
+    return decodePolicy(this.group.registry.get(oidVid(oid))?.copyPolicy);
   }
 
   /** The nodes that hold `oid` in `epoch` (default: the current one), primary first. */
   nodes(oid: Oid, epoch = this.group.epoch): NodeInfo[] {
+    if (isStripOid(oid)) return this.stripNodes(oid, epoch);
     return this.group.ring(epoch).placement(oid, this.copies(oid));
+  }
+
+  /**
+   * Strip i lives on node i of its object's D+P placement (distinct zones). With fewer zones
+   * than strips (a degraded, non-strict cluster) strips share nodes, round the placement.
+   */
+  private stripNodes(oid: Oid, epoch: number): NodeInfo[] {
+    const parent = stripParent(oid);
+    const policy = this.ecPolicy(parent);
+    if (!policy) return [];
+    const stripe = this.group.ring(epoch).placement(parent, policy.data + policy.parity);
+    return stripe.length === 0 ? [] : [stripe[stripIndex(oid) % stripe.length]!];
   }
 }

@@ -19,6 +19,8 @@ import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
 import { CatchUp } from './catch-up.js';
 import { rankCopies } from './copy-rank.js';
+import { lostStrips, rebuildStrip, settleStripes } from './ec-recovery.js';
+import { isStripOid } from '../engine/ec-layout.js';
 import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
@@ -330,6 +332,8 @@ export class Recovery {
     if (suspects === 'all' || suspects.size > 0) {
       const items = [...(await this.objectLists(generation))].filter(([oid]) => isSuspect(oid) && owned(oid) && !this.verified.has(oid));
       await this.settleSuspects(items.map(([oid, holders]) => ({ oid, holders })), undecided, epoch, generation);
+      // Stripes a dead gateway was writing may be half committed: rolled forward (ec-recovery.ts).
+      if (suspects !== 'all') void settleStripes(this.gateway.ec, this.placement, suspects, this.group.self.id, this.log);
     }
     undecided.clear();
     if (generation !== this.generation) return;
@@ -343,6 +347,8 @@ export class Recovery {
       if (this.verified.has(oid) || !owned(oid)) continue;
       wanted.push({ oid, holders });
     }
+    // Strips of erasure-coded objects whose only copy went with a node: decoded (ec-recovery.ts).
+    for (const oid of lostStrips(lists, this.placement, owned)) if (!this.verified.has(oid)) wanted.push({ oid, holders: [] });
     this.state.total = wanted.length;
     this.log.info({ epoch, objects: wanted.length, kept: this.verified.size }, 'recovery started');
     let next = 0;
@@ -586,6 +592,7 @@ export class Recovery {
 
   private async recoverObject(oid: Oid, holders: NodeInfo[], epoch: number, generation: number): Promise<void> {
     if (this.verified.has(oid)) return; // settled as a suspect, or written whole meanwhile
+    if (holders.length === 0 && isStripOid(oid)) return this.rebuildStrip(oid, generation);
     const localExists = await this.store.exists(oid);
     let lastError: unknown = new SdError('NO_OBJECT', `no good copy of ${oidHex(oid)}`);
     for (const source of this.sources(oid, holders, epoch)) {
@@ -629,7 +636,17 @@ export class Recovery {
         if (asSdError(error).code !== 'NO_OBJECT') betterUnread = true;
       }
     }
+    // A strip no holder could give (damaged, unreadable) is decoded from its stripe instead.
+    if (isStripOid(oid) && !this.catchUp.isBehind(oid)) return this.rebuildStrip(oid, generation);
     throw lastError;
+  }
+
+  private async rebuildStrip(oid: Oid, generation: number): Promise<void> {
+    const deps = { ec: this.gateway.ec, placement: this.placement, store: this.store, copyWatch: this.gateway.copyWatch };
+    const stored = await rebuildStrip(deps, oid, () => !this.verified.has(oid) && generation === this.generation);
+    if (stored === 0) return;
+    this.markCurrent(oid);
+    this.state.receivedBytes += stored;
   }
 
   /** Once every member recovered this epoch: drop copies this node does not own any more. */

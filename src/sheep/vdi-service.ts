@@ -21,6 +21,7 @@ import type { Group, GroupMessage, RegistryDurability } from './group.js';
 import type { Clock } from '../io/clock.js';
 import type { Peers } from './peers.js';
 import { RetryLoop } from './retry-loop.js';
+import { ecConfig } from './ec-config.js';
 
 function notDurable(node: string, why: string): SdError {
   return new SdError('NOT_DURABLE', `the VDI registry change could not be stored on ${node}: ${why}`);
@@ -151,13 +152,16 @@ export class VdiService {
     }
   }
 
-  async create(request: { name: string; sizeBytes: number; copies?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
+  async create(request: { name: string; sizeBytes: number; copies?: number | undefined; copyPolicy?: number | undefined; hyper: boolean }): Promise<VdiEntry> {
     // A cluster of gateways stores nothing: the original failed writing the new inode.
     if (this.group.ring().zoneCount === 0) throw new SdError('VDI_WRITE', 'Failed to write to requested VDI');
     const [entry] = await this.critical(async () => [
       planCreate(this.group.registry, {
         ...request,
-        copies: request.copies ?? this.group.config!.copies,
+        // No -c: the cluster's redundancy, erasure coding included (new VDIs inherit it).
+        ...(request.copies === undefined
+          ? { copies: this.group.config!.copies, copyPolicy: this.group.config!.copyPolicy }
+          : { copies: request.copies, copyPolicy: ecConfig({ copies: request.copies, copyPolicy: request.copyPolicy, strict: false }).copyPolicy }),
         blockSizeShift: this.group.config!.blockSizeShift,
         nowSec: this.nowSec(),
       }),

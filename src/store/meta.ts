@@ -10,6 +10,10 @@ export interface ClusterConfig {
   /** Format time: the cluster's identity. */
   createdMs: number;
   copies: number;
+  /** Erasure coding for new VDIs: the original's copy_policy byte (ec-layout.ts); absent replicated. */
+  copyPolicy?: number;
+  /** `cluster format -t`: EC writes halt, not degrade, with fewer than D+P nodes. */
+  strict?: boolean;
   blockSizeShift: number;
   /** `cluster format -V`: an admin may set a node's vnodes (`dog node vnodes set`). */
   fixedVnodes?: boolean;
