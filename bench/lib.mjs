@@ -256,3 +256,29 @@ export async function waitForMount(mountpoint, child, what) {
     await sleep(50);
   }
 }
+
+// ---- the targets table (bench/run.mjs prints it after every benchmark ran)
+
+/**
+ * Records rows of the issue's targets table: { workload, value, baseline, unit, baselineUnit,
+ * aim: { min } or { max } (on the ratio, or with `absolute` on the value) }. Appended as JSON
+ * lines to BENCH_RESULTS when bench/run.mjs set it; a benchmark run alone only prints its own.
+ */
+export function recordTargets(rows) {
+  const file = process.env.BENCH_RESULTS;
+  if (!file) return;
+  fs.appendFileSync(file, rows.map((row) => `${JSON.stringify(row)}\n`).join(''));
+}
+
+/** The 1-minute load average as text: figures on a busy machine are to be read with it. */
+export const loadText = () => os.loadavg().map((load) => load.toFixed(2)).join(' ');
+
+/** Cells of one targets row: workload | figure | baseline | ratio | target | met. */
+export function targetCells({ workload, value, baseline, unit, baselineUnit = unit, aim, absolute = false }) {
+  const digits = (x) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(1) : x.toFixed(3));
+  const ratio = value / baseline;
+  const judged = absolute ? value : ratio;
+  const met = aim === undefined ? '' : aim.min !== undefined ? judged >= aim.min : judged <= aim.max;
+  const target = aim === undefined ? '' : `${aim.min !== undefined ? '≥' : '≤'} ${aim.min ?? aim.max}${absolute ? ` ${unit}` : ''}`;
+  return [workload, `${digits(value)} ${unit}`, `${digits(baseline)} ${baselineUnit}`, ratio.toFixed(2), target, met === '' ? '' : met ? 'yes' : 'NO'];
+}

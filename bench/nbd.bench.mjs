@@ -8,8 +8,11 @@
 //   it acknowledges writes from the page cache and syncs only on FLUSH, which nbdcopy sends at the
 //   end; a sheep acknowledges a write only once every copy is on stable storage). Each: one
 //   warm-up (the first write also allocates every object), then BENCH_RUNS timed, median in MB/s.
-// - Random 4 KiB: fio's nbd engine, iodepth 16, BENCH_FIO_SECONDS (10) each, randread then
-//   randwrite, on the same exports (already fully written, so reads hit data).
+// - Random 4 KiB: fio's nbd engine, iodepth 16, BENCH_FIO_SECONDS (5) each, randread then
+//   randwrite, on the same exports (already fully written, so reads hit data), BENCH_RUNS runs,
+//   median IOPS. Random writes also against a second qemu-nbd in writethrough mode
+//   (`--cache=writethrough`: every write synced before its reply), the baseline of a sheep that
+//   acknowledges a write only once it is on stable storage.
 // - TLS: the copies 1 export again over NBD STARTTLS with a PSK (sheep 0 runs `--nbd-tls on`, so
 //   plain clients are served too), same nbdcopy runs; its ratio is against plain copies 1, with
 //   sheep 0's CPU seconds per GiB moved for both (from /proc, so other load does not count).
@@ -23,24 +26,26 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, gibText, joinAndFormat, makeTmp, parseSize, portOpen, printTable, removeTmp, repo, run, sheepArgv,
-  sheepBin, spawnDaemon, stopDaemons, throughput, waitForPort, writeRandomFile,
+  recordTargets, sheepBin, spawnDaemon, stopDaemons, throughput, waitForPort, writeRandomFile, median,
 } from './lib.mjs';
 
 const sheepMain = path.join(repo, 'dist', 'sheep', 'main.js');
 const ports = [7950, 7951, 7952];
 const nbdPorts = [11950, 11951, 11952];
 const qemuNbdPort = 11959;
+const qemuNbdSyncPort = 11958; // writethrough
 const addr = '127.0.0.1';
 
 const size = parseSize(process.env.BENCH_SIZE ?? '1G');
 const runs = Number(process.env.BENCH_RUNS ?? 3);
-const fioSeconds = Number(process.env.BENCH_FIO_SECONDS ?? 10);
+const fioSeconds = Number(process.env.BENCH_FIO_SECONDS ?? 5);
 const profile = process.env.BENCH_PROFILE === '1';
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`BENCH_RUNS '${process.env.BENCH_RUNS}': expected a positive integer`);
 if (size % (1 << 20) !== 0) throw new Error('BENCH_SIZE must be a whole number of MiB');
 const tmp = makeTmp('nbd-bench-');
 const dataFile = path.join(tmp, 'data');
 const rawFile = path.join(tmp, 'qemu-nbd.raw');
+const rawSyncFile = path.join(tmp, 'qemu-nbd-writethrough.raw');
 const pskFile = path.join(tmp, 'keys.psk');
 
 const dog = (args) => run(process.execPath, dogArgv(args, ports[0], addr));
@@ -75,6 +80,10 @@ async function startQemuNbd() {
   fs.truncateSync(rawFile, size);
   const child = daemon('qemu-nbd', ['-f', 'raw', '-t', '-e', '8', '-b', addr, '-p', String(qemuNbdPort), rawFile]);
   await waitForPort(qemuNbdPort, child, 'qemu-nbd');
+  // Writethrough, for random writes only: a file of random bytes, so reads and writes hit data.
+  writeRandomFile(rawSyncFile, size);
+  const sync = daemon('qemu-nbd', ['-f', 'raw', '-t', '-e', '8', '--cache=writethrough', '-b', addr, '-p', String(qemuNbdSyncPort), rawSyncFile]);
+  await waitForPort(qemuNbdSyncPort, sync, 'qemu-nbd writethrough');
 }
 
 let cleaned = false;
@@ -115,16 +124,23 @@ async function sequential(label, uri, cpu = true) {
   return { write: write.figure, read: read.figure, writeCpu: write.cpuPerGib, readCpu: read.cpuPerGib };
 }
 
+/** Median IOPS of BENCH_RUNS fio runs. */
 async function fio(label, uri, rw) {
+  const iops = [];
+  for (let i = 0; i < runs; i++) iops.push(await fioOnce(uri, rw));
+  const figure = median(iops);
+  console.log(`  ${label} ${rw}: ${iops.map((x) => x.toFixed(0)).join(', ')} IOPS -> median ${figure.toFixed(0)}`);
+  return figure;
+}
+
+async function fioOnce(uri, rw) {
   const { out } = await run('fio', [
     '--name=nbd', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', '--iodepth=16',
     `--size=${size}`, `--runtime=${fioSeconds}`, '--time_based', '--ramp_time=1', '--norandommap',
     '--output-format=json',
   ]);
   const job = JSON.parse(out.slice(out.indexOf('{'))).jobs[0];
-  const iops = rw === 'randread' ? job.read.iops : job.write.iops;
-  console.log(`  ${label} ${rw}: ${iops.toFixed(0)} IOPS`);
-  return iops;
+  return rw === 'randread' ? job.read.iops : job.write.iops;
 }
 
 async function main() {
@@ -137,7 +153,7 @@ async function main() {
   if (!/^\s*nbd$/m.test(engines)) throw new Error('this fio has no nbd engine');
   const gib = gibText(size);
   console.log(`nbd bench: ${gib} GiB, ${runs} timed runs after one warm-up, fio ${fioSeconds} s, temp dir ${tmp}`);
-  for (const port of [...ports, ...nbdPorts, qemuNbdPort]) {
+  for (const port of [...ports, ...nbdPorts, qemuNbdPort, qemuNbdSyncPort]) {
     if (await portOpen(port)) throw new Error(`port ${port} is already in use`);
   }
   writeRandomFile(dataFile, size);
@@ -162,6 +178,18 @@ async function main() {
   for (const target of targets) {
     rnd[target.key] = { read: await fio(target.label, target.uri, 'randread'), write: await fio(target.label, target.uri, 'randwrite') };
   }
+  const qemuSyncWrite = await fio('qemu-nbd writethrough', `nbd://${addr}:${qemuNbdSyncPort}`, 'randwrite');
+  const qemuUnit = 'IOPS qemu-nbd';
+  recordTargets([
+    { workload: 'fio 4 KiB randwrite qd16, copies 3', value: rnd.c3.write, baseline: rnd.qemu.write, unit: 'IOPS', baselineUnit: `${qemuUnit} writeback`, aim: { min: 0.5 } },
+    { workload: 'fio 4 KiB randwrite qd16, copies 3', value: rnd.c3.write, baseline: qemuSyncWrite, unit: 'IOPS', baselineUnit: `${qemuUnit} writethrough`, aim: { min: 0.5 } },
+    { workload: 'fio 4 KiB randread qd16, copies 1', value: rnd.c1.read, baseline: rnd.qemu.read, unit: 'IOPS', baselineUnit: qemuUnit, aim: { min: 0.8 } },
+    { workload: 'fio 4 KiB randread qd16, copies 3', value: rnd.c3.read, baseline: rnd.qemu.read, unit: 'IOPS', baselineUnit: qemuUnit, aim: { min: 0.8 } },
+    { workload: `nbdcopy write ${gib} GiB, copies 3`, value: seq.c3.write, baseline: seq.qemu.write, unit: 'MB/s', baselineUnit: 'MB/s qemu-nbd', aim: { min: 0.5 } },
+    { workload: `nbdcopy write ${gib} GiB, copies 1`, value: seq.c1.write, baseline: seq.qemu.write, unit: 'MB/s', baselineUnit: 'MB/s qemu-nbd', aim: { min: 0.8 } },
+    // Both sides read from page cache: the sheep keep no cache of their own, so nothing else is warm.
+    { workload: `nbdcopy read ${gib} GiB, copies 3`, value: seq.c3.read, baseline: seq.qemu.read, unit: 'MB/s', baselineUnit: 'MB/s qemu-nbd', aim: { min: 0.9 } },
+  ]);
 
   const rows = [];
   const row = (test, value, baseline, unit, aim) => {
@@ -174,6 +202,7 @@ async function main() {
     row(`copies ${c} nbdcopy read`, seq[key].read, seq.qemu.read, 'MB/s', c === 1 ? 0.6 : undefined);
     row(`copies ${c} 4K randread qd16`, rnd[key].read, rnd.qemu.read, 'IOPS', c === 1 ? 0.5 : undefined);
     row(`copies ${c} 4K randwrite qd16`, rnd[key].write, rnd.qemu.write, 'IOPS', c === 1 ? 0.5 : undefined);
+    row(`copies ${c} 4K randwrite qd16 (vs qemu-nbd writethrough)`, rnd[key].write, qemuSyncWrite, 'IOPS');
   }
   // Baseline: plain copies 1, through the same sheep, in the same run.
   row('copies 1 TLS-PSK nbdcopy write (vs plain)', seq.c1tls.write, seq.c1.write, 'MB/s');

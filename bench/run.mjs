@@ -4,9 +4,11 @@
 // a NAME.bench.mjs file here: it prints its own table and exits non-zero only when it could not run.
 // Usage: node bench/run.mjs [FILTER...]   (runs only the files whose name contains a FILTER)
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadText, printTable, targetCells } from './lib.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const filters = process.argv.slice(2);
@@ -20,6 +22,11 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Every benchmark appends its rows of the targets table here (lib.mjs recordTargets).
+const resultsDir = mkdtempSync(path.join(os.tmpdir(), 'bench-results-'));
+const resultsFile = path.join(resultsDir, 'targets.jsonl');
+const loads = [loadText()];
+
 let current;
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
@@ -32,7 +39,7 @@ for (const name of files) {
   console.log(`\n=== ${name}`);
   const started = Date.now();
   const code = await new Promise((resolve) => {
-    current = spawn(process.execPath, [path.join(benchDir, name)], { stdio: 'inherit' });
+    current = spawn(process.execPath, [path.join(benchDir, name)], { stdio: 'inherit', env: { ...process.env, BENCH_RESULTS: resultsFile } });
     current.on('error', (error) => {
       console.error(`bench: cannot run ${name}: ${error.message}`);
       resolve(1);
@@ -41,6 +48,16 @@ for (const name of files) {
   });
   current = undefined;
   results.push({ name, code, seconds: (Date.now() - started) / 1000 });
+}
+
+loads.push(loadText());
+
+const targets = existsSync(resultsFile) ? readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)) : [];
+rmSync(resultsDir, { recursive: true, force: true });
+if (targets.length > 0) {
+  console.log('\n=== targets (each figure beside a baseline measured in the same run; medians)');
+  printTable(['workload', 'figure', 'baseline', 'ratio', 'target', 'met'], targets.map(targetCells), (column) => column >= 1 && column <= 3);
+  console.log(`load average (1, 5, 15 min): ${loads[0]} at the start, ${loads[1]} at the end; ${os.cpus().length} CPUs`);
 }
 
 console.log('\n=== bench summary');

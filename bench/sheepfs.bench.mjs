@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, dogBin, exitOnSignals, forceUnmount, gibText, joinAndFormat, makeTmp, parseSize, removeTmp, repo, run as runCommand,
-  sheepArgv, sheepBin, spawnDaemon, stopDaemons, throughput, waitForMount, writeRandomFile,
+  recordTargets, sheepArgv, sheepBin, spawnDaemon, stopDaemons, throughput, waitForMount, writeRandomFile,
 } from './lib.mjs';
 
 const sheepfsBin = path.join(repo, 'bin', 'sheepfs');
@@ -125,6 +125,10 @@ async function main() {
   const viaDog = { write: await timed('write', dogWrite), read: await timed('read', dogRead) };
   if (prof) console.log(`  cpu profile of sheepfs in ${path.resolve(prof)}`);
 
+  recordTargets([
+    { workload: 'sheepfs dd write, copies 3', value: fsWrite, baseline: ceiling.write, unit: 'MB/s', baselineUnit: 'MB/s in-memory FUSE file', aim: { min: 0.5 } },
+    { workload: 'sheepfs dd read, copies 3', value: fsRead, baseline: ceiling.read, unit: 'MB/s', baselineUnit: 'MB/s in-memory FUSE file', aim: { min: 0.7 } },
+  ]);
   const ratio = (a, b) => (a / b).toFixed(2);
   console.log('\nmedians, MB/s          write    read');
   console.log(`  local file        ${local.write.toFixed(0).padStart(7)} ${local.read.toFixed(0).padStart(7)}`);

@@ -35,4 +35,4 @@ if [ ! -e /dev/fuse ]; then mknod -m 666 /dev/fuse c 10 229 || true; fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund >/dev/null
 fi
-if [ "$build" = 1 ]; then npx tsc -p tsconfig.json; fi
+if [ "$build" = 1 ]; then npm run --silent build; fi

@@ -94,7 +94,7 @@ install_project() {
   bash scripts/ensure-deps.sh --no-build "${packages[@]}" || die "scripts/ensure-deps.sh failed"
   if ! built; then
     say "building"
-    npx tsc -p tsconfig.json || die "the build failed"
+    npm run --silent build || die "the build failed"
   fi
 }
 

@@ -67,6 +67,22 @@ describe('object store checksums', () => {
     expect(await store.verify(oid, objectBytes)).toBeUndefined();
   });
 
+  test('with its header remembered from a first read, damage is still caught and writes in place are seen', async () => {
+    const { store, file } = await openStore();
+    const data = pattern(3);
+    await store.writeWhole(oid, data, objectBytes);
+    expect((await store.read(oid, 0, 4096)).equals(data.subarray(0, 4096))).toBe(true); // header remembered
+    const fd = fs.openSync(file(), 'r+');
+    fs.writeSync(fd, Buffer.from([data[4096 * 9 + 7]! ^ 0x40]), 0, 1, dataOffset + 4096 * 9 + 7);
+    fs.closeSync(fd);
+    await expect(store.read(oid, 4096 * 9, 4096)).rejects.toMatchObject({ code: 'CORRUPT' });
+    const fresh = pattern(4, 8192);
+    await store.writeRange(oid, 4096 * 20, fresh, objectBytes);
+    expect((await store.read(oid, 4096 * 20, 8192)).equals(fresh)).toBe(true);
+    expect((await store.read(oid, 4096 * 19, 4096)).equals(data.subarray(4096 * 19, 4096 * 20))).toBe(true);
+    await store.close();
+  });
+
   test('a truncated file fails where its data is gone; a missing one is NO_OBJECT', async () => {
     const { store, file } = await openStore();
     await store.writeWhole(oid, pattern(2), objectBytes);

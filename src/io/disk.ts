@@ -2,7 +2,7 @@
 // disk that fails; `nodeDisk` is the real one.
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { constants } from 'node:fs';
+import { constants, read as fsRead, write as fsWrite } from 'node:fs';
 
 export interface DiskFile {
   read(buffer: Buffer, offsetBytes: number): Promise<number>;
@@ -34,12 +34,28 @@ export interface Disk {
   usedBytes(dir: string): Promise<number>;
 }
 
+// Reads and writes go through the callback API on the handle's descriptor: a FileHandle's promise
+// methods cost about 6 µs more CPU per call (measured: 15 against 9 µs for a 4 KiB pread at
+// queue depth 16), and a 4 KiB object read makes two of them. The handle still owns the fd:
+// callers never close it while one of these runs (store/read-handles.ts counts readers).
+function readAt(fd: number, buffer: Buffer, at: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fsRead(fd, buffer, at, buffer.length - at, position, (error, bytes) => (error ? reject(error) : resolve(bytes)));
+  });
+}
+
+function writeAt(fd: number, data: Buffer, at: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fsWrite(fd, data, at, data.length - at, position, (error, bytes) => (error ? reject(error) : resolve(bytes)));
+  });
+}
+
 class NodeFile implements DiskFile {
   constructor(private readonly handle: fsp.FileHandle) {}
   async read(buffer: Buffer, offsetBytes: number): Promise<number> {
     let done = 0;
     while (done < buffer.length) {
-      const { bytesRead } = await this.handle.read(buffer, done, buffer.length - done, offsetBytes + done);
+      const bytesRead = await readAt(this.handle.fd, buffer, done, offsetBytes + done);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
@@ -47,10 +63,7 @@ class NodeFile implements DiskFile {
   }
   async write(data: Buffer, offsetBytes: number): Promise<void> {
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offsetBytes + done);
-      done += bytesWritten;
-    }
+    while (done < data.length) done += await writeAt(this.handle.fd, data, done, offsetBytes + done);
   }
   truncate(lengthBytes: number): Promise<void> {
     return this.handle.truncate(lengthBytes);

@@ -115,7 +115,10 @@ export class RpcClient {
         reject(new SdError('NETWORK', `${this.host}:${this.port} did not answer ${op} in ${this.timeoutMs} ms`));
       });
       this.pending.set(id, { resolve, reject, timer, stream });
+      // Corked: the frame's pieces leave in one writev, not a syscall (and a segment) each.
+      stream.cork();
       for (const piece of encodeFrame({ ...fields, id, op }, payload)) stream.write(piece);
+      stream.uncork();
     });
   }
 

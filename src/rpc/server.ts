@@ -420,6 +420,8 @@ class ServerConnection {
     if (this.unflushed === 0) this.lastFlushMs = this.server.clock.nowMs();
     this.unflushed += 1;
     const last = pieces.length - 1;
+    // Corked: the reply's pieces leave in one writev, not a syscall (and a segment) each.
+    this.stream.cork();
     pieces.forEach((piece, index) => {
       if (index < last) this.stream.write(piece);
       else
@@ -429,6 +431,7 @@ class ServerConnection {
           this.release(hold);
         });
     });
+    this.stream.uncork();
   }
 
   private pause(): void {

@@ -192,22 +192,26 @@ export class ObjectStore {
     lengthBytes: number,
   ): Promise<{ data: Buffer; problem?: undefined } | { data?: undefined; problem: string }> {
     try {
-      return await this.readHandles.use(oid, async (file) => {
+      return await this.readHandles.use(oid, async (file, memo) => {
         const { first, end } = blocksSpanned(offsetBytes, lengthBytes);
-        const head = Buffer.alloc(sumsOffset + end * 4);
         const span = Buffer.allocUnsafe((end - first) * sumBlockBytes);
+        // The header this handle last found good: one read, not two. Data that fails its
+        // remembered sums (written in place since, or damaged) is checked against the file's.
+        const known = memo.header;
+        if (known && known.length >= sumsOffset + end * 4) {
+          const checked = checkSpan(known, span, await file.read(span, dataOffset + first * sumBlockBytes), first, end, offsetBytes, lengthBytes, this.blockSums);
+          if (checked.data) return checked;
+          memo.header = undefined;
+        }
+        // A whole 4 MiB object's sums at least: the next reads of this object need no header read.
+        const head = Buffer.alloc(sumsOffset + Math.max(end, headerBlocksRead) * 4);
         // Header and data at once: two reads in flight, not one after the other.
         const [headGot, got] = await Promise.all([file.read(head, 0), file.read(span, dataOffset + first * sumBlockBytes)]);
         const problem = identityProblem(head.subarray(0, Math.min(headGot, identityBytes)), oid);
         if (problem) return { problem };
-        if (got < span.length) span.fill(0, got);
-        // Blocks past the object's end have no sums: they read as zeros, unchecked.
-        const checkedEnd = Math.min(end, Math.ceil(identitySizeBytes(head) / sumBlockBytes));
-        if (checkedEnd < end) span.fill(0, Math.max(0, checkedEnd - first) * sumBlockBytes);
-        const bad = this.blockSums && checkedEnd > first ? firstBadBlock(span.subarray(0, (checkedEnd - first) * sumBlockBytes), head.subarray(sumsOffset + first * 4), first) : -1;
-        if (bad >= 0) return { problem: `block ${bad} (bytes ${bad * sumBlockBytes}+${sumBlockBytes}) fails its checksum` };
-        const at = offsetBytes - first * sumBlockBytes;
-        return { data: at === 0 && lengthBytes === span.length ? span : span.subarray(at, at + lengthBytes) };
+        const checked = checkSpan(head, span, got, first, end, offsetBytes, lengthBytes, this.blockSums);
+        if (checked.data) memo.header = head;
+        return checked;
       });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -463,4 +467,30 @@ function decodeJournalHeader(header: Buffer):
     sizeBytes: header.readUInt32BE(20),
     dataCrc: header.readUInt32BE(24),
   };
+}
+
+/** Header bytes a read takes when it reads the header: the sums of a 4 MiB object. */
+const headerBlocksRead = (4 << 20) / sumBlockBytes;
+
+/**
+ * The requested bytes of `span` (blocks [first, end), `got` bytes of it read) verified against
+ * `head`'s sums; blocks past the object's end read as zeros, unchecked.
+ */
+function checkSpan(
+  head: Buffer,
+  span: Buffer,
+  got: number,
+  first: number,
+  end: number,
+  offsetBytes: number,
+  lengthBytes: number,
+  blockSums: boolean,
+): { data: Buffer; problem?: undefined } | { data?: undefined; problem: string } {
+  if (got < span.length) span.fill(0, got);
+  const checkedEnd = Math.min(end, Math.ceil(identitySizeBytes(head) / sumBlockBytes));
+  if (checkedEnd < end) span.fill(0, Math.max(0, checkedEnd - first) * sumBlockBytes);
+  const bad = blockSums && checkedEnd > first ? firstBadBlock(span.subarray(0, (checkedEnd - first) * sumBlockBytes), head.subarray(sumsOffset + first * 4), first) : -1;
+  if (bad >= 0) return { problem: `block ${bad} (bytes ${bad * sumBlockBytes}+${sumBlockBytes}) fails its checksum` };
+  const at = offsetBytes - first * sumBlockBytes;
+  return { data: at === 0 && lengthBytes === span.length ? span : span.subarray(at, at + lengthBytes) };
 }

@@ -5,8 +5,15 @@ import type { DiskFile } from '../io/disk.js';
 
 export const readHandlesMax = 256;
 
+/** What a reader may remember about the open file, for as long as the handle lives. */
+export interface HandleMemo {
+  /** The file's header (identity and block sums) as last read and found good. */
+  header?: Buffer | undefined;
+}
+
 interface Entry {
   file: Promise<DiskFile>;
+  memo: HandleMemo;
   readers: number;
   retired: boolean;
 }
@@ -16,14 +23,14 @@ export class ReadHandles<K> {
 
   constructor(private readonly open: (key: K) => Promise<DiskFile>) {}
 
-  async use<T>(key: K, work: (file: DiskFile) => Promise<T>): Promise<T> {
+  async use<T>(key: K, work: (file: DiskFile, memo: HandleMemo) => Promise<T>): Promise<T> {
     let entry = this.entries.get(key);
     if (entry) {
       // Most recently used last, so eviction takes the oldest.
       this.entries.delete(key);
       this.entries.set(key, entry);
     } else {
-      entry = { file: this.open(key), readers: 0, retired: false };
+      entry = { file: this.open(key), memo: {}, readers: 0, retired: false };
       this.entries.set(key, entry);
       entry.file.catch(() => {
         if (this.entries.get(key) === entry) this.entries.delete(key);
@@ -32,7 +39,7 @@ export class ReadHandles<K> {
     }
     entry.readers += 1;
     try {
-      return await work(await entry.file);
+      return await work(await entry.file, entry.memo);
     } finally {
       entry.readers -= 1;
       if (entry.retired && entry.readers === 0) void closeQuietly(entry.file);
