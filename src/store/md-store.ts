@@ -70,6 +70,14 @@ export function isDiskFailure(error: unknown): boolean {
   return code === 'EIO' || code === 'EROFS' || code === 'ENXIO' || code === 'ENODEV';
 }
 
+/**
+ * Every disk failed: the node is leaving (the owner stops it). A network error, as the original
+ * answered, so the writer waits for the epoch without this node and retries there.
+ */
+function noDiskLeft(): SdError {
+  return new SdError('NETWORK', 'no disks available: this node is leaving');
+}
+
 function noSpace(error: unknown): boolean {
   return error instanceof SdError ? error.code === 'NO_SPACE' : (error as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC';
 }
@@ -181,7 +189,7 @@ export class MdStore implements LocalStore {
     const located = this.locations.get(oid);
     if (located !== undefined && located.state !== 'failed') return located;
     const placed = this.byPath(this.ring.diskOf(oid));
-    if (placed === undefined) throw new SdError('IO', 'no disk is left');
+    if (placed === undefined) throw noDiskLeft();
     return placed;
   }
 
@@ -192,6 +200,7 @@ export class MdStore implements LocalStore {
     } catch (error) {
       if (!this.options.failover || !isDiskFailure(error)) throw error;
       this.fail(disk, error);
+      if (!this.disks.some((d) => d.state === 'in')) throw noDiskLeft();
       throw new SdError('IO', `disk ${disk.path} failed: ${asSdError(error).message}`);
     }
   }
@@ -242,7 +251,7 @@ export class MdStore implements LocalStore {
    */
   writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer): Promise<void> {
     return this.gate.serial(oid, async () => {
-      let lastError: unknown = new SdError('IO', 'no disk is left');
+      let lastError: unknown = noDiskLeft();
       for (const target of this.candidates(oid)) {
         try {
           await this.on(target, (store) => store.writeWhole(oid, data, sizeBytes, sums));
@@ -280,7 +289,7 @@ export class MdStore implements LocalStore {
           throw error;
         }
       }
-      let lastError: unknown = new SdError('IO', 'no disk is left');
+      let lastError: unknown = noDiskLeft();
       for (const target of this.candidates(oid)) {
         try {
           await this.on(target, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes));
