@@ -86,6 +86,11 @@ export class MdStore implements LocalStore {
   private readonly disks: MdDisk[] = [];
   /** Where each object is (it may not be where the ring places it yet). */
   private readonly locations = new Map<Oid, MdDisk>();
+  /**
+   * Objects whose disk failed, until written whole again or removed: a partial write must not
+   * make a copy of one range and zeros pass for the object.
+   */
+  private readonly lost = new Set<Oid>();
   private ring = new MdRing([]);
   private readonly gate = new OidGate();
   private moving = false;
@@ -213,6 +218,7 @@ export class MdStore implements LocalStore {
       if (at !== disk) continue;
       lost.push(oid);
       this.locations.delete(oid);
+      this.lost.add(oid);
     }
     this.disks.splice(this.disks.indexOf(disk), 1);
     this.ring = this.ringOf();
@@ -262,6 +268,7 @@ export class MdStore implements LocalStore {
         }
         const before = this.locations.get(oid);
         this.locations.set(oid, target);
+        this.lost.delete(oid);
         if (before !== undefined && before !== target && before.state !== 'failed') {
           await this.on(before, (store) => store.remove(oid)).catch((error: unknown) =>
             this.options.log.warn({ oid: oidHex(oid), disk: before.path, err: asSdError(error).message }, 'replaced copy not removed'),
@@ -289,6 +296,7 @@ export class MdStore implements LocalStore {
           throw error;
         }
       }
+      if (this.lost.has(oid)) throw new SdError('NO_OBJECT', `object ${oidHex(oid)} was lost with its disk`);
       let lastError: unknown = noDiskLeft();
       for (const target of this.candidates(oid)) {
         try {
@@ -310,6 +318,7 @@ export class MdStore implements LocalStore {
   remove(oid: Oid): Promise<boolean> {
     return this.gate.serial(oid, async () => {
       const located = this.locations.get(oid);
+      if (this.lost.delete(oid) && located === undefined) return true; // gone with its disk
       if (located === undefined) return false;
       try {
         const existed = await this.on(located, (store) => store.remove(oid));
