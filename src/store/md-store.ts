@@ -232,23 +232,43 @@ export class MdStore implements LocalStore {
 
   // ---- ObjectStore's interface ---------------------------------------------------------------
 
-  async exists(oid: Oid): Promise<boolean> {
+  /**
+   * Runs `work` where the object is. A whole write that put it on another disk removes the old
+   * copy after it has recorded the new place: a look that found it missing on the old disk, its
+   * place changed meanwhile, looks again on the new one.
+   */
+  private whereItIs<T>(oid: Oid, work: (store: ObjectStore) => Promise<T>, absent: (value: T) => boolean = () => false): Promise<T> {
     return this.gate.shared(oid, async () => {
-      const located = this.locations.get(oid);
-      return located !== undefined && (await this.on(located, (store) => store.exists(oid)));
+      const first = this.route(oid);
+      let outcome: { value: T } | { error: unknown };
+      try {
+        outcome = { value: await this.on(first, work) };
+      } catch (error) {
+        outcome = { error };
+      }
+      const missed = 'error' in outcome ? outcome.error instanceof SdError && outcome.error.code === 'NO_OBJECT' : absent(outcome.value);
+      const now = missed ? this.locations.get(oid) : undefined;
+      if (now !== undefined && now !== first && now.state !== 'failed') return this.on(now, work);
+      if ('error' in outcome) throw outcome.error;
+      return outcome.value;
     });
   }
 
+  /** One look where the object is, or (unknown here) where it belongs, as a one-directory store looked. */
+  async exists(oid: Oid): Promise<boolean> {
+    return this.whereItIs(oid, (store) => store.exists(oid), (found) => !found);
+  }
+
   checksum(oid: Oid, sizeBytes: number, fresh = false): Promise<string> {
-    return this.gate.shared(oid, () => this.on(this.route(oid), (store) => store.checksum(oid, sizeBytes, fresh)));
+    return this.whereItIs(oid, (store) => store.checksum(oid, sizeBytes, fresh));
   }
 
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.gate.shared(oid, () => this.on(this.route(oid), (store) => store.read(oid, offsetBytes, lengthBytes)));
+    return this.whereItIs(oid, (store) => store.read(oid, offsetBytes, lengthBytes));
   }
 
   verify(oid: Oid, lengthBytes: number): Promise<string | undefined> {
-    return this.gate.shared(oid, () => this.on(this.route(oid), (store) => store.verify(oid, lengthBytes)));
+    return this.whereItIs(oid, (store) => store.verify(oid, lengthBytes), (problem) => problem === 'missing');
   }
 
   /**
