@@ -5,7 +5,7 @@ import { MdRing, vdiskCount } from '../src/engine/md-ring.js';
 import { mdVdiskBytes, mdVdisksPerDiskMax } from '../src/engine/limits.js';
 
 const GiB = 2 ** 30;
-const oids = Array.from({ length: 40_000 }, (_, i) => (0x7c2b25n << 32n) | BigInt(i));
+const oids = Array.from({ length: 20_000 }, (_, i) => (0x7c2b25n << 32n) | BigInt(i));
 
 function shares(ring: MdRing): Map<string, number> {
   const counts = new Map<string, number>();

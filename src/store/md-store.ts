@@ -318,7 +318,8 @@ export class MdStore implements LocalStore {
       }
       if (this.lost.has(oid)) throw new SdError('NO_OBJECT', `object ${oidHex(oid)} was lost with its disk`);
       let lastError: unknown = noDiskLeft();
-      for (const target of this.candidates(oid)) {
+      const targets = this.candidates(oid);
+      for (const [index, target] of targets.entries()) {
         try {
           await this.on(target, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes));
           this.locations.set(oid, target);
@@ -326,8 +327,8 @@ export class MdStore implements LocalStore {
         } catch (error) {
           lastError = error;
           if (target.state === 'failed') continue;
-          if (!noSpace(error)) throw error;
-          // What the failed create left (a sparse file) must not pass for a copy.
+          if (!noSpace(error) || index === targets.length - 1) throw error;
+          // Tried on the next disk: what the failed create left here must not pass for a copy.
           await target.store.remove(oid).catch(() => undefined);
         }
       }
@@ -339,13 +340,13 @@ export class MdStore implements LocalStore {
     return this.gate.serial(oid, async () => {
       const located = this.locations.get(oid);
       if (this.lost.delete(oid) && located === undefined) return true; // gone with its disk
-      if (located === undefined) return false;
       try {
-        const existed = await this.on(located, (store) => store.remove(oid));
+        // Unknown here: removed where it would be, as a one-directory store did.
+        const existed = await this.on(located ?? this.route(oid), (store) => store.remove(oid));
         this.locations.delete(oid);
         return existed;
       } catch (error) {
-        if (located.state === 'failed') return true; // gone with its disk
+        if (located?.state === 'failed') return true; // gone with its disk
         throw error;
       }
     });
