@@ -33,7 +33,7 @@ function diskList(text: string): string[] {
 }
 
 export function addMdCommand(node: Command): void {
-  const md = node.command('md').description('See \'dog node md\' for more information');
+  const md = node.command('md').description('show and change the disks of a multi-disk sheep');
   withGlobals(md.command('info').description('show multi-disk information'))
     .option('-A, --all', 'show md information of all the nodes')
     .action(action(async (o: Globals & { all?: boolean }) => {
