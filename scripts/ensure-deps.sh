@@ -9,7 +9,8 @@ build=1
 if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper)
+  # e2fsprogs, xfsprogs: the multi-disk test makes loop file systems and shuts one down (xfs_io)
+  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper e2fsprogs xfsprogs)
 fi
 
 missing=()
