@@ -62,6 +62,23 @@ describe('md store', () => {
     await store.close();
   });
 
+  it('moves what a start finds off its disk (the disk list changed) once asked to', async () => {
+    const { inner, make } = setup();
+    const first = make(dirs.slice(0, 2));
+    await first.open();
+    await writeAll(first, 1);
+    await first.close();
+    const store = make(dirs);
+    await store.open();
+    expect(store.misplaced()).toBeGreaterThan(0);
+    store.moveMisplaced();
+    await store.settled();
+    expect(store.misplaced()).toBe(0);
+    expect((await filesIn(inner, dirs[2]!)).length).toBeGreaterThan(0);
+    for (const oid of oids) expect((await store.read(oid, 0, objectBytes)).equals(content(oid, 1))).toBe(true);
+    await store.close();
+  });
+
   it('keeps the placed copy of an object found on two disks (a move cut short)', async () => {
     const { inner, make } = setup();
     const store = make(dirs);

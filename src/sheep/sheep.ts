@@ -231,6 +231,7 @@ export class Sheep {
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
+    this.store.moveMisplaced(); // object sizes are known from here on
     if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
     if (!this.group.keyTravels && !this.group.key) {
       throw new SdError('AUTH', 'this cluster driver does not carry the cluster key between hosts: start the sheep with -k FILE (docs/zookeeper-driver.md)');

@@ -406,6 +406,14 @@ export class MdStore implements LocalStore {
     return count;
   }
 
+  /**
+   * Moves the objects a start found off the disks they belong on (the disk list changed since the
+   * last run). Called by the owner once `objectSizeBytes` can answer (the registry is loaded).
+   */
+  moveMisplaced(): void {
+    if (this.misplaced() > 0) this.kickMoves();
+  }
+
   /** Adds disks (their earlier objects purged); objects that now belong on them move there. */
   async plug(dirs: readonly string[]): Promise<void> {
     this.checkPaths(dirs);
