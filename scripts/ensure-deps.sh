@@ -11,7 +11,8 @@ packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
   # make, g++ and python3: node-gyp builds the native addons npm ci installs (@ronomon/reed-solomon,
   # the erasure coding codec) against Node's own headers.
-  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper make g++ python3)
+  # e2fsprogs, xfsprogs: the multi-disk test makes loop file systems and shuts one down (xfs_io)
+  packages=(fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper make g++ python3 e2fsprogs xfsprogs)
 fi
 
 missing=()

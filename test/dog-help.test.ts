@@ -30,7 +30,7 @@ describe('dog usage', () => {
 
   it('refuses an unknown command or subcommand as the original, exit 64', async () => {
     expect(await dog(['foo'])).toEqual({ code: 64, out: '', err: "Invalid command 'foo'\nTry 'dog --help' for more information.\n" });
-    const list = 'Available node commands:\n  node list\n  node info\n  node recovery\n  node vnodes\n  node kill\n  node scrub\n  node stat\n  node log\n';
+    const list = 'Available node commands:\n  node list\n  node info\n  node recovery\n  node md\n  node vnodes\n  node kill\n  node scrub\n  node stat\n  node log\n';
     expect(await dog(['node'])).toEqual({ code: 64, out: '', err: list });
     expect(await dog(['node', 'foo'])).toEqual({ code: 64, out: '', err: `Invalid command 'node foo'\n${list}` });
     expect(await dog(['node', '--help'])).toEqual({ code: 0, out: list, err: '' });

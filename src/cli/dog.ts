@@ -46,6 +46,7 @@ import { formatClusterInfo, formatNodeInfo, formatNodeList, formatRecovery, form
 import { addLockCommands } from './lock.js';
 import { hasOwnObjects } from './owners.js';
 import { addVnodesCommand } from './vnodes.js';
+import { addMdCommand } from './md.js';
 
 const ioWindow = 16; // requests in flight for read/write
 
@@ -472,6 +473,7 @@ function buildNode(program: Command): void {
     const { max, interval } = throttleArgs(maxText, intervalText);
     await sheep.setThrottle(max, interval).catch((error: unknown) => failedAs('Failed to execute request', error));
   }));
+  addMdCommand(node);
   addVnodesCommand(node);
   withGlobals(node.command('kill').description('kill node').argument('[ID]', 'node id (its index in node list)'))
     .option('-l, --local', 'issue request to local node')

@@ -176,3 +176,15 @@ assert.ok(suspectsKnownWaitMs < rpcRequestTimeoutMs, 'a held replica write must 
 assert.ok(rpcClientIdleTimeoutMs < rpcServerIdleTimeoutMs, 'the client must close an idle connection first');
 assert.ok(rpcConnectionHeldBytesMax <= rpcServerHeldBytesMax);
 assert.ok(rpcReplyWriteTimeoutMs <= rpcRequestTimeoutMs && rpcFrameReadTimeoutMs <= rpcRequestTimeoutMs);
+
+// ---- multi-disk sheep (src/engine/md-ring.ts, src/store/md-store.ts) ----------------------
+/** Disks one sheep spreads its objects over (the original's MD_MAX_DISK). */
+export const mdDisksMax = 64;
+/** A disk path, and the comma-separated list `dog node md plug|unplug` sends. */
+export const mdPathBytesMax = 4096;
+export const mdPathListBytesMax = 16 * 1024;
+/** One vdisk per this many bytes of a disk (the original: 16 MiB; see docs/multi-disk.md). */
+export const mdVdiskBytes = 64 * 1024 * 1024;
+/** A disk's vdisks are capped here (16 TiB of disk at 64 MiB): the ring stays a few MiB. */
+export const mdVdisksPerDiskMax = 262_144;
+assert.ok(mdPathBytesMax <= mdPathListBytesMax);

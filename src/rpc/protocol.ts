@@ -9,6 +9,7 @@ import {
   blockSizeShiftMin,
   copiesMax,
   epochMax,
+  mdPathListBytesMax,
   nodeIdBytesMax,
   objectSizeBytesMax,
   snapshotTagBytesMax,
@@ -23,6 +24,7 @@ import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
 import { lockClientBytesMax, type VdiLock } from '../engine/vdi-locks.js';
 import { sumsSentBytesMax } from '../store/block-sums.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
+import type { MdDiskData } from '../store/md-store.js';
 import type { RequestStatsData } from '../sheep/stats.js';
 import {
   bool,
@@ -75,6 +77,13 @@ export interface RecoveryState {
   /** Objects whose local copy was found current and not copied. */
   keptObjects: number;
 }
+
+/** One node's disks (`dog node md info`). */
+export interface MdNodeData {
+  node: NodeInfo;
+  disks: MdDiskData[];
+}
+export type { MdDiskData };
 
 /** Whether a node has stored a registry version: the answer to `peer.registry-durable`. */
 export interface RegistryDurabilityData {
@@ -200,6 +209,11 @@ export const protocol = {
   /** This node's log level (the original's numbers, sheep/log-level.ts): set when given; answers it. */
   'node.log-level': answers<number>()({ level: optionalInt(0, 7) }),
   'cluster.reweight': answers<null>()({}),
+  /** The disks of the node asked, or (`all`) of every member. */
+  'node.md-info': answers<MdNodeData[]>()({ all: bool }),
+  /** Comma-separated absolute directories, added to or taken from the node asked (md-store.ts). */
+  'node.md-plug': answers<null>()({ disks: string(mdPathListBytesMax) }),
+  'node.md-unplug': answers<null>()({ disks: string(mdPathListBytesMax) }),
 
   'vdi.create': answers<VdiEntry>()({ name, size: size(vdiSizeBytesMax), copies: vdiCopies, copyPolicy: optionalInt(0, 255), hyper: bool }),
   'vdi.snapshot': answers<VdiEntry>()({ name, tag: optionalString(snapshotTagBytesMax * 4) }),
@@ -253,6 +267,7 @@ export const protocol = {
   'peer.list': answersData({ ...peer, inodesOnly: bool }),
   'peer.recovery': answers<RecoveryState>()({ ...peer }),
   'peer.stat': answers<DiskUsageData>()({ ...peer }),
+  'peer.md-info': answers<MdDiskData[]>()({ ...peer }),
   /** The objects gateways that left wrote recently, for the sender's epoch: 'all', or the data. */
   'peer.suspects': answersValueAndData<'all' | null>()({ ...peer, recovery: bool }),
   /** Whether the receiver's copy of `oid` is settled, under the sender's epoch. */

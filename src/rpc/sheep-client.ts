@@ -15,6 +15,7 @@ import type { ClientAuth } from './auth.js';
 import { RpcClient } from './client.js';
 import { fileKeyAuth } from './key-auth.js';
 import type {
+  MdNodeData,
   ClusterInfoData,
   LocationData,
   NodeStatData,
@@ -148,6 +149,12 @@ export class SheepClient implements ObjectIo {
   }
   nodeInfo(): Promise<{ nodes: NodeStatData[]; virtualBytes: number }> {
     return this.call('node.info', {});
+  }
+  mdInfo(all: boolean): Promise<MdNodeData[]> {
+    return this.call('node.md-info', { all });
+  }
+  mdPlug(disks: readonly string[], plug: boolean): Promise<null> {
+    return this.call(plug ? 'node.md-plug' : 'node.md-unplug', { disks: disks.join(',') });
   }
   setVnodes(vnodes: number): Promise<null> {
     return this.call('node.vnodes', { vnodes });

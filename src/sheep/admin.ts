@@ -29,6 +29,8 @@ export interface AdminDeps {
   random: Pick<Random, 'bytes'>;
   disk: Disk;
   storeDir: string;
+  /** What the object disks hold and have free (several with a multi-disk store, md-store.ts). */
+  storeUsage?: () => Promise<DiskUsageData>;
   stats: Pick<RequestStats, 'snapshot'>;
   logLevel: LogLevelControl;
   /** Stops this sheep (after the reply that asked for it is sent). */
@@ -85,7 +87,8 @@ export class AdminService {
   }
 
   async localStat(): Promise<DiskUsageData> {
-    const { disk, storeDir } = this.deps;
+    const { disk, storeDir, storeUsage } = this.deps;
+    if (storeUsage) return storeUsage();
     const stats = await disk.stats(storeDir);
     return { usedBytes: await disk.usedBytes(path.join(storeDir, 'obj')), availableBytes: stats.availableBytes };
   }

@@ -11,7 +11,7 @@ import { behindObjectsMax, catchUpFirstMs, catchUpLongestMs } from '../engine/li
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { Log } from '../io/log.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { CopyWatch } from './copy-watch.js';
@@ -33,7 +33,7 @@ export class CatchUp {
 
   constructor(
     private readonly group: Group,
-    private readonly store: ObjectStore,
+    private readonly store: LocalStore,
     private readonly placement: Placement,
     private readonly peers: Peers,
     private readonly copyWatch: CopyWatch,

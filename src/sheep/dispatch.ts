@@ -14,6 +14,7 @@ import type { CopiesService } from './copies-service.js';
 import type { FormatService } from './format-service.js';
 import type { LockService } from './lock-service.js';
 import type { VnodesService } from './vnodes-service.js';
+import type { MdService } from './md-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import { ecConfig, parseGeneration } from './ec-config.js';
 import type { Gateway } from './gateway.js';
@@ -32,6 +33,7 @@ export interface Services {
   locks: LockService;
   format: FormatService;
   vnodes: VnodesService;
+  md: MdService;
   gateway: Gateway;
   placement: Pick<Placement, 'objectSizeBytes' | 'contentBytes'>;
   group: Pick<Group, 'registry' | 'throttle' | 'self' | 'registryDurable' | 'epoch' | 'waitForEpoch'>;
@@ -81,6 +83,9 @@ export function makeHandlers(s: Services): Handlers {
     'node.stat': async () => s.admin.requestStats(),
     'node.log-level': async (r) => s.admin.logLevel(r.level),
     'cluster.reweight': async () => s.admin.reweight(),
+    'node.md-info': async (r) => s.md.info(r.all),
+    'node.md-plug': async (r) => s.md.plug(r.disks),
+    'node.md-unplug': async (r) => s.md.unplug(r.disks),
 
     'vdi.create': async (r) => s.vdi.create({ name: r.name, sizeBytes: r.size, copies: r.copies, copyPolicy: r.copyPolicy, hyper: r.hyper }),
     'vdi.snapshot': async (r) => s.vdi.snapshot(r.name, r.tag ?? ''),
@@ -144,6 +149,7 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.list': async (r) => encodeOids(await s.gateway.listObjects(s.group.self, r.inodesOnly)),
     'peer.recovery': async () => s.recovery.state,
     'peer.stat': async () => s.admin.localStat(),
+    'peer.md-info': async () => (await s.md.info(false))[0]!.disks,
     'peer.suspects': async (r) => {
       const suspects = s.recovery.suspectsOf(r.epoch);
       if (suspects === undefined) throw new SdError('BUSY', 'this node has not reached that epoch yet');

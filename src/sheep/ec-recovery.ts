@@ -14,7 +14,7 @@ import { asSdError } from '../engine/errors.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Log } from '../io/log.js';
 import { reconstruct } from '../io/reed-solomon.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { CopyWatch } from './copy-watch.js';
 import type { EcGateway } from './ec-gateway.js';
 import type { Placement } from './placement.js';
@@ -44,7 +44,7 @@ export function lostStrips(listed: ReadonlyMap<Oid, unknown>, placement: Placeme
 export interface RebuildDeps {
   ec: EcGateway;
   placement: Placement;
-  store: ObjectStore;
+  store: LocalStore;
   copyWatch: CopyWatch;
 }
 

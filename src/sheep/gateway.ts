@@ -7,7 +7,7 @@ import { SdError, asSdError } from '../engine/errors.js';
 import { coordinatorWaitMs, epochCatchUpMs } from '../engine/limits.js';
 import { isInodeOid, oidHex, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { Placement } from './placement.js';
@@ -48,7 +48,7 @@ export class Gateway {
 
   constructor(
     private readonly group: Group,
-    private readonly store: ObjectStore,
+    private readonly store: LocalStore,
     private readonly peers: Peers,
     private readonly clock: Clock,
     private readonly placement: Placement,

@@ -3,7 +3,7 @@
 import { SdError } from '../engine/errors.js';
 import type { Clock } from '../io/clock.js';
 import type { Log } from '../io/log.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { Handler } from '../rpc/server.js';
 import type { NodeInfo } from '../cluster/driver.js';
 import type { Op, ScrubState } from '../rpc/protocol.js';
@@ -18,7 +18,7 @@ import { Scrub } from './scrub.js';
 
 export interface IntegrityDeps {
   group: Group;
-  store: ObjectStore;
+  store: LocalStore;
   placement: Placement;
   gateway: Gateway;
   peers: Peers;

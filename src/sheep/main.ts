@@ -51,6 +51,8 @@ async function daemonize(argv: readonly string[], readyTimeoutMs: number): Promi
 
 async function run(options: SheepOptions): Promise<void> {
   const storeDir = path.resolve(options.storeDir);
+  const diskDirs = options.diskDirs.map((dir) => path.resolve(dir));
+  if (new Set([storeDir, ...diskDirs]).size !== diskDirs.length + 1) fail('a directory is given twice in the store path');
   // TLS credentials and the key file are read before anything is claimed or joined: a file that
   // cannot be used is one line and no daemon.
   const nbd = options.nbd && { host: options.nbd.host, port: options.nbd.port, tls: prepareNbdTls(options.nbd.tls), idleTimeoutMs: options.nbd.idleTimeoutMs };
@@ -95,7 +97,7 @@ async function run(options: SheepOptions): Promise<void> {
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
   // Not an option: only the integrity benchmark turns block sums off, to measure what they cost.
   const blockSums = process.env['SHEEP_BENCH_NO_BLOCK_SUMS'] !== '1';
-  const sheep = new Sheep(world, { storeDir, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
+  const sheep = new Sheep(world, { storeDir, diskDirs, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
   try {
     await sheep.start();
     if (options.metrics) {

@@ -4,7 +4,7 @@ import { parseZkSpec, type ZkSpec } from '../cluster/zk-layout.js';
 import { SdError } from '../engine/errors.js';
 import { externalIpv4, isIpAddress } from '../io/net-address.js';
 import type { NbdTlsMode, NbdTlsSettings } from '../nbd/tls-credentials.js';
-import { nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
+import { mdDisksMax, nbdPortBase, portDefault, vnodesDefault, vnodesMax, zoneMax } from '../engine/limits.js';
 import { packageVersion } from '../engine/version.js';
 import { logLevelDefault, logLevelNames, parseLogLevel } from './log-level.js';
 
@@ -12,6 +12,8 @@ export type ClusterChoice = { kind: 'local'; dir: string | undefined } | { kind:
 
 export interface SheepOptions {
   storeDir: string;
+  /** `STORE,DISK1,DISK2…`: the object disks of a multi-disk sheep (none: STORE/obj). */
+  diskDirs: string[];
   port: number;
   bindAddr: string;
   myAddr: string;
@@ -188,7 +190,7 @@ function nbdOptions(o: Record<string, string | boolean | undefined>, sheepPort: 
 export function sheepProgram(): Command {
   return new Command('sheep')
     .description('Sheepdog storage daemon: stores objects of virtual disks in STORE_DIR')
-    .argument('<STORE_DIR>', 'directory of this sheep\'s objects, epochs, config and log')
+    .argument('<STORE_DIR>', 'directory of this sheep\'s objects, epochs, config and log; STORE_DIR,DISK1[,DISK2…]: objects on the disks instead (docs/multi-disk.md)')
     .option('-p, --port <PORT>', `specify the TCP port on which to listen (default: ${portDefault})`, String(portDefault))
     .option('-b, --bind <ADDR>', 'specify IP address of interface to listen on', '0.0.0.0')
     .option('-y, --myaddr <ADDR>', 'specify the address advertised to other sheep (default: the bind address)')
@@ -238,8 +240,12 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
   if (o['gateway'] && o['vnodes'] !== undefined) throw new SdError('INVALID_ARGUMENT', "Options '-g' and '-V' can not be both specified");
   const vnodesText = String(o['vnodes']);
   const zoneText = String(o['zone']);
+  const [storeDir = '', ...diskDirs] = program.args[0]!.split(',');
+  if (storeDir === '' || diskDirs.includes('')) throw new SdError('INVALID_ARGUMENT', `Invalid store path '${program.args[0]!}': an empty directory name`);
+  if (diskDirs.length > mdDisksMax) throw new SdError('INVALID_ARGUMENT', `Invalid store path: at most ${mdDisksMax} disks`);
   return {
-    storeDir: program.args[0]!,
+    storeDir,
+    diskDirs,
     port,
     bindAddr,
     myAddr,

@@ -12,7 +12,7 @@ import { decodeOids } from '../rpc/oid-list.js';
 import type { Clock } from '../io/clock.js';
 import type { Log } from '../io/log.js';
 import type { ReconcileAnswer, RecoveryState } from '../rpc/protocol.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
@@ -78,7 +78,7 @@ export class Recovery {
 
   constructor(
     private readonly group: Group,
-    private readonly store: ObjectStore,
+    private readonly store: LocalStore,
     private readonly gateway: Gateway,
     private readonly placement: Placement,
     private readonly peers: Peers,
@@ -124,11 +124,14 @@ export class Recovery {
     this.catchUp.caughtUp(oid);
   }
 
-  /** A write of our copy failed: it is neither served nor carried over until it catches up. */
-  markBehind(oid: Oid, cause: string): void {
+  /**
+   * A write of our copy failed (or its disk did: `quiet`, logged once for them all): it is
+   * neither served nor carried over until it catches up.
+   */
+  markBehind(oid: Oid, cause: string, quiet = false): void {
     this.verified.delete(oid);
     this.trusted.delete(oid);
-    this.catchUp.markBehind(oid, cause);
+    this.catchUp.markBehind(oid, cause, quiet);
   }
 
   /**

@@ -10,7 +10,7 @@ import { asSdError } from '../engine/errors.js';
 import { oidHex, type Oid } from '../engine/oid.js';
 import type { Log } from '../io/log.js';
 import type { ScrubState, ThrottleData } from '../rpc/protocol.js';
-import type { ObjectStore } from '../store/object-store.js';
+import type { LocalStore } from '../store/md-store.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { ObjectCheck } from './object-check.js';
@@ -28,7 +28,7 @@ const clientQuietMs = 1000;
 
 export interface ScrubDeps {
   group: Group;
-  store: ObjectStore;
+  store: LocalStore;
   placement: Placement;
   gateway: Gateway;
   peers: Peers;

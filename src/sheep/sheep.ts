@@ -19,13 +19,14 @@ import type { NbdTls } from '../nbd/tls.js';
 import { acceptSession, unkeyedHandler } from '../rpc/auth.js';
 import { protocolHandler, rateLimitedWarn, RpcServer } from '../rpc/server.js';
 import { MetaStore } from '../store/meta.js';
-import { ObjectStore } from '../store/object-store.js';
+import { MdStore } from '../store/md-store.js';
 import { AdminService } from './admin.js';
 import { AttrService } from './attr-service.js';
 import { CopiesService } from './copies-service.js';
 import { FormatService } from './format-service.js';
 import { LockService } from './lock-service.js';
 import { VnodesService } from './vnodes-service.js';
+import { MdService } from './md-service.js';
 import { lockedVolume, splitShared } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { countedHandler } from './counted-handler.js';
@@ -66,6 +67,11 @@ const rejoinRetryMs = 1000;
 
 export interface SheepConfig {
   storeDir: string;
+  /**
+   * Object disks (`sheep STORE,DISK1,DISK2…`): objects spread over them, metadata stays in
+   * storeDir, and a disk that fails is taken out (docs/multi-disk.md). None: STORE/obj alone.
+   */
+  diskDirs?: readonly string[];
   bindAddr: string;
   self: NodeInfo;
   /**
@@ -89,7 +95,7 @@ export interface SheepConfig {
 }
 
 export class Sheep {
-  readonly store: ObjectStore;
+  readonly store: MdStore;
   readonly meta: MetaStore;
   readonly group: Group;
   readonly gateway: Gateway;
@@ -115,7 +121,16 @@ export class Sheep {
   ) {
     const { clock, disk, log } = world;
     const driver = (this.driver = new CurrentDriver(world.driver));
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock, blockSums: config.blockSums ?? true });
+    const diskDirs = config.diskDirs ?? [];
+    this.store = new MdStore({
+      dirs: diskDirs.length > 0 ? diskDirs : [path.join(config.storeDir, 'obj')],
+      metaDir: config.storeDir,
+      disk,
+      clock,
+      log,
+      blockSums: config.blockSums ?? true,
+      failover: diskDirs.length > 0,
+    });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes), config.keyTravels ?? true);
     this.peers = new Peers(world, this.group);
@@ -135,6 +150,7 @@ export class Sheep {
       random: world.random,
       disk,
       storeDir: config.storeDir,
+      storeUsage: () => this.store.usage(),
       stats: this.stats,
       logLevel: world.logLevel ?? logLevelControl({ level: 'info' }, logLevelDefault),
       // After the reply that asked for it has gone out.
@@ -157,8 +173,9 @@ export class Sheep {
       recovery: this.recovery,
       clock,
       log,
-      usedBytes: () => disk.usedBytes(path.join(config.storeDir, 'obj')),
+      usedBytes: async () => (await this.store.usage()).usedBytes,
     });
+    this.wireDisks();
     this.group.announce = (message) => {
       void driver.notify(message as never).catch((error: unknown) => log.warn({ err: String(error) }, 'notify failed'));
     };
@@ -190,6 +207,23 @@ export class Sheep {
     };
   }
 
+  /** A multi-disk store's failures: its lost objects are fetched again; with no disk left, leave. */
+  private wireDisks(): void {
+    const { log, clock } = this.world;
+    this.store.objectSizeBytes = (oid) => this.placement.objectSizeBytes(oid);
+    this.store.onLost = (oids, cause) => {
+      for (const oid of oids) this.recovery.markBehind(oid, cause, true);
+    };
+    this.store.onDiskFailed = ({ path: failed, lost, disksLeft }) => {
+      if (disksLeft === 0) {
+        log.error({ disk: failed }, 'no disks available, going down');
+        void clock.after(0, () => void this.stop(1));
+        return;
+      }
+      this.store.onLost(lost, `disk ${failed} failed`);
+    };
+  }
+
   async start(): Promise<void> {
     const { log } = this.world;
     const driver = this.driver;
@@ -197,6 +231,7 @@ export class Sheep {
     const journal = await this.store.open();
     if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
     await this.group.load();
+    this.store.moveMisplaced(); // object sizes are known from here on
     if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
     if (!this.group.keyTravels && !this.group.key) {
       throw new SdError('AUTH', 'this cluster driver does not carry the cluster key between hosts: start the sheep with -k FILE (docs/zookeeper-driver.md)');
@@ -223,6 +258,7 @@ export class Sheep {
         locks: this.locks,
         format: new FormatService(this.group, this.vdi, this.peers, this.store, clock, log),
         vnodes: new VnodesService(this.group, this.driver, clock),
+        md: new MdService(this.store, this.group, this.peers),
         gateway: this.gateway,
         placement: this.placement,
         group: this.group,

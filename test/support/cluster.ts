@@ -250,6 +250,8 @@ export interface ClusterOptions {
   openFiles?: (i: number) => number | undefined;
   /** Where a node's store lives; undefined: ROOT/store<i>. */
   storeDir?: (i: number) => string | undefined;
+  /** A multi-disk node's object disks (`STORE,DISK1,DISK2…`); none: STORE/obj. */
+  diskDirs?: (i: number) => readonly string[];
   /** The cluster driver (`-c`), e.g. zookeeper:127.0.0.1:12182; default local on ROOT/cluster. */
   driver?: string;
 }
@@ -330,7 +332,7 @@ export class Cluster {
       '--nbd', 'off',
       ...(this.options.sheepArgs?.(i) ?? []),
       ...extra,
-      this.storeDir(i),
+      [this.storeDir(i), ...(this.options.diskDirs?.(i) ?? [])].join(','),
     ];
   }
 
