@@ -9,7 +9,7 @@ import { systemClock } from '../src/io/clock.js';
 import { nodeDisk } from '../src/io/disk.js';
 import { MemoryDisk } from '../src/io/memory-disk.js';
 import { seededRandom } from '../src/io/random.js';
-import { blockSum, dataOffset, sumBlockBytes, sumsOf } from '../src/store/block-sums.js';
+import { blockSum, dataOffset, firstBadBlock, sumBlockBytes, sumsOf } from '../src/store/block-sums.js';
 import { ObjectStore } from '../src/store/object-store.js';
 
 const dirs: string[] = [];
@@ -44,6 +44,28 @@ describe('block sums', () => {
     expect(blockSum(Buffer.alloc(10))).toBe(0);
     expect(blockSum(Buffer.from('x'))).not.toBe(0);
     expect(sumsOf(Buffer.alloc(3 * sumBlockBytes)).equals(Buffer.alloc(12))).toBe(true);
+  });
+
+  test('zero blocks are compared, not summed: the sums and the first bad block are the same as summing each block', () => {
+    // 40 blocks, mostly zeros (runs longer than one compare of 16 blocks), a short last block.
+    const data = Buffer.alloc(39 * sumBlockBytes + 100);
+    for (const block of [3, 20, 37]) data.fill(block, block * sumBlockBytes + 7, block * sumBlockBytes + 9);
+    data[39 * sumBlockBytes + 50] = 1;
+    const each = Buffer.alloc(40 * 4);
+    for (let block = 0; block < 40; block++) {
+      each.writeUInt32BE(blockSum(data.subarray(block * sumBlockBytes, Math.min((block + 1) * sumBlockBytes, data.length))), block * 4);
+    }
+    expect(sumsOf(data).equals(each)).toBe(true);
+    expect(firstBadBlock(data, each, 5)).toBe(-1);
+    // Damage in the middle of a zero run whose sums say zeros, and a lost sum of a written block.
+    const damaged = Buffer.from(data);
+    damaged[25 * sumBlockBytes + 4000] = 0x80;
+    expect(firstBadBlock(damaged, each, 5)).toBe(30);
+    const lostSum = Buffer.from(each);
+    lostSum.writeUInt32BE(0, 20 * 4);
+    expect(firstBadBlock(data, lostSum, 0)).toBe(20);
+    lostSum.writeUInt32BE(0, 39 * 4);
+    expect(firstBadBlock(data.subarray(21 * sumBlockBytes), lostSum.subarray(21 * 4), 21)).toBe(39);
   });
 });
 

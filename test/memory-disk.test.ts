@@ -91,6 +91,28 @@ describe('memory disk', () => {
     await expect(disk.remove('/s/obj/.tmp')).rejects.toMatchObject({ code: 'EISDIR' });
   });
 
+  test('space is freed when a file has neither a name nor an open handle, and not before', async () => {
+    const disk = new MemoryDisk();
+    await disk.mkdirs('/d');
+    const used = async () => (await disk.stats('/d')).totalBytes - (await disk.stats('/d')).availableBytes;
+    await writeFile(disk, '/d/a', Buffer.alloc(2 * memoryBlockBytes, 1), true);
+    await disk.link('/d/a', '/d/alias');
+    await writeFile(disk, '/d/b', Buffer.alloc(memoryBlockBytes, 2), true);
+    expect(await used()).toBe(3 * memoryBlockBytes);
+    await disk.rename('/d/b', '/d/a'); // a keeps its other name
+    await disk.rename('/d/a', '/d/a'); // onto itself: nothing changes
+    expect(await used()).toBe(3 * memoryBlockBytes);
+    const reader = await disk.open('/d/alias', 'read');
+    await disk.remove('/d/alias');
+    expect(await used()).toBe(3 * memoryBlockBytes); // open: still there
+    await reader.close();
+    expect(await used()).toBe(memoryBlockBytes);
+    await disk.link('/d/a', '/d/c');
+    await disk.rename('/d/c', '/d/a'); // two names of one file become one
+    await disk.remove('/d/a');
+    expect(await used()).toBe(0);
+  });
+
   test('an open handle keeps reading a file that was removed or renamed over', async () => {
     const disk = new MemoryDisk();
     await disk.mkdirs('/d');

@@ -201,12 +201,19 @@ export class VdiRegistry {
   }
 
   working(name: string): VdiEntry | undefined {
-    return this.live().find((e) => e.name === name && e.snapshotSec === 0);
+    return this.liveNamed(name).find((e) => e.snapshotSec === 0);
+  }
+
+  /** The live entries of one name in VID order: only they are sorted (a lookup per VDI open). */
+  private liveNamed(name: string): VdiEntry[] {
+    const named: VdiEntry[] = [];
+    for (const entry of this.byVid.values()) if (entry.name === name && !entry.deleted) named.push(entry);
+    return named.sort((a, b) => a.vid - b.vid);
   }
 
   /** The VDI a request names: the working one, or a snapshot by tag or id. */
   lookup(name: string, ref: SnapshotRef): VdiEntry {
-    const named = this.live().filter((e) => e.name === name);
+    const named = this.liveNamed(name);
     if (named.length === 0) throw new SdError('NO_VDI', 'No VDI found');
     if (ref === undefined) {
       const working = named.find((e) => e.snapshotSec === 0);

@@ -34,6 +34,8 @@ class Inode {
   dirty = new Set<number>();
   /** A datasync is needed for `durable` to catch up. */
   unsynced = false;
+  /** Names in the live directories that point at this inode. */
+  names = 0;
 
   constructor(readonly id: number) {}
 
@@ -114,6 +116,8 @@ export class MemoryDisk implements Disk {
   /** Bumped by every crash: a handle or view of an older generation is dead. */
   private generation = 0;
   private allocatedBlocks = 0;
+  /** The inodes whose blocks `allocatedBlocks` counts: those with a name or an open handle. */
+  private counted = new Set<Inode>();
   private readonly openInodes = new Map<Inode, number>();
 
   constructor(options: MemoryDiskOptions = {}) {
@@ -126,7 +130,9 @@ export class MemoryDisk implements Disk {
   crash(): void {
     this.generation += 1;
     this.openInodes.clear();
+    for (const names of this.liveDirs.values()) for (const inode of names.values()) inode.names -= 1;
     this.liveDirs = new Map([...this.durableDirs].map(([dir, names]) => [dir, new Map(names)]));
+    for (const names of this.liveDirs.values()) for (const inode of names.values()) inode.names += 1;
     for (const inode of this.reachableInodes()) inode.revert();
     this.recount();
   }
@@ -174,7 +180,8 @@ export class MemoryDisk implements Disk {
     if (inode === undefined) {
       if (mode !== 'create') throw errnoError('ENOENT', `no file ${file}`);
       inode = new Inode(this.nextInode++);
-      names.set(name, inode);
+      this.setName(names, name, inode);
+      this.counted.add(inode);
     }
     this.openInodes.set(inode, (this.openInodes.get(inode) ?? 0) + 1);
     return new MemoryFile(this, inode, mode !== 'read', this.generation);
@@ -188,9 +195,10 @@ export class MemoryDisk implements Disk {
     const targetNames = this.liveDirs.get(to.dir);
     if (targetNames === undefined) throw errnoError('ENOENT', `no directory ${to.dir}`);
     if (this.liveDirs.has(path.join(to.dir, to.name))) throw errnoError('EISDIR', `${target} is a directory`);
-    this.liveDirs.get(from.dir)?.delete(from.name);
-    targetNames.set(to.name, inode);
-    this.recount();
+    const replaced = targetNames.get(to.name);
+    this.deleteName(this.liveDirs.get(from.dir)!, from.name);
+    this.setName(targetNames, to.name, inode);
+    if (replaced !== undefined) this.uncountIfUnreachable(replaced);
   }
 
   async link(existing: string, alias: string): Promise<void> {
@@ -203,14 +211,17 @@ export class MemoryDisk implements Disk {
     if (targetNames.has(to.name) || this.liveDirs.has(path.join(to.dir, to.name))) {
       throw errnoError('EEXIST', `${alias} exists`);
     }
-    targetNames.set(to.name, inode);
+    this.setName(targetNames, to.name, inode);
   }
 
   async remove(file: string): Promise<void> {
     const { dir, name } = this.split(file);
     if (this.liveDirs.has(path.join(dir, name))) throw errnoError('EISDIR', `${file} is a directory`);
-    this.liveDirs.get(dir)?.delete(name);
-    this.recount();
+    const names = this.liveDirs.get(dir);
+    const inode = names?.get(name);
+    if (names === undefined || inode === undefined) return;
+    this.deleteName(names, name);
+    this.uncountIfUnreachable(inode);
   }
 
   async list(dir: string): Promise<string[]> {
@@ -352,7 +363,7 @@ export class MemoryDisk implements Disk {
     if (count > 0) this.openInodes.set(inode, count);
     else {
       this.openInodes.delete(inode);
-      this.recount();
+      this.uncountIfUnreachable(inode);
     }
   }
 
@@ -369,10 +380,36 @@ export class MemoryDisk implements Disk {
     return inodes;
   }
 
+  /** A name in a live directory: the inode counts as reachable while it has one. */
+  private setName(names: Directory, name: string, inode: Inode): void {
+    const previous = names.get(name);
+    if (previous !== undefined) previous.names -= 1;
+    names.set(name, inode);
+    inode.names += 1;
+  }
+
+  private deleteName(names: Directory, name: string): void {
+    const inode = names.get(name);
+    if (inode === undefined) return;
+    names.delete(name);
+    inode.names -= 1;
+  }
+
+  /**
+   * After `inode` lost a name or its last handle: its space is free once it has neither. The
+   * count stays what `recount` would make it, without walking every file (the only other way an
+   * inode stops being reachable, a crash or fence, recounts).
+   */
+  private uncountIfUnreachable(inode: Inode): void {
+    if (inode.names > 0 || this.openInodes.has(inode) || !this.counted.delete(inode)) return;
+    this.allocatedBlocks -= inode.live.blocks.size;
+  }
+
   /** Space of files with no name and no open handle is free again. */
   private recount(): void {
+    this.counted = this.reachableInodes();
     let blocks = 0;
-    for (const inode of this.reachableInodes()) blocks += inode.live.blocks.size;
+    for (const inode of this.counted) blocks += inode.live.blocks.size;
     this.allocatedBlocks = blocks;
   }
 }

@@ -115,6 +115,8 @@ export interface ConvergenceInput {
 export function settled(hosts: readonly SimHost[]): boolean {
   const states = hosts.map((host) => host.sheep()?.state());
   if (states.some((state) => state === undefined)) return false;
+  // The cheap part first: while any node still recovers (most of a wait) no history is compared.
+  if (!states.every((state) => state!.status === 'running' && !state!.recovering)) return false;
   const first = JSON.stringify(states[0]!.epochs);
   const ids = hosts.map((host) => host.id).sort();
   return states.every(
@@ -131,6 +133,7 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
   const { hosts } = input;
   const sheep = hosts.map((host) => host.sheep()!);
   const states = sheep.map((s) => s.state());
+  const registry = states[0]!.registry;
   const history = JSON.stringify(states[0]!.epochs);
   states.forEach((state, i) => {
     if (JSON.stringify(state.epochs) !== history) {
@@ -150,7 +153,6 @@ export async function checkConverged(input: ConvergenceInput): Promise<void> {
       holders.set(oid, list);
     }
   }
-  const registry = states[0]!.registry;
   for (const [oid, ids] of holders) {
     const held = [...ids].sort();
     // What no live VDI reaches is an orphan or an explained leak, whatever its replica count.

@@ -59,6 +59,9 @@ export class SimCluster {
   private readonly paused = new Map<string, number>();
   private pauses = 0;
   private nextInc = 1;
+  /** `replayedState` up to `replayedLines` of the log, advanced as the log grows (not rebuilt). */
+  private replayed: LocalState = initialState();
+  private replayedLines = 0;
 
   constructor(
     readonly clock: Clock,
@@ -134,14 +137,16 @@ export class SimCluster {
     this.append({ t: 'leave', inc, node: claim.info.id });
   }
 
-  /** The state every member reaches once it has read the whole log. */
+  /**
+   * The state every member reaches once it has read the whole log. Shared: callers only read it
+   * (a member gets its own copy, `SimDriver.join`).
+   */
   replayedState(): LocalState {
-    let state = initialState();
-    for (const line of this.log) {
-      const event = parseEventLine(line);
-      if (event !== null) state = applyEvent(state, event).state;
+    for (; this.replayedLines < this.log.length; this.replayedLines++) {
+      const event = parseEventLine(this.log[this.replayedLines]!);
+      if (event !== null) this.replayed = applyEvent(this.replayed, event).state;
     }
-    return state;
+    return this.replayed;
   }
 }
 
@@ -185,6 +190,13 @@ class SimDriver implements SimClusterDriver {
     this.handlers = handlers;
     this.self = { inc: this.inc, info: self, pid: 0, start: null };
     // Learn the membership silently, then clear dead predecessors, as the local driver does.
+    // Nothing logged before this join concerns this new incarnation (no output names it, and a
+    // joiner delivers nothing), so it starts from the replayed state rather than reading the whole
+    // log again: its own deep copy, so no member shares objects with another.
+    if (!this.stopped()) {
+      this.state = structuredClone(this.cluster.replayedState());
+      this.cursor = this.cluster.log.length;
+    }
     this.applyAvailable();
     this.reportDead();
     this.applyAvailable();

@@ -12,6 +12,7 @@ class HeaderPeek {
   private prefix = Buffer.alloc(framePrefixBytes);
   private prefixHave = 0;
   private header: Buffer | undefined;
+  private headerBytes = 0;
   private headerHave = 0;
   private skipLeft = 0;
   private parsed: unknown;
@@ -33,17 +34,20 @@ class HeaderPeek {
           this.broken = true;
           return;
         }
-        this.header = Buffer.alloc(headerBytes);
+        this.header = undefined; // taken in place if it comes in one piece (encodeFrame writes it so)
+        this.headerBytes = headerBytes;
         this.headerHave = 0;
         this.skipLeft = frameBytes - 4 - headerBytes;
         this.parsed = undefined;
       }
-      if (this.header && this.headerHave < this.header.length) {
-        const n = Math.min(this.header.length - this.headerHave, chunk.length - at);
-        chunk.copy(this.header, this.headerHave, at, at + n);
+      if (this.headerHave < this.headerBytes) {
+        const n = Math.min(this.headerBytes - this.headerHave, chunk.length - at);
+        if (n === 0) return;
+        if (this.headerHave === 0 && n === this.headerBytes) this.header = chunk.subarray(at, at + n);
+        else chunk.copy((this.header ??= Buffer.alloc(this.headerBytes)), this.headerHave, at, at + n);
         this.headerHave += n;
         at += n;
-        if (this.headerHave < this.header.length) return;
+        if (this.headerHave < this.headerBytes) return;
         try {
           this.parsed = unpackHeader(this.header);
         } catch {
@@ -57,6 +61,8 @@ class HeaderPeek {
       if (this.skipLeft > 0) return;
       this.prefixHave = 0;
       this.header = undefined;
+      this.headerBytes = 0;
+      this.headerHave = 0;
       onFrame(this.parsed);
     }
   }

@@ -66,10 +66,30 @@ class EventHeap {
   }
 }
 
-// The scheduler's own way to let the microtask and nextTick queues drain: one turn of the real
-// event loop's check phase. Taken before any trap is installed.
+// The scheduler's own way to let the microtask and nextTick queues drain: its continuation waits
+// for a real immediate. Node drains both queues completely after every immediate callback, also
+// between two immediates of one check phase, so immediates are queued a batch at a time and each
+// resumes the run once: one turn of the event loop (and its poll) serves many events, not one.
+// Taken before any trap is installed.
 const realSetImmediate = globalThis.setImmediate;
-const drainQueues = (): Promise<void> => new Promise<void>((resolve) => realSetImmediate(resolve));
+const immediatesPerBatch = 64;
+let immediatesQueued = 0;
+/** Runs waiting for the queues to drain (more than one when schedulers run side by side). */
+const waitingRuns: Array<() => void> = [];
+function queueImmediates(): void {
+  immediatesQueued += immediatesPerBatch;
+  for (let i = 0; i < immediatesPerBatch; i++) realSetImmediate(onImmediate);
+}
+function onImmediate(): void {
+  immediatesQueued -= 1;
+  waitingRuns.shift()?.();
+  if (immediatesQueued === 0 && waitingRuns.length > 0) queueImmediates();
+}
+const drainQueues = (): Promise<void> =>
+  new Promise<void>((resolve) => {
+    waitingRuns.push(resolve);
+    if (immediatesQueued === 0) queueImmediates();
+  });
 
 export interface FencedClock extends Clock {
   kill(): void;
@@ -244,6 +264,8 @@ export class Scheduler implements Clock {
  * project's code (not from node_modules or Node itself) are recorded; the run then fails with the
  * stack of the first one. The real function still runs, so the test harness keeps working.
  */
+const trappedVersions = new WeakMap<object, (...args: unknown[]) => unknown>();
+
 export const realTimerTrap = {
   installed: 0,
   caught: [] as string[],
@@ -255,12 +277,17 @@ export const realTimerTrap = {
       for (const name of names) {
         const original = globals[name] as (...args: unknown[]) => unknown;
         this.originals.set(name, original);
-        const trapped = (...args: unknown[]): unknown => {
-          const stack = new Error(`real ${name} during a simulation`).stack ?? '';
-          if (isProjectCaller(stack)) this.caught.push(stack);
-          return original(...args);
-        };
-        Object.assign(trapped, original);
+        // Made once per function trapped: a run installs the trap, and there are thousands of runs.
+        let trapped = trappedVersions.get(original);
+        if (trapped === undefined) {
+          trapped = (...args: unknown[]): unknown => {
+            const stack = new Error(`real ${name} during a simulation`).stack ?? '';
+            if (isProjectCaller(stack)) this.caught.push(stack);
+            return original(...args);
+          };
+          Object.assign(trapped, original);
+          trappedVersions.set(original, trapped);
+        }
         globals[name] = trapped;
       }
     }

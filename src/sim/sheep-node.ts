@@ -25,12 +25,20 @@ export function simSheepOf(sheep: Sheep): SimSheep {
     state: (): SimNodeState => {
       const { group, recovery } = sheep;
       const finished = group.members.every((member) => group.recoveredBy.has(member.id));
+      // The epoch history and the registry are made when first read (the convergence wait asks
+      // after every event, and mostly needs only status and recovering): read them at once.
+      let epochs: SimNodeState['epochs'] | undefined;
+      let registry: SimNodeState['registry'] | undefined;
       return {
         status: group.status,
-        epochs: group.epochs.map((record) => ({ epoch: record.epoch, nodes: record.nodes.map((node) => node.id) })),
+        get epochs() {
+          return (epochs ??= group.epochs.map((record) => ({ epoch: record.epoch, nodes: record.nodes.map((node) => node.id) })));
+        },
         members: group.members.map((member) => member.id),
         recovering: recovery.state.running || recovery.state.epoch !== group.epoch || !finished,
-        registry: group.registry.all(),
+        get registry() {
+          return (registry ??= group.registry.all());
+        },
       };
     },
     epoch: () => sheep.group.epoch,

@@ -4,12 +4,12 @@
 // sums go first.
 import { createHash } from 'node:crypto';
 import type { Oid } from '../engine/oid.js';
+import { isZeroRange } from './block-sums.js';
 
 /** Remembered sums per store. */
 export const checksumsKeptMax = 65_536;
 
 const blockBytes = 4096;
-const zeroBlock = Buffer.alloc(blockBytes);
 
 /**
  * sha1 over the length and each run of 4 KiB blocks that are not all zeros, with where it
@@ -33,7 +33,7 @@ export function checksumOf(data: Buffer): string {
   };
   for (let at = 0; at < data.length; at += blockBytes) {
     const end = Math.min(at + blockBytes, data.length);
-    if (data.compare(zeroBlock, 0, end - at, at, end) === 0) flush(at);
+    if (isZeroRange(data, at, end)) flush(at);
     else if (runStart < 0) runStart = at;
   }
   flush(data.length);

@@ -18,6 +18,7 @@ import {
   identityBytes,
   identityProblem,
   identitySizeBytes,
+  isZeroRange,
   sumBlockBytes,
   sumsOf,
   sumsOffset,
@@ -426,8 +427,7 @@ const zeroBlock = Buffer.alloc(4096);
 /** The 4 KiB blocks of `data` (the last may be shorter), each told whether it is all zeros. */
 function* blocksOf(data: Buffer): Generator<{ atBytes: number; zero: boolean }> {
   for (let atBytes = 0; atBytes < data.length; atBytes += zeroBlock.length) {
-    const block = data.subarray(atBytes, Math.min(atBytes + zeroBlock.length, data.length));
-    yield { atBytes, zero: block.equals(zeroBlock.subarray(0, block.length)) };
+    yield { atBytes, zero: isZeroRange(data, atBytes, Math.min(atBytes + zeroBlock.length, data.length)) };
   }
 }
 
