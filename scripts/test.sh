@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/ensure-deps.sh fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper vagrant vagrant-libvirt make g++ python3 || {
+bash scripts/ensure-deps.sh fuse libfuse2 qemu-utils libnbd-bin nbdkit fio openssl zookeeper vagrant vagrant-libvirt make g++ python3 e2fsprogs xfsprogs || {
   echo "test: error: setting up dependencies failed (scripts/ensure-deps.sh)" >&2
   exit 1
 }
