@@ -201,8 +201,9 @@ export class SheepClient implements ObjectIo {
   getAttr(name: string, key: string): Promise<Buffer> {
     return this.call('vdi.getattr', { name, key });
   }
-  lockVdi(name: string, clientText: string, shared: boolean): Promise<VdiLock> {
-    return this.call('vdi.lock', { name, client: clientText, shared });
+  /** With `holder`: re-takes that lock (lock-keeper.ts). */
+  lockVdi(name: string, clientText: string, shared: boolean, holder?: string): Promise<VdiLock> {
+    return this.call('vdi.lock', { name, client: clientText, shared, holder });
   }
   releaseVdi(holder: string): Promise<null> {
     return this.call('vdi.release', { holder });
@@ -224,11 +225,11 @@ export class SheepClient implements ObjectIo {
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     return this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes });
   }
-  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
-    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create }, data);
+  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, lock?: string): Promise<void> {
+    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create, lock }, data);
   }
-  async remove(oid: Oid): Promise<void> {
-    await this.call('gw.remove', { oid });
+  async remove(oid: Oid, lock?: string): Promise<void> {
+    await this.call('gw.remove', { oid, lock });
   }
 
   close(): void {

@@ -96,7 +96,7 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
     'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
     'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),
-    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared),
+    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared, r.holder),
     'vdi.release': async (r) => s.locks.release(r.holder),
     'vdi.unlock': async (r) => s.locks.unlock(r.name),
     'vdi.locks': async () => s.locks.list(),
@@ -108,10 +108,12 @@ export function makeHandlers(s: Services): Handlers {
     },
     'gw.write': async (r, data) => {
       await s.vdi.checkClientObject(r.oid, true);
+      if (r.lock !== undefined) await s.locks.requireHeld(r.lock);
       await s.gateway.write(r.oid, r.offset, data, r.create);
       return null;
     },
     'gw.remove': async (r) => {
+      if (r.lock !== undefined) await s.locks.requireHeld(r.lock);
       await s.gateway.remove(r.oid);
       return null; // a member that was away keeps its copy; the reclaim after recovery takes it
     },
