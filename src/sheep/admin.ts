@@ -15,6 +15,7 @@ import { compareNodes, type Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { LogLevelControl } from './log-level.js';
 import type { RequestStats, RequestStatsData } from './stats.js';
+import { ReweightService } from './reweight-service.js';
 
 export interface AdminDeps {
   group: Group;
@@ -35,7 +36,11 @@ export interface AdminDeps {
 }
 
 export class AdminService {
-  constructor(private readonly deps: AdminDeps) {}
+  private readonly reweighter: ReweightService;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.reweighter = new ReweightService(deps.group, deps.driver, deps.peers, () => this.localStat(), deps.clock);
+  }
 
   private get group(): Group {
     return this.deps.group;
@@ -163,13 +168,9 @@ export class AdminService {
     return this.deps.logLevel.level;
   }
 
-  /**
-   * The original recomputed a node's vnodes from its disk space when the cluster used automatic
-   * vnodes. Every node here keeps the vnodes it was started with (-V), the original's fixed
-   * strategy, under which reweight changes nothing: answered, as the original did.
-   */
-  reweight(): null {
-    return null;
+  /** Vnodes by store capacity on a cluster with automatic vnodes (reweight-service.ts). */
+  reweight(): Promise<null> {
+    return this.reweighter.reweight();
   }
 
   private isSelf(node: NodeInfo): boolean {
