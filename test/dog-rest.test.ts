@@ -1,13 +1,14 @@
 // What issue #15 left open, end to end: a writer's lock re-taken after every sheep restarted (a
 // sheepfs mount) or after `dog vdi lock unlock` (an NBD export), and refused when another writer
 // took the VDI meanwhile. Real sheep, sheepfs and NBD on loopback; effects checked through another
-// node. Ports 13400-13499 belong to this file (sheep 134xx below 13450, NBD above).
-import { spawn } from 'node:child_process';
+// node; and `dog cluster reweight` over stores of different sizes (tmpfs: needs root).
+// Ports 13400-13499 belong to this file (sheep below 13450, NBD above).
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, dogBin, md5, pattern, poll, run, startCluster } from './support/cluster.js';
+import { Cluster, dogBin, makeTempDir, md5, pattern, poll, run, startCluster } from './support/cluster.js';
 import { maskDates } from './support/mask.js';
 import { rawNbdOpen } from './support/nbd-raw.js';
 import { forceUnmount, isMounted, waitFor } from './support/sheepfs-helpers.js';
@@ -104,5 +105,65 @@ describe('writers keep their lock through a restart of every sheep', () => {
     other.close();
     const data = (await c.dogOk(['vdi', 'read', 'vm', String(4 * 4096), String(3 * 4096)], { port: c.port(2) })).stdout;
     expect(md5(data)).toBe(md5(Buffer.concat([pattern(4096, 6), pattern(4096, 7), Buffer.alloc(4096)])));
+  });
+});
+
+describe('cluster reweight', () => {
+  const MiB = 1024 * 1024;
+  const sizesMiB = [64, 64, 256];
+  const mounts = sizesMiB.map(() => makeTempDir('dog-rest-weigh-mnt-'));
+  let c: Cluster;
+  beforeAll(async () => {
+    mounts.forEach((dir, i) => execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizesMiB[i]}m`, 'tmpfs', dir]));
+    c = await startCluster({ nodes: 3, basePort: 13410, prefix: 'dog-rest-weigh-', format: false, storeDir: (i) => path.join(mounts[i]!, 'store') });
+    // 1 MiB objects: enough of them for the ring's shares to show.
+    await c.dogOk(['cluster', 'format', '-c', '2', '-z', '20']);
+  });
+  afterAll(async () => {
+    await c?.stop();
+    for (const dir of mounts) {
+      execFileSync('umount', ['-l', dir]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  const nodeList = (vnodes: number[]) =>
+    '  Id   Host:Port         V-Nodes       Zone\n' +
+    [0, 1, 2].map((i) => `${String(i).padStart(4)}   ${c.nodeId(i).padEnd(20)}\t${String(vnodes[i]).padStart(2)}${String(i).padStart(11)}\n`).join('');
+
+  it('gives every node vnodes by its store capacity, with a new epoch; recovery moves the data and every node reads it whole', async () => {
+    const bytes = pattern(24 * MiB, 31);
+    await c.dogOk(['vdi', 'create', 'vm', '24M']);
+    await c.dogOk(['vdi', 'write', 'vm'], { input: bytes });
+    expect((await c.dogOk(['node', 'list'])).out).toBe(nodeList([128, 128, 128]));
+    expect((await c.dogOk(['cluster', 'info', '-v'])).out.split('\n')[2]).toBe('Cluster vnodes strategy: auto');
+    const epochs = (await c.epochHistory(0)).length;
+    const before = c.objectFiles(2).length;
+
+    // Each node's capacity as `node info` shows it (its size: used plus free); 128 times each over
+    // their average is the original's recalculate_vnodes.
+    const sizes = (await c.dogOk(['node', 'info', '-r'])).out.split('\n').slice(0, 3).map((line) => Number(line.split(' ')[1]));
+    const average = (sizes[0]! + sizes[1]! + sizes[2]!) / 3;
+    const weighed = sizes.map((bytes) => Math.round((128 * bytes) / average));
+    expect(weighed[2]).toBeGreaterThan(2 * weighed[0]!);
+    expect(await c.dogOk(['cluster', 'reweight'], { port: c.port(1) })).toMatchObject({ out: '', stderr: '' });
+    expect((await c.dogOk(['node', 'list'], { port: c.port(2) })).out).toBe(nodeList(weighed));
+    expect((await c.epochHistory(0)).length).toBe(epochs + 1);
+    await c.waitForFullCopies([0, 1, 2], 2);
+    expect(c.objectFiles(2).length).toBeGreaterThan(before);
+    for (const i of [0, 1, 2]) expect(md5((await c.dogOk(['vdi', 'read', 'vm'], { port: c.port(i) })).stdout)).toBe(md5(bytes));
+
+    // Weighed already: nothing changes, no epoch.
+    await c.dogOk(['cluster', 'reweight']);
+    expect((await c.epochHistory(1)).length).toBe(epochs + 1);
+  });
+
+  it('changes nothing with fixed vnodes (-V), as the original', async () => {
+    await c.dogOk(['cluster', 'format', '-f', '-V', '-c', '2']);
+    expect((await c.dogOk(['cluster', 'info', '-v'])).out.split('\n')[2]).toBe('Cluster vnodes strategy: fixed');
+    const epochs = (await c.epochHistory(0)).length;
+    expect(await c.dogOk(['cluster', 'reweight'])).toMatchObject({ out: '', stderr: '' });
+    expect((await c.dogOk(['node', 'list'])).out).toBe(nodeList([128, 128, 128]));
+    expect((await c.epochHistory(2)).length).toBe(epochs);
   });
 });
