@@ -374,8 +374,9 @@ function buildCluster(program: Command): void {
     .option('-z, --block-size-shift <SHIFT>', 'specify the shift num of default data object size (20-26)', '22')
     .option('-b, --backend <STORE>', 'specify backend store (plain)', 'plain')
     .option('-f, --force', 'do not prompt for confirmation')
+    .option('-R, --recyclevid', 'enable recycling of VID')
     .option('-V, --fixedvnodes', 'disable automatic vnodes calculation')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean }) => {
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean; recyclevid?: boolean }) => {
       const copies = copiesArg(o.copies)!;
       const shift = blockSizeShiftArg(o.blockSizeShift);
       const sheep = client(o);
@@ -394,7 +395,7 @@ function buildCluster(program: Command): void {
           out('Available stores:\n---------------------------------------\nplain\n');
           throw new DogFailure('Format failed: Targeted backend store is not found', exitSysfail);
         }
-        await sheep.format(copies, shift, reformat, o.fixedvnodes === true);
+        await sheep.format(copies, shift, reformat, { fixedVnodes: o.fixedvnodes === true, recycleVids: o.recyclevid === true });
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

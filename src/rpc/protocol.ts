@@ -179,6 +179,8 @@ export const protocol = {
     reformat: bool,
     /** -V: vnodes an admin sets per node (`node.vnodes`), not only each sheep's own. */
     fixedVnodes: bool,
+    /** -R: VIDs of deleted VDIs are used again (vdi-recycle.ts). */
+    recycleVids: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),

@@ -9,6 +9,7 @@ import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
 import type { VdiLock } from '../engine/vdi-locks.js';
+import type { FormatFlags } from '../store/meta.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { tcpTransport, type Transport } from '../io/transport.js';
 import type { ClientAuth } from './auth.js';
@@ -134,8 +135,8 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false, flags: FormatFlags = {}): Promise<null> {
+    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes: flags.fixedVnodes === true, recycleVids: flags.recycleVids === true });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});

@@ -1,7 +1,7 @@
 // The admin service: cluster format/shutdown/recover, node listing and statistics, recovery
 // throttle and progress, object location. Everything `dog cluster|node` asks, apart from VDIs.
 import * as path from 'node:path';
-import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
+import type { ClusterDriver, Json, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { blockSizeShiftDefault, clusterKeyBytes } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
@@ -16,6 +16,7 @@ import type { Peers } from './peers.js';
 import type { LogLevelControl } from './log-level.js';
 import type { RequestStats, RequestStatsData } from './stats.js';
 import { ReweightService } from './reweight-service.js';
+import { newClusterConfig, type FormatFlags } from '../store/meta.js';
 
 export interface AdminDeps {
   group: Group;
@@ -55,16 +56,16 @@ export class AdminService {
     };
   }
 
-  async format(copies: number, blockSizeShift: number | undefined, fixedVnodes = false): Promise<null> {
+  async format(copies: number, blockSizeShift: number | undefined, flags: FormatFlags = {}): Promise<null> {
     const { driver, clock } = this.deps;
     await driver.sync();
     if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
-    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault, ...(fixedVnodes ? { fixedVnodes } : {}) };
+    const config = newClusterConfig(clock.nowMs(), copies, blockSizeShift ?? blockSizeShiftDefault, flags);
     // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
     // members in the format message, through the driver: never over the sheep port.
     const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');
     const carried = this.group.keyTravels ? { key } : {};
-    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000), ...carried });
+    await driver.notify({ type: 'format', config: config as unknown as Json, timeSec: Math.floor(config.createdMs / 1000), ...carried });
     await driver.sync();
     await this.group.flushed();
     return null;

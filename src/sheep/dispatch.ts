@@ -64,7 +64,7 @@ export function makeHandlers(s: Services): Handlers {
 
     'cluster.info': async () => s.admin.clusterInfo(),
     'cluster.format': async (r) =>
-      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes) : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes),
+      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, r) : s.admin.format(r.copies, r.blockSizeShift, r),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 

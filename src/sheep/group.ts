@@ -36,7 +36,8 @@ export interface StoreState {
 
 export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
-  | { type: 'vdi'; entries: VdiEntry[] }
+  /** `freed`: VIDs used again from now on (`cluster format -R`, vdi-recycle.ts). */
+  | { type: 'vdi'; entries: VdiEntry[]; freed?: number[] }
   | { type: 'attr'; change: AttrChange }
   /** `dog node vnodes set`: a node's vnodes from now on, with a new epoch. */
   | { type: 'vnodes'; node: string; vnodes: number; timeSec: number }
@@ -343,6 +344,7 @@ export class Group implements ClusterHandlers {
         break;
       case 'vdi':
         this.registry.apply(m.entries);
+        if (m.freed) this.registry.free(m.freed);
         this.storeRegistry();
         break;
       case 'attr':

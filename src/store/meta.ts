@@ -15,6 +15,25 @@ export interface ClusterConfig {
   fixedVnodes?: boolean;
   /** Vnodes set so, by node id: they replace what the node joins with. */
   vnodes?: Record<string, number>;
+  /** `cluster format -R`: the VIDs of a deleted family are used again once nothing of them is left. */
+  recycleVids?: boolean;
+}
+
+/** What `cluster format` chooses besides copies and object size. */
+export interface FormatFlags {
+  fixedVnodes?: boolean;
+  recycleVids?: boolean;
+}
+
+/** The config of a new format: the flags only when set, so older configs read the same. */
+export function newClusterConfig(createdMs: number, copies: number, blockSizeShift: number, flags: FormatFlags): ClusterConfig {
+  return {
+    createdMs,
+    copies,
+    blockSizeShift,
+    ...(flags.fixedVnodes ? { fixedVnodes: true } : {}),
+    ...(flags.recycleVids ? { recycleVids: true } : {}),
+  };
 }
 
 export interface EpochRecord {
