@@ -167,3 +167,77 @@ describe('cluster reweight', () => {
     expect((await c.epochHistory(2)).length).toBe(epochs);
   });
 });
+
+describe('cluster format -R (recycle VIDs)', () => {
+  const MiB = 1024 * 1024;
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster({ nodes: 3, basePort: 13420, prefix: 'dog-rest-recycle-', format: false });
+    expect((await c.dogOk(['cluster', 'format', '-R', '-c', '2', '-z', '20'])).out).toBe('using backend plain store\n');
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  /** The working VDI's id, as `vdi list -r` prints it. */
+  const vidOf = async (name: string) =>
+    (await c.dogOk(['vdi', 'list', '-r'])).out.split('\n').find((line) => line.startsWith(`= ${name} `))!.split(' ')[7]!;
+  /** Stores holding any object of VID `vid` (hex). */
+  const holdersOfVid = (vid: string) =>
+    [0, 1, 2].filter((i) => c.objectFiles(i).some((oid) => ((BigInt(`0x${oid}`) >> 32n) & 0xffffffn) === BigInt(`0x${vid}`)));
+  const zeros = md5(Buffer.alloc(8 * MiB));
+
+  it('frees a deleted family once nothing of it is left: the name gets its VID back, and reads zeros through every node', async () => {
+    await c.dogOk(['vdi', 'create', 'vm', '8M']);
+    const first = await vidOf('vm');
+    await c.dogOk(['vdi', 'write', 'vm'], { input: pattern(8 * MiB, 41) });
+    await c.dogOk(['vdi', 'snapshot', '-s', 's1', 'vm']);
+    await c.dogOk(['vdi', 'write', 'vm', '0', String(MiB)], { input: pattern(MiB, 42) });
+    const working = await vidOf('vm');
+    expect(working).not.toBe(first);
+    await c.dogOk(['vdi', 'delete', '-s', 's1', 'vm'], { port: c.port(1) });
+    // The snapshot's VID stays taken while the working VDI of its family lives.
+    await c.dogOk(['vdi', 'create', 'probe', '8M']);
+    expect(await vidOf('probe')).not.toBe(first);
+    await c.dogOk(['vdi', 'delete', 'probe']);
+    await c.dogOk(['vdi', 'delete', 'vm'], { port: c.port(2) });
+    expect(holdersOfVid(first)).toEqual([]);
+    expect(holdersOfVid(working)).toEqual([]);
+    await c.dogOk(['vdi', 'create', 'vm', '8M'], { port: c.port(1) });
+    expect(await vidOf('vm')).toBe(first);
+    for (const i of [0, 1, 2]) expect(md5((await c.dogOk(['vdi', 'read', 'vm'], { port: c.port(i) })).stdout)).toBe(zeros);
+    expect((await c.dogOk(['vdi', 'tree'])).out).toBe('vm---(you are here)\n');
+    await c.dogOk(['vdi', 'delete', 'vm']);
+  });
+
+  it('keeps the VIDs while a node that stored them is away, and frees them once it is back and its copies are gone', async () => {
+    await c.dogOk(['vdi', 'create', 'away', '8M']);
+    const first = await vidOf('away');
+    await c.dogOk(['vdi', 'write', 'away'], { input: pattern(8 * MiB, 43) });
+    expect(holdersOfVid(first)).toContain(2);
+    await c.kill(2);
+    await c.waitForMembers();
+    await c.dogOk(['vdi', 'delete', 'away']);
+    // Node 2 still holds objects of the old VDI: its VID must not name a new one.
+    await c.dogOk(['vdi', 'create', 'away', '8M']);
+    const second = await vidOf('away');
+    expect(second).not.toBe(first);
+    await c.start(2);
+    await c.waitForMembers();
+    await poll('node 2 rid of the deleted VDI', async () => holdersOfVid(first).length === 0, 60_000);
+    await c.dogOk(['vdi', 'delete', 'away']);
+    await c.dogOk(['vdi', 'create', 'away', '8M']);
+    expect(await vidOf('away')).toBe(first);
+    for (const i of [0, 1, 2]) expect(md5((await c.dogOk(['vdi', 'read', 'away'], { port: c.port(i) })).stdout)).toBe(zeros);
+  });
+
+  it('without -R a VID is never used again', async () => {
+    await c.dogOk(['cluster', 'format', '-f', '-c', '2']);
+    await c.dogOk(['vdi', 'create', 'vm', '8M']);
+    const first = await vidOf('vm');
+    await c.dogOk(['vdi', 'delete', 'vm']);
+    await c.dogOk(['vdi', 'create', 'vm', '8M']);
+    expect(await vidOf('vm')).not.toBe(first);
+    expect((await c.dogOk(['cluster', 'format', '--help'])).out).toMatch(/\n  -R, --recyclevid +enable recycling of VID\n/);
+  });
+});

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { NodeInfo } from '../src/cluster/driver.js';
 import { asVid, dataOid, type Oid } from '../src/engine/oid.js';
 import { VdiRegistry, planClone, planCreate, planSnapshot, type VdiEntry } from '../src/engine/vdi.js';
-import { families, recyclableVids } from '../src/sheep/vdi-recycle.js';
+import { families, recyclableVids, recycleClockSkewSec } from '../src/sheep/vdi-recycle.js';
 import type { EpochRecord } from '../src/store/meta.js';
 
 const node = (port: number): NodeInfo => ({ id: `127.0.0.1:${port}`, addr: '127.0.0.1', port, zone: port, vnodes: 128, nbdPort: 0 });
@@ -54,11 +54,13 @@ describe('VID recycling', () => {
   it('keeps the VIDs while a node that stored data since the family was made is away', () => {
     const { registry: r, vm, s1, clone, other } = registry();
     deleteAll(r, [vm, s1, clone, other]);
-    // c left at t=200, after the VDIs were made at t=100: it may hold copies and come back.
-    const epochs = [epoch(1, 50, [a, b, c]), epoch(2, 200, [a, b])];
+    // c left after the VDIs were made at t=100 (or in the same second): it may hold copies.
+    const epochs = [epoch(1, 50, [a, b, c]), epoch(2, 100, [a, b])];
     expect(recyclableVids(r, new Set(), epochs, [a, b])).toEqual([]);
-    // A node that left before they were made holds nothing of them.
-    const earlier = [epoch(1, 50, [a, b, c]), epoch(2, 80, [a, b])];
+    // A node that left before they were made holds nothing of them: well before, as the times
+    // come from different clocks.
+    expect(recyclableVids(r, new Set(), [epoch(1, 50, [a, b, c]), epoch(2, 90, [a, b])], [a, b])).toEqual([]);
+    const earlier = [epoch(1, 50 - recycleClockSkewSec, [a, b, c]), epoch(2, 99 - recycleClockSkewSec, [a, b])];
     expect(recyclableVids(r, new Set(), earlier, [a, b])).toHaveLength(4);
     // Back (and its copies reclaimed, so none is listed): free.
     expect(recyclableVids(r, new Set(), [...epochs, epoch(3, 300, [a, b, c])], [a, b, c])).toHaveLength(4);

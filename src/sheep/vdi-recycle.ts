@@ -30,11 +30,17 @@ export function families(entries: readonly VdiEntry[]): VdiEntry[][] {
   return [...grouped.values()];
 }
 
-/** Storing nodes of the epoch in force at `sinceSec` and of every later one. */
+/**
+ * How far before a VDI's creation time an epoch still counts as one it may have lived in: the two
+ * times come from different nodes' clocks, in whole seconds. Too early only keeps VIDs taken longer.
+ */
+export const recycleClockSkewSec = 300;
+
+/** Storing nodes of the epoch in force at `sinceSec` (give or take the clocks' skew) and of every later one. */
 function storersSince(epochs: readonly EpochRecord[], sinceSec: number): Set<string> {
   let first = 0;
   epochs.forEach((e, i) => {
-    if (e.timeSec <= sinceSec) first = i;
+    if (e.timeSec < sinceSec - recycleClockSkewSec) first = i;
   });
   return new Set(epochs.slice(first).flatMap((e) => e.nodes.filter((n) => n.vnodes > 0).map((n) => n.id)));
 }
