@@ -180,7 +180,7 @@ describe('alter-copy', () => {
   it('node vnodes set, on a cluster formatted with -V, changes the ring with a new epoch; data stays', async () => {
     expectOneLineFailure(
       await c.dog(['node', 'vnodes', 'set', '64']),
-      "Failed to execute request: the cluster was not formatted with -V (fixed vnodes): each node's vnodes are its sheep's -V",
+      "Failed to execute request: the cluster was not formatted with -V (fixed vnodes): its vnodes are automatic (dog cluster reweight)",
     );
     expectOneLineFailure(await c.dog(['node', 'vnodes', 'set', '0']), "Invalid number of vnodes '0': must be an integer between 1 and 65535", 64);
     await c.dogOk(['cluster', 'format', '-f', '-V', '-c', '2']);

@@ -61,7 +61,7 @@ describe('on a running cluster', () => {
     expect(info.slice(0, 6)).toEqual([
       'Cluster status: running, auto-recovery enabled',
       'Cluster store: plain with 2 redundancy policy',
-      'Cluster vnodes strategy: fixed',
+      'Cluster vnodes strategy: auto',
       'Cluster vnode mode: node',
       'Cluster created at Www Mmm DD HH:MM:SS YYYY',
       '',

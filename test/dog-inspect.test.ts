@@ -217,7 +217,7 @@ describe('dog vdi track', () => {
 });
 
 describe('dog cluster reweight and -T', () => {
-  it('reweight answers and changes nothing under fixed vnodes', async () => {
+  it('reweight of nodes whose stores share one filesystem changes nothing', async () => {
     const before = (await c.dogOk(['cluster', 'info'])).out;
     expect(failure(await c.dog(['cluster', 'reweight']))).toEqual({ code: 0, out: '', stderr: '' });
     expect((await c.dogOk(['cluster', 'info'])).out).toBe(before);

@@ -376,9 +376,10 @@ function buildCluster(program: Command): void {
     .option('-z, --block-size-shift <SHIFT>', 'specify the shift num of default data object size (20-26)', '22')
     .option('-b, --backend <STORE>', 'specify backend store (plain)', 'plain')
     .option('-f, --force', 'do not prompt for confirmation')
+    .option('-R, --recyclevid', 'enable recycling of VID')
     .option('-V, --fixedvnodes', 'disable automatic vnodes calculation')
     .option('-t, --strict', 'do not serve write request if number of nodes is not sufficient')
-    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean; strict?: boolean }) => {
+    .action(action(async (o: Globals & { copies: string; blockSizeShift: string; backend: string; force?: boolean; fixedvnodes?: boolean; recyclevid?: boolean; strict?: boolean }) => {
       const { copies, copyPolicy } = redundancyArg(o.copies)!;
       const shift = blockSizeShiftArg(o.blockSizeShift);
       const sheep = client(o);
@@ -397,7 +398,12 @@ function buildCluster(program: Command): void {
           out('Available stores:\n---------------------------------------\nplain\n');
           throw new DogFailure('Format failed: Targeted backend store is not found', exitSysfail);
         }
-        await sheep.format(copies, shift, reformat, o.fixedvnodes === true, { ...(copyPolicy ? { copyPolicy } : {}), strict: o.strict === true });
+        await sheep.format(copies, shift, reformat, {
+          fixedVnodes: o.fixedvnodes === true,
+          recycleVids: o.recyclevid === true,
+          ...(copyPolicy ? { copyPolicy } : {}),
+          strict: o.strict === true,
+        });
       } catch (error) {
         if (error instanceof SdError && error.code !== 'NETWORK') throw new DogFailure(`Format failed: ${error.message}`);
         throw error;

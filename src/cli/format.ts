@@ -40,7 +40,8 @@ export function statusLine(info: ClusterInfoData): string {
 
 /**
  * `cluster info` as the original printed it: with -r no labels or headers; with -v the store,
- * the vnodes strategy (every node keeps the vnodes it was started with: fixed) and the vnode mode.
+ * the vnodes strategy (fixed after `format -V`, else auto: `cluster reweight` weighs nodes by capacity)
+ * and the vnode mode.
  */
 export function formatClusterInfo(info: ClusterInfoData, raw: boolean, verbose = false): string {
   const label = (text: string) => (raw ? '' : text);
@@ -48,7 +49,7 @@ export function formatClusterInfo(info: ClusterInfoData, raw: boolean, verbose =
   if (verbose) {
     const running = info.status === 'running' && info.config !== null;
     text += `${label('Cluster store: ')}${running ? `plain with ${redundancyText(info.config!.copies, info.config!.copyPolicy)} redundancy policy` : statusLine(info)}\n`;
-    if (running) text += `${label('Cluster vnodes strategy: ')}fixed\n`;
+    if (running) text += `${label('Cluster vnodes strategy: ')}${info.config!.fixedVnodes ? 'fixed' : 'auto'}\n`;
     text += `${label('Cluster vnode mode: ')}node\n`;
   } else {
     text += '\n';

@@ -30,6 +30,7 @@ export const errorCodes = [
   'UNSUPPORTED',
   'NODE_NOT_FOUND',
   'VDI_LOCKED', // another node's writer holds the VDI (vdi-locks.ts)
+  'LOCK_LOST', // a write named a lock the cluster no longer holds (every sheep restarted): re-take it
   'NOT_DURABLE', // a change reached every node but could not be stored on one of them
   'OLD_EPOCH', // a peer request's epoch is older than the receiver's (which the error carries)
   'NEW_EPOCH', // a peer request's epoch is newer than the receiver's, and it did not catch up

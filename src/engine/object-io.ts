@@ -7,10 +7,11 @@ export interface ObjectIo {
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer>;
   /**
    * Writes to every replica. `create`: the object may not exist yet (a first write of a range
-   * makes a sparse object); otherwise a replica that lacks it is repaired first.
+   * makes a sparse object); otherwise a replica that lacks it is repaired first. `lock`: the
+   * writer's lock holder; refused LOCK_LOST when the cluster no longer holds it (lock-keeper.ts).
    */
-  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void>;
+  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, lock?: string): Promise<void>;
   /** Removes the object from every node. */
-  remove(oid: Oid): Promise<void>;
+  remove(oid: Oid, lock?: string): Promise<void>;
   lookup(name: string, ref: SnapshotRef): Promise<VdiEntry>;
 }

@@ -2,6 +2,7 @@
 // one sheep. Pure: the lock table's rule. Writers through one node share a VDI (NBD multi-conn,
 // a sheepfs reopen after a snapshot); writers through two nodes must both open it shared.
 import { SdError } from './errors.js';
+import { nodeIdBytesMax } from './limits.js';
 
 export interface VdiLock {
   /** The working VDI's name: a snapshot or rollback gives it a new VID, the lock stays. */
@@ -19,6 +20,8 @@ export interface VdiLock {
 /** Locks of the whole cluster: bounded, since every member keeps the table. */
 export const locksMax = 4096;
 export const lockClientBytesMax = 256;
+/** `NODE/MS/N`: a node id, a time and a count. */
+export const lockHolderBytesMax = nodeIdBytesMax + 64;
 
 /** Refuses `wanted` when another node's writer holds the VDI and the two are not both shared. */
 export function checkLock(locks: readonly VdiLock[], wanted: VdiLock): void {

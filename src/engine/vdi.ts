@@ -200,6 +200,11 @@ export class VdiRegistry {
     this.version += 1;
   }
 
+  /** `cluster format -R`: these VIDs are free again (sheep/vdi-recycle.ts). Counted with the put it rides on. */
+  free(vids: readonly number[]): void {
+    for (const vid of vids) this.byVid.delete(vid);
+  }
+
   working(name: string): VdiEntry | undefined {
     return this.liveNamed(name).find((e) => e.snapshotSec === 0);
   }
@@ -227,7 +232,7 @@ export class VdiRegistry {
     return found;
   }
 
-  /** The first free VID at or after the name's hash, wrapping. VIDs are not reused. */
+  /** The first free VID at or after the name's hash, wrapping. VIDs are reused only once freed (-R). */
   allocateVid(name: string): number {
     const start = nameToVid(name);
     for (let step = 0; step < vidCount; step++) {

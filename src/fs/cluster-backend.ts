@@ -7,6 +7,7 @@ import { formatClusterInfo, formatNodeInfo, formatNodeList, formatVdiList } from
 import { parseSnapshotRef, splitSpec } from '../engine/vdi.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import { lockedVolume } from '../volume/locked-volume.js';
+import { LockKeeper } from '../volume/lock-keeper.js';
 import type { Volume } from '../engine/volume.js';
 import type { SheepfsBackend } from './backend.js';
 
@@ -54,13 +55,20 @@ class ClusterBackend implements SheepfsBackend {
     await this.client.vdiClone(source, parseSnapshotRef(tag), target, undefined);
   }
 
-  /** A working VDI is mounted under a writer's lock, freed when the volume closes. */
+  /**
+   * A working VDI is mounted under a writer's lock, freed when the volume closes, and re-taken
+   * when the cluster lost it (lock-keeper.ts).
+   */
   async openVolume(spec: string): Promise<Volume> {
     const { name, ref } = splitSpec(spec);
-    const volume = new VolumeIo(this.client, await this.client.lookup(name, ref));
-    if (volume.info.readOnly) return volume;
-    const lock = await this.client.lockVdi(name, this.writer.client, this.writer.shared);
-    return lockedVolume(volume, () => this.client.releaseVdi(lock.holder));
+    const entry = await this.client.lookup(name, ref);
+    if (entry.snapshotSec !== 0) return new VolumeIo(this.client, entry);
+    const { client, shared } = this.writer;
+    const keeper = await LockKeeper.take({
+      take: (holder) => this.client.lockVdi(name, client, shared, holder),
+      release: (holder) => this.client.releaseVdi(holder),
+    });
+    return lockedVolume(new VolumeIo(keeper.io(this.client), entry), () => keeper.release());
   }
 
   async ping(): Promise<void> {

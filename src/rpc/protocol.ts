@@ -21,7 +21,7 @@ import {
 } from '../engine/limits.js';
 import type { VdiEntry } from '../engine/vdi.js';
 import { attrKeyBytesMax } from '../engine/vdi-attrs.js';
-import { lockClientBytesMax, type VdiLock } from '../engine/vdi-locks.js';
+import { lockClientBytesMax, lockHolderBytesMax, type VdiLock } from '../engine/vdi-locks.js';
 import { sumsSentBytesMax } from '../store/block-sums.js';
 import type { ClusterConfig, EpochRecord } from '../store/meta.js';
 import type { MdDiskData } from '../store/md-store.js';
@@ -191,6 +191,8 @@ export const protocol = {
     /** -c D:P (ec-layout.ts) and -t. */
     copyPolicy: optionalInt(0, 255),
     strict: bool,
+    /** -R: VIDs of deleted VDIs are used again (vdi-recycle.ts). */
+    recycleVids: bool,
   }),
   'cluster.shutdown': answers<null>()({}),
   'cluster.recover': answers<null>()({ action: oneOf(['force', 'enable', 'disable']) }),
@@ -234,9 +236,12 @@ export const protocol = {
   /** Answers the copies the VDI (or the cluster) had before. */
   'vdi.alter-copy': answers<{ old: number }>()({ name, copies: int(1, copiesMax) }),
   'cluster.alter-copy': answers<{ old: number }>()({ copies: int(1, copiesMax) }),
-  /** A writer (sheepfs) locks the working VDI through this sheep; `release` with the answer's holder. */
-  'vdi.lock': answers<VdiLock>()({ name, client: string(lockClientBytesMax), shared: bool }),
-  'vdi.release': answers<null>()({ holder: string(nodeIdBytesMax + 64) }),
+  /**
+   * A writer (sheepfs) locks the working VDI through this sheep; `release` with the answer's
+   * holder. With `holder`: re-takes that lock, lost when every sheep restarted (lock-keeper.ts).
+   */
+  'vdi.lock': answers<VdiLock>()({ name, client: string(lockClientBytesMax), shared: bool, holder: optionalString(lockHolderBytesMax) }),
+  'vdi.release': answers<null>()({ holder: string(lockHolderBytesMax) }),
   'vdi.unlock': answers<null>()({ name }),
   'vdi.locks': answers<VdiLock[]>()({}),
   /** Compares the copies of `oid` and repairs those that are missing, damaged or outvoted. */
@@ -246,8 +251,9 @@ export const protocol = {
   'scrub.get-throttle': answers<ThrottleData>()({}),
 
   'gw.read': answersData({ oid, offset, length }),
-  'gw.write': takesData<null>()({ oid, offset, create: bool }),
-  'gw.remove': answers<null>()({ oid }),
+  /** `lock`: the writer's lock holder; refused LOCK_LOST when the cluster no longer holds it. */
+  'gw.write': takesData<null>()({ oid, offset, create: bool, lock: optionalString(lockHolderBytesMax) }),
+  'gw.remove': answers<null>()({ oid, lock: optionalString(lockHolderBytesMax) }),
 
   /** `recovery`: recovery's own traffic, which does not count as client I/O. */
   'peer.read': answersData({ ...peer, oid, offset, length, force: bool, recovery: bool }),

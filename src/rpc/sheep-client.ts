@@ -9,6 +9,7 @@ import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
 import type { VdiLock } from '../engine/vdi-locks.js';
+import type { FormatFlags } from '../store/meta.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { tcpTransport, type Transport } from '../io/transport.js';
 import type { ClientAuth } from './auth.js';
@@ -135,8 +136,16 @@ export class SheepClient implements ObjectIo {
   clusterInfo(): Promise<ClusterInfoData> {
     return this.call('cluster.info', {});
   }
-  format(copies: number, blockSizeShift: number | undefined, reformat = false, fixedVnodes = false, ec: { copyPolicy?: number; strict?: boolean } = {}): Promise<null> {
-    return this.call('cluster.format', { copies, blockSizeShift, reformat, fixedVnodes, copyPolicy: ec.copyPolicy, strict: ec.strict === true });
+  format(copies: number, blockSizeShift: number | undefined, reformat = false, flags: FormatFlags = {}): Promise<null> {
+    return this.call('cluster.format', {
+      copies,
+      blockSizeShift,
+      reformat,
+      fixedVnodes: flags.fixedVnodes === true,
+      recycleVids: flags.recycleVids === true,
+      copyPolicy: flags.copyPolicy,
+      strict: flags.strict === true,
+    });
   }
   shutdown(): Promise<null> {
     return this.call('cluster.shutdown', {});
@@ -208,8 +217,9 @@ export class SheepClient implements ObjectIo {
   getAttr(name: string, key: string): Promise<Buffer> {
     return this.call('vdi.getattr', { name, key });
   }
-  lockVdi(name: string, clientText: string, shared: boolean): Promise<VdiLock> {
-    return this.call('vdi.lock', { name, client: clientText, shared });
+  /** With `holder`: re-takes that lock (lock-keeper.ts). */
+  lockVdi(name: string, clientText: string, shared: boolean, holder?: string): Promise<VdiLock> {
+    return this.call('vdi.lock', { name, client: clientText, shared, holder });
   }
   releaseVdi(holder: string): Promise<null> {
     return this.call('vdi.release', { holder });
@@ -231,11 +241,11 @@ export class SheepClient implements ObjectIo {
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     return this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes });
   }
-  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
-    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create }, data);
+  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, lock?: string): Promise<void> {
+    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create, lock }, data);
   }
-  async remove(oid: Oid): Promise<void> {
-    await this.call('gw.remove', { oid });
+  async remove(oid: Oid, lock?: string): Promise<void> {
+    await this.call('gw.remove', { oid, lock });
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 // The admin service: cluster format/shutdown/recover, node listing and statistics, recovery
 // throttle and progress, object location. Everything `dog cluster|node` asks, apart from VDIs.
 import * as path from 'node:path';
-import type { ClusterDriver, NodeInfo } from '../cluster/driver.js';
+import type { ClusterDriver, Json, NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { blockSizeShiftDefault, clusterKeyBytes } from '../engine/limits.js';
 import { oidHex, type Oid } from '../engine/oid.js';
@@ -9,13 +9,14 @@ import { nowSec, type Clock } from '../io/clock.js';
 import type { Disk } from '../io/disk.js';
 import type { Random } from '../io/random.js';
 import type { ClusterInfoData, DiskUsageData, LocationData, NodeStatData, RecoveryState } from '../rpc/protocol.js';
-import type { EcConfig } from './ec-config.js';
 import type { Gateway } from './gateway.js';
 import type { Placement } from './placement.js';
 import { compareNodes, type Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { LogLevelControl } from './log-level.js';
 import type { RequestStats, RequestStatsData } from './stats.js';
+import { ReweightService } from './reweight-service.js';
+import { newClusterConfig, type FormatFlags } from '../store/meta.js';
 
 export interface AdminDeps {
   group: Group;
@@ -38,7 +39,11 @@ export interface AdminDeps {
 }
 
 export class AdminService {
-  constructor(private readonly deps: AdminDeps) {}
+  private readonly reweighter: ReweightService;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.reweighter = new ReweightService(deps.group, deps.driver, deps.peers, () => this.localStat(), deps.clock);
+  }
 
   private get group(): Group {
     return this.deps.group;
@@ -53,16 +58,16 @@ export class AdminService {
     };
   }
 
-  async format(copies: number, blockSizeShift: number | undefined, fixedVnodes = false, ec: EcConfig = {}): Promise<null> {
+  async format(copies: number, blockSizeShift: number | undefined, flags: FormatFlags = {}): Promise<null> {
     const { driver, clock } = this.deps;
     await driver.sync();
     if (this.group.config) throw new SdError('ALREADY_FORMATTED', 'Cluster is already formatted');
-    const config = { createdMs: clock.nowMs(), copies, blockSizeShift: blockSizeShift ?? blockSizeShiftDefault, ...(fixedVnodes ? { fixedVnodes } : {}), ...ec };
+    const config = newClusterConfig(clock.nowMs(), copies, blockSizeShift ?? blockSizeShiftDefault, flags);
     // The key of a cluster whose sheep were given one (-k), else a new one. It reaches the other
     // members in the format message, through the driver: never over the sheep port.
     const key = (this.group.key ?? this.deps.random.bytes(clusterKeyBytes)).toString('base64');
     const carried = this.group.keyTravels ? { key } : {};
-    await driver.notify({ type: 'format', config, timeSec: Math.floor(config.createdMs / 1000), ...carried });
+    await driver.notify({ type: 'format', config: config as unknown as Json, timeSec: Math.floor(config.createdMs / 1000), ...carried });
     await driver.sync();
     await this.group.flushed();
     return null;
@@ -167,13 +172,9 @@ export class AdminService {
     return this.deps.logLevel.level;
   }
 
-  /**
-   * The original recomputed a node's vnodes from its disk space when the cluster used automatic
-   * vnodes. Every node here keeps the vnodes it was started with (-V), the original's fixed
-   * strategy, under which reweight changes nothing: answered, as the original did.
-   */
-  reweight(): null {
-    return null;
+  /** Vnodes by store capacity on a cluster with automatic vnodes (reweight-service.ts). */
+  reweight(): Promise<null> {
+    return this.reweighter.reweight();
   }
 
   private isSelf(node: NodeInfo): boolean {

@@ -17,6 +17,7 @@ import type { VnodesService } from './vnodes-service.js';
 import type { MdService } from './md-service.js';
 import { admitPeerRequest } from './epoch-fence.js';
 import { ecConfig, parseGeneration } from './ec-config.js';
+import type { FormatFlags } from '../store/meta.js';
 import type { Gateway } from './gateway.js';
 import type { Group } from './group.js';
 import type { Recovery } from './recovery.js';
@@ -57,6 +58,11 @@ function fenced(group: Services['group'], handlers: PeerHandlers): PeerHandlers 
   return Object.fromEntries(entries) as unknown as PeerHandlers;
 }
 
+/** A format request's choices besides copies and size, the erasure coding checked once here. */
+function formatFlags(r: { copies: number; fixedVnodes: boolean; recycleVids: boolean; copyPolicy?: number | undefined; strict: boolean }): FormatFlags {
+  return { fixedVnodes: r.fixedVnodes, recycleVids: r.recycleVids, ...ecConfig(r) };
+}
+
 export function makeHandlers(s: Services): Handlers {
   /** A replica request on behalf of a client (not recovery's own traffic): recovery yields to it. */
   const markClientIo = (request: { recovery: boolean }) => {
@@ -67,9 +73,7 @@ export function makeHandlers(s: Services): Handlers {
 
     'cluster.info': async () => s.admin.clusterInfo(),
     'cluster.format': async (r) =>
-      r.reformat
-        ? s.format.reformat(r.copies, r.blockSizeShift, r.fixedVnodes, ecConfig(r))
-        : s.admin.format(r.copies, r.blockSizeShift, r.fixedVnodes, ecConfig(r)),
+      r.reformat ? s.format.reformat(r.copies, r.blockSizeShift, formatFlags(r)) : s.admin.format(r.copies, r.blockSizeShift, formatFlags(r)),
     'cluster.shutdown': async () => s.admin.shutdownCluster(),
     'cluster.recover': async (r) => s.admin.recover(r.action),
 
@@ -104,7 +108,7 @@ export function makeHandlers(s: Services): Handlers {
     'vdi.getattr': async (r) => s.attrs.get(r.name, r.key),
     'vdi.alter-copy': async (r) => s.copies.alterVdi(r.name, r.copies),
     'cluster.alter-copy': async (r) => s.copies.alterCluster(r.copies),
-    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared),
+    'vdi.lock': async (r) => s.locks.acquire(r.name, r.client, r.shared, r.holder),
     'vdi.release': async (r) => s.locks.release(r.holder),
     'vdi.unlock': async (r) => s.locks.unlock(r.name),
     'vdi.locks': async () => s.locks.list(),
@@ -116,10 +120,12 @@ export function makeHandlers(s: Services): Handlers {
     },
     'gw.write': async (r, data) => {
       await s.vdi.checkClientObject(r.oid, true);
+      if (r.lock !== undefined) await s.locks.requireHeld(r.lock);
       await s.gateway.write(r.oid, r.offset, data, r.create);
       return null;
     },
     'gw.remove': async (r) => {
+      if (r.lock !== undefined) await s.locks.requireHeld(r.lock);
       await s.gateway.remove(r.oid);
       return null; // a member that was away keeps its copy; the reclaim after recovery takes it
     },

@@ -1,13 +1,12 @@
 // `dog cluster format` of a cluster that is formatted already (the original's SD_OP_MAKE_FS): in
 // the cluster's critical section every store is emptied, then the new format is published. No VDI
 // can be made meanwhile; writers that hold a VDI open must stop first (vdi-locks.ts).
-import type { ClusterConfig } from '../store/meta.js';
+import { newClusterConfig, type FormatFlags } from '../store/meta.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { blockSizeShiftDefault } from '../engine/limits.js';
 import type { Clock } from '../io/clock.js';
 import { nowSec } from '../io/clock.js';
 import type { ObjectStore } from '../store/object-store.js';
-import type { EcConfig } from './ec-config.js';
 import type { Group } from './group.js';
 import type { Peers } from './peers.js';
 import type { VdiService } from './vdi-service.js';
@@ -22,7 +21,7 @@ export class FormatService {
     private readonly log: { info(o: object, m?: string): void },
   ) {}
 
-  async reformat(copies: number, blockSizeShift: number | undefined, fixedVnodes: boolean, ec: EcConfig = {}): Promise<null> {
+  async reformat(copies: number, blockSizeShift: number | undefined, flags: FormatFlags): Promise<null> {
     await this.vdi.criticalMessage(async () => {
       if (!this.group.config) throw new SdError('NOT_FORMATTED', 'Cluster has not been formatted');
       const writer = this.group.locks[0];
@@ -42,13 +41,7 @@ export class FormatService {
           }),
       );
       // Vnodes set under the old format go with it: each node has its own again.
-      const config: ClusterConfig = {
-        createdMs: this.clock.nowMs(),
-        copies,
-        blockSizeShift: blockSizeShift ?? blockSizeShiftDefault,
-        ...(fixedVnodes ? { fixedVnodes } : {}),
-        ...ec,
-      };
+      const config = newClusterConfig(this.clock.nowMs(), copies, blockSizeShift ?? blockSizeShiftDefault, flags);
       return { type: 'reformat', config, timeSec: nowSec(this.clock) };
     });
     return null;

@@ -36,10 +36,13 @@ export interface StoreState {
 
 export type GroupMessage =
   | { type: 'format'; config: ClusterConfig; timeSec: number; key?: string }
-  | { type: 'vdi'; entries: VdiEntry[] }
+  /** `freed`: VIDs used again from now on (`cluster format -R`, vdi-recycle.ts). */
+  | { type: 'vdi'; entries: VdiEntry[]; freed?: number[] }
   | { type: 'attr'; change: AttrChange }
   /** `dog node vnodes set`: a node's vnodes from now on, with a new epoch. */
   | { type: 'vnodes'; node: string; vnodes: number; timeSec: number }
+  /** `dog cluster reweight`: vnodes by store capacity (reweight-service.ts), with a new epoch. */
+  | { type: 'reweight'; vnodes: Record<string, number>; timeSec: number }
   /** `dog cluster format` of a formatted cluster: every store was emptied before (format-service.ts). */
   | { type: 'reformat'; config: ClusterConfig; timeSec: number }
   | { type: 'lock'; lock: VdiLock }
@@ -341,6 +344,7 @@ export class Group implements ClusterHandlers {
         break;
       case 'vdi':
         this.registry.apply(m.entries);
+        if (m.freed) this.registry.free(m.freed);
         this.storeRegistry();
         break;
       case 'attr':
@@ -348,7 +352,10 @@ export class Group implements ClusterHandlers {
         this.storeRegistry();
         break;
       case 'vnodes':
-        this.applyVnodes(m.node, m.vnodes, m.timeSec);
+        this.applyVnodes({ [m.node]: m.vnodes }, m.timeSec);
+        break;
+      case 'reweight':
+        this.applyVnodes(m.vnodes, m.timeSec);
         break;
       case 'reformat':
         this.applyReformat(m.config, m.timeSec);
@@ -460,10 +467,10 @@ export class Group implements ClusterHandlers {
     return members.map((m) => (set[m.id] !== undefined && m.vnodes > 0 ? { ...m, vnodes: set[m.id]! } : { ...m }));
   }
 
-  /** The ring changes with a node's vnodes: a new epoch recovers what moves. */
-  private applyVnodes(node: string, vnodes: number, timeSec: number): void {
+  /** The ring changes with nodes' vnodes: a new epoch recovers what moves. */
+  private applyVnodes(vnodes: Record<string, number>, timeSec: number): void {
     if (!this.config) return;
-    const config = { ...this.config, vnodes: { ...this.config.vnodes, [node]: vnodes } };
+    const config = { ...this.config, vnodes: { ...this.config.vnodes, ...vnodes } };
     this.config = config;
     this.persist(() => this.meta.writeConfig(config));
     this.members = this.withVnodes(this.driverMembers);

@@ -42,13 +42,19 @@ export class LockService {
     });
   }
 
-  /** Locks the working VDI `name` for a writer through this node. */
-  async acquire(name: string, client: string, shared: boolean): Promise<VdiLock> {
+  /**
+   * Locks the working VDI `name` for a writer through this node. With `holder`, the writer
+   * re-takes a lock it held (lock-keeper.ts): the same lock when the cluster still has it, else
+   * taken anew under that holder, or refused as any new writer is.
+   */
+  async acquire(name: string, client: string, shared: boolean, holder?: string): Promise<VdiLock> {
     await this.vdi.lookup(name, undefined);
+    const held = holder === undefined ? undefined : this.group.locks.find((l) => l.holder === holder && l.name === name);
+    if (held) return held;
     this.taken += 1;
     const lock: VdiLock = {
       name,
-      holder: `${this.group.self.id}/${this.clock.nowMs()}/${this.taken}`,
+      holder: holder ?? `${this.group.self.id}/${this.clock.nowMs()}/${this.taken}`,
       node: this.group.self.id,
       client,
       sinceSec: nowSec(this.clock),
@@ -71,8 +77,25 @@ export class LockService {
     }
   }
 
+  /**
+   * A write that names its writer's lock runs only while the cluster holds that lock. A lock taken
+   * a moment ago through another node may not have reached this one: it waits for the cluster's
+   * events once before it refuses. LOCK_LOST: the writer re-takes it (every sheep restarted, or
+   * `dog vdi lock unlock`), or stops writing if another writer took it meanwhile.
+   */
+  async requireHeld(holder: string): Promise<void> {
+    if (this.holds(holder)) return;
+    await this.sync();
+    if (this.holds(holder)) return;
+    throw new SdError('LOCK_LOST', `the cluster no longer holds the writer's lock ${holder}`);
+  }
+
+  private holds(holder: string): boolean {
+    return this.group.locks.some((l) => l.holder === holder);
+  }
+
   async release(holder: string): Promise<null> {
-    if (!this.group.locks.some((l) => l.holder === holder)) return null;
+    if (!this.holds(holder)) return null;
     await this.vdi.criticalMessage(async () => ({ type: 'unlock', holder }));
     return null;
   }

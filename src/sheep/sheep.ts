@@ -28,6 +28,7 @@ import { LockService } from './lock-service.js';
 import { VnodesService } from './vnodes-service.js';
 import { MdService } from './md-service.js';
 import { lockedVolume, splitShared } from '../volume/locked-volume.js';
+import { LockKeeper } from '../volume/lock-keeper.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { countedHandler } from './counted-handler.js';
 import { makeHandlers } from './dispatch.js';
@@ -313,29 +314,43 @@ export class Sheep {
 
   /** Volumes served in-process by this sheep's gateway (NBD). */
   volumeProvider(): VolumeProvider {
-    const { gateway, stats } = this;
-    // NBD's I/O is a client's too: counted as the rpc ops are.
+    const { gateway, stats, locks } = this;
+    // NBD's I/O is a client's too: counted as the rpc ops are. A write that names a lock runs
+    // only while the cluster holds it, as through rpc (lock-keeper.ts).
     const io = {
       read: (oid: Oid, offset: number, length: number) =>
         stats.count('client', 'read', 0, () => gateway.read(oid, offset, length), (data) => data.length),
-      write: (oid: Oid, offset: number, data: Buffer, create: boolean) =>
-        stats.count('client', 'write', data.length, () => gateway.write(oid, offset, data, create), () => 0),
-      remove: (oid: Oid) => stats.count('client', 'remove', 0, async () => void (await gateway.remove(oid)), () => 0),
+      write: (oid: Oid, offset: number, data: Buffer, create: boolean, lock?: string) =>
+        stats.count('client', 'write', data.length, async () => {
+          if (lock !== undefined) await locks.requireHeld(lock);
+          await gateway.write(oid, offset, data, create);
+        }, () => 0),
+      remove: (oid: Oid, lock?: string) =>
+        stats.count('client', 'remove', 0, async () => {
+          if (lock !== undefined) await locks.requireHeld(lock);
+          await gateway.remove(oid);
+        }, () => 0),
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
       open: async (exportSpec: string, opener?: { client: string }): Promise<Volume> => {
         const { spec, shared } = splitShared(exportSpec);
         const { name, ref } = splitSpec(spec);
-        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
+        const entry = await this.vdi.lookup(name, ref);
+        // A snapshot is read-only: only a working VDI's writers take the lock. Without an opener
+        // (in-process users such as the simulator's clients) nothing is locked.
+        const keeper =
+          entry.snapshotSec !== 0 || opener === undefined
+            ? undefined
+            : await LockKeeper.take({
+                take: (holder) => locks.acquire(name, `nbd ${opener.client}`, shared, holder),
+                release: (holder) => locks.release(holder),
+              });
+        const volume = new VolumeIo(keeper ? keeper.io(io) : io, entry);
         // An NBD FLUSH is the client's flush request of the original's counters.
         const flush = volume.flush.bind(volume);
         volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);
-        // A snapshot is read-only: only a working VDI's writers take the lock. Without an opener
-        // (in-process users such as the simulator's clients) nothing is locked.
-        if (volume.info.readOnly || opener === undefined) return volume;
-        const lock = await this.locks.acquire(name, `nbd ${opener.client}`, shared);
-        return lockedVolume(volume, () => this.locks.release(lock.holder));
+        return keeper ? lockedVolume(volume, () => keeper.release()) : volume;
       },
       listNames: async () => this.group.registry.live().filter((e) => e.snapshotSec === 0).map((e) => e.name),
     };

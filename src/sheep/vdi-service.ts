@@ -22,6 +22,7 @@ import type { Clock } from '../io/clock.js';
 import type { Peers } from './peers.js';
 import { RetryLoop } from './retry-loop.js';
 import { ecConfig } from './ec-config.js';
+import { recyclableVids } from './vdi-recycle.js';
 
 function notDurable(node: string, why: string): SdError {
   return new SdError('NOT_DURABLE', `the VDI registry change could not be stored on ${node}: ${why}`);
@@ -316,6 +317,16 @@ export class VdiService {
     } finally {
       if (!complete) this.reclaimLater();
     }
+    if (complete && this.group.config?.recycleVids) await this.criticalMessage(() => this.recycled());
+  }
+
+  /** -R: the VIDs of deleted families of which nothing is left anywhere (vdi-recycle.ts). */
+  private async recycled(): Promise<GroupMessage | undefined> {
+    if (!this.group.config?.recycleVids || !this.group.registry.all().some((e) => e.deleted)) return undefined;
+    const freed = recyclableVids(this.group.registry, await this.existingObjects(), this.group.epochs, this.group.members);
+    if (freed.length === 0) return undefined;
+    this.log.info({ vids: freed.map((vid) => vid.toString(16)) }, 'VIDs of deleted VDIs free again (-R)');
+    return { type: 'vdi', entries: [], freed };
   }
 
   /** Runs `reclaimReturned` until one pass reached every member (backing off while it fails). */
@@ -335,9 +346,9 @@ export class VdiService {
   async reclaimReturned(): Promise<{ removed: number; complete: boolean }> {
     if (!this.group.registry.all().some((e) => e.deleted)) return { removed: 0, complete: true };
     let result = { removed: 0, complete: false };
-    await this.critical(async () => {
+    await this.criticalMessage(async () => {
       result = await this.reclaim();
-      return [];
+      return result.complete ? this.recycled() : undefined;
     });
     return result;
   }

@@ -17,7 +17,7 @@ export class VnodesService {
   async set(vnodes: number): Promise<null> {
     this.group.requireRunning();
     if (!this.group.config?.fixedVnodes) {
-      throw new SdError('UNSUPPORTED', "the cluster was not formatted with -V (fixed vnodes): each node's vnodes are its sheep's -V");
+      throw new SdError('UNSUPPORTED', "the cluster was not formatted with -V (fixed vnodes): its vnodes are automatic (dog cluster reweight)");
     }
     const self = this.group.members.find((m) => m.id === this.group.self.id);
     if (!self || self.vnodes === 0) throw new SdError('UNSUPPORTED', `${this.group.self.id} is a gateway: it has no vnodes`);

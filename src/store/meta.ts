@@ -19,6 +19,30 @@ export interface ClusterConfig {
   fixedVnodes?: boolean;
   /** Vnodes set so, by node id: they replace what the node joins with. */
   vnodes?: Record<string, number>;
+  /** `cluster format -R`: the VIDs of a deleted family are used again once nothing of them is left. */
+  recycleVids?: boolean;
+}
+
+/** What `cluster format` chooses besides copies and object size. */
+export interface FormatFlags {
+  fixedVnodes?: boolean;
+  recycleVids?: boolean;
+  /** -c D:P, checked at the edge (src/sheep/ec-config.ts). */
+  copyPolicy?: number;
+  strict?: boolean;
+}
+
+/** The config of a new format: the flags only when set, so older configs read the same. */
+export function newClusterConfig(createdMs: number, copies: number, blockSizeShift: number, flags: FormatFlags): ClusterConfig {
+  return {
+    createdMs,
+    copies,
+    blockSizeShift,
+    ...(flags.fixedVnodes ? { fixedVnodes: true } : {}),
+    ...(flags.recycleVids ? { recycleVids: true } : {}),
+    ...(flags.copyPolicy !== undefined ? { copyPolicy: flags.copyPolicy } : {}),
+    ...(flags.strict ? { strict: true } : {}),
+  };
 }
 
 export interface EpochRecord {
