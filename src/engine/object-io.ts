@@ -9,7 +9,13 @@ export interface ObjectIo {
    * Writes to every replica. `create`: the object may not exist yet (a first write of a range
    * makes a sparse object); otherwise a replica that lacks it is repaired first.
    */
-  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void>;
+  write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, cached?: boolean): Promise<void>;
+  /**
+   * `cached` writes (docs/durability.md) are acknowledged once in every replica's OS cache; this
+   * makes those to VDI `vid` acknowledged so far durable on every replica's disk. An ObjectIo
+   * without it writes durably whatever `cached` says.
+   */
+  flush?(vid: number): Promise<void>;
   /** Removes the object from every node. */
   remove(oid: Oid): Promise<void>;
   lookup(name: string, ref: SnapshotRef): Promise<VdiEntry>;

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { clusterKeyBytes, malformedLogIntervalMs } from '../engine/limits.js';
-import type { Oid } from '../engine/oid.js';
+import { asVid, type Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
@@ -26,7 +26,7 @@ import { CopiesService } from './copies-service.js';
 import { FormatService } from './format-service.js';
 import { LockService } from './lock-service.js';
 import { VnodesService } from './vnodes-service.js';
-import { lockedVolume, splitShared } from '../volume/locked-volume.js';
+import { lockedVolume, splitExportSuffixes } from '../volume/locked-volume.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { countedHandler } from './counted-handler.js';
 import { makeHandlers } from './dispatch.js';
@@ -54,6 +54,11 @@ export interface SheepWorld {
   rejoinDriver?: () => ClosableDriver;
   random: Random;
   log: Log;
+  /**
+   * This machine's boot id (io/boot-id.ts; the simulator's counts power cycles): a store sees by
+   * it whether its cached writes may have been lost since it last ran. None: taken as lost.
+   */
+  bootId?: string;
   /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
   releaseMemory?: () => void;
   /** Changes the log's level at run time (`dog node log level set`); none: a level kept only here. */
@@ -77,6 +82,8 @@ export interface SheepConfig {
   connectionsMax?: number;
   /** false: the store keeps no block sums (bench only: ObjectStoreOptions.blockSums). */
   blockSums?: boolean;
+  /** Every NBD write durable before its acknowledgement (docs/durability.md); default writeback. */
+  writethrough?: boolean;
   /** Background scrubbing (scrub.ts); off unless asked for (the simulator does not). */
   scrub?: boolean;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
@@ -115,7 +122,13 @@ export class Sheep {
   ) {
     const { clock, disk, log } = world;
     const driver = (this.driver = new CurrentDriver(world.driver));
-    this.store = new ObjectStore({ dir: path.join(config.storeDir, 'obj'), disk, clock, blockSums: config.blockSums ?? true });
+    this.store = new ObjectStore({
+      dir: path.join(config.storeDir, 'obj'),
+      disk,
+      clock,
+      blockSums: config.blockSums ?? true,
+      ...(world.bootId === undefined ? {} : { bootId: world.bootId }),
+    });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes), config.keyTravels ?? true);
     this.peers = new Peers(world, this.group);
@@ -145,6 +158,7 @@ export class Sheep {
     this.gateway.localWritable = () => this.recovery.suspectsKnown();
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
+    this.recovery.catchUp.onNoLongerBehind = (oid) => void this.store.settleLost(oid).catch(() => undefined);
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
     this.gateway.onDamaged = (oid, problem) => this.recovery.markDamaged(oid, problem);
     this.gateway.localDamage = (oid) => this.recovery.catchUp.damage(oid);
@@ -194,8 +208,11 @@ export class Sheep {
     const { log } = this.world;
     const driver = this.driver;
     await this.meta.open();
-    const journal = await this.store.open();
-    if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
+    const { lost, ...journal } = await this.store.open();
+    if (journal.replayed + journal.dropped + journal.resummed > 0) log.info(journal, 'replayed object journal');
+    // Cached writes lost with the power: these copies may be older than their peers'.
+    if (lost.length > 0) log.warn({ objects: lost.length }, 'this host lost power with writes not yet flushed: those copies catch up from their peers');
+    for (const oid of lost) this.recovery.markBehind(oid, 'cached writes lost with the power');
     await this.group.load();
     if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
     if (!this.group.keyTravels && !this.group.key) {
@@ -282,16 +299,18 @@ export class Sheep {
     const io = {
       read: (oid: Oid, offset: number, length: number) =>
         stats.count('client', 'read', 0, () => gateway.read(oid, offset, length), (data) => data.length),
-      write: (oid: Oid, offset: number, data: Buffer, create: boolean) =>
-        stats.count('client', 'write', data.length, () => gateway.write(oid, offset, data, create), () => 0),
+      write: (oid: Oid, offset: number, data: Buffer, create: boolean, cached?: boolean) =>
+        stats.count('client', 'write', data.length, () => gateway.write(oid, offset, data, create, cached), () => 0),
+      flush: (vid: number) => gateway.flush(asVid(vid)),
       remove: (oid: Oid) => stats.count('client', 'remove', 0, async () => void (await gateway.remove(oid)), () => 0),
       lookup: this.vdi.lookup.bind(this.vdi),
     };
     return {
       open: async (exportSpec: string, opener?: { client: string }): Promise<Volume> => {
-        const { spec, shared } = splitShared(exportSpec);
+        const { spec, shared, writethrough } = splitExportSuffixes(exportSpec);
         const { name, ref } = splitSpec(spec);
-        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref));
+        const writeback = !writethrough && !this.config.writethrough;
+        const volume = new VolumeIo(io, await this.vdi.lookup(name, ref), undefined, { writeback });
         // An NBD FLUSH is the client's flush request of the original's counters.
         const flush = volume.flush.bind(volume);
         volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);
