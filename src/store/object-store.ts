@@ -188,13 +188,14 @@ export class ObjectStore {
       const head = Buffer.alloc(identityBytes);
       const got = await file.read(head, 0);
       unwritten = head.subarray(0, got).every((byte) => byte === 0);
-      if (unwritten || identityProblem(head, oid) !== undefined || !this.blockSums) return;
-      const sizeBytes = identitySizeBytes(head);
-      if ((await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
-      const data = Buffer.alloc(sizeBytes);
-      await file.read(data, dataOffset);
-      await file.write(sumsOf(data), sumsOffset);
-      await file.datasync();
+      if (!unwritten && identityProblem(head, oid) === undefined && this.blockSums) {
+        const sizeBytes = identitySizeBytes(head);
+        if ((await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
+        const data = Buffer.alloc(sizeBytes);
+        await file.read(data, dataOffset);
+        await file.write(sumsOf(data), sumsOffset);
+        await file.datasync();
+      }
     } finally {
       await file.close();
     }
@@ -375,9 +376,13 @@ export class ObjectStore {
         await writeSkippingZeroBlocks(file, header, 0);
         await writeSkippingZeroBlocks(file, data, dataOffset);
         await file.truncate(dataOffset + sizeBytes);
-      } finally {
-        await file.close();
+      } catch (error) {
+        // There was no object: a half-made file must not pass for one (nor hold the space).
+        await file.close().catch(() => undefined);
+        await this.disk.remove(this.objectPath(oid)).catch(() => undefined);
+        throw error;
       }
+      await file.close();
       return;
     }
     await this.writeHandles.use(oid, async (file) => {
@@ -442,6 +447,8 @@ export class ObjectStore {
   private async supersedeLogged(oid: Oid): Promise<void> {
     if (!this.journal.has(oid)) return;
     await this.syncObject(oid);
+    // A logged write may have made the file: its name must outlive the records that could remake it.
+    await this.objectDirSync.sync();
     await this.journal.write({ kind: 'supersede', oid }, async () => undefined);
   }
 
@@ -473,9 +480,13 @@ export class ObjectStore {
     try {
       await this.applyTo(file, created, oid, offsetBytes, data, sizeBytes, replaying);
       if (replaying) await file.datasync();
-    } finally {
-      await file.close();
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      // A file this write made and could not finish: there was no object, so there is none.
+      if (created) await this.disk.remove(this.objectPath(oid)).catch(() => undefined);
+      throw error;
     }
+    await file.close();
     // Only a new name needs the directory synced, and only once no log can recreate it.
     if (created && replaying) await this.objectDirSync.sync();
   }
