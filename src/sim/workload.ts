@@ -418,7 +418,11 @@ export class Workload {
     this.faultyDisks.clear();
     this.cutOff.clear();
     for (const host of hosts.all) hosts.crash(host, powerLoss);
-    if (powerLoss) model.powerLossOfAll();
+    if (powerLoss) {
+      model.powerLossOfAll();
+      // A table entry may have gone back to unallocated: the next write may allocate it again.
+      for (const name of model.vdis.keys()) context.volumes.tableChanged(name);
+    }
     const failed: string[] = [];
     for (const host of hosts.down()) if (!(await context.settleStart(host))) failed.push(`${host.name}: ${host.startError}`);
     return `blackout${powerLoss ? ' (power loss)' : ' (kill -9)'} of every host${failed.length > 0 ? `; failed to start ${failed.join(', ')}` : ''}`;
