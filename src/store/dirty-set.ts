@@ -2,8 +2,8 @@
 // A write that is left in the operating system's cache (not synced) first makes its object
 // *dirty* here, durably (one group-committed fdatasync for every object made dirty meanwhile),
 // so that after any crash the objects that may be torn or old are known. A flush syncs the
-// object and then appends `synced`, without a sync of its own: a lost `synced` record only makes
-// an object suspect for nothing. At open the boot id of the last start says whether the machine
+// objects, then appends `synced` for each and syncs the file once (a `synced` record lost
+// otherwise would only make an object suspect for nothing). At open the boot id of the last start says whether the machine
 // lost power since (the cache was lost) or only the process died (the cache held every write).
 // An object dirty across a power loss is *lost*: it may be older than its peers' copies, and
 // stays so (durably) until a peer's copy replaced it (`settle`).
@@ -168,6 +168,12 @@ export class DirtySet {
     await this.append(encodeDirtyRecord('synced', oid));
   }
 
+  /** Makes the records written so far durable (a flush's `synced` ones, so a power loss after it reports nothing lost). */
+  async syncRecords(): Promise<void> {
+    const sequence = await this.append(Buffer.alloc(0));
+    while (this.synced < sequence) await this.groupSync.sync();
+  }
+
   /** A lost copy was replaced by a peer's, durably. */
   async settle(oid: Oid): Promise<void> {
     if (!this.lost.delete(oid)) return;
@@ -183,6 +189,7 @@ export class DirtySet {
   /** Appends one record in order; resolves with its sequence number once it is written. */
   private append(record: Buffer): Promise<number> {
     const next = this.tail.catch(() => undefined).then(async () => {
+      if (record.length === 0) return this.appended; // only a place in the order
       if (this.tailBytes + record.length > dirtyFileBytesMax) await this.rewrite();
       const at = this.tailBytes;
       this.tailBytes += record.length;

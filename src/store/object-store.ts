@@ -606,6 +606,7 @@ export class ObjectStore {
       this.cachedWrites.delete(oid);
       await this.dirty.markSynced(oid);
     }
+    if (seen.size > 0) await this.dirty.syncRecords();
     this.flushStats.objectsSynced += oids.length;
     return oids.length;
   }
