@@ -9,6 +9,9 @@ import { systemClock } from '../src/io/clock.js';
 import { ObjectStore } from '../src/store/object-store.js';
 import { decodeDirtyRecords, encodeDirtyRecord } from '../src/store/dirty-set.js';
 import { dataOffset } from '../src/store/block-sums.js';
+import { md5, pattern, SimTestCluster } from './support/sim-cluster.js';
+
+const MiB = 1024 * 1024;
 
 const sizeBytes = 1024 * 1024;
 const dir = '/store/obj';
@@ -123,5 +126,62 @@ describe('cached writes on a memory disk', () => {
     disk.crash();
     const { opened } = await openStore(disk, 'boot-2');
     expect(opened.lost).toEqual([a]);
+  });
+});
+
+describe('FLUSH and FUA through the gateway, on every replica (simulated cluster)', () => {
+  it('a cached write is dirty on every replica until a flush; FUA and writethrough writes never are; a flush survives power loss of every host', async () => {
+    const c = new SimTestCluster({ hosts: 3 });
+    await c.start(0, 1, 2);
+    await c.format(0, 3);
+    await c.create(0, 'v', 8 * MiB);
+    const volume = await c.settle(c.sheep(0).volumeProvider().open('v'), 'open v');
+    const vidOf = volume.info.vid;
+    const object0 = dataOid(asVid(vidOf), 0);
+    const object1 = dataOid(asVid(vidOf), 1);
+    const dirtyOn = (oid: typeof object0) => [0, 1, 2].filter((i) => c.sheep(i).store.isDirty(oid));
+    const first = pattern(MiB, 1);
+    await c.settle(volume.write(0, first), 'cached write');
+    expect(dirtyOn(object0)).toEqual([0, 1, 2]);
+    await c.settle(volume.flush(), 'flush');
+    expect(dirtyOn(object0)).toEqual([]);
+    expect(dirtyOn(inodeOid(asVid(vidOf)))).toEqual([]); // its table entry too
+    // FUA: that write on every replica's disk before the reply, nothing left dirty.
+    const fua = pattern(4096, 2);
+    await c.settle(volume.write(8192, fua, true), 'FUA write');
+    expect(dirtyOn(object0)).toEqual([]);
+    // A writethrough export: every write durable before its acknowledgement.
+    const through = await c.settle(c.sheep(1).volumeProvider().open('v/writethrough'), 'open v/writethrough');
+    const second = pattern(MiB, 3);
+    await c.settle(through.write(MiB, second), 'writethrough write');
+    expect(dirtyOn(object1)).toEqual([]);
+    // Power loss of every host at once: all of it is there.
+    for (const host of c.hosts.all) c.hosts.crash(host, true);
+    await c.start(0, 1, 2);
+    await c.waitSettled();
+    const expected = Buffer.concat([first, second]);
+    fua.copy(expected, 8192);
+    for (const via of [0, 1, 2]) expect(await c.readMd5(via, 'v', 2 * MiB), `through node ${via}`).toBe(md5(expected));
+  });
+
+  it('cached writes survive kill -9 of every sheep, and power loss of copies − 1 hosts', async () => {
+    const c = new SimTestCluster({ hosts: 3 });
+    await c.start(0, 1, 2);
+    await c.format(0, 3);
+    await c.create(0, 'v', 8 * MiB);
+    const data = pattern(2 * MiB, 4);
+    await c.write(0, 'v', 0, data);
+    for (const host of c.hosts.all) c.hosts.crash(host, false);
+    await c.start(0, 1, 2);
+    await c.waitSettled();
+    for (const via of [0, 1, 2]) expect(await c.readMd5(via, 'v', 2 * MiB)).toBe(md5(data));
+    const more = pattern(MiB, 5);
+    await c.write(2, 'v', MiB, more);
+    c.hosts.crash(c.host(0), true);
+    c.hosts.crash(c.host(1), true);
+    await c.start(0, 1);
+    await c.waitSettled();
+    more.copy(data, MiB);
+    for (const via of [0, 1, 2]) expect(await c.readMd5(via, 'v', 2 * MiB), `through node ${via}`).toBe(md5(data));
   });
 });
