@@ -364,7 +364,7 @@ describe('NBD on a three-node cluster, copies 3', () => {
 
     const list = await toolOk('nbdinfo', ['--list', url(2, '')]);
     const names = [...list.matchAll(/^export="([^"]*)":/gm)].map((m) => m[1]).sort();
-    expect(names).toEqual(['copy', 'disk', 'io', 'snap']);
+    expect(names).toEqual(['copy', 'disk', 'io', 'snap', 'wb', 'wt-export', 'wt-sheep']);
   });
 
   it('a node SIGKILLed while nbdcopy writes 256 MiB through another: the copy completes and the VDI is identical', async () => {
