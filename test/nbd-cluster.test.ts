@@ -209,7 +209,8 @@ describe('NBD on a three-node cluster, copies 3', () => {
       copies: 3,
       basePort,
       prefix: 'nbd-cluster-',
-      sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`],
+      // Node 2 acknowledges every write only once it is durable (docs/durability.md).
+      sheepArgs: (i) => ['--nbd', `127.0.0.1:${nbdBasePort + i}`, ...(i === 2 ? ['--writethrough'] : [])],
     });
     for (let i = 0; i < 3; i++) await waitForPort(nbdBasePort + i);
     work = path.join(c.root, 'work');
@@ -274,6 +275,19 @@ describe('NBD on a three-node cluster, copies 3', () => {
     const read = await c.dog(['vdi', 'read', 'copy'], { port: c.port(0) });
     expect(read.code).toBe(0);
     expect(md5(read.stdout)).toBe(randomMd5);
+  });
+
+  it('writeback and writethrough (sheep --writethrough, an export NAME/writethrough) pass md5 through every node', async () => {
+    const out = path.join(work, 'through-out.raw');
+    for (const [name, via] of [['wb', url(0, 'wb')], ['wt-sheep', url(2, 'wt-sheep')], ['wt-export', url(1, 'wt-export/writethrough')]] as const) {
+      await c.dogOk(['vdi', 'create', name, '256M']);
+      await toolOk('nbdcopy', ['--connections=4', randomPath, via]);
+      for (const node of [0, 1, 2]) {
+        await toolOk('nbdcopy', ['--connections=4', url(node, name), out]);
+        expect(md5(fs.readFileSync(out)), `${name} through node ${node}`).toBe(randomMd5);
+      }
+    }
+    fs.rmSync(out);
   });
 
   it('qemu-io patterns round-trip; TRIM of the whole export frees every data object on every disk', async () => {
@@ -350,7 +364,7 @@ describe('NBD on a three-node cluster, copies 3', () => {
 
     const list = await toolOk('nbdinfo', ['--list', url(2, '')]);
     const names = [...list.matchAll(/^export="([^"]*)":/gm)].map((m) => m[1]).sort();
-    expect(names).toEqual(['copy', 'disk', 'io', 'snap']);
+    expect(names).toEqual(['copy', 'disk', 'io', 'snap', 'wb', 'wt-export', 'wt-sheep']);
   });
 
   it('a node SIGKILLed while nbdcopy writes 256 MiB through another: the copy completes and the VDI is identical', async () => {

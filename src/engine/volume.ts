@@ -26,9 +26,12 @@ export interface VolumeInfo {
 export interface Volume {
   readonly info: VolumeInfo;
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
-  /** Resolves once every replica has the data on stable storage. */
-  write(offsetBytes: number, data: Buffer): Promise<void>;
-  /** Every acknowledged write is already stable; kept for front ends that need the call. */
+  /**
+   * Resolves once every replica has the data: in its OS cache for a writeback volume, on its disk
+   * for a writethrough one or when `durable` (FUA) is asked (docs/durability.md).
+   */
+  write(offsetBytes: number, data: Buffer, durable?: boolean): Promise<void>;
+  /** Every write acknowledged before it is then on every replica's disk. */
   flush(): Promise<void>;
   /** Whole objects in the range become unallocated again (thin); partial ranges are zeroed. */
   discard(offsetBytes: number, lengthBytes: number): Promise<void>;

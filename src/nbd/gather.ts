@@ -4,9 +4,9 @@
 // journaled partial object write (two fdatasyncs per replica, serialised per object by the store),
 // with it a burst becomes one large write, often a whole object (written without the journal).
 //
-// Nothing is acknowledged early: a gathered request resolves only when the run holding it is on
-// stable storage on every replica, as the Volume contract says, so FUA and FLUSH keep their
-// meaning. Overlapping requests are never merged or reordered: a batch with any overlap is written
+// Nothing is acknowledged early: a gathered request resolves only when the run holding it has
+// been written to every replica as the Volume contract says (cached or durable), so FLUSH keeps
+// its meaning; a FUA write is not gathered, it goes to the volume as a durable write. Overlapping requests are never merged or reordered: a batch with any overlap is written
 // one request at a time in arrival order (the spec leaves their order undefined anyway).
 import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';
 
@@ -39,12 +39,13 @@ export class GatheringVolume implements Volume {
     return this.inner.read(offsetBytes, lengthBytes);
   }
 
-  write(offsetBytes: number, data: Buffer): Promise<void> {
+  write(offsetBytes: number, data: Buffer, durable = false): Promise<void> {
     const first = Math.floor(offsetBytes / this.objectBytes);
     const last = Math.floor((offsetBytes + Math.max(data.length, 1) - 1) / this.objectBytes);
-    // Writes spanning objects, empty writes and ones the volume will refuse go straight through.
-    if (first !== last || data.length === 0 || this.inner.info.readOnly || offsetBytes + data.length > this.inner.info.sizeBytes) {
-      return this.inner.write(offsetBytes, data);
+    // Writes spanning objects, empty writes, durable ones and ones the volume will refuse go
+    // straight through.
+    if (durable || first !== last || data.length === 0 || this.inner.info.readOnly || offsetBytes + data.length > this.inner.info.sizeBytes) {
+      return this.inner.write(offsetBytes, data, durable);
     }
     return new Promise<void>((resolve, reject) => {
       let queue = this.queues.get(first);

@@ -532,8 +532,10 @@ function negotiatedExport(
 }
 
 /**
- * What we advertise, and why each holds: writes are durable once acknowledged (FLUSH, FUA are
- * cheap and true), all connections to an export share one Volume (CAN_MULTI_CONN), a READ is one
+ * What we advertise, and why each holds: FLUSH makes every write acknowledged before it durable on
+ * every replica, FUA makes its write durable before the reply (docs/durability.md; both true, and
+ * cheap on a writethrough export), all connections to an export share one Volume and so one
+ * flush (CAN_MULTI_CONN), a READ is one
  * chunk (DF, only meaningful with structured replies), CACHE is accepted as a validated no-op,
  * which the spec allows. A read-only export does not offer the commands that would write.
  */

@@ -334,13 +334,13 @@ async function execute(
   // Validation bounded offset + length by the volume size, itself a safe integer.
   const offsetBytes = Number(request.offset);
   try {
-    return await command.run(
-      context.negotiated.lease.volume,
-      request,
-      offsetBytes,
-      payload,
-      context,
-    );
+    const volume = context.negotiated.lease.volume;
+    const body = await command.run(volume, request, offsetBytes, payload, context);
+    // FUA on the commands other than WRITE (which asks the volume itself): a flush after it.
+    if ((request.flags & c.NBD_CMD_FLAG_FUA) !== 0 && command.writes && request.type !== c.NBD_CMD_WRITE) {
+      await volume.flush();
+    }
+    return body;
   } catch (error) {
     const sdError = asSdError(error);
     const fields = {
@@ -403,8 +403,9 @@ async function runWrite(
   offsetBytes: number,
   payload: Buffer | null,
 ): Promise<ReplyBody> {
-  // FUA needs nothing more: the volume resolves a write only once every replica has it stable.
-  if (payload && payload.length > 0) await volume.write(offsetBytes, payload);
+  // FUA: this write on every replica's disk before the reply (docs/durability.md).
+  const fua = (request.flags & c.NBD_CMD_FLAG_FUA) !== 0;
+  if (payload && payload.length > 0) await volume.write(offsetBytes, payload, fua);
   return ok;
 }
 

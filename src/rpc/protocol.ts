@@ -263,8 +263,12 @@ export const protocol = {
    * The receiver sizes the object from its own placement: a sender cannot choose it. `sums`: of
    * a whole object, its block sums as the gateway made them when the data came in (stored as
    * given: a copy that arrived damaged fails its first read); absent, the receiver makes them.
+   * `cached`: acknowledged once in the receiver's OS cache, made durable by `peer.flush`;
+   * absent, acknowledged once on its disk.
    */
-  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax) }),
+  'peer.write': takesData<null>()({ ...peer, oid, offset, create: bool, recovery: bool, sums: optionalBytes(sumsSentBytesMax), cached: bool }),
+  /** Syncs the receiver's cached writes to objects of VDI `vid` (docs/durability.md); answers how many. */
+  'peer.flush': answers<number>()({ ...peer, vid: int(1, 0xffffff) }),
   'peer.remove': answers<boolean>()({ ...peer, oid }),
   'peer.exists': answers<boolean>()({ ...peer, oid }),
   /** Moves a strip a write staged over the strip, if the staged one is of `generation` (ec-gateway.ts). */

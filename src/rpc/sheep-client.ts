@@ -4,7 +4,7 @@
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { directStallCheckMs } from '../engine/limits.js';
-import type { ObjectIo } from '../engine/object-io.js';
+import type { ObjectIo, WriteOptions } from '../engine/object-io.js';
 import type { Oid } from '../engine/oid.js';
 import { Ring } from '../engine/ring.js';
 import { snapshotRefText, type SnapshotRef, type VdiEntry } from '../engine/vdi.js';
@@ -241,8 +241,9 @@ export class SheepClient implements ObjectIo {
   read(oid: Oid, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     return this.objectCall(oid, 'gw.read', { oid, offset: offsetBytes, length: lengthBytes });
   }
-  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, lock?: string): Promise<void> {
-    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create, lock }, data);
+  /** Always durable: a client of the sheep port has no flush yet (`cached` is ignored). */
+  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, options?: WriteOptions): Promise<void> {
+    await this.objectCall(oid, 'gw.write', { oid, offset: offsetBytes, create, lock: options?.lock }, data);
   }
   async remove(oid: Oid, lock?: string): Promise<void> {
     await this.call('gw.remove', { oid, lock });

@@ -78,9 +78,12 @@ export class CatchUp {
     this.loop.request();
   }
 
+  /** A copy that was behind is current again (the store forgets it was lost with the power). */
+  onNoLongerBehind: (oid: Oid) => void = () => undefined;
+
   /** Our copy became current another way (a whole write, recovery). */
   caughtUp(oid: Oid): void {
-    this.behind.delete(oid);
+    if (this.behind.delete(oid)) this.onNoLongerBehind(oid);
     this.damaged.delete(oid);
   }
 

@@ -5,6 +5,7 @@ import { epochHoldMs, registryDurableWaitMs } from '../engine/limits.js';
 import { SdError } from '../engine/errors.js';
 import type { Clock } from '../io/clock.js';
 import { encodeOids } from '../rpc/oid-list.js';
+import { asVid } from '../engine/oid.js';
 import type { PeerOp } from '../rpc/protocol.js';
 import type { Handler, Handlers } from '../rpc/server.js';
 import { parseSnapshotRef } from '../engine/vdi.js';
@@ -146,9 +147,10 @@ function peerHandlers(s: Services, markClientIo: (request: { recovery: boolean }
     'peer.write': async (r, data) => {
       markClientIo(r);
       s.recovery.noteWrite(r.from, r.oid);
-      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.sums);
+      await s.gateway.localWrite(r.oid, r.offset, data, r.create, r.sums, r.cached);
       return null;
     },
+    'peer.flush': async (r) => s.gateway.localFlush(asVid(r.vid)),
     'peer.remove': async (r) => s.store.remove(r.oid),
     'peer.exists': async (r) => s.store.exists(r.oid),
     'peer.ec-commit': async (r) => s.gateway.commitStripLocal(r.oid, parseGeneration(r.generation)),

@@ -1,11 +1,17 @@
 // Object requests → every replica. Placement (placement.ts) comes from the current epoch's ring;
 // reads fall back to earlier epochs' placements (an object not yet recovered is read from where
-// it still is); a write is acknowledged only when every replica has it on stable storage, and a
-// write that loses a replica waits for the next epoch and is retried on the new placement.
+// it still is); a write that loses a replica waits for the next epoch and is retried on the new
+// placement.
+//
+// DESIGN: durability (docs/durability.md). A write is acknowledged once every replica of the
+// current epoch has it: `cached`, in its OS cache (it survives kill -9 of every sheep and the
+// loss of copies−1 hosts); otherwise on its disk. `flush(vid)` (flush.ts) makes every cached
+// write acknowledged before it durable on every replica's disk, which survives power loss of
+// every host. Recovery, catch-up and VDI metadata always write durably.
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError, asSdError } from '../engine/errors.js';
 import { coordinatorWaitMs, epochCatchUpMs } from '../engine/limits.js';
-import { isInodeOid, oidHex, type Oid } from '../engine/oid.js';
+import { isInodeOid, oidHex, oidVid, type Oid, type Vid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { LocalStore } from '../store/md-store.js';
 import type { Group } from './group.js';
@@ -16,6 +22,7 @@ import { CopyWatch } from './copy-watch.js';
 import { EcGateway } from './ec-gateway.js';
 import { decodeStripHeader, isStagedOid, isStripOid, stagedOid, stripOid } from '../engine/ec-layout.js';
 import { sumBlockBytes, sumsOf, sumsSentBytesMax } from '../store/block-sums.js';
+import { flushEverywhere } from './flush.js';
 
 const writeAttemptsMax = 5;
 /** A read or removal re-planned after a peer reported a newer epoch, at most this often. */
@@ -134,7 +141,8 @@ export class Gateway {
     return { busy, error: error ?? new SdError('NO_OBJECT', `no object ${oidHex(oid)}`) };
   }
 
-  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean): Promise<void> {
+  /** `cached`: acknowledged once in every replica's OS cache (see the top of this file). */
+  async write(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, cached = false): Promise<void> {
     await this.group.coordinator.admit(coordinatorWaitMs);
     this.group.requireRunning();
     this.lastClientIoMs = this.clock.nowMs();
@@ -149,7 +157,7 @@ export class Gateway {
       const nodes = this.placement.nodes(oid, epoch);
       if (nodes.length === 0) throw new SdError('NO_SPACE', 'no node stores data');
       const results = await Promise.allSettled(
-        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes, sums)),
+        nodes.map((node) => this.writeReplica(node, oid, offsetBytes, data, create, sizeBytes, sums, cached)),
       );
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (!failure) return;
@@ -169,17 +177,18 @@ export class Gateway {
     create: boolean,
     sizeBytes: number,
     sums: Buffer | undefined,
+    cached: boolean,
   ): Promise<void> {
     const whole = offsetBytes === 0 && data.length === sizeBytes;
     try {
-      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sums);
+      await this.peerWrite(node, oid, offsetBytes, data, whole || create, sums, cached);
     } catch (error) {
       if (asSdError(error).code !== 'NO_OBJECT') throw error;
       // This replica lacks an object others have (it joined since): give it the whole object
       // first, so a partial write never makes a sparse copy that hides older data.
       const full = await this.wholeObjectFor(node, oid, sizeBytes, create);
       data.copy(full, offsetBytes);
-      await this.peerWrite(node, oid, 0, full, true);
+      await this.peerWrite(node, oid, 0, full, true, undefined, cached);
     }
   }
 
@@ -294,11 +303,24 @@ export class Gateway {
     offsetBytes: number,
     data: Buffer,
     create: boolean,
-    sums?: Buffer,
+    sums: Buffer | undefined,
+    cached: boolean,
   ): Promise<void> {
-    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sums);
+    if (this.isSelf(node)) return this.localWrite(oid, offsetBytes, data, create, sums, cached);
     // Peers stamps `from`: if this node dies mid-write, the replicas learn which objects to reconcile.
-    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, sums }, data);
+    await this.peers.call(node, 'peer.write', { oid, offset: offsetBytes, create, sums, cached }, data);
+  }
+
+  /** Makes every cached write to VDI `vid` acknowledged so far durable on every member. */
+  async flush(vid: Vid): Promise<void> {
+    await this.group.coordinator.admit(coordinatorWaitMs);
+    this.group.requireRunning();
+    await flushEverywhere(this.group, this.peers, vid, (v) => this.localFlush(v));
+  }
+
+  /** Syncs our cached writes to VDI `vid`'s objects; answers how many objects. */
+  localFlush(vid: Vid): Promise<number> {
+    return this.store.flush((oid) => oidVid(oid) === vid);
   }
 
   /** The objects a member holds (only inode objects, if asked): ours from disk, a peer's by rpc. */
@@ -348,7 +370,7 @@ export class Gateway {
   }
 
   /** A replica's write: the object's size is this node's to know (placement), not the sender's. */
-  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sums?: Buffer): Promise<void> {
+  async localWrite(oid: Oid, offsetBytes: number, data: Buffer, create: boolean, sums?: Buffer, cached = false): Promise<void> {
     this.placement.checkRange(oid, offsetBytes, data.length);
     await this.localWritable();
     const sizeBytes = this.placement.objectSizeBytes(oid);
@@ -357,7 +379,7 @@ export class Gateway {
         throw new SdError('INVALID_ARGUMENT', `${sums.length} bytes of block sums for ${data.length} bytes of data`);
       }
       await this.copyWatch.writing(oid, async () => {
-        await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes, sums));
+        await this.diskWrite(oid, () => this.store.writeWhole(oid, data, sizeBytes, sums, cached));
         this.onWholeWrite(oid);
       });
       return;
@@ -367,7 +389,7 @@ export class Gateway {
     // (the rest zeros) that then counted as current. The gateway sends the whole object instead.
     if (!this.localIsCurrent(oid)) throw new SdError('NO_OBJECT', `copy of ${oidHex(oid)} is being recovered`);
     if (!create && !(await this.store.exists(oid))) throw new SdError('NO_OBJECT', `no object ${oidHex(oid)}`);
-    return this.copyWatch.writing(oid, () => this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes)));
+    return this.copyWatch.writing(oid, () => this.diskWrite(oid, () => this.store.writeRange(oid, offsetBytes, data, sizeBytes, cached)));
   }
 
   /**

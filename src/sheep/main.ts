@@ -20,6 +20,7 @@ import { openLogFile } from '../io/log-file.js';
 import { rpcConnectionsCap } from '../engine/limits.js';
 import { tcpTransport } from '../io/transport.js';
 import { prepareNbdTls } from '../nbd/tls.js';
+import { readBootId } from '../io/boot-id.js';
 import { logLevelControl, pinoLevel } from './log-level.js';
 import { serveMetrics } from '../io/metrics-server.js';
 import { parseSheepOptions, type SheepOptions } from './options.js';
@@ -91,13 +92,14 @@ async function run(options: SheepOptions): Promise<void> {
     logFile.flush(() => process.exit(code));
     systemClock.after(exitFlushWaitMs, () => process.exit(code));
   };
-  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log, logLevel, releaseMemory: collectGarbage };
+  const bootId = readBootId();
+  const world = { clock: systemClock, transport: tcpTransport, disk: nodeDisk, driver, rejoinDriver: newDriver, random: systemRandom, log, logLevel, releaseMemory: collectGarbage, ...(bootId === undefined ? {} : { bootId }) };
   const openFiles = openFilesLimit();
   const connectionsMax = rpcConnectionsCap(openFiles);
   log.info({ openFiles, connectionsMax }, 'descriptor limit');
   // Not an option: only the integrity benchmark turns block sums off, to measure what they cost.
   const blockSums = process.env['SHEEP_BENCH_NO_BLOCK_SUMS'] !== '1';
-  const sheep = new Sheep(world, { storeDir, diskDirs, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
+  const sheep = new Sheep(world, { storeDir, diskDirs, bindAddr: options.bindAddr, self, nbd, connectionsMax, scrub: options.scrub && blockSums, blockSums, writethrough: options.writethrough, ...(key ? { key } : {}), keyTravels: cluster.kind === 'local' }, exit);
   try {
     await sheep.start();
     if (options.metrics) {

@@ -32,6 +32,8 @@ export interface SheepOptions {
   metrics: { host: string; port: number } | null;
   /** --scrub off: no background scrubbing (default on). */
   scrub: boolean;
+  /** --writethrough: every NBD write durable before it is acknowledged (docs/durability.md). */
+  writethrough: boolean;
 }
 
 export const startTimeoutSecDefault = 30;
@@ -210,6 +212,7 @@ export function sheepProgram(): Command {
     .option('--nbd-idle-timeout <SEC>', `close NBD sessions with no traffic for SEC seconds, 0-${nbdIdleTimeoutSecMax} (default 0: never)`, '0')
     .option('--metrics <[ADDR:]PORT|off>', 'serve Prometheus metrics over HTTP at /metrics (default off; address default 127.0.0.1)')
     .option('--scrub <on|off>', 'background scrubbing of the objects against their checksums', 'on')
+    .option('--writethrough', 'acknowledge NBD writes only once on every replica\'s disk (default: once in its cache, made durable by FLUSH and FUA)')
     .option('--start-timeout <SEC>', `seconds to wait for the daemon to be up, 1-${startTimeoutSecMax}; past it, it is stopped`, String(startTimeoutSecDefault))
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error:') ? '' : text) });
@@ -265,5 +268,6 @@ export function parseSheepOptions(argv: readonly string[]): SheepOptions {
     keyFile: o['keyFile'] === undefined ? undefined : String(o['keyFile']),
     metrics: parseMetricsAddress(o['metrics'] as string | undefined),
     scrub: onOff('--scrub', String(o['scrub'])),
+    writethrough: o['writethrough'] === true,
   };
 }

@@ -2,11 +2,12 @@
 // randomness, log) and its config: the store, its place in the group, the gateway and the
 // services, and the rpc server whose handler table (dispatch.ts) reaches them, behind the key
 // handshake (rpc/auth.ts).
+import type { WriteOptions } from '../engine/object-io.js';
 import * as path from 'node:path';
 import type { NodeInfo } from '../cluster/driver.js';
 import { SdError } from '../engine/errors.js';
 import { clusterKeyBytes, malformedLogIntervalMs } from '../engine/limits.js';
-import type { Oid } from '../engine/oid.js';
+import { asVid, type Oid } from '../engine/oid.js';
 import { VolumeIo } from '../volume/volume-io.js';
 import type { Volume, VolumeProvider } from '../engine/volume.js';
 import { splitSpec } from '../engine/vdi.js';
@@ -27,7 +28,7 @@ import { FormatService } from './format-service.js';
 import { LockService } from './lock-service.js';
 import { VnodesService } from './vnodes-service.js';
 import { MdService } from './md-service.js';
-import { lockedVolume, splitShared } from '../volume/locked-volume.js';
+import { lockedVolume, splitExportSuffixes } from '../volume/locked-volume.js';
 import { LockKeeper } from '../volume/lock-keeper.js';
 import { CurrentDriver, type ClosableDriver } from './current-driver.js';
 import { countedHandler } from './counted-handler.js';
@@ -56,6 +57,11 @@ export interface SheepWorld {
   rejoinDriver?: () => ClosableDriver;
   random: Random;
   log: Log;
+  /**
+   * This machine's boot id (io/boot-id.ts; the simulator's counts power cycles): a store sees by
+   * it whether its cached writes may have been lost since it last ran. None: taken as lost.
+   */
+  bootId?: string;
   /** Gives freed memory back to the system after a busy spell (io/memory.ts); none simulated. */
   releaseMemory?: () => void;
   /** Changes the log's level at run time (`dog node log level set`); none: a level kept only here. */
@@ -84,6 +90,8 @@ export interface SheepConfig {
   connectionsMax?: number;
   /** false: the store keeps no block sums (bench only: ObjectStoreOptions.blockSums). */
   blockSums?: boolean;
+  /** Every NBD write durable before its acknowledgement (docs/durability.md); default writeback. */
+  writethrough?: boolean;
   /** Background scrubbing (scrub.ts); off unless asked for (the simulator does not). */
   scrub?: boolean;
   /** The key the admin gave (-k FILE): joins with it; refused when the store holds another. */
@@ -131,6 +139,7 @@ export class Sheep {
       log,
       blockSums: config.blockSums ?? true,
       failover: diskDirs.length > 0,
+      ...(world.bootId === undefined ? {} : { bootId: world.bootId }),
     });
     this.meta = new MetaStore(config.storeDir, disk);
     this.group = new Group(config.self, this.meta, clock, log, () => world.random.bytes(clusterKeyBytes), config.keyTravels ?? true);
@@ -162,6 +171,7 @@ export class Sheep {
     this.gateway.localWritable = () => this.recovery.suspectsKnown();
     this.gateway.onBusyRead = (oid) => this.recovery.prioritize(oid);
     this.gateway.localIsBehind = (oid) => this.recovery.catchUp.isBehind(oid);
+    this.recovery.catchUp.onNoLongerBehind = (oid) => void this.store.settleLost(oid).catch(() => undefined);
     this.gateway.onFailedWrite = (oid, cause) => this.recovery.markBehind(oid, cause);
     this.gateway.onDamaged = (oid, problem) => this.recovery.markDamaged(oid, problem);
     this.gateway.localDamage = (oid) => this.recovery.catchUp.damage(oid);
@@ -229,8 +239,11 @@ export class Sheep {
     const { log } = this.world;
     const driver = this.driver;
     await this.meta.open();
-    const journal = await this.store.open();
-    if (journal.replayed + journal.dropped > 0) log.info(journal, 'replayed object journal');
+    const { lost, ...journal } = await this.store.open();
+    if (journal.replayed + journal.dropped + journal.resummed > 0) log.info(journal, 'replayed object journal');
+    // Cached writes lost with the power: these copies may be older than their peers'.
+    if (lost.length > 0) log.warn({ objects: lost.length }, 'this host lost power with writes not yet flushed: those copies catch up from their peers');
+    for (const oid of lost) this.recovery.markBehind(oid, 'cached writes lost with the power');
     await this.group.load();
     this.store.moveMisplaced(); // object sizes are known from here on
     if (this.config.key) this.group.offerKey(this.config.key.key, this.config.key.source);
@@ -320,11 +333,12 @@ export class Sheep {
     const io = {
       read: (oid: Oid, offset: number, length: number) =>
         stats.count('client', 'read', 0, () => gateway.read(oid, offset, length), (data) => data.length),
-      write: (oid: Oid, offset: number, data: Buffer, create: boolean, lock?: string) =>
+      write: (oid: Oid, offset: number, data: Buffer, create: boolean, options?: WriteOptions) =>
         stats.count('client', 'write', data.length, async () => {
-          if (lock !== undefined) await locks.requireHeld(lock);
-          await gateway.write(oid, offset, data, create);
+          if (options?.lock !== undefined) await locks.requireHeld(options.lock);
+          await gateway.write(oid, offset, data, create, options?.cached);
         }, () => 0),
+      flush: (vid: number) => gateway.flush(asVid(vid)),
       remove: (oid: Oid, lock?: string) =>
         stats.count('client', 'remove', 0, async () => {
           if (lock !== undefined) await locks.requireHeld(lock);
@@ -334,7 +348,7 @@ export class Sheep {
     };
     return {
       open: async (exportSpec: string, opener?: { client: string }): Promise<Volume> => {
-        const { spec, shared } = splitShared(exportSpec);
+        const { spec, shared, writethrough } = splitExportSuffixes(exportSpec);
         const { name, ref } = splitSpec(spec);
         const entry = await this.vdi.lookup(name, ref);
         // A snapshot is read-only: only a working VDI's writers take the lock. Without an opener
@@ -346,7 +360,8 @@ export class Sheep {
                 take: (holder) => locks.acquire(name, `nbd ${opener.client}`, shared, holder),
                 release: (holder) => locks.release(holder),
               });
-        const volume = new VolumeIo(keeper ? keeper.io(io) : io, entry);
+        const writeback = !writethrough && !this.config.writethrough;
+        const volume = new VolumeIo(keeper ? keeper.io(io) : io, entry, undefined, { writeback });
         // An NBD FLUSH is the client's flush request of the original's counters.
         const flush = volume.flush.bind(volume);
         volume.flush = () => stats.count('client', 'flush', 0, flush, () => 0);

@@ -173,6 +173,9 @@ export class VdiService {
   async snapshot(name: string, tag: string): Promise<VdiEntry> {
     const entries = await this.critical(async () => {
       const { frozen, working } = planSnapshot(this.group.registry, name, tag, this.nowSec());
+      // The frozen objects hold every write cached before the snapshot: on the disk now, so a
+      // snapshot never changes, not even with the power (docs/durability.md).
+      await this.gateway.flush(asVid(frozen.vid));
       await this.copyTable(frozen, working);
       return [frozen, working];
     });

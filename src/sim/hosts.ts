@@ -35,6 +35,8 @@ export class SimHost {
   incarnations = 0;
   /** Why the last start failed, for the trace. */
   startError = '';
+  /** Power losses so far: the host's boot id (a sheep tells a power loss from a kill by it). */
+  powerCycles = 0;
 
   constructor(
     readonly name: string,
@@ -94,7 +96,7 @@ export class Hosts {
     const driver = this.cluster.driver();
     const transport = this.network.host(host.name);
     const sheep = this.factory(
-      { clock, transport, disk, driver, random, log: this.logFor(host.name) },
+      { clock, transport, disk, driver, random, log: this.logFor(host.name), bootId: `boot-${host.powerCycles}` },
       { storeDir, bindAddr: host.name, self: host.info },
     );
     let die = (): void => undefined;
@@ -142,7 +144,10 @@ export class Hosts {
     incarnation.clock.kill();
     this.cluster.crash(incarnation.driver);
     this.network.crashHost(host.name);
-    if (powerLoss) host.disk.crash();
+    if (powerLoss) {
+      host.disk.crash();
+      host.powerCycles += 1;
+    }
     else host.disk.fence();
     host.current = undefined;
     host.status = 'down';

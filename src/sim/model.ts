@@ -4,6 +4,8 @@
 // An operation that failed may or may not have happened: a failed write leaves its unit with
 // more than one allowed content until the next acknowledged write; a failed VDI operation makes
 // the VDI uncertain, and the workload stops using and checking it.
+// Durability (docs/durability.md): a flush makes what a unit may read as then its floor; a power
+// loss of every host at once may take a unit back to that floor, or to any write since.
 
 export const unitBytes = 4096;
 
@@ -51,9 +53,13 @@ export interface UnitState {
   acked: number;
   /** Writes that failed after `acked`: each may have landed. */
   maybe: number[];
+  /** What the unit could read as at the last flush of its VDI: survives any power loss. */
+  flushed: number[];
+  /** Every write to the unit since that flush, acknowledged or not. */
+  unflushed: number[];
 }
 
-const unwritten: UnitState = { acked: 0, maybe: [] };
+const unwritten: UnitState = { acked: 0, maybe: [], flushed: [0], unflushed: [] };
 
 export function allowed(unit: UnitState): number[] {
   return [unit.acked, ...unit.maybe];
@@ -62,7 +68,7 @@ export function allowed(unit: UnitState): number[] {
 export type Units = Map<number, UnitState>;
 
 function copyUnits(units: Units): Units {
-  return new Map([...units].map(([index, unit]) => [index, { acked: unit.acked, maybe: [...unit.maybe] }]));
+  return new Map([...units].map(([index, unit]) => [index, { ...unit, maybe: [...unit.maybe], flushed: [...unit.flushed], unflushed: [...unit.unflushed] }]));
 }
 
 export interface SnapshotModel {
@@ -121,16 +127,40 @@ export class Model {
   }
 
   writeAcked(vdi: VdiModel, index: number, writeId: number): void {
-    vdi.units.set(index, { acked: writeId, maybe: [] });
+    const unit = this.unit(vdi, index);
+    vdi.units.set(index, { acked: writeId, maybe: [], flushed: unit.flushed, unflushed: [...unit.unflushed, writeId] });
   }
 
   writeFailed(vdi: VdiModel, index: number, writeId: number): void {
     vdi.hadFailure = true;
     const unit = this.unit(vdi, index);
-    vdi.units.set(index, { acked: unit.acked, maybe: [...unit.maybe, writeId] });
+    vdi.units.set(index, { ...unit, maybe: [...unit.maybe, writeId], unflushed: [...unit.unflushed, writeId] });
+  }
+
+  /** A flush of the VDI was acknowledged: what each unit may read as now survives a power loss. */
+  flushed(vdi: VdiModel): void {
+    for (const [index, unit] of vdi.units) vdi.units.set(index, { ...unit, flushed: allowed(unit), unflushed: [] });
+  }
+
+  /**
+   * Every host lost power at once: each unit of every VDI and snapshot may read as what it could
+   * at its last flush, or as any write since (lost, old or new, but never anything else).
+   */
+  powerLossOfAll(): void {
+    for (const vdi of this.vdis.values()) {
+      // A table entry may survive while the object it points at does not, or the other way round.
+      vdi.hadFailure = true;
+      for (const units of [vdi.units, ...[...vdi.snapshots.values()].map((snapshot) => snapshot.units)]) {
+        for (const [index, unit] of units) {
+          const choices = [...new Set([...unit.flushed, ...unit.unflushed, ...allowed(unit)])];
+          units.set(index, { acked: choices[0]!, maybe: choices.slice(1), flushed: unit.flushed, unflushed: unit.unflushed });
+        }
+      }
+    }
   }
 
   snapshot(vdi: VdiModel, tag: string): void {
+    this.flushed(vdi); // the snapshot flushed the VDI first (vdi-service.ts)
     vdi.snapshots.set(tag, { tag, units: copyUnits(vdi.units) });
   }
 

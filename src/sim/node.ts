@@ -25,6 +25,8 @@ export interface SimWorld {
   driver: ClusterDriver & { close?(): void };
   random: Random;
   log: SimLog;
+  /** The host's boot: changes at every power loss. */
+  bootId: string;
 }
 
 export interface SimSheepConfig {

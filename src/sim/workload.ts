@@ -31,7 +31,9 @@ export type Action =
   | 'partition'
   | 'heal'
   | 'diskFault'
-  | 'corrupt';
+  | 'corrupt'
+  | 'flush'
+  | 'blackout';
 
 /** Relative weights of the actions of the full fault mix. */
 export const actionWeights: ReadonlyArray<readonly [Action, number]> = [
@@ -50,6 +52,8 @@ export const actionWeights: ReadonlyArray<readonly [Action, number]> = [
   ['heal', 5],
   ['diskFault', 2],
   ['corrupt', 2],
+  ['flush', 4],
+  ['blackout', 1],
 ];
 
 /** What the workload needs of the run beyond reads: faults at a time, starts and exits. */
@@ -99,13 +103,16 @@ function profile(name: string, without: Action[], options: Partial<FaultProfile>
     networkResets: true,
     staleCopiesFail: true,
   };
-  return { name, without, ...all, ...options };
+  // Blackouts (every host at once) only in their own mix for now: docs/simulator.md "Open".
+  return { name, without: name === 'blackout' ? without : [...new Set([...without, 'blackout' as const])], ...all, ...options };
 }
 
 const quiet = { midStepCrashes: false, midStepMembership: false, powerLoss: false, networkResets: false };
 
 export const faultProfiles: Record<string, FaultProfile> = {
   full: profile('full', []),
+  /** The full mix and blackouts: every host loses power, or is killed, at once (durability.md). */
+  blackout: profile('blackout', []),
   'no-disk-faults': profile('no-disk-faults', ['diskFault']),
   'no-partitions': profile('no-partitions', ['partition']),
   'no-power-loss': profile('no-power-loss', [], { powerLoss: false }),
@@ -117,12 +124,12 @@ export const faultProfiles: Record<string, FaultProfile> = {
    * and stale copies fail the run. What is left out fails today (docs/simulator.md lists the
    * failures and their seeds).
    */
-  ci: profile('ci', ['diskFault', 'partition', 'crash', 'corrupt'], quiet),
+  ci: profile('ci', ['diskFault', 'partition', 'crash', 'corrupt', 'blackout'], quiet),
   /** The ci mix (strict since the stale-copy and reclaim fixes); kept so replay lines still work. */
-  'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash', 'corrupt'], quiet),
+  'ci-strict': profile('ci-strict', ['diskFault', 'partition', 'crash', 'corrupt', 'blackout'], quiet),
   /** The ci mix with copies damaged at rest often (about one step in eight), for targeted runs. */
-  corruption: profile('corruption', ['diskFault', 'partition', 'crash'], { ...quiet, weights: { corrupt: 12 } }),
-  none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join', 'corrupt'], quiet),
+  corruption: profile('corruption', ['diskFault', 'partition', 'crash', 'blackout'], { ...quiet, weights: { corrupt: 12 } }),
+  none: profile('none', ['diskFault', 'partition', 'crash', 'restart', 'leave', 'join', 'corrupt', 'blackout'], quiet),
 };
 
 export interface WorkloadDeps {
@@ -204,6 +211,10 @@ export class Workload {
         return this.diskFault();
       case 'corrupt':
         return this.corrupt();
+      case 'flush':
+        return this.flush();
+      case 'blackout':
+        return this.blackout();
     }
   }
 
@@ -245,6 +256,22 @@ export class Workload {
     const other = this.pick(this.deps.hosts.up().filter((h) => h !== host));
     for (const reader of other ? [host, other] : [host]) await checkUnitOn(context, reader, vdi, index, undefined);
     return `write ${vdi.name}#${index}=${writeId} @${host.name}: ok`;
+  }
+
+  /** A client's flush (NBD FLUSH, fsync): once acknowledged, its writes survive any power loss. */
+  private async flush(): Promise<string> {
+    const vdi = this.pick(this.liveVdis());
+    const host = this.gateway();
+    if (!vdi || !host) return 'flush: nothing to flush';
+    const { model, context } = this.deps;
+    this.maybeStrikeDuring();
+    try {
+      await context.settle(host, async () => (await context.volumes.get(host, vdi.name, undefined)).flush());
+    } catch (error) {
+      return `flush ${vdi.name} @${host.name}: ${errorCode(error)}`;
+    }
+    model.flushed(vdi);
+    return `flush ${vdi.name} @${host.name}: ok`;
   }
 
   private async read(): Promise<string> {
@@ -380,6 +407,28 @@ export class Workload {
     const powerLoss = this.deps.profile.powerLoss && this.deps.random.int(2) === 0;
     this.deps.hosts.crash(victim, powerLoss);
     return `crash ${victim.name}${powerLoss ? ' (power loss)' : ''}`;
+  }
+
+  /**
+   * Every host at once, then all back: a power cut of the whole cluster (unflushed writes may
+   * be lost, old or new: the model widens to that) or kill -9 of every sheep (nothing
+   * acknowledged may be lost).
+   */
+  private async blackout(): Promise<string> {
+    const { hosts, network, model, context, profile, random } = this.deps;
+    const powerLoss = profile.powerLoss && random.int(2) === 0;
+    network.heal();
+    this.faultyDisks.clear();
+    this.cutOff.clear();
+    for (const host of hosts.all) hosts.crash(host, powerLoss);
+    if (powerLoss) {
+      model.powerLossOfAll();
+      // A table entry may have gone back to unallocated: the next write may allocate it again.
+      for (const name of model.vdis.keys()) context.volumes.tableChanged(name);
+    }
+    const failed: string[] = [];
+    for (const host of hosts.down()) if (!(await context.settleStart(host))) failed.push(`${host.name}: ${host.startError}`);
+    return `blackout${powerLoss ? ' (power loss)' : ' (kill -9)'} of every host${failed.length > 0 ? `; failed to start ${failed.join(', ')}` : ''}`;
   }
 
   private async restart(): Promise<string> {

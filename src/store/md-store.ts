@@ -13,7 +13,7 @@ import { oidHex, parseOid, type Oid } from '../engine/oid.js';
 import type { Clock } from '../io/clock.js';
 import type { Disk } from '../io/disk.js';
 import type { Log } from '../io/log.js';
-import { ObjectStore } from './object-store.js';
+import { ObjectStore, type OpenResult } from './object-store.js';
 import { OidGate } from './oid-gate.js';
 
 /**
@@ -62,6 +62,8 @@ export interface MdStoreOptions {
    * its request, as on a one-directory sheep, which would otherwise leave at its first EIO.
    */
   failover: boolean;
+  /** This machine's boot id, for each disk's dirty set (object-store.ts). */
+  bootId?: string;
 }
 
 /** An operating-system error that says the disk itself is broken, not that a file is missing. */
@@ -112,13 +114,15 @@ export class MdStore implements LocalStore {
   }
 
   /** Opens every disk; a disk that fails at start is left out (when another one opens). */
-  async open(): Promise<{ replayed: number; dropped: number }> {
-    const total = { replayed: 0, dropped: 0 };
+  async open(): Promise<OpenResult> {
+    const total: OpenResult = { replayed: 0, dropped: 0, resummed: 0, lost: [] };
     const opened = await Promise.all(this.options.dirs.map((dir) => this.openDisk(dir, false)));
     for (const [index, outcome] of opened.entries()) {
       if (outcome.ok) {
         total.replayed += outcome.journal.replayed;
         total.dropped += outcome.journal.dropped;
+        total.resummed += outcome.journal.resummed;
+        total.lost.push(...outcome.journal.lost);
         this.disks.push(outcome.disk);
         continue;
       }
@@ -131,12 +135,18 @@ export class MdStore implements LocalStore {
     return total;
   }
 
-  private async openDisk(dir: string, purge: boolean): Promise<{ ok: true; disk: MdDisk; journal: { replayed: number; dropped: number } } | { ok: false; error: unknown }> {
+  private async openDisk(dir: string, purge: boolean): Promise<{ ok: true; disk: MdDisk; journal: OpenResult } | { ok: false; error: unknown }> {
     const { disk } = this.options;
     try {
       await disk.mkdirs(dir);
       if (purge) await this.purge(dir);
-      const store = new ObjectStore({ dir, disk, clock: this.options.clock, blockSums: this.keepsSums });
+      const store = new ObjectStore({
+        dir,
+        disk,
+        clock: this.options.clock,
+        blockSums: this.keepsSums,
+        ...(this.options.bootId === undefined ? {} : { bootId: this.options.bootId }),
+      });
       const journal = await store.open();
       // The size of the file system the directory is on: stable, unlike its free space.
       const { totalBytes } = await disk.stats(dir);
@@ -275,12 +285,12 @@ export class MdStore implements LocalStore {
    * To the disk the object belongs on (so a whole write also moves a misplaced object), else,
    * when that disk is full, the next one on the ring; the copy it replaces is removed.
    */
-  writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer): Promise<void> {
+  writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer, cached = false): Promise<void> {
     return this.gate.serial(oid, async () => {
       let lastError: unknown = noDiskLeft();
       for (const target of this.candidates(oid)) {
         try {
-          await this.on(target, (store) => store.writeWhole(oid, data, sizeBytes, sums));
+          await this.on(target, (store) => store.writeWhole(oid, data, sizeBytes, sums, cached));
         } catch (error) {
           lastError = error;
           if (noSpace(error) || (this.options.failover && target.state === 'failed')) continue;
@@ -304,12 +314,12 @@ export class MdStore implements LocalStore {
    * In place where the object is; a new object goes where it belongs, or to the next disk when
    * that one is full. An object whose disk failed is gone: NO_OBJECT, so the writer sends it whole.
    */
-  writeRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number): Promise<void> {
+  writeRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, cached = false): Promise<void> {
     return this.gate.serial(oid, async () => {
       const located = this.locations.get(oid);
       if (located !== undefined) {
         try {
-          await this.on(located, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes));
+          await this.on(located, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes, cached));
           return;
         } catch (error) {
           if (located.state === 'failed') throw new SdError('NO_OBJECT', `object ${oidHex(oid)} was on disk ${located.path}, which failed`);
@@ -321,7 +331,7 @@ export class MdStore implements LocalStore {
       const targets = this.candidates(oid);
       for (const [index, target] of targets.entries()) {
         try {
-          await this.on(target, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes));
+          await this.on(target, (store) => store.writeRange(oid, offsetBytes, data, sizeBytes, cached));
           this.locations.set(oid, target);
           return;
         } catch (error) {
@@ -372,6 +382,33 @@ export class MdStore implements LocalStore {
       }
     }
     return [...found];
+  }
+
+  /** Syncs the dirty objects `filter` selects on every disk (each disk's own dirty set). */
+  async flush(filter: (oid: Oid) => boolean = () => true): Promise<number> {
+    const disks = this.disks.filter((d) => d.state !== 'failed');
+    const counts = await Promise.all(disks.map((d) => this.on(d, (store) => store.flush(filter))));
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+
+  get flushStats(): { flushes: number; objectsSynced: number } {
+    let flushes = 0;
+    let objectsSynced = 0;
+    for (const d of this.disks) {
+      flushes = Math.max(flushes, d.store.flushStats.flushes); // one flush reaches every disk
+      objectsSynced += d.store.flushStats.objectsSynced;
+    }
+    return { flushes, objectsSynced };
+  }
+
+  /** Dirty on whichever disk holds it (a move writes durably, so only one can be). */
+  isDirty(oid: Oid): boolean {
+    return this.disks.some((d) => d.state !== 'failed' && d.store.isDirty(oid));
+  }
+
+  /** A lost copy was replaced by a peer's: settled on every disk that reported it. */
+  async settleLost(oid: Oid): Promise<void> {
+    await Promise.all(this.disks.filter((d) => d.state !== 'failed').map((d) => this.on(d, (store) => store.settleLost(oid))));
   }
 
   async close(): Promise<void> {

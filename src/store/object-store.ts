@@ -1,9 +1,20 @@
 // The objects of one sheep, as files named by their 16-hex-digit id under STORE/obj, each with
 // the checksums of its blocks in front of the data (./block-sums.ts), checked by every read.
-// Atomicity: a write of a whole object goes to a temporary file that is synced and renamed over;
-// a partial write is first appended to the checksummed write-ahead log (./journal.ts), made
-// durable by a group commit, then applied in place. A crash leaves either the old or the new
-// bytes: logged records are replayed at open, a torn tail (bad checksum) was never acknowledged.
+//
+// DESIGN: durability (docs/durability.md). A write is either *cached* or *durable*.
+// - Cached (writeback, the default of NBD exports): the object is first recorded dirty in
+//   ./dirty-set.ts (durably, group-committed, once per object between syncs), then written in
+//   place through a kept-open handle, with no sync and no journal: it survives the death of the
+//   process (the OS has it), not a power loss. `flush` syncs exactly the dirty objects asked
+//   for, once each, in parallel, then the directory once, and records them synced. At open, a
+//   dirty object may hold a block whose data and sum disagree (a write torn by a crash): its sums
+//   are made again from what it holds; if the machine lost power meanwhile it is also reported
+//   *lost* (older than its peers' copies, maybe) until a peer's copy replaces it.
+// - Durable (FUA, --writethrough, recovery, catch-up, VDI metadata): acknowledged once on the
+//   disk. A whole object goes to a temporary file that is synced and renamed over; a partial
+//   write is first appended to the checksummed write-ahead log (./journal.ts), made durable by a
+//   group commit, then applied in place. A crash leaves either the old or the new bytes: logged
+//   records are replayed at open, a torn tail (bad checksum) was never acknowledged.
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SdError, asSdError } from '../engine/errors.js';
@@ -24,6 +35,7 @@ import {
   sumsOffset,
 } from './block-sums.js';
 import { ChecksumCache } from './checksums.js';
+import { DirtySet } from './dirty-set.js';
 import { Journal } from './journal.js';
 import { ReadHandles } from './read-handles.js';
 
@@ -49,6 +61,23 @@ export interface ObjectStoreOptions {
    * `npm run bench` to measure what they cost; a store is never to change between the two.
    */
   blockSums?: boolean;
+  /**
+   * This machine's boot id: a store opened under another than its last tells that the cache may
+   * have been lost (./dirty-set.ts). Undefined: unknown, taken as lost.
+   */
+  bootId?: string;
+}
+
+/** Dirty objects synced at once by one flush. */
+const flushParallelMax = 32;
+
+export interface OpenResult {
+  replayed: number;
+  dropped: number;
+  /** Dirty objects whose sums were made again from their bytes (a crash with writes cached). */
+  resummed: number;
+  /** Copies that may be older than their peers' (cached writes lost with the power): to catch up. */
+  lost: Oid[];
 }
 
 export class ObjectStore {
@@ -63,8 +92,18 @@ export class ObjectStore {
   private readonly recycled: Array<{ file: string; sinceMs: number }> = [];
   private readonly objectDirSync: GroupSync;
   private readonly readHandles: ReadHandles<Oid>;
+  /** Open handles of objects written in place (cached writes), bounded like the read handles. */
+  private readonly writeHandles: ReadHandles<Oid>;
   private readonly journal: Journal;
   private readonly blockSums: boolean;
+  private readonly dirty: DirtySet;
+  private readonly bootId: string | undefined;
+  /** Cached writes per dirty object: a flush records an object synced only if none came since. */
+  private readonly cachedWrites = new Map<Oid, number>();
+  /** A cached write created a name, or a removal of a dirty object: the next flush syncs the directory. */
+  private namesUnsynced = false;
+  /** Counters for tests and `npm run bench`: objects synced by flushes, flushes run. */
+  readonly flushStats = { flushes: 0, objectsSynced: 0 };
 
   constructor(options: ObjectStoreOptions) {
     this.blockSums = options.blockSums ?? true;
@@ -75,6 +114,9 @@ export class ObjectStore {
     this.clock = options.clock;
     this.objectDirSync = new GroupSync(() => this.disk.syncDir(this.dir));
     this.readHandles = new ReadHandles((oid) => this.disk.open(this.objectPath(oid), 'read'));
+    this.writeHandles = new ReadHandles((oid) => this.disk.open(this.objectPath(oid), 'write'));
+    this.dirty = new DirtySet(options.dir, options.disk);
+    this.bootId = options.bootId;
     this.journal = new Journal(this.journalDir, this.disk, {
       replay: (record) => this.applyRange(record.oid, record.offsetBytes, record.data, record.sizeBytes, true),
       syncObject: (oid) => this.syncObject(oid),
@@ -90,7 +132,7 @@ export class ObjectStore {
    * Creates the directories, drops temporary files, replays what the journal holds. Refuses a
    * store whose objects are of the format before block sums: every read of them would fail.
    */
-  async open(): Promise<{ replayed: number; dropped: number }> {
+  async open(): Promise<OpenResult> {
     await this.disk.mkdirs(this.temporaryDir);
     await this.disk.mkdirs(this.journalDir);
     const formatFile = path.join(this.dir, '.format');
@@ -114,7 +156,51 @@ export class ObjectStore {
       await this.disk.remove(file);
     }
     const logged = await this.journal.open();
-    return { replayed: replayed + logged.replayed, dropped: dropped + logged.dropped };
+    const left = await this.dirty.load(this.bootId);
+    for (const oid of left.dirty) await this.resum(oid);
+    const lostNow = left.powerLost ? left.dirty : [];
+    await this.dirty.start(lostNow);
+    if (left.dirty.length > 0) await this.objectDirSync.sync(); // a removed empty file, too
+    return {
+      replayed: replayed + logged.replayed,
+      dropped: dropped + logged.dropped,
+      resummed: left.dirty.length,
+      lost: [...new Set([...left.lost, ...lostNow])],
+    };
+  }
+
+  /**
+   * A dirty object after a crash: its blocks' sums are made again from the bytes it holds (a
+   * write the crash tore may have landed its data and not its sums, or the other way round), and
+   * it is synced. A file without a header of ours was created by a cached write that never
+   * reached the disk: it goes, the object was not there before. A damaged or foreign header
+   * stays, and fails reads until a peer's copy replaces it.
+   */
+  private async resum(oid: Oid): Promise<void> {
+    let file;
+    try {
+      file = await this.disk.open(this.objectPath(oid), 'write');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    let unwritten = false;
+    try {
+      const head = Buffer.alloc(identityBytes);
+      const got = await file.read(head, 0);
+      unwritten = head.subarray(0, got).every((byte) => byte === 0);
+      if (!unwritten && identityProblem(head, oid) === undefined && this.blockSums) {
+        const sizeBytes = identitySizeBytes(head);
+        if ((await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
+        const data = Buffer.alloc(sizeBytes);
+        await file.read(data, dataOffset);
+        await file.write(sumsOf(data), sumsOffset);
+        await file.datasync();
+      }
+    } finally {
+      await file.close();
+    }
+    if (unwritten) await this.disk.remove(this.objectPath(oid));
   }
 
   private objectPath(oid: Oid): string {
@@ -122,10 +208,11 @@ export class ObjectStore {
   }
 
   /** Runs `work` with exclusive access to one object, so a rename never races an in-place write. */
-  private async exclusive<T>(oid: Oid, work: () => Promise<T>): Promise<T> {
+  private async exclusive<T>(oid: Oid, work: () => Promise<T>, changes = true): Promise<T> {
     const previous = this.locks.get(oid) ?? Promise.resolve();
     // Every exclusive section may change the object: its remembered checksum goes, before and after.
     const changing = async () => {
+      if (!changes) return work();
       this.checksums.forget(oid);
       try {
         return await work();
@@ -227,9 +314,13 @@ export class ObjectStore {
    * over. The replaced file is kept (hard-linked) to take a later write into blocks that are
    * already allocated; data with zero blocks goes to a fresh sparse file instead, to stay thin.
    */
-  /** `sums`: the data's block sums when the caller has them (made where the data came in). */
-  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer): Promise<void> {
+  /**
+   * `sums`: the data's block sums when the caller has them (made where the data came in).
+   * `cached`: written in place and left in the OS cache (see the top of this file).
+   */
+  async writeWhole(oid: Oid, data: Buffer, sizeBytes: number, sums?: Buffer, cached = false): Promise<void> {
     if (data.length > sizeBytes) throw new SdError('INVALID_ARGUMENT', 'object data larger than the object');
+    if (cached) return this.exclusive(oid, () => this.writeWholeCached(oid, data, sizeBytes, sums));
     await this.exclusive(oid, async () => {
       await this.supersedeLogged(oid);
       const target = this.objectPath(oid);
@@ -267,14 +358,85 @@ export class ObjectStore {
       }
       await this.disk.rename(temporary, target);
       this.readHandles.forget(oid);
+      this.writeHandles.forget(oid);
       await this.objectDirSync.sync();
+      // The object is on the disk whole now: nothing cached before it is left to sync.
+      this.cachedWrites.delete(oid);
+      await this.dirty.markSynced(oid);
     });
   }
 
-  /** Writes a range in place, through the journal; creates a sparse object if there is none. */
-  async writeRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number): Promise<void> {
+  /**
+   * A whole object in place, cached: over the file there is (its header kept, zero blocks that
+   * were holes left holes), or in a new sparse file under the object's own name.
+   */
+  private async writeWholeCached(oid: Oid, data: Buffer, sizeBytes: number, sums: Buffer | undefined): Promise<void> {
+    await this.beginCached(oid);
+    const header = this.blockSums ? Buffer.concat([encodeIdentity(oid, sizeBytes), sums ?? sumsOf(data)]) : encodeIdentity(oid, sizeBytes);
+    const existing = await this.openForWrite(oid);
+    if (existing === undefined) {
+      const file = await this.disk.open(this.objectPath(oid), 'create');
+      this.namesUnsynced = true;
+      try {
+        await writeSkippingZeroBlocks(file, header, 0);
+        await writeSkippingZeroBlocks(file, data, dataOffset);
+        await file.truncate(dataOffset + sizeBytes);
+      } catch (error) {
+        // There was no object: a half-made file must not pass for one (nor hold the space).
+        await file.close().catch(() => undefined);
+        await this.disk.remove(this.objectPath(oid)).catch(() => undefined);
+        throw error;
+      }
+      await file.close();
+      return;
+    }
+    await this.writeHandles.use(oid, async (file) => {
+      const head = Buffer.alloc(identityBytes);
+      await file.read(head, 0);
+      const holes = identityProblem(head, oid) === undefined && this.blockSums ? Buffer.alloc((Math.ceil(sizeBytes / sumBlockBytes)) * 4) : undefined;
+      if (holes) await file.read(holes, sumsOffset);
+      await file.write(header, 0);
+      await writeChangedBlocks(file, data, dataOffset, holes);
+      if ((await file.sizeBytes()) !== dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
+    });
+  }
+
+  /** A handle of the object's file from the cache, or undefined when there is no file. */
+  private async openForWrite(oid: Oid): Promise<true | undefined> {
+    try {
+      await this.writeHandles.use(oid, async () => undefined);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /** Before a cached write: the object is durably dirty, and no logged range lies under it. */
+  private async beginCached(oid: Oid): Promise<void> {
+    await this.dirty.markDirty(oid);
+    this.cachedWrites.set(oid, (this.cachedWrites.get(oid) ?? 0) + 1);
+    await this.supersedeLogged(oid);
+  }
+
+  /**
+   * Writes a range in place; creates a sparse object if there is none. Durable: through the
+   * journal. `cached`: left in the OS cache (see the top of this file).
+   */
+  async writeRange(oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, cached = false): Promise<void> {
     if (offsetBytes + data.length > sizeBytes) {
       throw new SdError('OUT_OF_RANGE', 'write past the end of the object');
+    }
+    if (cached) {
+      await this.exclusive(oid, async () => {
+        await this.beginCached(oid);
+        if ((await this.openForWrite(oid)) === undefined) {
+          this.namesUnsynced = true;
+          return this.applyRange(oid, offsetBytes, data, sizeBytes, false);
+        }
+        await this.writeHandles.use(oid, (file) => this.applyTo(file, false, oid, offsetBytes, data, sizeBytes, false));
+      });
+      return;
     }
     await this.exclusive(oid, () =>
       this.journal.write({ kind: 'range', oid, offsetBytes, sizeBytes, data }, () =>
@@ -290,21 +452,17 @@ export class ObjectStore {
   private async supersedeLogged(oid: Oid): Promise<void> {
     if (!this.journal.has(oid)) return;
     await this.syncObject(oid);
+    // A logged write may have made the file: its name must outlive the records that could remake it.
+    await this.objectDirSync.sync();
     await this.journal.write({ kind: 'supersede', oid }, async () => undefined);
   }
 
   private async syncObject(oid: Oid): Promise<void> {
-    let file;
     try {
-      file = await this.disk.open(this.objectPath(oid), 'write');
+      await this.writeHandles.use(oid, (file) => file.datasync());
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
-    }
-    try {
-      await file.datasync();
-    } finally {
-      await file.close();
     }
   }
 
@@ -325,17 +483,26 @@ export class ObjectStore {
       created = true;
     }
     try {
-      if (created || (await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
-      if (created || (replaying && (await this.identityUnwritten(file, oid)))) await file.write(encodeIdentity(oid, sizeBytes), 0);
-      const sums = this.blockSums ? sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying)) : undefined;
-      await file.write(data, dataOffset + offsetBytes);
-      if (sums) await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
+      await this.applyTo(file, created, oid, offsetBytes, data, sizeBytes, replaying);
       if (replaying) await file.datasync();
-    } finally {
-      await file.close();
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      // A file this write made and could not finish: there was no object, so there is none.
+      if (created) await this.disk.remove(this.objectPath(oid)).catch(() => undefined);
+      throw error;
     }
+    await file.close();
     // Only a new name needs the directory synced, and only once no log can recreate it.
     if (created && replaying) await this.objectDirSync.sync();
+  }
+
+  /** The range into an open file: data, then its blocks' sums. */
+  private async applyTo(file: DiskFile, created: boolean, oid: Oid, offsetBytes: number, data: Buffer, sizeBytes: number, replaying: boolean): Promise<void> {
+    if (created || (await file.sizeBytes()) < dataOffset + sizeBytes) await file.truncate(dataOffset + sizeBytes);
+    if (created || (replaying && (await this.identityUnwritten(file, oid)))) await file.write(encodeIdentity(oid, sizeBytes), 0);
+    const sums = this.blockSums ? sumsOf(await this.withWholeBlocks(oid, file, offsetBytes, data, replaying)) : undefined;
+    await file.write(data, dataOffset + offsetBytes);
+    if (sums) await file.write(sums, sumsOffset + Math.floor(offsetBytes / sumBlockBytes) * 4);
   }
 
   /**
@@ -402,14 +569,70 @@ export class ObjectStore {
       const existed = await this.disk.exists(this.objectPath(oid));
       await this.disk.remove(this.objectPath(oid));
       this.readHandles.forget(oid);
+      this.writeHandles.forget(oid);
+      if (this.dirty.isDirty(oid)) this.namesUnsynced = true; // the next flush makes the removal durable
       return existed;
     });
   }
 
-  /** Waits for a checkpoint in progress and releases the log and the read handles. */
+  /**
+   * Makes every cached write to the dirty objects `filter` selects durable: each synced once, in
+   * parallel, then the directory once; then recorded synced. Answers how many were synced.
+   */
+  async flush(filter: (oid: Oid) => boolean = () => true): Promise<number> {
+    const oids = this.dirty.dirtyOids(filter);
+    this.flushStats.flushes += 1;
+    const seen = new Map<Oid, number>();
+    for (let at = 0; at < oids.length; at += flushParallelMax) {
+      await Promise.all(
+        oids.slice(at, at + flushParallelMax).map((oid) =>
+          this.exclusive(
+            oid,
+            async () => {
+              seen.set(oid, this.cachedWrites.get(oid) ?? 0);
+              await this.syncObject(oid);
+            },
+            false,
+          ),
+        ),
+      );
+    }
+    if (this.namesUnsynced) {
+      this.namesUnsynced = false;
+      try {
+        await this.objectDirSync.sync();
+      } catch (error) {
+        this.namesUnsynced = true;
+        throw error;
+      }
+    }
+    for (const [oid, writes] of seen) {
+      if ((this.cachedWrites.get(oid) ?? 0) !== writes) continue; // written again since: still dirty
+      this.cachedWrites.delete(oid);
+      await this.dirty.markSynced(oid);
+    }
+    if (seen.size > 0) await this.dirty.syncRecords();
+    this.flushStats.objectsSynced += oids.length;
+    return oids.length;
+  }
+
+  /** Whether `oid` has cached writes not yet synced. */
+  isDirty(oid: Oid): boolean {
+    return this.dirty.isDirty(oid);
+  }
+
+  /** A copy reported lost (`open`) was replaced by a peer's, durably: it is no longer suspect. */
+  async settleLost(oid: Oid): Promise<void> {
+    await this.dirty.settle(oid);
+  }
+
+  /** Syncs what is cached, waits for a checkpoint in progress, releases the logs and handles. */
   async close(): Promise<void> {
+    await this.flush().catch(() => undefined); // a clean stop leaves nothing to lose with the power
     await this.journal.close();
+    await this.dirty.close();
     this.readHandles.closeAll();
+    this.writeHandles.closeAll();
   }
 
   async list(): Promise<Oid[]> {
@@ -434,6 +657,24 @@ function* blocksOf(data: Buffer): Generator<{ atBytes: number; zero: boolean }> 
 function hasZeroBlock(data: Buffer): boolean {
   for (const block of blocksOf(data)) if (block.zero) return true;
   return false;
+}
+
+/**
+ * Writes `data` over a file's blocks, leaving out zero blocks where `holeSums` (the old sums)
+ * says the block was zeros already (a hole stays a hole); every block when there are no sums.
+ */
+async function writeChangedBlocks(file: DiskFile, data: Buffer, offsetBytes: number, holeSums: Buffer | undefined): Promise<void> {
+  if (holeSums === undefined) return file.write(data, offsetBytes);
+  let runStart = -1;
+  for (const { atBytes, zero } of blocksOf(data)) {
+    const skip = zero && holeSums.readUInt32BE((atBytes / sumBlockBytes) * 4) === 0;
+    if (!skip && runStart < 0) runStart = atBytes;
+    if (skip && runStart >= 0) {
+      await file.write(data.subarray(runStart, atBytes), offsetBytes + runStart);
+      runStart = -1;
+    }
+  }
+  if (runStart >= 0) await file.write(data.subarray(runStart), offsetBytes + runStart);
 }
 
 /** Leaves 4 KiB blocks of zeros unwritten so thin objects stay thin on disk. */

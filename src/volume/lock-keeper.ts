@@ -36,7 +36,10 @@ export class LockKeeper {
     return {
       read: (oid, offset, length) => inner.read(oid, offset, length),
       lookup: (name, ref) => inner.lookup(name, ref),
-      write: (oid, offset, data, create) => this.guarded(() => inner.write(oid, offset, data, create, this.lock.holder)),
+      write: (oid, offset, data, create, options) =>
+        this.guarded(() => inner.write(oid, offset, data, create, { ...options, lock: this.lock.holder })),
+      // A flush syncs what was acknowledged; it lands nothing new, so it needs no lock.
+      ...(inner.flush ? { flush: (vid: number) => inner.flush!(vid) } : {}),
       remove: (oid) => this.guarded(() => inner.remove(oid, this.lock.holder)),
     };
   }

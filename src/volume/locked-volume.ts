@@ -9,7 +9,7 @@ export function lockedVolume(volume: Volume, release: () => Promise<unknown>): V
       return volume.info;
     },
     read: (offset, length) => volume.read(offset, length),
-    write: (offset, data) => volume.write(offset, data),
+    write: (offset, data, durable) => volume.write(offset, data, durable),
     flush: () => volume.flush(),
     discard: (offset, length) => volume.discard(offset, length),
     writeZeroes: (offset, length) => volume.writeZeroes(offset, length),
@@ -30,4 +30,23 @@ export const sharedSuffix = '/shared';
 
 export function splitShared(spec: string): { spec: string; shared: boolean } {
   return spec.endsWith(sharedSuffix) ? { spec: spec.slice(0, -sharedSuffix.length), shared: true } : { spec, shared: false };
+}
+
+/** `NAME/writethrough`: an export whose every write is durable before it is acknowledged. */
+export const writethroughSuffix = '/writethrough';
+
+/** The spec without its `/shared` and `/writethrough` suffixes (either order), and which it had. */
+export function splitExportSuffixes(spec: string): { spec: string; shared: boolean; writethrough: boolean } {
+  let rest = spec;
+  let shared = false;
+  let writethrough = false;
+  for (;;) {
+    if (!shared && rest.endsWith(sharedSuffix)) {
+      shared = true;
+      rest = rest.slice(0, -sharedSuffix.length);
+    } else if (!writethrough && rest.endsWith(writethroughSuffix)) {
+      writethrough = true;
+      rest = rest.slice(0, -writethroughSuffix.length);
+    } else return { spec: rest, shared, writethrough };
+  }
 }

@@ -3,6 +3,11 @@
 // (copy-on-write: the first write copies the object into the VDI's own id). The client runtime
 // above the pure engine: async, and it keeps state (the cached owner table, allocations in
 // flight) for as long as the VDI is open.
+//
+// Writeback (docs/durability.md): writes are cached on the replicas and `flush` makes them
+// durable. One order is kept even so: a copy-on-write from an ancestor's object is written
+// durably before the table entry that points at it, so a power loss never leaves an entry whose
+// object is gone (which would read as zeros, never the ancestor's bytes that were there).
 import { SdError, asSdError } from '../engine/errors.js';
 import { ownerTableCachedChunksMax } from '../engine/limits.js';
 import { asVid, dataOid, type Vid } from '../engine/oid.js';
@@ -12,20 +17,32 @@ import type { VdiEntry } from '../engine/vdi.js';
 import type { Extent, Volume, VolumeInfo } from '../engine/volume.js';
 import { OwnerTable } from './owner-table.js';
 
+export interface VolumeIoOptions {
+  /** Writes are cached on the replicas until a flush (needs an ObjectIo with `flush`). */
+  writeback?: boolean;
+}
+
 export class VolumeIo implements Volume {
   readonly info: VolumeInfo;
+  private readonly writeback: boolean;
   private readonly vid: Vid;
   private readonly objectBytes: number;
   private readonly table: OwnerTable;
-  private readonly allocating = new Map<number, Promise<void>>();
+  private readonly allocating = new Map<number, Promise<unknown>>();
 
   constructor(
     private readonly io: ObjectIo,
     readonly entry: VdiEntry,
     ownerTableChunksMax = ownerTableCachedChunksMax,
+    options: VolumeIoOptions = {},
   ) {
     this.vid = asVid(entry.vid);
-    this.table = new OwnerTable(io, this.vid, ownerTableChunksMax, entry);
+    this.writeback = (options.writeback ?? false) && io.flush !== undefined;
+    // Table entries are written as the data is: cached on a writeback volume.
+    const tableIo: ObjectIo = this.writeback
+      ? { ...bound(io), write: (oid, offsetBytes, data, create) => io.write(oid, offsetBytes, data, create, { cached: true }) }
+      : io;
+    this.table = new OwnerTable(tableIo, this.vid, ownerTableChunksMax, entry);
     this.objectBytes = 2 ** entry.blockSizeShift;
     this.info = {
       name: entry.name,
@@ -95,7 +112,7 @@ export class VolumeIo implements Volume {
   async writeObject(index: number, innerBytes: number, data: Buffer): Promise<void> {
     this.checkWritable();
     this.checkObjectRange(index, innerBytes, data.length);
-    if (data.length > 0) await this.writePiece(index, innerBytes, data);
+    if (data.length > 0) await this.writePiece(index, innerBytes, data, false);
   }
 
   private checkObjectRange(index: number, innerBytes: number, lengthBytes: number): void {
@@ -109,37 +126,45 @@ export class VolumeIo implements Volume {
     }
   }
 
-  async write(offsetBytes: number, data: Buffer): Promise<void> {
+  /** `durable` (FUA): on every replica's disk before it resolves, even on a writeback volume. */
+  async write(offsetBytes: number, data: Buffer, durable = false): Promise<void> {
     this.checkWritable();
     this.checkRange(offsetBytes, data.length);
-    await Promise.all(
+    const allocated = await Promise.all(
       piecesOf(offsetBytes, data.length, this.objectBytes).map((piece) =>
-        this.writePiece(piece.index, piece.innerBytes, data.subarray(piece.bufferBytes, piece.bufferBytes + piece.lengthBytes)),
+        this.writePiece(piece.index, piece.innerBytes, data.subarray(piece.bufferBytes, piece.bufferBytes + piece.lengthBytes), durable),
       ),
     );
+    // A durable write that set a table entry: the entry (written cached) is flushed too.
+    if (durable && this.writeback && allocated.some(Boolean)) await this.flush();
   }
 
-  private async writePiece(index: number, innerBytes: number, data: Buffer): Promise<void> {
+  /** Answers whether it set the object's table entry. */
+  private async writePiece(index: number, innerBytes: number, data: Buffer, durable: boolean): Promise<boolean> {
+    const cached = this.writeback && !durable;
     if ((await this.owner(index)) === this.vid) {
-      await this.io.write(dataOid(this.vid, index), innerBytes, data, false);
-      return;
+      await this.io.write(dataOid(this.vid, index), innerBytes, data, false, { cached });
+      return false;
     }
-    await this.exclusiveAllocation(index, async () => {
+    return this.exclusiveAllocation(index, async () => {
       const owner = await this.owner(index);
       const oid = dataOid(this.vid, index);
       if (owner === this.vid) {
-        await this.io.write(oid, innerBytes, data, false);
-        return;
+        await this.io.write(oid, innerBytes, data, false, { cached });
+        return false;
       }
       const whole = innerBytes === 0 && data.length === this.objectBytes;
+      // Over an ancestor's object: durable before the entry (see the top of this file).
+      const copyCached = cached && owner === 0;
       if (owner === 0 || whole) {
-        await this.io.write(oid, innerBytes, data, true);
+        await this.io.write(oid, innerBytes, data, true, { cached: copyCached });
       } else {
         const base = await this.readObjectOrZeros(owner, index);
         data.copy(base, innerBytes);
-        await this.io.write(oid, 0, base, true);
+        await this.io.write(oid, 0, base, true, { cached: copyCached });
       }
       await this.table.setOwner(index, this.vid);
+      return true;
     });
   }
 
@@ -153,19 +178,20 @@ export class VolumeIo implements Volume {
   }
 
   /** Serialises the first write of an object, so two writers never both copy-on-write it. */
-  private async exclusiveAllocation(index: number, work: () => Promise<void>): Promise<void> {
-    const previous = this.allocating.get(index) ?? Promise.resolve();
+  private async exclusiveAllocation<T>(index: number, work: () => Promise<T>): Promise<T> {
+    const previous: Promise<unknown> = this.allocating.get(index) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(work);
     this.allocating.set(index, next);
     try {
-      await next;
+      return await next;
     } finally {
       if (this.allocating.get(index) === next) this.allocating.delete(index);
     }
   }
 
   async flush(): Promise<void> {
-    // Every acknowledged write is already on stable storage on every replica.
+    // Writethrough: every acknowledged write is already on every replica's disk.
+    if (this.writeback) await this.io.flush!(this.vid);
   }
 
   async discard(offsetBytes: number, lengthBytes: number): Promise<void> {
@@ -176,7 +202,7 @@ export class VolumeIo implements Volume {
         const owner = await this.owner(piece.index);
         if (owner === 0) return;
         if (piece.lengthBytes < this.objectBytes) {
-          await this.writePiece(piece.index, piece.innerBytes, Buffer.alloc(piece.lengthBytes));
+          await this.writePiece(piece.index, piece.innerBytes, Buffer.alloc(piece.lengthBytes), false);
           return;
         }
         await this.exclusiveAllocation(piece.index, async () => {
@@ -207,4 +233,14 @@ export class VolumeIo implements Volume {
   async close(): Promise<void> {
     await Promise.all([...this.allocating.values()].map((p) => p.catch(() => undefined)));
   }
+}
+
+/** An ObjectIo's methods bound to it, to build a variant of it. */
+function bound(io: ObjectIo): ObjectIo {
+  return {
+    read: io.read.bind(io),
+    write: io.write.bind(io),
+    remove: io.remove.bind(io),
+    lookup: io.lookup.bind(io),
+  };
 }
