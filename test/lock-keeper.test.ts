@@ -29,7 +29,8 @@ function world() {
     lookup: async () => {
       throw new Error('unused');
     },
-    write: async (_oid, _offset, _data, _create, held) => {
+    write: async (_oid, _offset, _data, _create, options) => {
+      const held = options?.lock;
       if (held !== undefined && !table.has(held)) throw new SdError('LOCK_LOST', 'gone');
       writes.push({ lock: held });
     },
