@@ -95,9 +95,20 @@ function readManifest(dir: string, entry: LogEntry): Manifest {
 const objectLength = (v: { sizeBytes: number; blockSizeShift: number }, index: number): number =>
   Math.min(2 ** v.blockSizeShift, v.sizeBytes - index * 2 ** v.blockSizeShift);
 
-async function save(tag: string, dir: string | undefined, o: Globals): Promise<void> {
+/** A file system failure (not a directory, no space, no permission) in one line, as the original's. */
+async function saving(tag: string, dir: string | undefined, o: Globals): Promise<void> {
   if (/^\s*[+-]?\d/.test(tag)) throw new DogFailure('Tag should not start with number.', exitUsage);
   if (dir === undefined) throw new DogFailure('Please specify the path to save snapshot.', exitUsage);
+  try {
+    await save(tag, dir, o);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.startsWith('E')) throw new DogFailure(`Fail to save snapshot to path: ${dir}: ${(error as Error).message}`, exitSysfail);
+    throw error;
+  }
+}
+
+async function save(tag: string, dir: string, o: Globals): Promise<void> {
   fs.mkdirSync(path.join(dir, 'objects'), { recursive: true });
   const log = readLog(dir);
   if (log.some((e) => e.tag === tag)) throw new DogFailure('Snapshot tag has already been used for another snapshot, please, use another one.');
@@ -210,7 +221,7 @@ async function load(tagOrIdx: string, dir: string | undefined, o: Globals): Prom
 
 export function addClusterSnapshotCommands(cluster: Command): void {
   const snapshot = cluster.command('snapshot').description('snapshot/restore the cluster');
-  withGlobals(snapshot.command('save').description('save snapshot to localpath').argument('<TAG>').argument('[PATH]')).action(action(save));
+  withGlobals(snapshot.command('save').description('save snapshot to localpath').argument('<TAG>').argument('[PATH]')).action(action(saving));
   withGlobals(snapshot.command('list').description('list snapshot of localpath').argument('<PATH>')).action(
     action(async (dir: string) => list(dir)),
   );
