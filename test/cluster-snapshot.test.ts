@@ -70,7 +70,7 @@ describe('dog cluster snapshot', () => {
     );
   });
 
-  it('refuses a damaged object with nothing written, then loads into a new cluster equal by md5 through every node', async () => {
+  it('refuses a damaged or missing object with nothing written, then loads into a new cluster equal by md5 through every node', async () => {
     await first!.stop();
     first = undefined;
     second = await startCluster({ nodes: 3, copies: 2, basePort: 13610, prefix: 'dog-farm-b-' });
@@ -83,6 +83,10 @@ describe('dog cluster snapshot', () => {
     const refused = await second.dog(['cluster', 'snapshot', 'load', 'monday', dir]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/^Fail to load object [0-9a-f]{40}: its checksum does not match\n$/);
+    expect((await second.dogOk(['vdi', 'list', '-r'])).out).toBe('');
+    fs.rmSync(victim);
+    const missing = await second.dog(['cluster', 'snapshot', 'load', 'monday', dir]);
+    expect([missing.code, missing.stderr]).toEqual([2, `Fail to load object ${path.basename(victim)}: it is missing from ${dir}\n`]);
     expect((await second.dogOk(['vdi', 'list', '-r'])).out).toBe('');
     fs.writeFileSync(victim, good);
 
