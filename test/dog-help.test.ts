@@ -35,6 +35,9 @@ describe('dog usage', () => {
     expect(await dog(['node', 'foo'])).toEqual({ code: 64, out: '', err: `Invalid command 'node foo'\n${list}` });
     expect(await dog(['node', '--help'])).toEqual({ code: 0, out: list, err: '' });
     expect(await dog(['vdi', 'create', '--bogus'])).toEqual({ code: 64, out: '', err: "unknown option '--bogus'\n" });
+    const snapshots = 'Available cluster snapshot commands:\n  cluster snapshot save\n  cluster snapshot list\n  cluster snapshot load\n  cluster snapshot show\n';
+    expect(await dog(['cluster', 'snapshot'])).toEqual({ code: 64, out: '', err: snapshots });
+    expect(await dog(['cluster', 'snapshot', 'foo'])).toEqual({ code: 64, out: '', err: `Invalid command 'cluster snapshot foo'\n${snapshots}` });
   });
 
   it('says why it cannot reach a sheep, as the original', async () => {

@@ -35,6 +35,7 @@ import {
 import { addAttrCommands } from './attr.js';
 import { addBackupCommands } from './backup.js';
 import { addClusterCopiesCommand, addVdiCopiesCommand } from './copies.js';
+import { addClusterSnapshotCommands } from './cluster-snapshot.js';
 import { completeArgumentWith } from './command-tree.js';
 import { addCompletionCommand } from './completion.js';
 import { buildCheck } from './check.js';
@@ -433,6 +434,7 @@ function buildCluster(program: Command): void {
       if (verb === 'disable') out('Cluster recovery: disable\n');
     }));
   addClusterCopiesCommand(cluster);
+  addClusterSnapshotCommands(cluster);
 }
 
 /** `node recovery set-throttle`: the original's ranges, bounded by what a timer can wait. */

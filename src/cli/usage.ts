@@ -34,17 +34,25 @@ export interface UsageOutcome {
  * subcommand (the original's refusal and the group's list, exit 64).
  */
 export function usageOutcome(program: Command, argv: readonly string[]): UsageOutcome | undefined {
-  const [first, second] = argv;
+  const [first] = argv;
   if (first === undefined || helpWords.has(first)) return { stdout: programUsage(program), stderr: '', code: 0 };
   if (first.startsWith('-')) return undefined;
   const command = program.commands.find((c) => c.name() === first);
   if (command === undefined) {
     return { stdout: '', stderr: `Invalid command '${first}'\nTry '${program.name()} --help' for more information.\n`, code: exitUsage };
   }
+  return groupOutcome(command, [first], argv.slice(1));
+}
+
+/** A command group (`node`, `cluster snapshot`) and the words after it. */
+function groupOutcome(command: Command, path: readonly string[], rest: readonly string[]): UsageOutcome | undefined {
   if (command.commands.length === 0) return undefined;
-  const list = `Available ${first} commands:\n${command.commands.map((sub) => `  ${first} ${sub.name()}\n`).join('')}`;
+  const [second] = rest;
+  const name = path.join(' ');
+  const list = `Available ${name} commands:\n${command.commands.map((sub) => `  ${name} ${sub.name()}\n`).join('')}`;
   if (second !== undefined && helpWords.has(second)) return { stdout: list, stderr: '', code: 0 };
   if (second === undefined) return { stdout: '', stderr: list, code: exitUsage };
-  if (command.commands.some((sub) => sub.name() === second)) return undefined;
-  return { stdout: '', stderr: `Invalid command '${first} ${second}'\n${list}`, code: exitUsage };
+  const sub = command.commands.find((c) => c.name() === second);
+  if (sub) return groupOutcome(sub, [...path, second], rest.slice(1));
+  return { stdout: '', stderr: `Invalid command '${name} ${second}'\n${list}`, code: exitUsage };
 }
