@@ -128,7 +128,18 @@ export class DirtySet {
   async start(lost: readonly Oid[]): Promise<void> {
     for (const oid of lost) this.lost.add(oid);
     this.dirty.clear();
-    await this.rewrite();
+    try {
+      await this.rewrite();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException | undefined)?.code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
+      // A full store still starts, as the journal does: the old file stays and is appended to.
+      // What it still says dirty is only re-summed again at the next start, and an old boot in
+      // it only makes more copies catch up from their peers: both err on the safe side.
+      const existing = await readFileOrUndefined(this.disk, this.file);
+      this.handle = await this.disk.open(this.file, 'write');
+      this.tailBytes = existing?.length ?? 0;
+    }
   }
 
   isDirty(oid: Oid): boolean {
