@@ -54,21 +54,14 @@ export type GroupMessage =
   | { type: 'shutdown' }
   | { type: 'epoch_time'; epoch: number; timeSec: number }
   | { type: 'recover'; action: 'force' | 'enable' | 'disable'; timeSec: number }
-  /**
-   * `unrecovered`: objects (hex ids) the node could not recover: no member may drop its copy of
-   * one, which may be the only good one. `incomplete`: too many to list, keep every copy.
-   */
-  | { type: 'recovered'; node: string; epoch: number; unrecovered?: string[]; incomplete?: boolean }
+  | { type: 'recovered'; node: string; epoch: number }
   | { type: 'throttle'; maxObjects: number; intervalMs: number };
 
 export interface GroupEvents {
   /** Called after the epoch changed (join, leave, format, forced recovery). */
   epochChanged(epoch: number): void;
-  /**
-   * Every member of the epoch has finished recovering it; `complete`: every object of every
-   * member was recovered (else a copy elsewhere may be the only good one, and must stay).
-   */
-  allRecovered(epoch: number, keep: ReadonlySet<string> | 'all'): void;
+  /** Every member of the epoch has finished recovering it. */
+  allRecovered(epoch: number): void;
   shutdown(): void;
   /** This node was reported left while alive (it stopped answering for too long). */
   expelled(): void;
@@ -101,8 +94,6 @@ export class Group implements ClusterHandlers {
   onLocksChanged: () => void = () => undefined;
   /** Members that finished recovering the current epoch. */
   recoveredBy = new Set<string>();
-  /** What each member's recovery of this epoch left unrecovered (hex ids, or 'all'). */
-  unrecoveredBy = new Map<string, ReadonlySet<string> | 'all'>();
   private rings = new Map<number, Ring<NodeInfo>>();
   private persisting: Promise<void> = Promise.resolve();
   /** The registry version known to be on this node's disk, and the current write attempt. */
@@ -395,18 +386,7 @@ export class Group implements ClusterHandlers {
       case 'recovered':
         if (m.epoch !== this.epoch) break;
         this.recoveredBy.add(m.node);
-        // A later announcement of the same node (its leftovers recovered since) replaces this.
-        this.unrecoveredBy.set(m.node, m.incomplete === true ? 'all' : new Set(m.unrecovered ?? []));
-        if (this.members.every((n) => this.recoveredBy.has(n.id))) {
-          const keep = new Set<string>();
-          let all = false;
-          for (const n of this.members) {
-            const left = this.unrecoveredBy.get(n.id);
-            if (left === 'all') all = true;
-            else for (const oid of left ?? []) keep.add(oid);
-          }
-          this.events?.allRecovered(m.epoch, all ? 'all' : keep);
-        }
+        if (this.members.every((n) => this.recoveredBy.has(n.id))) this.events?.allRecovered(m.epoch);
         break;
       case 'throttle':
         this.throttle = { maxObjects: m.maxObjects, intervalMs: m.intervalMs };
@@ -562,7 +542,6 @@ export class Group implements ClusterHandlers {
     };
     this.epochs.push(record);
     this.recoveredBy = new Set();
-    this.unrecoveredBy = new Map();
     this.persist(() => this.meta.writeEpoch(record));
     this.events?.epochChanged(record.epoch);
     // After the owner reacted (recovery reset), so a request held for this epoch sees it whole.

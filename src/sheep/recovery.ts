@@ -24,23 +24,6 @@ import { isStripOid } from '../engine/ec-layout.js';
 import { RecentWrites } from './recent-writes.js';
 
 export const recoveryParallelism = 8;
-/**
- * Objects a recovery could not bring over (a source cut off, a copy still behind) are tried
- * again this many times, a second more apart each time, before the run is announced incomplete.
- */
-const unrecoveredRetryPasses = 5;
-const unrecoveredRetryMs = 1000;
-/** Unrecovered objects named in a `recovered` announcement; past it, every copy is kept. */
-const unrecoveredListedMax = 1024;
-
-function unrecoveredField(failed: ReadonlyArray<{ oid: Oid }>): { unrecovered?: string[]; incomplete?: boolean } {
-  if (failed.length === 0) return {};
-  if (failed.length > unrecoveredListedMax) return { incomplete: true };
-  return { unrecovered: failed.map((item) => oidHex(item.oid)) };
-}
-
-/** Past those, how often the rest are tried until they are recovered or the epoch changes. */
-const unrecoveredRetryLongestMs = 5000;
 /** Client I/O this recent makes recovery yield (when no throttle is set). */
 export const foregroundQuietMs = 200;
 export const automaticThrottle = { maxObjects: 1, intervalMs: 100 };
@@ -397,59 +380,18 @@ export class Recovery {
           await this.recoverObject(item.oid, item.holders, epoch, generation);
         } catch (error) {
           this.log.warn({ oid: oidHex(item.oid), err: asSdError(error).message }, 'object not recovered');
-          failed.push(item);
         }
         this.state.done += 1;
       }
     };
-    const failed: Array<{ oid: Oid; holders: NodeInfo[] }> = [];
     await Promise.all(Array.from({ length: recoveryParallelism }, worker));
-    // A member that announces recovered lets the others drop the copies they no longer own,
-    // which may be the only good copy of an object this node failed to take: try those again.
-    for (let pass = 1; pass <= unrecoveredRetryPasses && failed.length > 0 && generation === this.generation; pass += 1) {
-      await this.clock.sleep(unrecoveredRetryMs * pass);
-      for (const item of failed.splice(0)) {
-        if (generation !== this.generation) break;
-        if (this.verified.has(item.oid)) continue;
-        try {
-          await this.recoverObject(item.oid, item.holders, epoch, generation);
-        } catch (error) {
-          if (pass === unrecoveredRetryPasses) this.log.warn({ oid: oidHex(item.oid), err: asSdError(error).message }, 'object not recovered after retries');
-          failed.push(item);
-        }
-      }
-    }
     // Announced only once the runs of older epochs have stopped: the stale-copy removal that
     // follows the last announcement must see every copy they made, or one made after it stays.
     await earlier;
     if (generation !== this.generation) return;
     this.state.running = false;
-    this.log.info({ epoch, received: this.state.receivedBytes, kept: this.state.keptObjects, unrecovered: failed.length }, 'recovery finished');
-    this.group.announce({ type: 'recovered', node: selfId, epoch, ...unrecoveredField(failed) } as never);
-    if (failed.length > 0) void this.retryUnrecovered(failed, epoch, generation);
-  }
-
-  /**
-   * Keeps trying what the run could not recover until it is recovered or the epoch changes, then
-   * announces the run complete, so the copies kept for it can go.
-   */
-  private async retryUnrecovered(failed: Array<{ oid: Oid; holders: NodeInfo[] }>, epoch: number, generation: number): Promise<void> {
-    while (failed.length > 0) {
-      await this.clock.sleep(unrecoveredRetryLongestMs);
-      if (generation !== this.generation) return;
-      for (const item of failed.splice(0)) {
-        if (generation !== this.generation) return;
-        if (this.verified.has(item.oid)) continue;
-        try {
-          await this.recoverObject(item.oid, item.holders, epoch, generation);
-        } catch {
-          failed.push(item);
-        }
-      }
-    }
-    if (generation !== this.generation) return;
-    this.log.info({ epoch }, 'recovery finished: the objects left over are recovered too');
-    this.group.announce({ type: 'recovered', node: this.group.self.id, epoch } as never);
+    this.log.info({ epoch, received: this.state.receivedBytes, kept: this.state.keptObjects }, 'recovery finished');
+    this.group.announce({ type: 'recovered', node: selfId, epoch } as never);
   }
 
   /**
@@ -711,14 +653,13 @@ export class Recovery {
   }
 
   /** Once every member recovered this epoch: drop copies this node does not own any more. */
-  async removeStale(epoch: number, keep: ReadonlySet<string> = new Set()): Promise<number> {
+  async removeStale(epoch: number): Promise<number> {
     if (epoch !== this.epoch || this.state.running) return 0;
     const selfId = this.group.self.id;
     let removed = 0;
     for (const oid of await this.store.list()) {
       if (this.epoch !== epoch) return removed;
       if (this.placement.nodes(oid, epoch).some((n) => n.id === selfId)) continue;
-      if (keep.has(oidHex(oid))) continue; // an owner could not recover it: this may be the good copy
       await this.store.remove(oid);
       removed += 1;
     }

@@ -198,9 +198,8 @@ export class Sheep {
         }
         this.recovery.onEpoch(epoch);
       },
-      allRecovered: (epoch, keep) => {
-        if (keep === 'all' || keep.size > 0) log.warn({ epoch, kept: keep === 'all' ? 'all' : keep.size }, 'a member could not recover every object: copies it may still need are kept');
-        if (keep !== 'all') void this.recovery.removeStale(epoch, keep).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
+      allRecovered: (epoch) => {
+        void this.recovery.removeStale(epoch).catch((error: unknown) => log.warn({ err: String(error) }, 'stale copy removal failed'));
         // One member (the first of the epoch) reclaims what a returning member brought back of
         // deleted VDIs; what it cannot finish it tries again later.
         if (this.group.epochs.at(-1)?.nodes[0]?.id !== this.group.self.id) return;
