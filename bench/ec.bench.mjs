@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, fileMd5, gibText, joinAndFormat, makeTmp, parseSize, removeTmp, run, sheepArgv, sheepBin,
-  sleep, spawnDaemon, stopDaemons, throughput, writeRandomFile, printTable,
+  sleep, spawnDaemon, stopDaemons, throughput, writeRandomFile, printTable, runOnce,
 } from './lib.mjs';
 
 const basePort = Number(process.env.BENCH_EC_PORT ?? 7660);
@@ -42,13 +42,10 @@ async function startCluster() {
   await joinAndFormat(dog, { addr, count: ports.length, children: sheep, logs: `${tmp}/store*/sheep.log` });
 }
 
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   await stopDaemons(sheep).catch(() => undefined);
   removeTmp(tmp);
-}
+});
 exitOnSignals(cleanup, (signal) => `ec bench: ${signal}, stopping the cluster`);
 
 /** Bytes the object files of VDI `vid` take on every store (data, strips and owner table). */

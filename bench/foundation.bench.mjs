@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, fileMd5, gibText, joinAndFormat, makeTmp, parseSize, removeTmp, run, sheepArgv, sheepBin,
-  spawnDaemon, stopDaemons, throughput, writeRandomFile, printTable, recordTargets,
+  spawnDaemon, stopDaemons, throughput, writeRandomFile, printTable, recordTargets, runOnce,
 } from './lib.mjs';
 
 const ports = [7600, 7601, 7602];
@@ -45,13 +45,10 @@ async function startCluster() {
   await joinAndFormat(dog, { addr, count: ports.length, children: sheep, logs: `${tmp}/store*/sheep.log` });
 }
 
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   await stopDaemons(sheep).catch(() => undefined);
   removeTmp(tmp);
-}
+});
 exitOnSignals(cleanup, (signal) => `foundation bench: ${signal}, stopping the cluster`);
 
 // ---- measurements

@@ -12,7 +12,7 @@
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, fileMd5, gibText, joinAndFormat, makeTmp, median, parseSize, printTable, removeTmp, run, sheepArgv, sheepBin,
-  spawnDaemon, stopDaemons, throughput, writeRandomFile,
+  spawnDaemon, stopDaemons, throughput, writeRandomFile, runOnce,
 } from './lib.mjs';
 
 const clusters = {
@@ -29,13 +29,10 @@ const dogAt = (port) => (args, options) => run(process.execPath, dogArgv(args, p
 const { mbps } = throughput(size, runs);
 
 const sheep = [];
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   await stopDaemons(sheep).catch(() => undefined);
   removeTmp(tmp);
-}
+});
 exitOnSignals(cleanup, (signal) => `integrity bench: ${signal}, stopping the clusters`);
 
 /** A cluster in its own directories; `sums` false turns block sums off in every sheep. */

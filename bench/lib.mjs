@@ -41,6 +41,12 @@ export function removeTmp(tmp, keep = process.env.BENCH_KEEP === '1') {
 }
 
 /** On SIGINT/SIGTERM: print `message(signal)` (if given), clean up, exit 130. */
+/** `work` run at most once: every call after the first waits for that same run (teardown from a signal and from main's end). */
+export function runOnce(work) {
+  let running;
+  return () => (running ??= work());
+}
+
 export function exitOnSignals(cleanup, message) {
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {

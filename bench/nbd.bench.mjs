@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, gibText, joinAndFormat, makeTmp, parseSize, portOpen, printTable, removeTmp, repo, run, sheepArgv,
-  recordTargets, sheepBin, spawnDaemon, stopDaemons, throughput, waitForPort, writeRandomFile, median,
+  recordTargets, sheepBin, spawnDaemon, stopDaemons, throughput, waitForPort, writeRandomFile, median, runOnce,
 } from './lib.mjs';
 
 const sheepMain = path.join(repo, 'dist', 'sheep', 'main.js');
@@ -83,14 +83,11 @@ async function startQemuNbd() {
   }
 }
 
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   // SIGINT lets node write a --cpu-prof profile; SIGTERM stops sheep and qemu-nbd cleanly.
   await stopDaemons(daemons, profile ? 'SIGINT' : 'SIGTERM').catch(() => undefined);
   removeTmp(tmp, process.env.BENCH_KEEP === '1' || profile);
-}
+});
 exitOnSignals(cleanup, (signal) => `nbd bench: ${signal}, stopping the daemons`);
 
 // ---- measurements

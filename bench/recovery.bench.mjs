@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, exitOnSignals, gibText, joinAndFormat, makeTmp, median, parseSize, printTable, recordTargets, removeTmp, run, sheepArgv,
-  sheepBin, sleep, spawnDaemon, stopDaemons, throughput, writeRandomFile,
+  sheepBin, sleep, spawnDaemon, stopDaemons, throughput, writeRandomFile, runOnce,
 } from './lib.mjs';
 
 const basePort = 7800;
@@ -37,13 +37,10 @@ function startSheep(i) {
   return child;
 }
 
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   await stopDaemons([...sheep.values()]).catch(() => undefined);
   removeTmp(tmp);
-}
+});
 exitOnSignals(cleanup, (signal) => `recovery bench: ${signal}, stopping the cluster`);
 
 async function nodeCount() {

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import {
   dogArgv, dogBin, exitOnSignals, forceUnmount, gibText, joinAndFormat, makeTmp, parseSize, removeTmp, repo, run as runCommand,
-  recordTargets, sheepArgv, sheepBin, spawnDaemon, stopDaemons, throughput, waitForMount, writeRandomFile,
+  recordTargets, sheepArgv, sheepBin, spawnDaemon, stopDaemons, throughput, waitForMount, writeRandomFile, runOnce,
 } from './lib.mjs';
 
 const sheepfsBin = path.join(repo, 'bin', 'sheepfs');
@@ -57,17 +57,14 @@ async function startCluster() {
   await joinAndFormat(dog, { addr, count: ports.length, logs: `${tmp}/store*/sheep.log` });
 }
 
-let cleaned = false;
-async function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
+const cleanup = runOnce(async () => {
   // FUSE servers first (they unmount on SIGTERM), then the sheep.
   for (const child of daemons.filter((d) => !d.label.startsWith('sheep '))) await stop(child).catch(() => undefined);
   forceUnmount(fsMnt);
   forceUnmount(memMnt);
   await Promise.all(daemons.map((child) => stop(child).catch(() => undefined)));
   removeTmp(tmp);
-}
+});
 exitOnSignals(cleanup, (signal) => `sheepfs bench: ${signal}, cleaning up`);
 
 // ---- measurements
